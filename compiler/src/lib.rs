@@ -1,0 +1,8 @@
+//! tunec-compiler: `.tune` text in; a checked program, diagnostics, estimates and job graphs out.
+//!
+//! The crate is pure: no file, network or clock access. Everything it needs from the outside (the
+//! files of a local model directory) comes through the [`World`] trait, which the runtime
+//! implements with the file system and tests implement in memory.
+
+pub mod diagnostics;
+pub mod syntax;
