@@ -4,5 +4,10 @@
 //! files of a local model directory) comes through the [`World`] trait, which the runtime
 //! implements with the file system and tests implement in memory.
 
+pub mod catalog;
+pub mod check;
 pub mod diagnostics;
+pub mod render;
 pub mod syntax;
+
+pub use check::{check, Checked, NoFiles, Override, Program, World};

@@ -1,1 +1,15 @@
-fn main(){}
+//! The `tunec` command line: check, plan, build, run, status, graph, fmt and explain.
+//!
+//! The binary does the IO the compiler crate may not: it reads files, resolves local model
+//! directories relative to the pipeline file, chooses colours for terminals, and maps outcomes to
+//! exit codes (0 clean or warnings only, 1 errors found, 2 usage or IO error).
+
+mod cli;
+mod errors_doc;
+mod world;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}

@@ -85,10 +85,11 @@ pub struct Param {
 }
 
 /// `defaults train { precision = bf16 }`: field values every node of that kind starts from.
+/// `defaults train.method.lora { r = 16 }` gives the fields of a variant their defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Defaults {
-    pub kind: NodeKind,
-    pub kind_span: Span,
+    /// `train`, `method`, `lora`: a node kind, then field and variant names.
+    pub path: Vec<Ident>,
     pub fields: Vec<Field>,
     pub span: Span,
 }

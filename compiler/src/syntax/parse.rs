@@ -117,6 +117,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::target | Rule::kw_target => "`target`",
         Rule::param | Rule::kw_param => "`param`",
         Rule::defaults | Rule::kw_defaults => "`defaults`",
+        Rule::defaults_path => "a node kind (`train`, `train.method.lora`)",
         Rule::node | Rule::node_kind => "a node (`model`, `dataset`, `chat`, `split`, `train`, `merge`, `evaluate`)",
         Rule::setting | Rule::field => "a field (`name = value`)",
         Rule::call => "a call (`name(...)`)",
@@ -243,11 +244,12 @@ impl Ctx {
     fn build_defaults(&mut self, pair: Pair<'_, Rule>) -> Defaults {
         let span = span_of(&pair);
         let mut inner = pair.into_inner().skip(1);
-        let kind_pair = inner.next();
-        let kind_span = kind_pair.as_ref().map_or(span, span_of);
-        let kind = kind_pair.and_then(|p| NodeKind::from_keyword(p.as_str())).unwrap_or(NodeKind::Train);
+        let path = inner
+            .next()
+            .map(|p| p.into_inner().map(|seg| Ident { name: seg.as_str().to_owned(), span: span_of(&seg) }).collect())
+            .unwrap_or_default();
         let fields = inner.next().map(|r| self.build_record(r)).unwrap_or_default();
-        Defaults { kind, kind_span, fields, span }
+        Defaults { path, fields, span }
     }
 
     fn build_node(&mut self, pair: Pair<'_, Rule>) -> Node {

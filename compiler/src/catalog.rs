@@ -1,0 +1,160 @@
+//! The stdlib catalogs: model architectures and SageMaker training instances.
+//!
+//! Both are data files under `stdlib/catalog/`, embedded at compile time and parsed once on first
+//! use. Every row carries its source and the date it was read, so a figure in a diagnostic can be
+//! traced. A model that is not in the catalog can still be used through `local_model("dir")`, whose
+//! facts come from the directory's `config.json` and `tokenizer_config.json` (see `local_model`).
+
+use serde::Deserialize;
+use std::sync::OnceLock;
+
+pub const MODELS_TOML: &str = include_str!("../../stdlib/catalog/models.toml");
+pub const INSTANCES_TOML: &str = include_str!("../../stdlib/catalog/instances.toml");
+
+/// Architecture and tokenizer facts of one model.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct ModelFacts {
+    pub id: String,
+    pub family: String,
+    pub architecture: String,
+    pub decoder_layer: String,
+    pub hidden_size: u64,
+    pub intermediate_size: u64,
+    pub num_layers: u64,
+    pub num_heads: u64,
+    pub num_kv_heads: u64,
+    pub head_dim: u64,
+    pub vocab_size: u64,
+    pub max_position_embeddings: u64,
+    pub tied_embeddings: bool,
+    pub params: u64,
+    pub linear_modules: Vec<String>,
+    pub attention_bias: bool,
+    pub instruct: bool,
+    pub chat_template: String,
+    pub bos_token: String,
+    pub eos_token: String,
+    pub eot_token: String,
+    pub pad_token: String,
+    pub reserved_pad_token: String,
+    pub template_adds_bos: bool,
+    pub stop_tokens: Vec<String>,
+    pub source: String,
+    pub date: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Whether an instance has a CUDA GPU, a Neuron accelerator, or neither.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    Cuda,
+    Neuron,
+    None,
+}
+
+/// One SageMaker training instance type.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Instance {
+    pub name: String,
+    pub accelerator: Accelerator,
+    pub gpu: String,
+    pub gpu_count: u64,
+    pub gpu_memory_mib: u64,
+    pub bf16: bool,
+    pub gpu_bf16_tflops: f64,
+    pub vcpu: u64,
+    pub memory_gib: u64,
+    pub local_storage_gb: u64,
+    pub price_usd_per_hour: f64,
+    pub price_region: String,
+    pub price_date: String,
+    pub source: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelFile {
+    model: Vec<ModelFacts>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InstanceFile {
+    instance: Vec<Instance>,
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    pub models: Vec<ModelFacts>,
+    pub instances: Vec<Instance>,
+}
+
+impl Catalog {
+    /// Parses the two catalog texts.
+    pub fn parse(models: &str, instances: &str) -> Result<Catalog, String> {
+        let models: ModelFile = toml::from_str(models).map_err(|e| format!("models.toml: {e}"))?;
+        let instances: InstanceFile = toml::from_str(instances).map_err(|e| format!("instances.toml: {e}"))?;
+        Ok(Catalog { models: models.model, instances: instances.instance })
+    }
+
+    /// The catalog embedded from `stdlib/catalog/`. Its validity is a build invariant that the
+    /// test suite checks, so failing to parse it here is a bug in the release, not bad input.
+    pub fn builtin() -> &'static Catalog {
+        static CATALOG: OnceLock<Catalog> = OnceLock::new();
+        CATALOG.get_or_init(|| {
+            Catalog::parse(MODELS_TOML, INSTANCES_TOML).expect("the embedded stdlib catalog is valid TOML")
+        })
+    }
+
+    /// Looks a model up by its Hub id, ignoring ASCII case as the Hub does.
+    pub fn model(&self, id: &str) -> Option<&ModelFacts> {
+        self.models.iter().find(|m| m.id.eq_ignore_ascii_case(id))
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_is_consistent() {
+        let catalog = Catalog::builtin();
+        assert!(catalog.models.len() >= 16, "the catalog covers the 16 reference models");
+        for m in &catalog.models {
+            assert_eq!(m.num_heads * m.head_dim % m.num_kv_heads, 0, "{}", m.id);
+            assert!(m.num_heads % m.num_kv_heads == 0, "{}: heads divide into KV groups", m.id);
+            assert!(!m.source.is_empty() && m.date.len() == 10, "{}: every row has a source and a date", m.id);
+            assert!(!m.linear_modules.is_empty(), "{}", m.id);
+            assert!(m.stop_tokens.contains(&m.eot_token) || m.eot_token == m.eos_token, "{}: eot stops generation", m.id);
+        }
+        for i in &catalog.instances {
+            assert!(i.name.starts_with("ml."), "{}", i.name);
+            assert!(!i.source.is_empty(), "{}: every row has a source", i.name);
+            assert!(i.price_usd_per_hour == 0.0 || i.price_date.len() == 10, "{}: a price has a date", i.name);
+            assert_eq!(i.accelerator == Accelerator::None, i.gpu_count == 0, "{}", i.name);
+        }
+        assert!(catalog.model("meta-llama/llama-3.1-8b-instruct").is_some());
+        let p4d = catalog.instance("ml.p4d.24xlarge").expect("p4d is in the catalog");
+        assert_eq!((p4d.gpu_count, p4d.gpu_memory_mib), (8, 40960));
+    }
+
+    /// The parameter count of every Llama-style row follows from its shape (embeddings, attention,
+    /// MLP, norms, untied head), so a typo in either is caught.
+    #[test]
+    fn llama_parameter_counts_follow_from_the_shape() {
+        for m in Catalog::builtin().models.iter().filter(|m| m.family == "llama") {
+            let h = m.hidden_size;
+            let q = m.num_heads * m.head_dim;
+            let kv = m.num_kv_heads * m.head_dim;
+            let layer = h * q + 2 * h * kv + q * h + 3 * h * m.intermediate_size + 2 * h;
+            let head = if m.tied_embeddings { 0 } else { m.vocab_size * h };
+            assert_eq!(m.params, m.vocab_size * h + m.num_layers * layer + h + head, "{}", m.id);
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The checker: AST in, a typed [`Program`] and every diagnostic out.
+//!
+//! Passes, in order: pick the pipeline; collect `defaults` (prelude first, then the file's);
+//! declare parameters and apply `--set` overrides; declare node names; give each node its output
+//! type from its kind and function; check every node's fields against the schema (`value.rs`),
+//! resolving references and their types; order the nodes topologically (a cycle is an error);
+//! attach model facts (catalog or local directory); then run the domain rules (`rules/`). Nothing
+//! stops early: a node with a bad field still gets its other fields checked and its rules run on
+//! what did check, so one run shows every problem.
+
+mod local_model;
+mod resolve;
+mod rules;
+pub mod schema;
+mod suggest;
+pub mod value;
+
+use crate::catalog::{Catalog, ModelFacts};
+use crate::diagnostics::{Diagnostic, FileId, Sources};
+use crate::syntax::ast::{NodeKind, Span};
+use std::fmt;
+pub use value::{Column, FieldVal, Fields, Origin, RefVal, Val};
+
+/// Reads the files of `local_model("dir")` directories. The runtime implements it with the file
+/// system (paths relative to the pipeline file); tests implement it in memory.
+pub trait World {
+    /// Reads `dir/file`, or says why it cannot.
+    fn read(&self, dir: &str, file: &str) -> Result<String, String>;
+}
+
+/// A world with no files at all.
+pub struct NoFiles;
+
+impl World for NoFiles {
+    fn read(&self, dir: &str, file: &str) -> Result<String, String> {
+        Err(format!("`{dir}/{file}` cannot be read here"))
+    }
+}
+
+/// The output type of a node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeType {
+    /// A base or merged model; `base` names the model node it derives from.
+    Model { base: String },
+    Dataset { columns: Vec<Column> },
+    /// Rendered, tokenized conversations from a dataset's columns, for a model's tokenizer.
+    Chat { columns: Vec<Column>, tokenizer: String },
+    Splits { parts: Vec<String>, tokenizer: String },
+    Adapter { base: String },
+    EvalReport,
+}
+
+impl fmt::Display for NodeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeType::Model { base } => write!(f, "Model<{base}>"),
+            NodeType::Dataset { columns } => {
+                let cols: Vec<String> = columns.iter().map(|c| format!("{}: {}", c.name, c.ty)).collect();
+                write!(f, "Dataset<{}>", cols.join(", "))
+            }
+            NodeType::Chat { tokenizer, .. } => write!(f, "Chat<{tokenizer}>"),
+            NodeType::Splits { parts, .. } => write!(f, "Splits<{}>", parts.join(", ")),
+            NodeType::Adapter { base } => write!(f, "Adapter<{base}>"),
+            NodeType::EvalReport => f.write_str("EvalReport"),
+        }
+    }
+}
+
+/// A checked node.
+#[derive(Clone, Debug)]
+pub struct TypedNode {
+    pub name: String,
+    pub name_span: Span,
+    pub kind: NodeKind,
+    /// The function it calls (`sft`, `hf_model`).
+    pub func: String,
+    pub ty: NodeType,
+    pub span: Span,
+    pub fields: Fields,
+    /// The nodes it reads from, in field order, without duplicates.
+    pub inputs: Vec<String>,
+    /// For model nodes: the architecture and tokenizer facts.
+    pub model: Option<ModelFacts>,
+}
+
+impl TypedNode {
+    /// Where a rule about `path` should point: the value when the pipeline wrote it, else the
+    /// node's name (the value came from a default).
+    pub fn span_of(&self, path: &str) -> Span {
+        match self.fields.path(path) {
+            Some(fv) if fv.origin == Origin::User => fv.span,
+            _ => {
+                // A nested default inside a user-written variant points at the variant.
+                let mut prefix = path;
+                while let Some((head, _)) = prefix.rsplit_once('.') {
+                    if let Some(fv) = self.fields.path(head).filter(|fv| fv.origin == Origin::User) {
+                        return fv.span;
+                    }
+                    prefix = head;
+                }
+                self.name_span
+            }
+        }
+    }
+
+    /// "set here" or "defaults to `bf16`", for labels.
+    pub fn describe(&self, path: &str) -> String {
+        match self.fields.path(path) {
+            Some(fv) if fv.origin == Origin::User => format!("`{path}` is {}", show(&fv.val)),
+            Some(fv) => format!("`{path}` defaults to {}", show(&fv.val)),
+            None => format!("`{path}` is not set"),
+        }
+    }
+}
+
+/// A short rendering of a value for messages.
+pub fn show(val: &Val) -> String {
+    match val {
+        Val::Str(s) => format!("\"{s}\""),
+        Val::Env(name) => format!("env(\"{name}\")"),
+        Val::Int(n) => format!("`{n}`"),
+        Val::Float(x) => format!("`{x}`"),
+        Val::Bool(b) => format!("`{b}`"),
+        Val::Duration(s) => format!("{s} s"),
+        Val::Size(b) => format!("{b} B"),
+        Val::Money(m) => format!("${m}"),
+        Val::Enum(w) | Val::Variant(w, _) => format!("`{w}`"),
+        Val::Instance { name, count } => format!("\"{name}\" x {count}"),
+        Val::Columns(_) => "a column schema".into(),
+        Val::List(items) => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Val::Targets(None) => "`all_linear`".into(),
+        Val::Targets(Some(list)) => format!("[{}]", list.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")),
+        Val::Ref(r) => format!("`{r}`"),
+    }
+}
+
+/// The pipeline's target.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    /// `local` or `sagemaker`.
+    pub kind: String,
+    pub fields: Fields,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamInfo {
+    pub name: String,
+    pub value: Val,
+    /// Whether `--set` replaced the declared value.
+    pub overridden: bool,
+    pub span: Span,
+}
+
+/// A checked pipeline: what the estimator and the lowering consume.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub name: String,
+    pub name_span: Span,
+    pub file: FileId,
+    pub target: TargetConfig,
+    pub budget: Option<(f64, Span)>,
+    pub description: Option<String>,
+    pub params: Vec<ParamInfo>,
+    /// In source order.
+    pub nodes: Vec<TypedNode>,
+    /// Indices into `nodes` in dependency order (inputs first).
+    pub order: Vec<usize>,
+}
+
+impl Program {
+    pub fn node(&self, name: &str) -> Option<&TypedNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The model facts behind a model node, or behind what a chat, split, adapter or merged model
+    /// derives from.
+    pub fn model_facts(&self, node: &str) -> Option<&ModelFacts> {
+        let node = self.node(node)?;
+        match &node.ty {
+            NodeType::Model { base } | NodeType::Adapter { base } if base != &node.name => self.model_facts(base),
+            NodeType::Chat { tokenizer, .. } | NodeType::Splits { tokenizer, .. } => self.model_facts(tokenizer),
+            _ => node.model.as_ref(),
+        }
+    }
+}
+
+/// Everything `check` produces.
+#[derive(Debug)]
+pub struct Checked {
+    pub sources: Sources,
+    pub main: FileId,
+    /// Present when the file parsed and declared a pipeline, even with check errors, so that
+    /// editors can still show types.
+    pub program: Option<Program>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// A `--set name=value` override: the parameter and the value's source text.
+#[derive(Clone, Debug)]
+pub struct Override {
+    pub name: String,
+    pub value: String,
+}
+
+/// The stdlib prelude, read before every pipeline.
+pub const PRELUDE: &str = include_str!("../../../stdlib/prelude.tune");
+pub const PRELUDE_NAME: &str = "<stdlib/prelude.tune>";
+
+/// Checks a pipeline file. `name` is how the file is shown in diagnostics.
+pub fn check(name: &str, text: &str, overrides: &[Override], world: &dyn World) -> Checked {
+    check_with(name, text, overrides, world, Catalog::builtin())
+}
+
+/// [`check`] against a given catalog.
+pub fn check_with(name: &str, text: &str, overrides: &[Override], world: &dyn World, catalog: &Catalog) -> Checked {
+    let mut sources = Sources::default();
+    let main = sources.add(name, text);
+    let prelude = sources.add(PRELUDE_NAME, PRELUDE);
+    let mut diagnostics = Vec::new();
+    let program = resolve::run(&mut sources, main, prelude, overrides, world, catalog, &mut diagnostics);
+    if let Some(program) = &program {
+        rules::run(program, catalog, &mut diagnostics);
+    }
+    diagnostics.sort_by_key(|d| (d.file, d.primary.span.start, d.code));
+    diagnostics.dedup();
+    Checked { sources, main, program, diagnostics }
+}

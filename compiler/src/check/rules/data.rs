@@ -1,0 +1,142 @@
+//! Rules about data: split fractions, leakage between training and evaluation data, and the
+//! Hub's split-slice syntax.
+
+use super::Report;
+use crate::check::{RefVal, Val};
+use crate::diagnostics::{Code, Label};
+use crate::syntax::ast::NodeKind;
+
+pub(super) fn run(r: &mut Report<'_>) {
+    let program = r.program;
+    for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Split) {
+        let parts: Vec<(&str, f64)> = ["train", "val", "test"].into_iter().filter_map(|p| node.fields.float(p).map(|f| (p, f))).collect();
+        if parts.is_empty() {
+            r.emit(Code::SplitFractions, node.name_span, "the split has no parts".into(), "no fractions given".into(), "give fractions, e.g. `split(data, train = 0.9, val = 0.05, test = 0.05)`".into());
+            continue;
+        }
+        for (part, fraction) in &parts {
+            if *fraction <= 0.0 || *fraction >= 1.0 {
+                r.emit(
+                    Code::SplitFractions,
+                    node.span_of(part),
+                    format!("`{part}` must be a fraction between 0 and 1"),
+                    format!("{fraction} leaves {} empty", if *fraction <= 0.0 { "this part" } else { "the other parts" }),
+                    "leave an unused part out instead of setting it to 0".into(),
+                );
+            }
+        }
+        let sum: f64 = parts.iter().map(|(_, f)| f).sum();
+        if sum > 1.0 + 1e-9 {
+            let d = r.emit(
+                Code::SplitFractions,
+                node.name_span,
+                format!("split fractions sum to {}", (sum * 1e6).round() / 1e6),
+                "more than the whole dataset".into(),
+                "make the fractions sum to 1 (or less, to leave rows out)".into(),
+            );
+            for (part, _) in &parts {
+                d.secondary.push(Label::new(node.span_of(part), format!("`{part}`")));
+            }
+        }
+        if node.fields.bool("dedup") == Some(false) {
+            r.emit(
+                Code::SplitLeakage,
+                node.span_of("dedup"),
+                "splitting without deduplication".into(),
+                "a duplicated row can land in both train and test".into(),
+                "set `dedup = true` (the default) so test scores are not inflated by memorised rows".into(),
+            )
+            .severity = crate::diagnostics::Severity::Warning;
+        }
+    }
+    // Training data must not be evaluated on.
+    let trained_on: Vec<(&RefVal, &crate::check::TypedNode)> = program
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Train)
+        .filter_map(|n| n.fields.reference("data").map(|d| (d, n)))
+        .collect();
+    for node in program.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Evaluate)) {
+        let field = if node.kind == NodeKind::Train { "eval" } else { "data" };
+        let Some(used) = node.fields.reference(field) else { continue };
+        for (train_data, train_node) in &trained_on {
+            let overlaps = *train_data == used || (train_data.node == used.node && (train_data.part.is_none() || used.part.is_none()));
+            if overlaps && (node.kind == NodeKind::Evaluate || train_node.name == node.name) {
+                r.emit(
+                    Code::SplitLeakage,
+                    node.span_of(field),
+                    format!("`{used}` is also the training data of `{}`", train_node.name),
+                    "evaluating on training data".into(),
+                    "split the data (`split(chat, train = 0.9, test = 0.1)`) and evaluate on a part that is not trained on".into(),
+                )
+                .secondary
+                .push(Label::new(train_node.span_of("data"), "trained on here"));
+            }
+        }
+    }
+    for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Dataset) {
+        if let Some(Val::Str(slice)) = node.fields.get("split").map(|f| &f.val) {
+            if let Err(why) = check_slice(slice) {
+                r.emit(
+                    Code::SplitSlice,
+                    node.span_of("split"),
+                    format!("malformed split `{slice}`"),
+                    why,
+                    "write a split name with an optional slice: `train`, `train[:10000]`, `train[10%:]`, `test[5:50%]`".into(),
+                );
+            }
+        }
+    }
+}
+
+/// Validates `name[start:end]` where bounds are integers or percentages.
+pub(super) fn check_slice(text: &str) -> Result<(), String> {
+    let (name, slice) = match text.find('[') {
+        Some(i) => (&text[..i], Some(&text[i..])),
+        None => (text, None),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err("the split name is missing or has characters other than letters, digits, `_` and `-`".into());
+    }
+    let Some(slice) = slice else { return Ok(()) };
+    let inner = slice.strip_prefix('[').and_then(|s| s.strip_suffix(']')).ok_or("a slice is closed with `]`")?;
+    let (start, end) = inner.split_once(':').ok_or("a slice has a `:` between its bounds")?;
+    let bound = |b: &str| -> Result<Option<f64>, String> {
+        let b = b.trim();
+        if b.is_empty() {
+            return Ok(None);
+        }
+        let (num, pct) = match b.strip_suffix('%') {
+            Some(n) => (n, true),
+            None => (b, false),
+        };
+        let value: i64 = num.parse().map_err(|_| format!("`{b}` is not an integer or a percentage"))?;
+        if pct && !(-100..=100).contains(&value) {
+            return Err(format!("`{b}` is not a percentage between -100% and 100%"));
+        }
+        Ok(Some(value as f64))
+    };
+    let (s, e) = (bound(start)?, bound(end)?);
+    let same_kind = start.trim().ends_with('%') == end.trim().ends_with('%');
+    if let (Some(s), Some(e)) = (s, e) {
+        if same_kind && s >= 0.0 && e >= 0.0 && e <= s {
+            return Err("the slice is empty: its end is not after its start".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_slice;
+
+    #[test]
+    fn slices() {
+        for ok in ["train", "train[:10000]", "train[10%:]", "test[5:50]", "validation[-10%:]", "train[:]"] {
+            assert!(check_slice(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "train[", "train[10]", "train[a:]", "train[50:10]", "tr ain", "train[200%:]"] {
+            assert!(check_slice(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Rules about the instance a node runs on: that it exists, has the right accelerator and dtype
+//! support, and that its time limits are ones SageMaker accepts.
+
+use super::Report;
+use crate::catalog::{Accelerator, Catalog};
+use crate::check::suggest;
+use crate::check::Val;
+use crate::diagnostics::{Code, Label};
+use crate::syntax::ast::NodeKind;
+
+/// SageMaker's MaxRuntimeInSeconds and MaxWaitTimeInSeconds ceiling: 28 days.
+const MAX_RUNTIME_SECS: u64 = 28 * 24 * 3600;
+
+pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
+    let nodes: Vec<_> = r.program.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate)).collect();
+    for node in nodes {
+        let Some(fv) = node.fields.get("compute") else { continue };
+        let Val::Instance { name, count } = &fv.val else { continue };
+        let Some(instance) = catalog.instance(name) else {
+            let help = match suggest::closest(name, catalog.instances.iter().map(|i| i.name.as_str())) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None if !name.starts_with("ml.") => format!("SageMaker instance types start with `ml.`: `ml.{name}`"),
+                None => "`tunec explain unknown_instance` lists the catalog's training instances".to_owned(),
+            };
+            r.emit(Code::UnknownInstance, fv.span, format!("unknown instance type `{name}`"), "not a SageMaker training instance in the catalog".into(), help);
+            continue;
+        };
+        if node.kind != NodeKind::Train {
+            continue;
+        }
+        let quantized = super::four_bit(node) || node.fields.word("quant") == Some("int8");
+        if instance.accelerator != Accelerator::Cuda {
+            let what = match instance.accelerator {
+                Accelerator::Neuron => "Trainium (Neuron) accelerators",
+                _ => "no GPU",
+            };
+            let why = if quantized { "bitsandbytes quantization needs a CUDA GPU" } else { "the Hugging Face training image needs a CUDA GPU" };
+            r.emit(
+                Code::NoCudaGpu,
+                fv.span,
+                format!("`{name}` has {what}"),
+                why.into(),
+                "pick a GPU instance such as `\"ml.g5.2xlarge\" x 1` or `\"ml.p4d.24xlarge\" x 1`".into(),
+            );
+            continue;
+        }
+        let dtype = super::precision(node);
+        let compute_dtype = node.fields.word("quant.compute");
+        if !instance.bf16 && (dtype == "bf16" || compute_dtype == Some("bf16")) {
+            let at = if dtype == "bf16" { node.span_of("precision") } else { node.span_of("quant.compute") };
+            r.emit(
+                Code::Bf16Unsupported,
+                fv.span,
+                format!("`{name}` ({}) has no bf16 support", instance.gpu),
+                format!("{} GPUs cannot run bf16", instance.gpu),
+                "use an Ampere or newer GPU (g5, g6, p4d, p5), or train in `fp16` with fp32 quant storage".into(),
+            )
+            .secondary
+            .push(Label::new(at, "bf16 requested here"));
+        }
+        let _ = count;
+    }
+    for node in r.program.nodes.iter().filter(|n| n.kind == NodeKind::Train).collect::<Vec<_>>() {
+        for field in ["max_runtime", "max_wait"] {
+            if let Some(Val::Duration(secs)) = node.fields.get(field).map(|f| &f.val) {
+                if *secs == 0 || *secs > MAX_RUNTIME_SECS {
+                    r.emit(
+                        Code::MaxRuntimeLimit,
+                        node.span_of(field),
+                        format!("`{field}` must be between 1 s and 28 days"),
+                        format!("{secs} s is outside SageMaker's limits"),
+                        "SageMaker stops a training job after at most 28 days (2,419,200 s); split longer training with checkpoints".into(),
+                    );
+                }
+            }
+        }
+        let spot = node.fields.bool("spot").unwrap_or(false);
+        if let (Some(Val::Duration(run)), Some(Val::Duration(wait))) =
+            (node.fields.get("max_runtime").map(|f| &f.val), node.fields.get("max_wait").map(|f| &f.val))
+        {
+            if spot && wait < run {
+                r.emit(
+                    Code::MaxRuntimeLimit,
+                    node.span_of("max_wait"),
+                    "`max_wait` is shorter than `max_runtime`".into(),
+                    "SageMaker rejects a wait shorter than the runtime".into(),
+                    format!("set `max_wait` to at least `max_runtime` ({run} s), e.g. twice it"),
+                );
+            }
+        }
+        if !spot && node.fields.is_user("max_wait") {
+            r.emit(
+                Code::MaxRuntimeLimit,
+                node.span_of("max_wait"),
+                "`max_wait` without `spot = true`".into(),
+                "SageMaker only accepts a wait time for managed spot training".into(),
+                "remove `max_wait`, or set `spot = true`".into(),
+            );
+        }
+        if spot && node.fields.get("save_steps").is_none() {
+            r.emit(
+                Code::SpotWithoutCheckpoints,
+                node.span_of("spot"),
+                "spot training without checkpoints".into(),
+                "an interrupted spot job will restart from step 0".into(),
+                "add `save_steps = 100` so an interruption resumes from the newest checkpoint".into(),
+            );
+        }
+    }
+}

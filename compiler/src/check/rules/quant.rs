@@ -1,0 +1,153 @@
+//! Rules about quantization and merging: the FSDP+QLoRA storage dtype, bitsandbytes' poor
+//! defaults, quantization without an adapter, and merging into a quantized or foreign base.
+
+use super::{four_bit, precision, Report};
+use crate::check::NodeType;
+use crate::diagnostics::{Code, Label};
+use crate::syntax::ast::NodeKind;
+
+pub(super) fn run(r: &mut Report<'_>) {
+    let program = r.program;
+    for node in r.program.nodes.iter().filter(|n| n.kind == NodeKind::Train) {
+        let method = node.fields.word("method");
+        let quant = node.fields.word("quant");
+        if method == Some("qlora") && quant.is_none() {
+            r.emit(
+                Code::MissingField,
+                node.span_of("method"),
+                "`qlora` needs a `quant` setting".into(),
+                "QLoRA trains on a quantized base".into(),
+                "add `quant = nf4 { double_quant = true, compute = bf16, storage = bf16 }`, or use `method = lora`".into(),
+            );
+        }
+        if quant.is_some() && method == Some("full") {
+            r.emit(
+                Code::QuantWithoutAdapter,
+                node.span_of("quant"),
+                "quantized weights cannot be fine-tuned in full".into(),
+                "4/8-bit weights are frozen".into(),
+                "train an adapter on the quantized base (`method = qlora { ... }`), or remove `quant` for full fine-tuning".into(),
+            )
+            .secondary
+            .push(Label::new(node.span_of("method"), "full fine-tuning chosen here"));
+        }
+        if quant.is_some() && method == Some("lora") {
+            r.emit(
+                Code::QuantWithoutAdapter,
+                node.span_of("method"),
+                "`lora` with a quantized base is QLoRA".into(),
+                "`quant` is set, so the base is loaded quantized".into(),
+                "write `method = qlora { ... }` to say so, or remove `quant` to train LoRA on a bf16 base".into(),
+            )
+            .severity = crate::diagnostics::Severity::Warning;
+        }
+        if four_bit(node) {
+            let dtype = precision(node);
+            let storage = node.fields.word("quant.storage").unwrap_or("uint8");
+            if node.fields.get("fsdp").is_some() && storage != dtype {
+                let help = if dtype == "fp16" {
+                    "with fp16 training, store 4-bit weights in fp32: `quant = nf4 { storage = fp32 }`, or train in bf16".to_owned()
+                } else {
+                    format!("set `storage = {dtype}` in `quant`, so FSDP sees one float dtype")
+                };
+                let storage_desc = node.describe("quant.storage");
+                let precision_desc = node.describe("precision");
+                r.emit(
+                    Code::FsdpQloraStorage,
+                    node.span_of("quant.storage"),
+                    format!("FSDP cannot shard 4-bit weights stored as `{storage}` in a `{dtype}` model"),
+                    storage_desc,
+                    help,
+                )
+                .secondary
+                .extend([Label::new(node.span_of("precision"), precision_desc), Label::new(node.span_of("fsdp"), "FSDP enabled here")]);
+            }
+            if quant == Some("fp4") {
+                r.emit(
+                    Code::BnbDefaults,
+                    node.span_of("quant"),
+                    "`fp4` is bitsandbytes' default, not QLoRA's".into(),
+                    "4-bit float fits normally distributed weights worse than NF4".into(),
+                    "use `quant = nf4 { ... }`, the data type QLoRA was published with".into(),
+                );
+            }
+            if node.fields.word("quant.compute") == Some("fp32") {
+                r.emit(
+                    Code::BnbDefaults,
+                    node.span_of("quant.compute"),
+                    "4-bit compute in fp32 is bitsandbytes' default and slow".into(),
+                    "every dequantized matmul runs in fp32".into(),
+                    format!("set `compute = {}` to match the training precision", if precision(node) == "fp32" { "bf16" } else { precision(node) }),
+                );
+            }
+            if node.fields.bool("quant.double_quant") == Some(false) {
+                r.emit(
+                    Code::BnbDefaults,
+                    node.span_of("quant.double_quant"),
+                    "double quantization is off".into(),
+                    "costs 0.37 bit per parameter more (4.5 instead of 4.127)".into(),
+                    "set `double_quant = true` unless you are reproducing a run without it".into(),
+                );
+            }
+        }
+    }
+    for node in r.program.nodes.iter().filter(|n| n.kind == NodeKind::Merge) {
+        let dtype = node.fields.word("dtype").unwrap_or("bf16");
+        if matches!(dtype, "nf4" | "int8") {
+            r.emit(
+                Code::MergeQuantizedBase,
+                node.span_of("dtype"),
+                format!("merging into a `{dtype}` base"),
+                "the adapter's update is rounded away when re-quantized".into(),
+                "merge into the 16-bit base (`dtype = bf16`) and quantize the merged model afterwards if you need to".into(),
+            );
+        }
+        let Some(adapter) = node.fields.reference("adapter").and_then(|a| program.node(&a.node)) else { continue };
+        let NodeType::Adapter { base } = &adapter.ty else { continue };
+        if let Some(explicit) = node.fields.reference("base") {
+            if &explicit.node != base {
+                r.emit(
+                    Code::AdapterBase,
+                    node.span_of("base"),
+                    format!("`{}` was trained on `{base}`, not `{}`", adapter.name, explicit.node),
+                    format!("merging into `{}`", explicit.node),
+                    format!("merge into the base it was trained on: `base = {base}` (or leave `base` out)"),
+                )
+                .secondary
+                .push(Label::new(adapter.span_of("model"), format!("trained on `{base}` here")));
+            }
+        }
+        let trained = precision(adapter);
+        if matches!(dtype, "bf16" | "fp16" | "fp32") && dtype != trained && !(trained == "fp32" && dtype == "bf16") {
+            r.emit(
+                Code::MergeDtype,
+                node.span_of("dtype"),
+                format!("merging in `{dtype}` an adapter trained in `{trained}`"),
+                format!("{trained} → {dtype} changes the range of the weights"),
+                format!("merge in the training precision: `dtype = {trained}`"),
+            );
+        }
+    }
+    for node in r.program.nodes.iter().filter(|n| n.kind == NodeKind::Evaluate) {
+        let Some(model_ref) = node.fields.reference("model") else { continue };
+        let Some(model) = program.node(&model_ref.node) else { continue };
+        let Some(data_ref) = node.fields.reference("data") else { continue };
+        let tokenizer = match program.node(&data_ref.node).map(|n| &n.ty) {
+            Some(NodeType::Splits { tokenizer, .. } | NodeType::Chat { tokenizer, .. }) => tokenizer.clone(),
+            _ => continue,
+        };
+        let base = match &model.ty {
+            NodeType::Model { base } | NodeType::Adapter { base } => base.clone(),
+            _ => continue,
+        };
+        if !base.is_empty() && !tokenizer.is_empty() && base != tokenizer {
+            r.emit(
+                Code::AdapterBase,
+                node.span_of("data"),
+                format!("`{}` derives from `{base}` but the data was templated for `{tokenizer}`", model.name),
+                "tokenized for another model".into(),
+                format!("evaluate on conversations rendered with `{base}`'s tokenizer"),
+            );
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Rules about tokens and templates: pad vs end-of-turn, double BOS, sequence length vs the
+//! context window, placeholders that name no column, and chat templates on base models.
+
+use super::Report;
+use crate::check::{NodeType, Val};
+use crate::diagnostics::{Code, Label};
+use crate::syntax::ast::{NodeKind, Span};
+
+pub(super) fn run(r: &mut Report<'_>) {
+    let program = r.program;
+    // pad == eos/eot: checked on the model node, where the pad token is chosen.
+    for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Model) {
+        let Some(facts) = &node.model else { continue };
+        let chosen = node.fields.str("pad_token");
+        let pad = chosen.unwrap_or(facts.pad_token.as_str());
+        if pad.is_empty() {
+            continue;
+        }
+        let trained_by_chat = program.nodes.iter().any(|n| n.kind == NodeKind::Chat && n.fields.reference("tokenizer").is_some_and(|t| t.node == node.name));
+        if trained_by_chat && (pad == facts.eos_token || pad == facts.eot_token) {
+            let which = if pad == facts.eot_token { "end-of-turn" } else { "end-of-sequence" };
+            let fix = if facts.reserved_pad_token.is_empty() {
+                "set `pad_token` to a token that is neither EOS nor end-of-turn (add one to the tokenizer if it has none)".to_owned()
+            } else {
+                format!("set `pad_token = \"{}\"`", facts.reserved_pad_token)
+            };
+            let (span, label) = match chosen {
+                Some(_) => (node.span_of("pad_token"), format!("\"{pad}\" is the {which} token")),
+                None => (node.name_span, format!("the tokenizer pads with \"{pad}\", its {which} token")),
+            };
+            r.emit(Code::PadIsEos, span, format!("the pad token is the {which} token `{pad}`"), label, format!("padding is masked out of the loss, so the model never learns to stop; {fix}"));
+        }
+    }
+    for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Chat) {
+        let Some(tokenizer) = node.fields.reference("tokenizer") else { continue };
+        let Some(facts) = program.model_facts(&tokenizer.node) else { continue };
+        if facts.template_adds_bos && node.fields.bool("add_special_tokens") == Some(true) && !facts.bos_token.is_empty() {
+            r.emit(
+                Code::DoubleBos,
+                node.span_of("add_special_tokens"),
+                format!("`{}` would start every conversation with two `{}`", node.name, facts.bos_token),
+                "the tokenizer adds BOS on top of the template's".into(),
+                "set `add_special_tokens = false`: the chat template already writes BOS".into(),
+            );
+        }
+        if let Some(seq_len) = node.fields.int("seq_len") {
+            if u64::try_from(seq_len).unwrap_or(0) > facts.max_position_embeddings {
+                r.emit(
+                    Code::SeqLenContext,
+                    node.span_of("seq_len"),
+                    format!("`seq_len` {seq_len} is longer than the context of `{}`", facts.id),
+                    format!("the model has {} positions", facts.max_position_embeddings),
+                    format!("set `seq_len` to at most {}", facts.max_position_embeddings),
+                );
+            }
+        }
+        if !facts.instruct {
+            r.emit(
+                Code::UntrainedSpecialTokens,
+                node.span_of("tokenizer"),
+                format!("`{}` is a base model: its chat-template tokens were never trained", facts.id),
+                "base checkpoint".into(),
+                "start from the instruct checkpoint, or train the embeddings too: `method = lora { modules_to_save = [\"embed_tokens\", \"lm_head\"] }`".into(),
+            );
+        }
+        let columns = match &node.ty {
+            NodeType::Chat { columns, .. } => columns,
+            _ => continue,
+        };
+        let dataset_span = node.fields.reference("data").and_then(|d| program.node(&d.node)).map(|d| d.name_span);
+        for field in ["system", "user", "assistant"] {
+            let Some(fv) = node.fields.get(field) else { continue };
+            let Val::Str(text) = &fv.val else { continue };
+            if fv.origin != crate::check::Origin::User {
+                continue;
+            }
+            for (name, offset) in placeholders(text) {
+                if columns.iter().any(|c| c.name == name) || columns.is_empty() {
+                    continue;
+                }
+                // Point at the placeholder itself when the literal is a plain one-line string.
+                let span = if program_text_matches(fv.span, text) { Span::new(fv.span.start as usize + 1 + offset, fv.span.start as usize + 3 + offset + name.len()) } else { fv.span };
+                let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                let help = match crate::check::suggest::closest(&name, names.iter().copied()) {
+                    Some(best) => format!("did you mean `{{{best}}}`? write `{{{{` for a literal brace"),
+                    None => format!("the dataset's columns are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+                };
+                let d = r.emit(Code::TemplatePlaceholder, span, format!("`{{{name}}}` names no column"), "no such column".into(), help);
+                if let Some(ds) = dataset_span {
+                    d.secondary.push(Label::new(ds, "columns declared here"));
+                }
+            }
+        }
+    }
+}
+
+/// The names inside `{...}` in a template, with their byte offset in the decoded text.
+/// `{{` and `}}` are literal braces.
+pub(super) fn placeholders(text: &str) -> Vec<(String, usize)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
+            b'}' if bytes.get(i + 1) == Some(&b'}') => i += 2,
+            b'{' => {
+                let start = i;
+                let end = text[i + 1..].find('}').map(|e| i + 1 + e);
+                match end {
+                    Some(end) => {
+                        out.push((text[start + 1..end].trim().to_owned(), start));
+                        i = end + 1;
+                    }
+                    None => {
+                        out.push((text[start + 1..].to_owned(), start));
+                        break;
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Whether a one-line string literal without escapes spans exactly its text plus quotes, so
+/// that byte offsets in the value are offsets in the source.
+fn program_text_matches(span: Span, text: &str) -> bool {
+    span.len() == text.len() + 2 && !text.contains(['\n', '"', '\\'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn finds_placeholders_and_skips_escaped_braces() {
+        let found = placeholders("<think>\n{reasoning}\n</think> {{literal}} {answer}");
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["reasoning", "answer"]);
+        assert_eq!(found[0].1, 8);
+    }
+}

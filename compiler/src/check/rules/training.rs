@@ -1,0 +1,57 @@
+//! Rules about the training loop itself: use_cache, warm-up, LoRA target modules and packing.
+
+use super::Report;
+use crate::check::Val;
+use crate::diagnostics::{Code, Label};
+use crate::syntax::ast::NodeKind;
+
+pub(super) fn run(r: &mut Report<'_>) {
+    let program = r.program;
+    for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Train) {
+        if node.fields.bool("use_cache") == Some(true) && node.fields.bool("gradient_checkpointing") == Some(true) {
+            r.emit(
+                Code::UseCacheTraining,
+                node.span_of("use_cache"),
+                "`use_cache` is on while training with gradient checkpointing".into(),
+                "the KV cache is incompatible with recomputed activations".into(),
+                "set `use_cache = false`; tunec turns it back on in the merged model's config".into(),
+            );
+        }
+        if node.fields.is_user("warmup_steps") && node.fields.is_user("warmup_ratio") {
+            r.emit(
+                Code::WarmupConflict,
+                node.span_of("warmup_ratio"),
+                "`warmup_steps` and `warmup_ratio` are both set".into(),
+                "one of them would be ignored".into(),
+                "keep one of the two".into(),
+            )
+            .secondary
+            .push(Label::new(node.span_of("warmup_steps"), "also set here"));
+        }
+        if let Some(facts) = node.fields.reference("model").and_then(|m| program.model_facts(&m.node)) {
+            if let Some(Val::Targets(Some(targets))) = node.fields.path("method.targets").map(|f| &f.val) {
+                for (name, span) in targets {
+                    if name == "lm_head" || facts.linear_modules.contains(name) {
+                        continue;
+                    }
+                    let help = match crate::check::suggest::closest(name, facts.linear_modules.iter().map(String::as_str)) {
+                        Some(best) => format!("did you mean `{best}`? or use `targets = all_linear`"),
+                        None => format!("{} has {}", facts.architecture, facts.linear_modules.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")),
+                    };
+                    r.emit(Code::UnknownTargetModule, *span, format!("`{name}` is not a module of {}", facts.architecture), "no such linear layer".into(), help);
+                }
+            }
+        }
+        if node.fields.bool("packing") == Some(true) && node.fields.word("attention") != Some("flash_attention_2") {
+            r.emit(
+                Code::PackingAttention,
+                node.span_of("packing"),
+                "packing without `flash_attention_2`".into(),
+                "packed conversations would attend to each other".into(),
+                "set `attention = flash_attention_2` (Ampere or newer), or `packing = false`".into(),
+            )
+            .secondary
+            .push(Label::new(node.span_of("attention"), node.describe("attention")));
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The file-system [`World`]: local model directories, resolved relative to the pipeline file.
+
+use std::path::{Path, PathBuf};
+use tunec_compiler::World;
+
+pub(crate) struct FsWorld {
+    base: PathBuf,
+}
+
+impl FsWorld {
+    /// A world whose relative paths start at the directory holding `pipeline_file`.
+    pub(crate) fn for_pipeline(pipeline_file: &Path) -> Self {
+        let base = pipeline_file.parent().map(Path::to_path_buf).unwrap_or_default();
+        FsWorld { base }
+    }
+}
+
+impl World for FsWorld {
+    fn read(&self, dir: &str, file: &str) -> Result<String, String> {
+        let path = self.base.join(dir).join(file);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
