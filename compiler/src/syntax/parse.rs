@@ -137,6 +137,12 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::string | Rule::plain_string | Rule::triple_string => "a string",
         Rule::plain_inner | Rule::triple_inner | Rule::escape => "a string character",
         Rule::ident => "a name",
+        Rule::eq => "`=`",
+        Rule::colon => "`:`",
+        Rule::lbrace => "`{`",
+        Rule::rbrace => "`}`",
+        Rule::lparen => "`(`",
+        Rule::rparen => "`)`",
         _ => "a token",
     }
 }
@@ -170,6 +176,8 @@ fn syntax_error(err: &pest::error::Error<Rule>, text: &str, file: FileId) -> Dia
     };
     let help = if found == Some('"') || text[..start.min(text.len())].matches('"').count() % 2 == 1 {
         "strings are written in double quotes and end on the same line; use `\"\"\"` for multi-line text"
+    } else if expected.contains(&"`=`") {
+        "a node is declared `kind name = function(...)`, a field `name = value`"
     } else if expected.iter().any(|e| e.starts_with("a field")) {
         "fields are written `name = value`, separated by spaces, newlines or commas"
     } else if found.is_none() {
@@ -191,21 +199,34 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
     Span::new(s.start(), s.end())
 }
 
+/// The children of a pair without punctuation.
+fn children(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
+    pair.into_inner()
+        .filter(|p| !matches!(p.as_rule(), Rule::eq | Rule::colon | Rule::lbrace | Rule::rbrace | Rule::lparen | Rule::rparen))
+}
+
 fn ident(pair: Pair<'_, Rule>) -> Ident {
     Ident { name: pair.as_str().to_owned(), span: span_of(&pair) }
 }
 
 impl Ctx {
     fn literal_error(&mut self, span: Span, message: String) {
+        let help = if message.contains("escape") || message.contains("backslash") || message.contains("unicode") {
+            "the escapes are \\n \\t \\r \\0 \\\" \\\\ and \\u{...}; write `\\\\` for a backslash"
+        } else if message.contains("duration") {
+            "durations are at most a few thousand years; write e.g. `5h` or `28d`"
+        } else {
+            "integers are 64-bit (at most 9223372036854775807); sizes and amounts must be finite"
+        };
         self.errors.push(
             Diagnostic::new(Code::BadLiteral, self.file, message, Label::new(span, "cannot be represented"))
-                .with_help("write a value within range, or escape the character with a supported escape"),
+                .with_help(help),
         );
     }
 
     fn build_pipeline(&mut self, pair: Pair<'_, Rule>) -> Pipeline {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = children(pair);
         inner.next(); // kw_pipeline
         let name = inner.next().map(ident).unwrap_or_else(|| Ident { name: String::new(), span });
         let items = inner.map(|item| self.build_item(item)).collect();
@@ -216,13 +237,13 @@ impl Ctx {
         let span = span_of(&pair);
         match pair.as_rule() {
             Rule::target => {
-                let mut inner = pair.into_inner().skip(1);
+                let mut inner = children(pair).skip(1);
                 let kind = inner.next().map(ident).unwrap_or_else(|| Ident { name: String::new(), span });
                 let fields = inner.next().map(|r| self.build_record(r)).unwrap_or_default();
                 Item::Target(Target { kind, fields, span })
             }
             Rule::param => {
-                let mut inner = pair.into_inner().skip(1);
+                let mut inner = children(pair).skip(1);
                 let name = inner.next().map(ident).unwrap_or_else(|| Ident { name: String::new(), span });
                 let value = self.build_value_or_empty(inner.next(), span);
                 Item::Param(Param { name, value, span })
@@ -231,7 +252,7 @@ impl Ctx {
             Rule::node => Item::Node(self.build_node(pair)),
             _ => {
                 // Rule::setting wraps a single field.
-                let field = pair.into_inner().next().map(|f| self.build_field(f));
+                let field = children(pair).next().map(|f| self.build_field(f));
                 Item::Setting(field.unwrap_or_else(|| Field {
                     key: Ident { name: String::new(), span },
                     value: Value { kind: ValueKind::Record(Vec::new()), span },
@@ -243,10 +264,10 @@ impl Ctx {
 
     fn build_defaults(&mut self, pair: Pair<'_, Rule>) -> Defaults {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner().skip(1);
+        let mut inner = children(pair).skip(1);
         let path = inner
             .next()
-            .map(|p| p.into_inner().map(|seg| Ident { name: seg.as_str().to_owned(), span: span_of(&seg) }).collect())
+            .map(|p| children(p).map(|seg| Ident { name: seg.as_str().to_owned(), span: span_of(&seg) }).collect())
             .unwrap_or_default();
         let fields = inner.next().map(|r| self.build_record(r)).unwrap_or_default();
         Defaults { path, fields, span }
@@ -254,7 +275,7 @@ impl Ctx {
 
     fn build_node(&mut self, pair: Pair<'_, Rule>) -> Node {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = children(pair);
         let kind_pair = inner.next();
         let kind_span = kind_pair.as_ref().map_or(span, span_of);
         let kind = kind_pair.and_then(|p| NodeKind::from_keyword(p.as_str())).unwrap_or(NodeKind::Model);
@@ -269,15 +290,15 @@ impl Ctx {
 
     fn build_call(&mut self, pair: Pair<'_, Rule>) -> Call {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = children(pair);
         let func = inner.next().map(ident).unwrap_or_else(|| Ident { name: String::new(), span });
         let args = inner
             .map(|arg| {
-                let arg = arg.into_inner().next();
+                let arg = children(arg).next();
                 match arg {
                     Some(a) if a.as_rule() == Rule::named_arg => {
                         let a_span = span_of(&a);
-                        let mut parts = a.into_inner();
+                        let mut parts = children(a);
                         let name = parts.next().map(ident);
                         let value = self.build_value_or_empty(parts.next(), a_span);
                         Arg { name, value }
@@ -291,12 +312,12 @@ impl Ctx {
     }
 
     fn build_record(&mut self, pair: Pair<'_, Rule>) -> Vec<Field> {
-        pair.into_inner().map(|f| self.build_field(f)).collect()
+        children(pair).map(|f| self.build_field(f)).collect()
     }
 
     fn build_field(&mut self, pair: Pair<'_, Rule>) -> Field {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = children(pair);
         let key = inner.next().map(ident).unwrap_or_else(|| Ident { name: String::new(), span });
         let value = self.build_value_or_empty(inner.next(), span);
         Field { key, value, span }
@@ -315,14 +336,14 @@ impl Ctx {
             return self.build_term(pair);
         }
         let span = span_of(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = children(pair);
         let term = match inner.next() {
             Some(t) => self.build_term(t),
             None => return Value { kind: ValueKind::List(Vec::new()), span },
         };
         match inner.next() {
             Some(times) => {
-                let count_pair = times.into_inner().nth(1);
+                let count_pair = children(times).nth(1);
                 let count_span = count_pair.as_ref().map_or(span, span_of);
                 let count = match count_pair.map(|p| literal::parse_int(p.as_str())) {
                     Some(Ok(n)) => n,
@@ -349,7 +370,7 @@ impl Ctx {
             Rule::duration => self.number(span, literal::parse_duration(text), ValueKind::Duration, 0),
             Rule::boolean => ValueKind::Bool(text == "true"),
             Rule::string => {
-                let inner = pair.into_inner().next();
+                let inner = children(pair).next();
                 let (triple, raw) = match &inner {
                     Some(p) if p.as_rule() == Rule::triple_string => (true, p.as_str()),
                     Some(p) => (false, p.as_str()),
@@ -365,16 +386,16 @@ impl Ctx {
                     }
                 }
             }
-            Rule::list => ValueKind::List(pair.into_inner().map(|v| self.build_value(v)).collect()),
+            Rule::list => ValueKind::List(children(pair).map(|v| self.build_value(v)).collect()),
             Rule::record => ValueKind::Record(self.build_record(pair)),
             Rule::variant => {
-                let mut inner = pair.into_inner();
+                let mut inner = children(pair);
                 let name = inner.next().map(ident).unwrap_or_else(|| Ident { name: String::new(), span });
                 let fields = inner.next().map(|r| self.build_record(r)).unwrap_or_default();
                 ValueKind::Variant { name, fields }
             }
             Rule::call => ValueKind::Call(self.build_call(pair)),
-            Rule::path => ValueKind::Path(pair.into_inner().map(ident).collect()),
+            Rule::path => ValueKind::Path(children(pair).map(ident).collect()),
             Rule::value => return self.build_value(pair),
             _ => ValueKind::List(Vec::new()),
         };
