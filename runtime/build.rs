@@ -21,7 +21,8 @@ fn main() {
         }
     }
     pages.sort();
-    let mut out = String::from("/// Error-code pages: (short name, Markdown).\npub(crate) const PAGES: &[(&str, &str)] = &[\n");
+    let mut out =
+        String::from("/// Error-code pages: (short name, Markdown).\npub(crate) const PAGES: &[(&str, &str)] = &[\n");
     for (name, path) in pages {
         let _ = writeln!(out, "    ({name:?}, include_str!({path:?})),");
     }

@@ -131,7 +131,11 @@ mod tests {
             assert!(m.num_heads % m.num_kv_heads == 0, "{}: heads divide into KV groups", m.id);
             assert!(!m.source.is_empty() && m.date.len() == 10, "{}: every row has a source and a date", m.id);
             assert!(!m.linear_modules.is_empty(), "{}", m.id);
-            assert!(m.stop_tokens.contains(&m.eot_token) || m.eot_token == m.eos_token, "{}: eot stops generation", m.id);
+            assert!(
+                m.stop_tokens.contains(&m.eot_token) || m.eot_token == m.eos_token,
+                "{}: eot stops generation",
+                m.id
+            );
         }
         for i in &catalog.instances {
             assert!(i.name.starts_with("ml."), "{}", i.name);

@@ -62,7 +62,10 @@ impl miette::Diagnostic for Report<'_> {
         let primary = &self.diagnostic.primary;
         let mut labels = vec![LabeledSpan::new_primary_with_span(Some(primary.message.clone()), clamp(primary.span))];
         labels.extend(
-            self.diagnostic.secondary.iter().map(|l| LabeledSpan::new_with_span(Some(l.message.clone()), clamp(l.span))),
+            self.diagnostic
+                .secondary
+                .iter()
+                .map(|l| LabeledSpan::new_with_span(Some(l.message.clone()), clamp(l.span))),
         );
         Some(Box::new(labels.into_iter()))
     }

@@ -147,7 +147,13 @@ fn check(file: &Path, format: Format, set: &[String], color: Color) -> ExitCode 
                 let _ = writeln!(err);
             }
             if let Some(program) = &checked.program {
-                let _ = writeln!(out, "pipeline `{}`: {} nodes, target {}", program.name, program.nodes.len(), program.target.kind);
+                let _ = writeln!(
+                    out,
+                    "pipeline `{}`: {} nodes, target {}",
+                    program.name,
+                    program.nodes.len(),
+                    program.target.kind
+                );
                 let width = program.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
                 for &i in &program.order {
                     let n = &program.nodes[i];

@@ -25,15 +25,33 @@ pub(super) fn read(dir: &str, world: &dyn World) -> Result<ModelFacts, Problem> 
         problem(format!("cannot read the model config in `{dir}`"), why, "the directory needs config.json, tokenizer.json and tokenizer_config.json (as `save_pretrained` writes them)")
     })?;
     let tokenizer_text = world.read(dir, "tokenizer_config.json").map_err(|why| {
-        problem(format!("cannot read the tokenizer config in `{dir}`"), why, "save the tokenizer next to the model: `tokenizer.save_pretrained(dir)`")
+        problem(
+            format!("cannot read the tokenizer config in `{dir}`"),
+            why,
+            "save the tokenizer next to the model: `tokenizer.save_pretrained(dir)`",
+        )
     })?;
     world.read(dir, "tokenizer.json").map_err(|why| {
-        problem(format!("no tokenizer.json in `{dir}`"), why, "save a fast tokenizer: `AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(dir)`")
+        problem(
+            format!("no tokenizer.json in `{dir}`"),
+            why,
+            "save a fast tokenizer: `AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(dir)`",
+        )
     })?;
-    let config: Json = serde_json::from_str(&config_text)
-        .map_err(|e| problem(format!("`{dir}/config.json` is not valid JSON"), e.to_string(), "rewrite it with `model.config.save_pretrained(dir)`"))?;
-    let tok: Json = serde_json::from_str(&tokenizer_text)
-        .map_err(|e| problem(format!("`{dir}/tokenizer_config.json` is not valid JSON"), e.to_string(), "rewrite it with `tokenizer.save_pretrained(dir)`"))?;
+    let config: Json = serde_json::from_str(&config_text).map_err(|e| {
+        problem(
+            format!("`{dir}/config.json` is not valid JSON"),
+            e.to_string(),
+            "rewrite it with `model.config.save_pretrained(dir)`",
+        )
+    })?;
+    let tok: Json = serde_json::from_str(&tokenizer_text).map_err(|e| {
+        problem(
+            format!("`{dir}/tokenizer_config.json` is not valid JSON"),
+            e.to_string(),
+            "rewrite it with `tokenizer.save_pretrained(dir)`",
+        )
+    })?;
     facts(dir, &config, &tok)
 }
 
@@ -55,7 +73,11 @@ fn facts(dir: &str, config: &Json, tok: &Json) -> Result<ModelFacts, Problem> {
     };
     let num = |key: &str| -> Result<u64, Problem> {
         config.get(key).and_then(Json::as_u64).ok_or_else(|| {
-            problem(format!("`{dir}/config.json` has no integer `{key}`"), format!("`{key}` missing"), "write a complete config with `model.config.save_pretrained(dir)`")
+            problem(
+                format!("`{dir}/config.json` has no integer `{key}`"),
+                format!("`{key}` missing"),
+                "write a complete config with `model.config.save_pretrained(dir)`",
+            )
         })
     };
     let hidden_size = num("hidden_size")?;
@@ -64,7 +86,11 @@ fn facts(dir: &str, config: &Json, tok: &Json) -> Result<ModelFacts, Problem> {
     let num_heads = num("num_attention_heads")?;
     let num_kv_heads = config.get("num_key_value_heads").and_then(Json::as_u64).unwrap_or(num_heads);
     if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
-        return Err(problem(format!("`{dir}/config.json` has {num_heads} attention heads and {num_kv_heads} KV heads"), "inconsistent head counts", "the number of heads must be a positive multiple of the KV heads"));
+        return Err(problem(
+            format!("`{dir}/config.json` has {num_heads} attention heads and {num_kv_heads} KV heads"),
+            "inconsistent head counts",
+            "the number of heads must be a positive multiple of the KV heads",
+        ));
     }
     let head_dim = config.get("head_dim").and_then(Json::as_u64).unwrap_or(hidden_size / num_heads);
     let vocab_size = num("vocab_size")?;
@@ -135,11 +161,12 @@ fn facts(dir: &str, config: &Json, tok: &Json) -> Result<ModelFacts, Problem> {
     if eot_token != eos_token && !eot_token.is_empty() {
         stop_tokens.push(eot_token.clone());
     }
-    let reserved_pad_token = if template.contains("<|start_header_id|>") && tok.to_string().contains("<|finetune_right_pad_id|>") {
-        "<|finetune_right_pad_id|>".to_owned()
-    } else {
-        String::new()
-    };
+    let reserved_pad_token =
+        if template.contains("<|start_header_id|>") && tok.to_string().contains("<|finetune_right_pad_id|>") {
+            "<|finetune_right_pad_id|>".to_owned()
+        } else {
+            String::new()
+        };
     Ok(ModelFacts {
         id: dir.to_owned(),
         family: family.to_owned(),

@@ -41,12 +41,24 @@ impl World for NoFiles {
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeType {
     /// A base or merged model; `base` names the model node it derives from.
-    Model { base: String },
-    Dataset { columns: Vec<Column> },
+    Model {
+        base: String,
+    },
+    Dataset {
+        columns: Vec<Column>,
+    },
     /// Rendered, tokenized conversations from a dataset's columns, for a model's tokenizer.
-    Chat { columns: Vec<Column>, tokenizer: String },
-    Splits { parts: Vec<String>, tokenizer: String },
-    Adapter { base: String },
+    Chat {
+        columns: Vec<Column>,
+        tokenizer: String,
+    },
+    Splits {
+        parts: Vec<String>,
+        tokenizer: String,
+    },
+    Adapter {
+        base: String,
+    },
     EvalReport,
 }
 
@@ -129,7 +141,9 @@ pub fn show(val: &Val) -> String {
         Val::Columns(_) => "a column schema".into(),
         Val::List(items) => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
         Val::Targets(None) => "`all_linear`".into(),
-        Val::Targets(Some(list)) => format!("[{}]", list.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")),
+        Val::Targets(Some(list)) => {
+            format!("[{}]", list.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))
+        }
         Val::Ref(r) => format!("`{r}`"),
     }
 }

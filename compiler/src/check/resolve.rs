@@ -44,17 +44,27 @@ pub(super) fn run(
             let text = sources.text(main);
             let start = text.len() - text.trim_start().len();
             diagnostics.push(
-                Diagnostic::new(Code::NoPipeline, main, "no pipeline in this file", Label::new(Span::new(start, start), "expected `pipeline NAME { ... }`"))
-                    .with_help("wrap the nodes in `pipeline my_pipeline { ... }`"),
+                Diagnostic::new(
+                    Code::NoPipeline,
+                    main,
+                    "no pipeline in this file",
+                    Label::new(Span::new(start, start), "expected `pipeline NAME { ... }`"),
+                )
+                .with_help("wrap the nodes in `pipeline my_pipeline { ... }`"),
             );
             return None;
         }
         [first, rest @ ..] => {
             for extra in rest {
                 diagnostics.push(
-                    Diagnostic::new(Code::NoPipeline, main, "more than one pipeline in this file", Label::new(extra.name.span, "a second pipeline"))
-                        .with_label(Label::new(first.name.span, "the first pipeline"))
-                        .with_help("put each pipeline in a file of its own"),
+                    Diagnostic::new(
+                        Code::NoPipeline,
+                        main,
+                        "more than one pipeline in this file",
+                        Label::new(extra.name.span, "a second pipeline"),
+                    )
+                    .with_label(Label::new(first.name.span, "the first pipeline"))
+                    .with_help("put each pipeline in a file of its own"),
                 );
             }
             first
@@ -95,12 +105,22 @@ pub(super) fn run(
         let Some((declared_value, _)) = params.get(&o.name) else {
             let help = match suggest::closest(&o.name, params.keys().map(String::as_str)) {
                 Some(best) => format!("did you mean `{best}`?"),
-                None if params.is_empty() => "the pipeline declares no parameters; add `param NAME = value` to it".into(),
-                None => format!("declared parameters: {}", params.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+                None if params.is_empty() => {
+                    "the pipeline declares no parameters; add `param NAME = value` to it".into()
+                }
+                None => format!(
+                    "declared parameters: {}",
+                    params.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                ),
             };
             diagnostics.push(
-                Diagnostic::new(Code::UnknownParam, file, format!("no parameter `{}` to set", o.name), Label::new(Span::new(0, o.value.len()), "this value has nowhere to go"))
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::UnknownParam,
+                    file,
+                    format!("no parameter `{}` to set", o.name),
+                    Label::new(Span::new(0, o.value.len()), "this value has nowhere to go"),
+                )
+                .with_help(help),
             );
             continue;
         };
@@ -113,10 +133,18 @@ pub(super) fn run(
                 Diagnostic::new(
                     Code::TypeMismatch,
                     file,
-                    format!("`--set {}` expects {}, found {}", o.name, declared_value.kind.describe(), value.kind.describe()),
+                    format!(
+                        "`--set {}` expects {}, found {}",
+                        o.name,
+                        declared_value.kind.describe(),
+                        value.kind.describe()
+                    ),
                     Label::new(value.span, "wrong kind of value"),
                 )
-                .with_help(format!("the parameter is declared as {}; write a value of the same kind", declared_value.kind.describe())),
+                .with_help(format!(
+                    "the parameter is declared as {}; write a value of the same kind",
+                    declared_value.kind.describe()
+                )),
             ),
             Err(errors) => diagnostics.extend(errors),
         }
@@ -144,11 +172,21 @@ pub(super) fn run(
         if let Item::Param(p) = p {
             let (value, _) = &params[&p.name.name];
             if let Some(val) = param_val(value) {
-                param_infos.push(ParamInfo { name: p.name.name.clone(), value: val, overridden: overridden.contains(&p.name.name), span: p.span });
+                param_infos.push(ParamInfo {
+                    name: p.name.name.clone(),
+                    value: val,
+                    overridden: overridden.contains(&p.name.name),
+                    span: p.span,
+                });
             } else {
                 ctx.diagnostics.push(
-                    Diagnostic::new(Code::TypeMismatch, main, "a parameter holds a single literal value", Label::new(p.value.span, format!("{} here", p.value.kind.describe())))
-                        .with_help("give the parameter a string, number, boolean, duration, size, amount or name"),
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        main,
+                        "a parameter holds a single literal value",
+                        Label::new(p.value.span, format!("{} here", p.value.kind.describe())),
+                    )
+                    .with_help("give the parameter a string, number, boolean, duration, size, amount or name"),
                 );
             }
         }
@@ -163,9 +201,14 @@ pub(super) fn run(
             Item::Target(t) => {
                 if let Some(first) = seen_target {
                     ctx.diagnostics.push(
-                        Diagnostic::new(Code::DuplicateField, main, "the pipeline has two targets", Label::new(t.kind.span, "second target"))
-                            .with_label(Label::new(first, "first target"))
-                            .with_help("keep one `target`; pick another at run time with `tunec run --target`"),
+                        Diagnostic::new(
+                            Code::DuplicateField,
+                            main,
+                            "the pipeline has two targets",
+                            Label::new(t.kind.span, "second target"),
+                        )
+                        .with_label(Label::new(first, "first target"))
+                        .with_help("keep one `target`; pick another at run time with `tunec run --target`"),
                     );
                     continue;
                 }
@@ -181,8 +224,13 @@ pub(super) fn run(
                             None => "the targets are `local` and `sagemaker`".into(),
                         };
                         ctx.diagnostics.push(
-                            Diagnostic::new(Code::UnknownValue, main, format!("unknown target `{}`", t.kind.name), Label::new(t.kind.span, "not a target"))
-                                .with_help(help),
+                            Diagnostic::new(
+                                Code::UnknownValue,
+                                main,
+                                format!("unknown target `{}`", t.kind.name),
+                                Label::new(t.kind.span, "not a target"),
+                            )
+                            .with_help(help),
                         );
                     }
                 }
@@ -226,9 +274,14 @@ pub(super) fn run(
 
 fn duplicate(diagnostics: &mut Vec<Diagnostic>, file: FileId, name: &ast::Ident, first: Span, what: &str) {
     diagnostics.push(
-        Diagnostic::new(Code::DuplicateName, file, format!("`{}` is declared twice", name.name), Label::new(name.span, format!("second {what} named `{}`", name.name)))
-            .with_label(Label::new(first, "first declared here"))
-            .with_help("give each node and parameter a name of its own"),
+        Diagnostic::new(
+            Code::DuplicateName,
+            file,
+            format!("`{}` is declared twice", name.name),
+            Label::new(name.span, format!("second {what} named `{}`", name.name)),
+        )
+        .with_label(Label::new(first, "first declared here"))
+        .with_help("give each node and parameter a name of its own"),
     );
 }
 
@@ -264,8 +317,13 @@ fn collect_defaults(blocks: &[Defaults], file: FileId, map: &mut DefaultsMap, ct
                 Some(spec) => {
                     if spec.required && matches!(spec.ty, Ty::Ref(_)) {
                         local.diagnostics.push(
-                            Diagnostic::new(Code::TypeMismatch, file, format!("`{}` cannot have a default", f.key.name), Label::new(f.key.span, "a reference to another node"))
-                                .with_help("set it on each node"),
+                            Diagnostic::new(
+                                Code::TypeMismatch,
+                                file,
+                                format!("`{}` cannot have a default", f.key.name),
+                                Label::new(f.key.span, "a reference to another node"),
+                            )
+                            .with_help("set it on each node"),
                         );
                         continue;
                     }
@@ -290,8 +348,13 @@ fn defaults_specs(path: &[ast::Ident], file: FileId, ctx: &mut ConvertCtx<'_>) -
             None => "defaults apply to a node kind: model, dataset, chat, split, train, merge or evaluate".into(),
         };
         ctx.diagnostics.push(
-            Diagnostic::new(Code::UnknownValue, file, format!("`{}` is not a node kind", head.name), Label::new(head.span, "not a node kind"))
-                .with_help(help),
+            Diagnostic::new(
+                Code::UnknownValue,
+                file,
+                format!("`{}` is not a node kind", head.name),
+                Label::new(head.span, "not a node kind"),
+            )
+            .with_help(help),
         );
         return None;
     };
@@ -320,8 +383,13 @@ fn defaults_specs(path: &[ast::Ident], file: FileId, ctx: &mut ConvertCtx<'_>) -
                         None => format!("`{}` takes {}", field.name, Ty::Variant(variants).describe()),
                     };
                     ctx.diagnostics.push(
-                        Diagnostic::new(Code::UnknownValue, file, format!("unknown variant `{}` of `{}`", variant.name, field.name), Label::new(variant.span, "not a variant"))
-                            .with_help(help),
+                        Diagnostic::new(
+                            Code::UnknownValue,
+                            file,
+                            format!("unknown variant `{}` of `{}`", variant.name, field.name),
+                            Label::new(variant.span, "not a variant"),
+                        )
+                        .with_help(help),
                     );
                     None
                 }
@@ -330,8 +398,13 @@ fn defaults_specs(path: &[ast::Ident], file: FileId, ctx: &mut ConvertCtx<'_>) -
         _ => {
             let span = path.iter().skip(1).fold(head.span, |acc, seg| acc.cover(seg.span));
             ctx.diagnostics.push(
-                Diagnostic::new(Code::Syntax, file, "a defaults path is a node kind or `kind.field.variant`", Label::new(span, "not a defaults path"))
-                    .with_help("write `defaults train { ... }` or `defaults train.method.lora { ... }`"),
+                Diagnostic::new(
+                    Code::Syntax,
+                    file,
+                    "a defaults path is a node kind or `kind.field.variant`",
+                    Label::new(span, "not a defaults path"),
+                )
+                .with_help("write `defaults train { ... }` or `defaults train.method.lora { ... }`"),
             );
             None
         }
@@ -354,7 +427,9 @@ fn shape(node: &ast::Node) -> Shape {
             .iter()
             .find(|f| f.key.name == name)
             .map(|f| &f.value)
-            .or_else(|| node.call.args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == name)).map(|a| &a.value))
+            .or_else(|| {
+                node.call.args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == name)).map(|a| &a.value)
+            })
             .and_then(|v| match &v.kind {
                 ValueKind::Path(_) => v.as_word().map(|w| w.name.clone()),
                 ValueKind::Variant { name, .. } => Some(name.name.clone()),
@@ -396,13 +471,25 @@ fn check_node(
         let candidates: Vec<&str> = schema::functions_for(node.kind).map(|f| f.name).collect();
         let elsewhere = schema::FUNCTIONS.iter().find(|f| f.name == func_name.name);
         let help = match (elsewhere, suggest::closest(&func_name.name, candidates.iter().copied())) {
-            (Some(f), _) => format!("`{}` makes a `{}` node; write `{} {} = {}(...)`", f.name, f.kind, f.kind, node.name.name, f.name),
+            (Some(f), _) => format!(
+                "`{}` makes a `{}` node; write `{} {} = {}(...)`",
+                f.name, f.kind, f.kind, node.name.name, f.name
+            ),
             (None, Some(best)) => format!("did you mean `{best}`?"),
-            (None, None) => format!("a `{}` node calls {}", node.kind, candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" or ")),
+            (None, None) => format!(
+                "a `{}` node calls {}",
+                node.kind,
+                candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" or ")
+            ),
         };
         ctx.diagnostics.push(
-            Diagnostic::new(Code::UnknownFunction, ctx.file, format!("unknown function `{}` for a `{}` node", func_name.name, node.kind), Label::new(func_name.span, "not a function for this kind"))
-                .with_help(help),
+            Diagnostic::new(
+                Code::UnknownFunction,
+                ctx.file,
+                format!("unknown function `{}` for a `{}` node", func_name.name, node.kind),
+                Label::new(func_name.span, "not a function for this kind"),
+            )
+            .with_help(help),
         );
         return None;
     };
@@ -412,7 +499,9 @@ fn check_node(
     let mut positional = 0;
     for arg in &node.call.args {
         match &arg.name {
-            Some(name) => given.push(Field { key: name.clone(), value: arg.value.clone(), span: name.span.cover(arg.value.span) }),
+            Some(name) => {
+                given.push(Field { key: name.clone(), value: arg.value.clone(), span: name.span.cover(arg.value.span) })
+            }
             None => {
                 match func.positional.get(positional) {
                     Some(field) => given.push(Field {
@@ -423,8 +512,20 @@ fn check_node(
                     None => {
                         let names = func.positional.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
                         ctx.diagnostics.push(
-                            Diagnostic::new(Code::UnknownField, ctx.file, format!("`{}` takes {} positional argument{}", func.name, func.positional.len(), if func.positional.len() == 1 { "" } else { "s" }), Label::new(arg.value.span, "one too many"))
-                                .with_help(format!("the positional arguments are {names}; name the others (`key = value`)")),
+                            Diagnostic::new(
+                                Code::UnknownField,
+                                ctx.file,
+                                format!(
+                                    "`{}` takes {} positional argument{}",
+                                    func.name,
+                                    func.positional.len(),
+                                    if func.positional.len() == 1 { "" } else { "s" }
+                                ),
+                                Label::new(arg.value.span, "one too many"),
+                            )
+                            .with_help(format!(
+                                "the positional arguments are {names}; name the others (`key = value`)"
+                            )),
                         );
                     }
                 }
@@ -436,8 +537,9 @@ fn check_node(
 
     let kind_key = node.kind.as_str();
     let node_defaults = defaults.get(kind_key).cloned().unwrap_or_default();
-    let variant_defaults =
-        |field: &str, variant: &str| defaults.get(&format!("{kind_key}.{field}.{variant}")).cloned().unwrap_or_default();
+    let variant_defaults = |field: &str, variant: &str| {
+        defaults.get(&format!("{kind_key}.{field}.{variant}")).cloned().unwrap_or_default()
+    };
     let mut fields = ctx.fields(func.fields, &given, &node_defaults, node.name.span, &variant_defaults);
 
     // References: each must name a node whose output fits the field.
@@ -473,7 +575,15 @@ fn check_node(
     })
 }
 
-fn check_ref(r: &RefVal, span: Span, allowed: &[RefTy], field: &str, this: &str, shapes: &BTreeMap<String, Shape>, ctx: &mut ConvertCtx<'_>) -> bool {
+fn check_ref(
+    r: &RefVal,
+    span: Span,
+    allowed: &[RefTy],
+    field: &str,
+    this: &str,
+    shapes: &BTreeMap<String, Shape>,
+    ctx: &mut ConvertCtx<'_>,
+) -> bool {
     let file = ctx.file;
     let Some(target) = shapes.get(&r.node) else {
         let help = match suggest::closest(&r.node, shapes.keys().map(String::as_str)) {
@@ -481,15 +591,25 @@ fn check_ref(r: &RefVal, span: Span, allowed: &[RefTy], field: &str, this: &str,
             None => "declare the node before using it, e.g. `model llama = hf_model(\"...\")`".into(),
         };
         ctx.diagnostics.push(
-            Diagnostic::new(Code::UnknownName, file, format!("unknown name `{}`", r.node), Label::new(span, "no node or parameter has this name"))
-                .with_help(help),
+            Diagnostic::new(
+                Code::UnknownName,
+                file,
+                format!("unknown name `{}`", r.node),
+                Label::new(span, "no node or parameter has this name"),
+            )
+            .with_help(help),
         );
         return false;
     };
     if r.node == this {
         ctx.diagnostics.push(
-            Diagnostic::new(Code::Cycle, file, format!("`{this}` reads its own output"), Label::new(span, "refers to the node it is in"))
-                .with_help("a node can only read the outputs of other nodes"),
+            Diagnostic::new(
+                Code::Cycle,
+                file,
+                format!("`{this}` reads its own output"),
+                Label::new(span, "refers to the node it is in"),
+            )
+            .with_help("a node can only read the outputs of other nodes"),
         );
         return false;
     }
@@ -498,11 +618,20 @@ fn check_ref(r: &RefVal, span: Span, allowed: &[RefTy], field: &str, this: &str,
             if !target.parts.contains(part) {
                 let help = match suggest::closest(part, target.parts.iter().map(String::as_str)) {
                     Some(best) => format!("did you mean `{}.{best}`?", r.node),
-                    None => format!("`{}` has the parts {}", r.node, target.parts.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "`{}` has the parts {}",
+                        r.node,
+                        target.parts.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                    ),
                 };
                 ctx.diagnostics.push(
-                    Diagnostic::new(Code::UnknownName, file, format!("split `{}` has no part `{part}`", r.node), Label::new(span, "not a part of this split"))
-                        .with_help(help),
+                    Diagnostic::new(
+                        Code::UnknownName,
+                        file,
+                        format!("split `{}` has no part `{part}`", r.node),
+                        Label::new(span, "not a part of this split"),
+                    )
+                    .with_help(help),
                 );
                 return false;
             }
@@ -510,8 +639,13 @@ fn check_ref(r: &RefVal, span: Span, allowed: &[RefTy], field: &str, this: &str,
         }
         (Some(part), _) => {
             ctx.diagnostics.push(
-                Diagnostic::new(Code::TypeMismatch, file, format!("`{}` has no parts", r.node), Label::new(span, format!("`.{part}` selects a part, but `{}` is a {} node", r.node, target.kind)))
-                    .with_help(format!("refer to the node itself: `{}`", r.node)),
+                Diagnostic::new(
+                    Code::TypeMismatch,
+                    file,
+                    format!("`{}` has no parts", r.node),
+                    Label::new(span, format!("`.{part}` selects a part, but `{}` is a {} node", r.node, target.kind)),
+                )
+                .with_help(format!("refer to the node itself: `{}`", r.node)),
             );
             return false;
         }
@@ -521,7 +655,13 @@ fn check_ref(r: &RefVal, span: Span, allowed: &[RefTy], field: &str, this: &str,
         return true;
     }
     let help = if actual == RefTy::Splits && allowed.contains(&RefTy::Chat) {
-        let part = if field == "eval" { "val" } else if field == "data" && this != "" && target.parts.contains(&"train".to_owned()) { "train" } else { "test" };
+        let part = if field == "eval" {
+            "val"
+        } else if field == "data" && !this.is_empty() && target.parts.contains(&"train".to_owned()) {
+            "train"
+        } else {
+            "test"
+        };
         format!("pick one part of the split, e.g. `{}.{part}`", r.node)
     } else if actual == RefTy::Adapter && allowed.contains(&RefTy::Model) {
         format!("merge the adapter first (`merge m = merge({})`) and use the merged model", r.node)
@@ -551,7 +691,10 @@ fn node_type(node: &ast::Node, fields: &Fields, shapes: &BTreeMap<String, Shape>
             },
         },
         NodeKind::Chat => NodeType::Chat { columns: Vec::new(), tokenizer: base_of("tokenizer") },
-        NodeKind::Split => NodeType::Splits { parts: shapes.get(&node.name.name).map(|s| s.parts.clone()).unwrap_or_default(), tokenizer: String::new() },
+        NodeKind::Split => NodeType::Splits {
+            parts: shapes.get(&node.name.name).map(|s| s.parts.clone()).unwrap_or_default(),
+            tokenizer: String::new(),
+        },
         NodeKind::Train if fields.word("method") == Some("full") => NodeType::Model { base: base_of("model") },
         NodeKind::Train => NodeType::Adapter { base: base_of("model") },
         NodeKind::Merge => NodeType::Model { base: String::new() },
@@ -559,7 +702,13 @@ fn node_type(node: &ast::Node, fields: &Fields, shapes: &BTreeMap<String, Shape>
     }
 }
 
-fn model_facts(func: &str, fields: &Fields, ctx: &mut ConvertCtx<'_>, world: &dyn World, catalog: &Catalog) -> Option<crate::catalog::ModelFacts> {
+fn model_facts(
+    func: &str,
+    fields: &Fields,
+    ctx: &mut ConvertCtx<'_>,
+    world: &dyn World,
+    catalog: &Catalog,
+) -> Option<crate::catalog::ModelFacts> {
     let file = ctx.file;
     match func {
         "hf_model" => {
@@ -573,8 +722,13 @@ fn model_facts(func: &str, fields: &Fields, ctx: &mut ConvertCtx<'_>, world: &dy
                 None => "for a model outside the catalog, download it and use `local_model(\"dir\")`; `tunec explain unknown_model` lists the catalog".into(),
             };
             ctx.diagnostics.push(
-                Diagnostic::new(Code::UnknownModel, file, format!("`{id}` is not in the model catalog"), Label::new(fv.span, "unknown model id"))
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::UnknownModel,
+                    file,
+                    format!("`{id}` is not in the model catalog"),
+                    Label::new(fv.span, "unknown model id"),
+                )
+                .with_help(help),
             );
             None
         }
@@ -600,7 +754,8 @@ fn model_facts(func: &str, fields: &Fields, ctx: &mut ConvertCtx<'_>, world: &dy
 fn fill_types(nodes: &mut [TypedNode], order: &[usize]) {
     for &i in order {
         let reference = |field: &str| nodes[i].fields.reference(field).map(|r| r.node.clone());
-        let input_ty = |name: Option<String>| name.and_then(|n| nodes.iter().find(|x| x.name == n).map(|x| x.ty.clone()));
+        let input_ty =
+            |name: Option<String>| name.and_then(|n| nodes.iter().find(|x| x.name == n).map(|x| x.ty.clone()));
         let new_ty = match &nodes[i].ty {
             NodeType::Chat { tokenizer, .. } => match input_ty(reference("data")) {
                 Some(NodeType::Dataset { columns }) => Some(NodeType::Chat { columns, tokenizer: tokenizer.clone() }),
@@ -626,7 +781,8 @@ fn fill_types(nodes: &mut [TypedNode], order: &[usize]) {
 /// reported once and left out of the order.
 fn topo_order(nodes: &[TypedNode], file: FileId, diagnostics: &mut Vec<Diagnostic>) -> Vec<usize> {
     let index: BTreeMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-    let mut indegree: Vec<usize> = nodes.iter().map(|n| n.inputs.iter().filter(|i| index.contains_key(i.as_str())).count()).collect();
+    let mut indegree: Vec<usize> =
+        nodes.iter().map(|n| n.inputs.iter().filter(|i| index.contains_key(i.as_str())).count()).collect();
     let mut order = Vec::new();
     let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|i| indegree[*i] == 0).collect();
     while let Some(next) = ready.pop_first() {
@@ -644,11 +800,18 @@ fn topo_order(nodes: &[TypedNode], file: FileId, diagnostics: &mut Vec<Diagnosti
         let stuck: Vec<&TypedNode> = (0..nodes.len()).filter(|i| !order.contains(i)).map(|i| &nodes[i]).collect();
         if let Some(first) = stuck.first() {
             let names: Vec<String> = stuck.iter().map(|n| format!("`{}`", n.name)).collect();
-            let mut d = Diagnostic::new(Code::Cycle, file, format!("{} depend on each other in a cycle", names.join(", ")), Label::new(first.name_span, "on a cycle"));
+            let mut d = Diagnostic::new(
+                Code::Cycle,
+                file,
+                format!("{} depend on each other in a cycle", names.join(", ")),
+                Label::new(first.name_span, "on a cycle"),
+            );
             for other in stuck.iter().skip(1) {
                 d = d.with_label(Label::new(other.name_span, "on the same cycle"));
             }
-            diagnostics.push(d.with_help("data flows one way: dataset → chat → split → train → merge → evaluate; remove one of the references"));
+            diagnostics.push(d.with_help(
+                "data flows one way: dataset → chat → split → train → merge → evaluate; remove one of the references",
+            ));
         }
     }
     order

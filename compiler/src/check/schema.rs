@@ -19,9 +19,16 @@ pub enum Ty {
     Secret,
     /// A string with `{column}` placeholders.
     Template,
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// `min_exclusive` makes the lower bound strict (a learning rate of 0 is meaningless).
-    Float { min: f64, max: f64, min_exclusive: bool },
+    Float {
+        min: f64,
+        max: f64,
+        min_exclusive: bool,
+    },
     Bool,
     Duration,
     Size,
@@ -84,7 +91,9 @@ impl Ty {
             Ty::Variant(variants) => one_of(&variants.iter().map(|v| v.name).collect::<Vec<_>>()),
             Ty::Instance => "an instance type (`\"ml.p4d.24xlarge\" x 1`)".into(),
             Ty::Columns => "a column schema (`{ question: string }`)".into(),
-            Ty::List(inner) => format!("a list of {}", inner.describe().trim_start_matches("a ").trim_start_matches("an ")),
+            Ty::List(inner) => {
+                format!("a list of {}", inner.describe().trim_start_matches("a ").trim_start_matches("an "))
+            }
             Ty::Targets => "`all_linear` or a list of module names".into(),
             Ty::Ref(tys) => {
                 let names: Vec<_> = tys.iter().map(|t| t.as_str()).collect();
@@ -162,32 +171,61 @@ pub const OPTIMIZERS: &[&str] = &[
 ];
 pub const EIGHT_BIT_OPTIMIZERS: &[&str] = &["adamw_8bit", "adamw_bnb_8bit", "adamw_torch_8bit", "paged_adamw_8bit"];
 
-const TOKEN: FieldSpec = opt("token", Ty::Secret, "A Hub access token for gated repositories, always `env(\"HF_TOKEN\")`.");
+const TOKEN: FieldSpec =
+    opt("token", Ty::Secret, "A Hub access token for gated repositories, always `env(\"HF_TOKEN\")`.");
 const REVISION: FieldSpec = opt("revision", Ty::Str, "A Hub revision (branch, tag or commit) to pin.");
 
 const DATASET_FIELDS: &[FieldSpec] = &[
-    req("columns", Ty::Columns, "The columns the pipeline reads and their types (`string`, `int`, `float`, `bool`, `[string]`)."),
+    req(
+        "columns",
+        Ty::Columns,
+        "The columns the pipeline reads and their types (`string`, `int`, `float`, `bool`, `[string]`).",
+    ),
     opt("split", Ty::Str, "A split and slice as the Hub writes it: `train`, `train[:10000]`, `train[10%:]`."),
     opt("rows", POS, "The number of rows, for estimates before the data has been profiled."),
     opt("mean_tokens", POS, "The mean tokens per conversation, for estimates before the data has been profiled."),
-    opt("on_bad_row", Ty::Enum(&["fail", "skip"]), "What a malformed row does: `fail` stops with its row number, `skip` counts it."),
+    opt(
+        "on_bad_row",
+        Ty::Enum(&["fail", "skip"]),
+        "What a malformed row does: `fail` stops with its row number, `skip` counts it.",
+    ),
     REVISION,
     TOKEN,
 ];
 
 const LORA_FIELDS: &[FieldSpec] = &[
     opt("r", Ty::Int { min: 1, max: 4096 }, "The LoRA rank."),
-    opt("alpha", Ty::Float { min: 0.0, max: 1.0e6, min_exclusive: true }, "The LoRA scaling numerator (scale = alpha / r)."),
-    opt("dropout", Ty::Float { min: 0.0, max: 1.0, min_exclusive: false }, "Dropout on the adapter input; 0 disables it."),
-    opt("targets", Ty::Targets, "The linear modules that get adapters: `all_linear` or names such as `[q_proj, v_proj]`."),
+    opt(
+        "alpha",
+        Ty::Float { min: 0.0, max: 1.0e6, min_exclusive: true },
+        "The LoRA scaling numerator (scale = alpha / r).",
+    ),
+    opt(
+        "dropout",
+        Ty::Float { min: 0.0, max: 1.0, min_exclusive: false },
+        "Dropout on the adapter input; 0 disables it.",
+    ),
+    opt(
+        "targets",
+        Ty::Targets,
+        "The linear modules that get adapters: `all_linear` or names such as `[q_proj, v_proj]`.",
+    ),
     opt("rslora", Ty::Bool, "Scale by alpha / sqrt(r) instead of alpha / r."),
-    opt("modules_to_save", Ty::List(&Ty::Str), "Modules trained in full next to the adapter (`embed_tokens`, `lm_head`)."),
+    opt(
+        "modules_to_save",
+        Ty::List(&Ty::Str),
+        "Modules trained in full next to the adapter (`embed_tokens`, `lm_head`).",
+    ),
 ];
 
 const QUANT_FIELDS: &[FieldSpec] = &[
     opt("double_quant", Ty::Bool, "Quantize the quantization constants too (0.127 instead of 0.5 bit per parameter)."),
     opt("compute", Ty::Enum(DTYPES), "The dtype matmuls run in after dequantization."),
-    opt("storage", Ty::Enum(&["bf16", "fp16", "fp32", "uint8"]), "The dtype 4-bit values are packed into; FSDP needs it to equal the training dtype."),
+    opt(
+        "storage",
+        Ty::Enum(&["bf16", "fp16", "fp32", "uint8"]),
+        "The dtype 4-bit values are packed into; FSDP needs it to equal the training dtype.",
+    ),
 ];
 
 const FSDP_FIELDS: &[FieldSpec] = &[
@@ -197,7 +235,11 @@ const FSDP_FIELDS: &[FieldSpec] = &[
     opt("cpu_ram_efficient_loading", Ty::Bool, "Load weights on rank 0 only and broadcast them."),
     opt("sync_module_states", Ty::Bool, "Broadcast rank 0's weights to the other ranks after wrapping."),
     opt("use_orig_params", Ty::Bool, "Let FSDP keep the original parameters (costs memory with frozen weights)."),
-    opt("activation_checkpointing", Ty::Bool, "FSDP's own activation checkpointing (exclusive with gradient_checkpointing)."),
+    opt(
+        "activation_checkpointing",
+        Ty::Bool,
+        "FSDP's own activation checkpointing (exclusive with gradient_checkpointing).",
+    ),
 ];
 
 const TRAIN_FIELDS: &[FieldSpec] = &[
@@ -208,7 +250,11 @@ const TRAIN_FIELDS: &[FieldSpec] = &[
         "method",
         Ty::Variant(&[
             VariantSpec { name: "lora", fields: LORA_FIELDS, doc: "LoRA adapters on a bf16 base." },
-            VariantSpec { name: "qlora", fields: LORA_FIELDS, doc: "LoRA adapters on a 4-bit quantized base (needs `quant`)." },
+            VariantSpec {
+                name: "qlora",
+                fields: LORA_FIELDS,
+                doc: "LoRA adapters on a 4-bit quantized base (needs `quant`).",
+            },
             VariantSpec { name: "full", fields: &[], doc: "Full fine-tuning of every weight." },
         ]),
         "How the model is trained.",
@@ -217,7 +263,11 @@ const TRAIN_FIELDS: &[FieldSpec] = &[
         "quant",
         Ty::Variant(&[
             VariantSpec { name: "nf4", fields: QUANT_FIELDS, doc: "4-bit NormalFloat (QLoRA)." },
-            VariantSpec { name: "fp4", fields: QUANT_FIELDS, doc: "4-bit float, bitsandbytes' default and worse than nf4 for weights." },
+            VariantSpec {
+                name: "fp4",
+                fields: QUANT_FIELDS,
+                doc: "4-bit float, bitsandbytes' default and worse than nf4 for weights.",
+            },
             VariantSpec { name: "int8", fields: &[], doc: "LLM.int8() 8-bit weights." },
         ]),
         "How the frozen base weights are quantized.",
@@ -225,9 +275,21 @@ const TRAIN_FIELDS: &[FieldSpec] = &[
     opt(
         "fsdp",
         Ty::Variant(&[
-            VariantSpec { name: "full_shard", fields: FSDP_FIELDS, doc: "Shard parameters, gradients and optimizer state (ZeRO-3)." },
-            VariantSpec { name: "shard_grad_op", fields: FSDP_FIELDS, doc: "Shard gradients and optimizer state (ZeRO-2)." },
-            VariantSpec { name: "hybrid_shard", fields: FSDP_FIELDS, doc: "Full shard within a node, replicate across nodes." },
+            VariantSpec {
+                name: "full_shard",
+                fields: FSDP_FIELDS,
+                doc: "Shard parameters, gradients and optimizer state (ZeRO-3).",
+            },
+            VariantSpec {
+                name: "shard_grad_op",
+                fields: FSDP_FIELDS,
+                doc: "Shard gradients and optimizer state (ZeRO-2).",
+            },
+            VariantSpec {
+                name: "hybrid_shard",
+                fields: FSDP_FIELDS,
+                doc: "Full shard within a node, replicate across nodes.",
+            },
         ]),
         "Fully sharded data parallelism across the GPUs.",
     ),
@@ -240,7 +302,11 @@ const TRAIN_FIELDS: &[FieldSpec] = &[
     opt("gradient_checkpointing", Ty::Bool, "Recompute activations in the backward pass (non-reentrant)."),
     opt("precision", Ty::Enum(DTYPES), "The training dtype."),
     opt("warmup_steps", NON_NEG, "Linear warm-up steps (exclusive with warmup_ratio)."),
-    opt("warmup_ratio", Ty::Float { min: 0.0, max: 1.0, min_exclusive: false }, "Warm-up as a fraction of all steps (exclusive with warmup_steps)."),
+    opt(
+        "warmup_ratio",
+        Ty::Float { min: 0.0, max: 1.0, min_exclusive: false },
+        "Warm-up as a fraction of all steps (exclusive with warmup_steps).",
+    ),
     opt("weight_decay", Ty::Float { min: 0.0, max: 1.0, min_exclusive: false }, "AdamW weight decay."),
     opt("save_steps", POS, "Checkpoint every this many steps (spot training resumes from the newest)."),
     opt("logging_steps", POS, "Log the loss every this many steps."),
@@ -249,11 +315,19 @@ const TRAIN_FIELDS: &[FieldSpec] = &[
     opt("max_wait", Ty::Duration, "With spot, the longest to wait for capacity plus run (MaxWaitTimeInSeconds)."),
     opt("spot", Ty::Bool, "Use managed spot capacity."),
     opt("optimizer", Ty::Enum(OPTIMIZERS), "The optimizer."),
-    opt("lr_scheduler", Ty::Enum(&["linear", "cosine", "constant", "constant_with_warmup"]), "The learning-rate schedule."),
+    opt(
+        "lr_scheduler",
+        Ty::Enum(&["linear", "cosine", "constant", "constant_with_warmup"]),
+        "The learning-rate schedule.",
+    ),
     opt("attention", Ty::Enum(&["sdpa", "flash_attention_2", "eager"]), "The attention kernel."),
     opt("packing", Ty::Bool, "Pack several conversations into one sequence."),
     opt("use_cache", Ty::Bool, "Keep the KV cache while training (must be off with gradient checkpointing)."),
-    opt("max_grad_norm", Ty::Float { min: 0.0, max: 1.0e6, min_exclusive: false }, "Gradient clipping norm; 0 disables it."),
+    opt(
+        "max_grad_norm",
+        Ty::Float { min: 0.0, max: 1.0e6, min_exclusive: false },
+        "Gradient clipping norm; 0 disables it.",
+    ),
     opt("seed", NON_NEG, "The training seed."),
 ];
 
@@ -261,7 +335,11 @@ const MERGE_FIELDS: &[FieldSpec] = &[
     req("adapter", Ty::Ref(&[RefTy::Adapter]), "The trained adapter."),
     opt("base", Ty::Ref(&[RefTy::Model]), "The base to merge into; must be the one the adapter was trained on."),
     opt("dtype", Ty::Enum(&["bf16", "fp16", "fp32", "nf4", "int8"]), "The dtype the base is loaded and saved in."),
-    opt("base_weights", Ty::Enum(&["pristine", "nf4_roundtrip"]), "Add the update to the original weights, or to their NF4 round trip."),
+    opt(
+        "base_weights",
+        Ty::Enum(&["pristine", "nf4_roundtrip"]),
+        "Add the update to the original weights, or to their NF4 round trip.",
+    ),
     opt("compute", Ty::Instance, "The SageMaker instance type for the merge job."),
     opt("max_shard_size", Ty::Size, "The largest safetensors shard."),
 ];
@@ -285,7 +363,11 @@ pub const FUNCTIONS: &[FuncSpec] = &[
             req("id", Ty::Str, "The Hugging Face Hub id, e.g. `meta-llama/Llama-3.1-8B-Instruct`."),
             REVISION,
             TOKEN,
-            opt("pad_token", Ty::Str, "The pad token; tunec picks a reserved token that is neither EOS nor end-of-turn when unset."),
+            opt(
+                "pad_token",
+                Ty::Str,
+                "The pad token; tunec picks a reserved token that is neither EOS nor end-of-turn when unset.",
+            ),
         ],
         doc: "A model from the Hugging Face Hub whose architecture is in the stdlib catalog.",
     },
@@ -295,7 +377,11 @@ pub const FUNCTIONS: &[FuncSpec] = &[
         positional: &["path"],
         fields: &[
             req("path", Ty::Str, "A directory with config.json, tokenizer.json and tokenizer_config.json."),
-            opt("pad_token", Ty::Str, "The pad token; tunec picks a reserved token that is neither EOS nor end-of-turn when unset."),
+            opt(
+                "pad_token",
+                Ty::Str,
+                "The pad token; tunec picks a reserved token that is neither EOS nor end-of-turn when unset.",
+            ),
         ],
         doc: "A model in a local directory; its facts are read from its config files.",
     },
@@ -321,7 +407,11 @@ pub const FUNCTIONS: &[FuncSpec] = &[
         positional: &["path"],
         fields: &[
             req("path", Ty::Str, "A local path or an `s3://` URI."),
-            opt("format", Ty::Enum(&["auto", "jsonl", "parquet", "csv"]), "The file format; `auto` uses the extension."),
+            opt(
+                "format",
+                Ty::Enum(&["auto", "jsonl", "parquet", "csv"]),
+                "The file format; `auto` uses the extension.",
+            ),
             DATASET_FIELDS[0],
             DATASET_FIELDS[1],
             DATASET_FIELDS[2],

@@ -26,7 +26,10 @@ pub enum Val {
     Money(f64),
     Enum(String),
     Variant(String, Fields),
-    Instance { name: String, count: i64 },
+    Instance {
+        name: String,
+        count: i64,
+    },
     Columns(Vec<Column>),
     List(Vec<Val>),
     /// `None` is `all_linear`.
@@ -151,6 +154,9 @@ impl Fields {
     }
 }
 
+/// `(field, variant)` → the defaults of that variant's fields.
+pub(crate) type VariantDefaults<'a> = dyn Fn(&str, &str) -> Vec<(Field, FileId)> + 'a;
+
 /// Parameters in scope and their checked values.
 pub(crate) type Params = BTreeMap<String, (Value, Span)>;
 
@@ -163,16 +169,16 @@ pub(crate) struct ConvertCtx<'a> {
 
 impl ConvertCtx<'_> {
     fn error(&mut self, code: Code, span: Span, message: String, label: &str, help: String) {
-        self.diagnostics.push(
-            Diagnostic::new(code, self.file, message, Label::new(span, label)).with_help(help),
-        );
+        self.diagnostics.push(Diagnostic::new(code, self.file, message, Label::new(span, label)).with_help(help));
     }
 
     fn mismatch(&mut self, field: &str, ty: &Ty, value: &Value) {
         let help = match ty {
             Ty::Secret => format!("read it from the environment: `{field} = env(\"NAME\")`"),
             Ty::Str if matches!(value.kind, ValueKind::Call(ref c) if c.func.name == "env") => {
-                format!("`{field}` is written into job artifacts, so it cannot come from `env()`; write the value itself")
+                format!(
+                    "`{field}` is written into job artifacts, so it cannot come from `env()`; write the value itself"
+                )
             }
             Ty::Instance => format!("write `{field} = \"ml.g5.2xlarge\" x 1`"),
             Ty::Ref(_) => "name a node declared in this pipeline".to_owned(),
@@ -199,7 +205,7 @@ impl ConvertCtx<'_> {
         field: &str,
         ty: &Ty,
         value: &Value,
-        variant_defaults: &dyn Fn(&str, &str) -> Vec<(Field, FileId)>,
+        variant_defaults: &VariantDefaults<'_>,
     ) -> Option<Val> {
         // A bare name that is a parameter stands for the parameter's value, unless it is also a
         // valid word for this field (an enumeration value or a variant).
@@ -292,12 +298,16 @@ impl ConvertCtx<'_> {
             (Ty::Variant(variants), ValueKind::Path(_)) if value.as_word().is_some() => {
                 let word = value.as_word()?;
                 let spec = self.variant_spec(field, &word.name, word.span, variants)?;
-                let fields = self.fields(spec.fields, &[], &variant_defaults(field, spec.name), value.span, &|_, _| Vec::new());
+                let fields =
+                    self.fields(spec.fields, &[], &variant_defaults(field, spec.name), value.span, &|_, _| Vec::new());
                 Some(Val::Variant(spec.name.to_owned(), fields))
             }
             (Ty::Variant(variants), ValueKind::Variant { name, fields }) => {
                 let spec = self.variant_spec(field, &name.name, name.span, variants)?;
-                let checked = self.fields(spec.fields, fields, &variant_defaults(field, spec.name), name.span, &|_, _| Vec::new());
+                let checked =
+                    self.fields(spec.fields, fields, &variant_defaults(field, spec.name), name.span, &|_, _| {
+                        Vec::new()
+                    });
                 Some(Val::Variant(spec.name.to_owned(), checked))
             }
             (Ty::Instance, ValueKind::Str(name)) => Some(Val::Instance { name: name.clone(), count: 1 }),
@@ -339,10 +349,9 @@ impl ConvertCtx<'_> {
                 }
                 Some(Val::Targets(Some(out)))
             }
-            (Ty::Ref(_), ValueKind::Path(segments)) if segments.len() <= 2 => Some(Val::Ref(RefVal {
-                node: segments[0].name.clone(),
-                part: segments.get(1).map(|s| s.name.clone()),
-            })),
+            (Ty::Ref(_), ValueKind::Path(segments)) if segments.len() <= 2 => {
+                Some(Val::Ref(RefVal { node: segments[0].name.clone(), part: segments.get(1).map(|s| s.name.clone()) }))
+            }
             (Ty::Enum(_) | Ty::Variant(_) | Ty::Targets, ValueKind::Path(_)) | (Ty::Ref(_), ValueKind::Path(_)) => {
                 self.mismatch(field, ty, value);
                 None
@@ -377,10 +386,22 @@ impl ConvertCtx<'_> {
             Some(best) => format!("did you mean `{best}`? `{field}` takes {}", super::schema::one_of(values)),
             None => format!("`{field}` takes {}", super::schema::one_of(values)),
         };
-        self.error(Code::UnknownValue, span, format!("unknown value `{word}` for `{field}`"), "not a known value", help);
+        self.error(
+            Code::UnknownValue,
+            span,
+            format!("unknown value `{word}` for `{field}`"),
+            "not a known value",
+            help,
+        );
     }
 
-    fn variant_spec(&mut self, field: &str, name: &str, span: Span, variants: &'static [VariantSpec]) -> Option<&'static VariantSpec> {
+    fn variant_spec(
+        &mut self,
+        field: &str,
+        name: &str,
+        span: Span,
+        variants: &'static [VariantSpec],
+    ) -> Option<&'static VariantSpec> {
         let found = variants.iter().find(|v| v.name == name);
         if found.is_none() {
             let names: Vec<&str> = variants.iter().map(|v| v.name).collect();
@@ -409,9 +430,7 @@ impl ConvertCtx<'_> {
             }
             let ty = match &f.value.kind {
                 ValueKind::Path(_) => f.value.as_word().map(|w| w.name.clone()),
-                ValueKind::List(items) if items.len() == 1 => {
-                    items[0].as_word().map(|w| format!("[{}]", w.name))
-                }
+                ValueKind::List(items) if items.len() == 1 => items[0].as_word().map(|w| format!("[{}]", w.name)),
                 _ => None,
             };
             let base = ty.as_deref().map(|t| t.trim_start_matches('[').trim_end_matches(']'));
@@ -448,7 +467,7 @@ impl ConvertCtx<'_> {
         given: &[Field],
         defaults: &[(Field, FileId)],
         owner_span: Span,
-        variant_defaults: &dyn Fn(&str, &str) -> Vec<(Field, FileId)>,
+        variant_defaults: &VariantDefaults<'_>,
     ) -> Fields {
         let mut out = Fields::default();
         let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
@@ -489,7 +508,12 @@ impl ConvertCtx<'_> {
             if let Some(val) = quiet.convert(spec.name, &spec.ty, &default.value, variant_defaults) {
                 out.0.insert(
                     spec.name.to_owned(),
-                    FieldVal { val, span: default.value.span, key_span: default.key.span, origin: Origin::Default(*file) },
+                    FieldVal {
+                        val,
+                        span: default.value.span,
+                        key_span: default.key.span,
+                        origin: Origin::Default(*file),
+                    },
                 );
             }
         }

@@ -195,13 +195,20 @@ pub enum ValueKind {
     List(Vec<Value>),
     Record(Vec<Field>),
     /// `qlora { r = 32 }`: a named alternative with its own fields.
-    Variant { name: Ident, fields: Vec<Field> },
+    Variant {
+        name: Ident,
+        fields: Vec<Field>,
+    },
     /// `bf16`, `llama`, `parts.train`: an enumeration value, a parameter or a node reference.
     Path(Vec<Ident>),
     /// `env("NAME")`, `hf_model("id")`.
     Call(Call),
     /// `"ml.p4d.24xlarge" x 2`: a value repeated `count` times (instances).
-    Times { value: Box<Value>, count: i64, count_span: Span },
+    Times {
+        value: Box<Value>,
+        count: i64,
+        count_span: Span,
+    },
 }
 
 impl ValueKind {

@@ -45,8 +45,7 @@ pub fn parse_file(text: &str, file: FileId) -> Result<File, Vec<Diagnostic>> {
 /// Parses a single value, as given to `--set name=value`.
 pub fn parse_value(text: &str, file: FileId) -> Result<Value, Vec<Diagnostic>> {
     check_nesting(text, file)?;
-    let mut pairs =
-        TuneParser::parse(Rule::value_only, text).map_err(|err| vec![syntax_error(&err, text, file)])?;
+    let mut pairs = TuneParser::parse(Rule::value_only, text).map_err(|err| vec![syntax_error(&err, text, file)])?;
     let mut ctx = Ctx { file, errors: Vec::new() };
     let value = pairs
         .next()
@@ -201,8 +200,9 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
 
 /// The children of a pair without punctuation.
 fn children(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
-    pair.into_inner()
-        .filter(|p| !matches!(p.as_rule(), Rule::eq | Rule::colon | Rule::lbrace | Rule::rbrace | Rule::lparen | Rule::rparen))
+    pair.into_inner().filter(|p| {
+        !matches!(p.as_rule(), Rule::eq | Rule::colon | Rule::lbrace | Rule::rbrace | Rule::lparen | Rule::rparen)
+    })
 }
 
 fn ident(pair: Pair<'_, Rule>) -> Ident {

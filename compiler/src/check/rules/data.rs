@@ -9,9 +9,16 @@ use crate::syntax::ast::NodeKind;
 pub(super) fn run(r: &mut Report<'_>) {
     let program = r.program;
     for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Split) {
-        let parts: Vec<(&str, f64)> = ["train", "val", "test"].into_iter().filter_map(|p| node.fields.float(p).map(|f| (p, f))).collect();
+        let parts: Vec<(&str, f64)> =
+            ["train", "val", "test"].into_iter().filter_map(|p| node.fields.float(p).map(|f| (p, f))).collect();
         if parts.is_empty() {
-            r.emit(Code::SplitFractions, node.name_span, "the split has no parts".into(), "no fractions given".into(), "give fractions, e.g. `split(data, train = 0.9, val = 0.05, test = 0.05)`".into());
+            r.emit(
+                Code::SplitFractions,
+                node.name_span,
+                "the split has no parts".into(),
+                "no fractions given".into(),
+                "give fractions, e.g. `split(data, train = 0.9, val = 0.05, test = 0.05)`".into(),
+            );
             continue;
         }
         for (part, fraction) in &parts {
@@ -20,7 +27,10 @@ pub(super) fn run(r: &mut Report<'_>) {
                     Code::SplitFractions,
                     node.span_of(part),
                     format!("`{part}` must be a fraction between 0 and 1"),
-                    format!("{fraction} leaves {} empty", if *fraction <= 0.0 { "this part" } else { "the other parts" }),
+                    format!(
+                        "{fraction} leaves {} empty",
+                        if *fraction <= 0.0 { "this part" } else { "the other parts" }
+                    ),
                     "leave an unused part out instead of setting it to 0".into(),
                 );
             }
@@ -60,7 +70,8 @@ pub(super) fn run(r: &mut Report<'_>) {
         let field = if node.kind == NodeKind::Train { "eval" } else { "data" };
         let Some(used) = node.fields.reference(field) else { continue };
         for (train_data, train_node) in &trained_on {
-            let overlaps = *train_data == used || (train_data.node == used.node && (train_data.part.is_none() || used.part.is_none()));
+            let overlaps = *train_data == used
+                || (train_data.node == used.node && (train_data.part.is_none() || used.part.is_none()));
             if overlaps && (node.kind == NodeKind::Evaluate || train_node.name == node.name) {
                 r.emit(
                     Code::SplitLeakage,
@@ -82,7 +93,8 @@ pub(super) fn run(r: &mut Report<'_>) {
                     node.span_of("split"),
                     format!("malformed split `{slice}`"),
                     why,
-                    "write a split name with an optional slice: `train`, `train[:10000]`, `train[10%:]`, `test[5:50%]`".into(),
+                    "write a split name with an optional slice: `train`, `train[:10000]`, `train[10%:]`, `test[5:50%]`"
+                        .into(),
                 );
             }
         }

@@ -3,9 +3,9 @@
 
 use super::{four_bit, Report};
 use crate::catalog::Catalog;
+use crate::check::schema::EIGHT_BIT_OPTIMIZERS as EIGHT_BIT;
 use crate::check::Val;
 use crate::diagnostics::{Code, Label};
-use crate::check::schema::EIGHT_BIT_OPTIMIZERS as EIGHT_BIT;
 use crate::syntax::ast::NodeKind;
 
 pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
@@ -48,7 +48,9 @@ pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
                 );
             }
         }
-        if node.fields.bool("fsdp.cpu_ram_efficient_loading") == Some(true) && node.fields.bool("fsdp.sync_module_states") == Some(false) {
+        if node.fields.bool("fsdp.cpu_ram_efficient_loading") == Some(true)
+            && node.fields.bool("fsdp.sync_module_states") == Some(false)
+        {
             r.emit(
                 Code::RamEfficientLoading,
                 node.span_of("fsdp.sync_module_states"),
@@ -57,7 +59,9 @@ pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
                 "set `sync_module_states = true` (or turn `cpu_ram_efficient_loading` off)".into(),
             );
         }
-        if node.fields.bool("fsdp.activation_checkpointing") == Some(true) && node.fields.bool("gradient_checkpointing") == Some(true) {
+        if node.fields.bool("fsdp.activation_checkpointing") == Some(true)
+            && node.fields.bool("gradient_checkpointing") == Some(true)
+        {
             r.emit(
                 Code::DoubleCheckpointing,
                 node.span_of("fsdp.activation_checkpointing"),

@@ -12,7 +12,12 @@ use crate::syntax::ast::NodeKind;
 const MAX_RUNTIME_SECS: u64 = 28 * 24 * 3600;
 
 pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
-    let nodes: Vec<_> = r.program.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate)).collect();
+    let nodes: Vec<_> = r
+        .program
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate))
+        .collect();
     for node in nodes {
         let Some(fv) = node.fields.get("compute") else { continue };
         let Val::Instance { name, count } = &fv.val else { continue };
@@ -22,7 +27,13 @@ pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
                 None if !name.starts_with("ml.") => format!("SageMaker instance types start with `ml.`: `ml.{name}`"),
                 None => "`tunec explain unknown_instance` lists the catalog's training instances".to_owned(),
             };
-            r.emit(Code::UnknownInstance, fv.span, format!("unknown instance type `{name}`"), "not a SageMaker training instance in the catalog".into(), help);
+            r.emit(
+                Code::UnknownInstance,
+                fv.span,
+                format!("unknown instance type `{name}`"),
+                "not a SageMaker training instance in the catalog".into(),
+                help,
+            );
             continue;
         };
         if node.kind != NodeKind::Train {
@@ -34,7 +45,11 @@ pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
                 Accelerator::Neuron => "Trainium (Neuron) accelerators",
                 _ => "no GPU",
             };
-            let why = if quantized { "bitsandbytes quantization needs a CUDA GPU" } else { "the Hugging Face training image needs a CUDA GPU" };
+            let why = if quantized {
+                "bitsandbytes quantization needs a CUDA GPU"
+            } else {
+                "the Hugging Face training image needs a CUDA GPU"
+            };
             r.emit(
                 Code::NoCudaGpu,
                 fv.span,

@@ -37,7 +37,14 @@ pub(super) struct Report<'a> {
 
 impl Report<'_> {
     /// Reports `code` at `span` with a label, an optional secondary label and a help line.
-    pub(super) fn emit(&mut self, code: Code, span: Span, message: String, label: String, help: String) -> &mut Diagnostic {
+    pub(super) fn emit(
+        &mut self,
+        code: Code,
+        span: Span,
+        message: String,
+        label: String,
+        help: String,
+    ) -> &mut Diagnostic {
         self.out.push(Diagnostic::new(code, self.program.file, message, Label::new(span, label)).with_help(help));
         self.out.last_mut().expect("just pushed")
     }

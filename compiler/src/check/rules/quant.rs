@@ -17,7 +17,8 @@ pub(super) fn run(r: &mut Report<'_>) {
                 node.span_of("method"),
                 "`qlora` needs a `quant` setting".into(),
                 "QLoRA trains on a quantized base".into(),
-                "add `quant = nf4 { double_quant = true, compute = bf16, storage = bf16 }`, or use `method = lora`".into(),
+                "add `quant = nf4 { double_quant = true, compute = bf16, storage = bf16 }`, or use `method = lora`"
+                    .into(),
             );
         }
         if quant.is_some() && method == Some("full") {
@@ -60,7 +61,10 @@ pub(super) fn run(r: &mut Report<'_>) {
                     help,
                 )
                 .secondary
-                .extend([Label::new(node.span_of("precision"), precision_desc), Label::new(node.span_of("fsdp"), "FSDP enabled here")]);
+                .extend([
+                    Label::new(node.span_of("precision"), precision_desc),
+                    Label::new(node.span_of("fsdp"), "FSDP enabled here"),
+                ]);
             }
             if quant == Some("fp4") {
                 r.emit(
@@ -77,7 +81,10 @@ pub(super) fn run(r: &mut Report<'_>) {
                     node.span_of("quant.compute"),
                     "4-bit compute in fp32 is bitsandbytes' default and slow".into(),
                     "every dequantized matmul runs in fp32".into(),
-                    format!("set `compute = {}` to match the training precision", if precision(node) == "fp32" { "bf16" } else { precision(node) }),
+                    format!(
+                        "set `compute = {}` to match the training precision",
+                        if precision(node) == "fp32" { "bf16" } else { precision(node) }
+                    ),
                 );
             }
             if node.fields.bool("quant.double_quant") == Some(false) {
@@ -99,7 +106,8 @@ pub(super) fn run(r: &mut Report<'_>) {
                 node.span_of("dtype"),
                 format!("merging into a `{dtype}` base"),
                 "the adapter's update is rounded away when re-quantized".into(),
-                "merge into the 16-bit base (`dtype = bf16`) and quantize the merged model afterwards if you need to".into(),
+                "merge into the 16-bit base (`dtype = bf16`) and quantize the merged model afterwards if you need to"
+                    .into(),
             );
         }
         let Some(adapter) = node.fields.reference("adapter").and_then(|a| program.node(&a.node)) else { continue };

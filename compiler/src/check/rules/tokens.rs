@@ -16,7 +16,10 @@ pub(super) fn run(r: &mut Report<'_>) {
         if pad.is_empty() {
             continue;
         }
-        let trained_by_chat = program.nodes.iter().any(|n| n.kind == NodeKind::Chat && n.fields.reference("tokenizer").is_some_and(|t| t.node == node.name));
+        let trained_by_chat = program
+            .nodes
+            .iter()
+            .any(|n| n.kind == NodeKind::Chat && n.fields.reference("tokenizer").is_some_and(|t| t.node == node.name));
         if trained_by_chat && (pad == facts.eos_token || pad == facts.eot_token) {
             let which = if pad == facts.eot_token { "end-of-turn" } else { "end-of-sequence" };
             let fix = if facts.reserved_pad_token.is_empty() {
@@ -28,13 +31,22 @@ pub(super) fn run(r: &mut Report<'_>) {
                 Some(_) => (node.span_of("pad_token"), format!("\"{pad}\" is the {which} token")),
                 None => (node.name_span, format!("the tokenizer pads with \"{pad}\", its {which} token")),
             };
-            r.emit(Code::PadIsEos, span, format!("the pad token is the {which} token `{pad}`"), label, format!("padding is masked out of the loss, so the model never learns to stop; {fix}"));
+            r.emit(
+                Code::PadIsEos,
+                span,
+                format!("the pad token is the {which} token `{pad}`"),
+                label,
+                format!("padding is masked out of the loss, so the model never learns to stop; {fix}"),
+            );
         }
     }
     for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Chat) {
         let Some(tokenizer) = node.fields.reference("tokenizer") else { continue };
         let Some(facts) = program.model_facts(&tokenizer.node) else { continue };
-        if facts.template_adds_bos && node.fields.bool("add_special_tokens") == Some(true) && !facts.bos_token.is_empty() {
+        if facts.template_adds_bos
+            && node.fields.bool("add_special_tokens") == Some(true)
+            && !facts.bos_token.is_empty()
+        {
             r.emit(
                 Code::DoubleBos,
                 node.span_of("add_special_tokens"),
@@ -79,13 +91,26 @@ pub(super) fn run(r: &mut Report<'_>) {
                     continue;
                 }
                 // Point at the placeholder itself when the literal is a plain one-line string.
-                let span = if program_text_matches(fv.span, text) { Span::new(fv.span.start as usize + 1 + offset, fv.span.start as usize + 3 + offset + name.len()) } else { fv.span };
+                let span = if program_text_matches(fv.span, text) {
+                    Span::new(fv.span.start as usize + 1 + offset, fv.span.start as usize + 3 + offset + name.len())
+                } else {
+                    fv.span
+                };
                 let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
                 let help = match crate::check::suggest::closest(&name, names.iter().copied()) {
                     Some(best) => format!("did you mean `{{{best}}}`? write `{{{{` for a literal brace"),
-                    None => format!("the dataset's columns are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "the dataset's columns are {}",
+                        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    ),
                 };
-                let d = r.emit(Code::TemplatePlaceholder, span, format!("`{{{name}}}` names no column"), "no such column".into(), help);
+                let d = r.emit(
+                    Code::TemplatePlaceholder,
+                    span,
+                    format!("`{{{name}}}` names no column"),
+                    "no such column".into(),
+                    help,
+                );
                 if let Some(ds) = dataset_span {
                     d.secondary.push(Label::new(ds, "columns declared here"));
                 }

@@ -34,11 +34,22 @@ pub(super) fn run(r: &mut Report<'_>) {
                     if name == "lm_head" || facts.linear_modules.contains(name) {
                         continue;
                     }
-                    let help = match crate::check::suggest::closest(name, facts.linear_modules.iter().map(String::as_str)) {
-                        Some(best) => format!("did you mean `{best}`? or use `targets = all_linear`"),
-                        None => format!("{} has {}", facts.architecture, facts.linear_modules.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")),
-                    };
-                    r.emit(Code::UnknownTargetModule, *span, format!("`{name}` is not a module of {}", facts.architecture), "no such linear layer".into(), help);
+                    let help =
+                        match crate::check::suggest::closest(name, facts.linear_modules.iter().map(String::as_str)) {
+                            Some(best) => format!("did you mean `{best}`? or use `targets = all_linear`"),
+                            None => format!(
+                                "{} has {}",
+                                facts.architecture,
+                                facts.linear_modules.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                            ),
+                        };
+                    r.emit(
+                        Code::UnknownTargetModule,
+                        *span,
+                        format!("`{name}` is not a module of {}", facts.architecture),
+                        "no such linear layer".into(),
+                        help,
+                    );
                 }
             }
         }
