@@ -142,6 +142,10 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::rbrace => "`}`",
         Rule::lparen => "`(`",
         Rule::rparen => "`)`",
+        Rule::lbracket => "`[`",
+        Rule::rbracket => "`]`",
+        Rule::comma => "`,`",
+        Rule::dot => "`.`",
         _ => "a token",
     }
 }
@@ -159,6 +163,10 @@ fn syntax_error(err: &pest::error::Error<Rule>, text: &str, file: FileId) -> Dia
             let mut names: Vec<&str> = positives.iter().map(|r| rule_name(*r)).collect();
             names.sort_unstable();
             names.dedup();
+            // `x N` may follow any value; it is only worth naming when nothing else fits.
+            if names.len() > 1 {
+                names.retain(|n| *n != "`x`");
+            }
             names
         }
         ErrorVariant::CustomError { .. } => Vec::new(),
@@ -201,7 +209,7 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
 /// The children of a pair without punctuation.
 fn children(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
     pair.into_inner().filter(|p| {
-        !matches!(p.as_rule(), Rule::eq | Rule::colon | Rule::lbrace | Rule::rbrace | Rule::lparen | Rule::rparen)
+        !matches!(p.as_rule(), Rule::eq | Rule::colon | Rule::lbrace | Rule::rbrace | Rule::lparen | Rule::rparen | Rule::lbracket | Rule::rbracket | Rule::comma | Rule::dot)
     })
 }
 
