@@ -180,11 +180,13 @@ pub struct Program {
     pub nodes: Vec<TypedNode>,
     /// Indices into `nodes` in dependency order (inputs first).
     pub order: Vec<usize>,
+    /// Node name → index into `nodes`.
+    pub(crate) by_name: std::collections::BTreeMap<String, usize>,
 }
 
 impl Program {
     pub fn node(&self, name: &str) -> Option<&TypedNode> {
-        self.nodes.iter().find(|n| n.name == name)
+        self.by_name.get(name).map(|&i| &self.nodes[i])
     }
 
     /// The model facts behind a model node, or behind what a chat, split, adapter or merged model

@@ -267,6 +267,7 @@ pub(super) fn run(
         budget,
         description,
         params: param_infos,
+        by_name: nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect(),
         nodes,
         order,
     })
@@ -752,20 +753,22 @@ fn model_facts(
 /// Completes the types that derive from inputs (a chat's columns, a split's tokenizer, a merged
 /// model's base), walking inputs first.
 fn fill_types(nodes: &mut [TypedNode], order: &[usize]) {
+    let index: BTreeMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
     for &i in order {
-        let reference = |field: &str| nodes[i].fields.reference(field).map(|r| r.node.clone());
-        let input_ty =
-            |name: Option<String>| name.and_then(|n| nodes.iter().find(|x| x.name == n).map(|x| x.ty.clone()));
+        let input_ty = |field: &str| {
+            let name = nodes[i].fields.reference(field)?;
+            index.get(&name.node).map(|&j| nodes[j].ty.clone())
+        };
         let new_ty = match &nodes[i].ty {
-            NodeType::Chat { tokenizer, .. } => match input_ty(reference("data")) {
+            NodeType::Chat { tokenizer, .. } => match input_ty("data") {
                 Some(NodeType::Dataset { columns }) => Some(NodeType::Chat { columns, tokenizer: tokenizer.clone() }),
                 _ => None,
             },
-            NodeType::Splits { parts, .. } => match input_ty(reference("data")) {
+            NodeType::Splits { parts, .. } => match input_ty("data") {
                 Some(NodeType::Chat { tokenizer, .. }) => Some(NodeType::Splits { parts: parts.clone(), tokenizer }),
                 _ => None,
             },
-            NodeType::Model { base } if base.is_empty() => match input_ty(reference("adapter")) {
+            NodeType::Model { base } if base.is_empty() => match input_ty("adapter") {
                 Some(NodeType::Adapter { base }) => Some(NodeType::Model { base }),
                 _ => None,
             },
@@ -781,23 +784,30 @@ fn fill_types(nodes: &mut [TypedNode], order: &[usize]) {
 /// reported once and left out of the order.
 fn topo_order(nodes: &[TypedNode], file: FileId, diagnostics: &mut Vec<Diagnostic>) -> Vec<usize> {
     let index: BTreeMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-    let mut indegree: Vec<usize> =
-        nodes.iter().map(|n| n.inputs.iter().filter(|i| index.contains_key(i.as_str())).count()).collect();
-    let mut order = Vec::new();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut indegree = vec![0usize; nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        for input in &n.inputs {
+            if let Some(&j) = index.get(input.as_str()) {
+                dependents[j].push(i);
+                indegree[i] += 1;
+            }
+        }
+    }
+    let mut order = Vec::with_capacity(nodes.len());
     let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|i| indegree[*i] == 0).collect();
     while let Some(next) = ready.pop_first() {
         order.push(next);
-        for (i, n) in nodes.iter().enumerate() {
-            if n.inputs.iter().any(|input| input == &nodes[next].name) {
-                indegree[i] -= 1;
-                if indegree[i] == 0 {
-                    ready.insert(i);
-                }
+        for &d in &dependents[next] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.insert(d);
             }
         }
     }
     if order.len() < nodes.len() {
-        let stuck: Vec<&TypedNode> = (0..nodes.len()).filter(|i| !order.contains(i)).map(|i| &nodes[i]).collect();
+        let placed: BTreeSet<usize> = order.iter().copied().collect();
+        let stuck: Vec<&TypedNode> = (0..nodes.len()).filter(|i| !placed.contains(i)).map(|i| &nodes[i]).collect();
         if let Some(first) = stuck.first() {
             let names: Vec<String> = stuck.iter().map(|n| format!("`{}`", n.name)).collect();
             let mut d = Diagnostic::new(

@@ -209,7 +209,19 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
 /// The children of a pair without punctuation.
 fn children(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
     pair.into_inner().filter(|p| {
-        !matches!(p.as_rule(), Rule::eq | Rule::colon | Rule::lbrace | Rule::rbrace | Rule::lparen | Rule::rparen | Rule::lbracket | Rule::rbracket | Rule::comma | Rule::dot)
+        !matches!(
+            p.as_rule(),
+            Rule::eq
+                | Rule::colon
+                | Rule::lbrace
+                | Rule::rbrace
+                | Rule::lparen
+                | Rule::rparen
+                | Rule::lbracket
+                | Rule::rbracket
+                | Rule::comma
+                | Rule::dot
+        )
     })
 }
 
