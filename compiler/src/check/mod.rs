@@ -13,6 +13,8 @@ mod resolve;
 mod rules;
 pub mod schema;
 mod suggest;
+#[cfg(test)]
+mod tests;
 pub mod value;
 
 use crate::catalog::{Catalog, ModelFacts};
