@@ -69,8 +69,7 @@ fn fixtures() {
         let (text, checked) = check_file(path);
         let expect = header_values(&text, "expect:");
         assert_eq!(expect.len(), 1, "{}: one `// expect:` line", path.display());
-        let expected: BTreeSet<&str> =
-            expect[0].split(',').map(str::trim).filter(|c| *c != "clean").collect();
+        let expected: BTreeSet<&str> = expect[0].split(',').map(str::trim).filter(|c| *c != "clean").collect();
         for code in &expected {
             assert!(Code::lookup(code).is_some(), "{}: `{code}` is not a diagnostic code", path.display());
         }
