@@ -66,7 +66,7 @@ pub(super) fn run(r: &mut Report<'_>) {
                 );
             }
         }
-        if !facts.instruct {
+        if !facts.instruct && !trains_embeddings(program, &node.name) {
             r.emit(
                 Code::UntrainedSpecialTokens,
                 node.span_of("tokenizer"),
@@ -117,6 +117,29 @@ pub(super) fn run(r: &mut Report<'_>) {
             }
         }
     }
+}
+
+/// Whether every train node fed by this chat (directly or through a split) trains the embeddings
+/// and the output layer, which gives the template's special tokens trained vectors.
+fn trains_embeddings(program: &crate::check::Program, chat: &str) -> bool {
+    let fed_by_chat = |node: &str| {
+        node == chat
+            || program.node(node).is_some_and(|n| {
+                n.kind == NodeKind::Split && n.fields.reference("data").is_some_and(|d| d.node == chat)
+            })
+    };
+    let trains: Vec<_> = program
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Train && n.fields.reference("data").is_some_and(|d| fed_by_chat(&d.node)))
+        .collect();
+    !trains.is_empty()
+        && trains.iter().all(|t| match t.fields.path("method.modules_to_save").map(|f| &f.val) {
+            Some(Val::List(items)) => {
+                ["embed_tokens", "lm_head"].iter().all(|m| items.iter().any(|i| matches!(i, Val::Str(s) if s == m)))
+            }
+            _ => false,
+        })
 }
 
 /// The names inside `{...}` in a template, with their byte offset in the decoded text.
