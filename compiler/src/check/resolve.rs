@@ -71,21 +71,7 @@ pub(super) fn run(
         }
     };
 
-    let mut defaults = DefaultsMap::new();
     let mut params = Params::new();
-    let mut ctx = ConvertCtx { file: main, params: &params, diagnostics };
-    collect_defaults(&prelude_ast.defaults, prelude, &mut defaults, &mut ctx);
-    let user_defaults: Vec<Defaults> = file
-        .defaults
-        .iter()
-        .cloned()
-        .chain(pipeline.items.iter().filter_map(|i| match i {
-            Item::Defaults(d) => Some(d.clone()),
-            _ => None,
-        }))
-        .collect();
-    collect_defaults(&user_defaults, main, &mut defaults, &mut ctx);
-
     // Parameters, then `--set` overrides.
     let mut param_infos = Vec::new();
     let mut declared: BTreeMap<String, Span> = BTreeMap::new();
@@ -150,6 +136,20 @@ pub(super) fn run(
         }
     }
 
+    let mut defaults = DefaultsMap::new();
+    let mut ctx = ConvertCtx { file: main, params: &params, diagnostics };
+    collect_defaults(&prelude_ast.defaults, prelude, &mut defaults, &mut ctx);
+    let user_defaults: Vec<Defaults> = file
+        .defaults
+        .iter()
+        .cloned()
+        .chain(pipeline.items.iter().filter_map(|i| match i {
+            Item::Defaults(d) => Some(d.clone()),
+            _ => None,
+        }))
+        .collect();
+    collect_defaults(&user_defaults, main, &mut defaults, &mut ctx);
+
     // Node names and output types.
     let mut node_decls: Vec<&ast::Node> = Vec::new();
     for item in &pipeline.items {
@@ -159,7 +159,7 @@ pub(super) fn run(
                 continue;
             }
             if let Some(span) = declared.get(&node.name.name) {
-                duplicate(diagnostics, main, &node.name, *span, "name");
+                duplicate(diagnostics, main, &node.name, *span, "use (a parameter has it)");
                 continue;
             }
             node_decls.push(node);
@@ -279,7 +279,14 @@ fn duplicate(diagnostics: &mut Vec<Diagnostic>, file: FileId, name: &ast::Ident,
             Code::DuplicateName,
             file,
             format!("`{}` is declared twice", name.name),
-            Label::new(name.span, format!("second {what} named `{}`", name.name)),
+            Label::new(
+                name.span,
+                if what.starts_with("use") {
+                    format!("second {what}")
+                } else {
+                    format!("second {what} named `{}`", name.name)
+                },
+            ),
         )
         .with_label(Label::new(first, "first declared here"))
         .with_help("give each node and parameter a name of its own"),
@@ -330,7 +337,7 @@ fn collect_defaults(blocks: &[Defaults], file: FileId, map: &mut DefaultsMap, ct
                     }
                     local.convert(spec.name, &spec.ty, &f.value, &|_, _| Vec::new());
                 }
-                None => local.unknown_field(&f.key.name, f.key.span, specs),
+                None => local.unknown_field(&f.key.name, f.key.span, &specs),
             }
             let entry = map.entry(key.clone()).or_default();
             entry.retain(|(existing, _)| existing.key.name != f.key.name);
@@ -341,7 +348,7 @@ fn collect_defaults(blocks: &[Defaults], file: FileId, map: &mut DefaultsMap, ct
 
 /// The field specs a defaults path addresses: `train` → the train fields; `train.method.lora` →
 /// the fields of the `lora` variant of `method`.
-fn defaults_specs(path: &[ast::Ident], file: FileId, ctx: &mut ConvertCtx<'_>) -> Option<&'static [FieldSpec]> {
+fn defaults_specs(path: &[ast::Ident], file: FileId, ctx: &mut ConvertCtx<'_>) -> Option<Vec<FieldSpec>> {
     let head = path.first()?;
     let Some(kind) = NodeKind::from_keyword(&head.name) else {
         let help = match suggest::closest(&head.name, NodeKind::ALL.iter().map(|k| k.as_str())) {
@@ -361,11 +368,8 @@ fn defaults_specs(path: &[ast::Ident], file: FileId, ctx: &mut ConvertCtx<'_>) -
     };
     let fields: &'static [FieldSpec] = schema::functions_for(kind).next()?.fields;
     match path {
-        [_] => {
-            // A kind's defaults cover the fields of all its functions; use the largest set.
-            let func = schema::functions_for(kind).max_by_key(|f| f.fields.len())?;
-            Some(func.fields)
-        }
+        // A kind's defaults cover the fields of all its functions.
+        [_] => Some(schema::kind_fields(kind).into_iter().copied().collect()),
         [_, field, variant] => {
             let spec = fields.iter().find(|s| s.name == field.name);
             let variants = match spec.map(|s| s.ty) {
@@ -376,7 +380,7 @@ fn defaults_specs(path: &[ast::Ident], file: FileId, ctx: &mut ConvertCtx<'_>) -
                 }
             };
             match variants.iter().find(|v| v.name == variant.name) {
-                Some(v) => Some(v.fields),
+                Some(v) => Some(v.fields.to_vec()),
                 None => {
                     let names: Vec<&str> = variants.iter().map(|v| v.name).collect();
                     let help = match suggest::closest(&variant.name, names.iter().copied()) {
@@ -549,7 +553,7 @@ fn check_node(
         let Ty::Ref(allowed) = spec.ty else { continue };
         let Some(fv) = fields.get(spec.name) else { continue };
         let Val::Ref(r) = &fv.val else { continue };
-        if check_ref(r, fv.span, allowed, spec.name, &node.name.name, shapes, ctx) {
+        if check_ref(r, fv.span, allowed, spec.name, &node.name.name, node.kind, shapes, ctx) {
             if !inputs.contains(&r.node) {
                 inputs.push(r.node.clone());
             }
@@ -582,6 +586,7 @@ fn check_ref(
     allowed: &[RefTy],
     field: &str,
     this: &str,
+    kind: NodeKind,
     shapes: &BTreeMap<String, Shape>,
     ctx: &mut ConvertCtx<'_>,
 ) -> bool {
@@ -589,7 +594,7 @@ fn check_ref(
     let Some(target) = shapes.get(&r.node) else {
         let help = match suggest::closest(&r.node, shapes.keys().map(String::as_str)) {
             Some(best) => format!("did you mean `{best}`?"),
-            None => "declare the node before using it, e.g. `model llama = hf_model(\"...\")`".into(),
+            None => "declare a node with this name, e.g. `model llama = hf_model(\"...\")`".into(),
         };
         ctx.diagnostics.push(
             Diagnostic::new(
@@ -656,13 +661,12 @@ fn check_ref(
         return true;
     }
     let help = if actual == RefTy::Splits && allowed.contains(&RefTy::Chat) {
-        let part = if field == "eval" {
-            "val"
-        } else if field == "data" && !this.is_empty() && target.parts.contains(&"train".to_owned()) {
-            "train"
-        } else {
-            "test"
+        let preferred: &[&str] = match (field, kind) {
+            ("eval", _) => &["val", "test"],
+            ("data", NodeKind::Train) => &["train"],
+            _ => &["test", "val"],
         };
+        let part = preferred.iter().find(|p| target.parts.iter().any(|t| t == *p)).copied().unwrap_or("test");
         format!("pick one part of the split, e.g. `{}.{part}`", r.node)
     } else if actual == RefTy::Adapter && allowed.contains(&RefTy::Model) {
         format!("merge the adapter first (`merge m = merge({})`) and use the merged model", r.node)

@@ -314,7 +314,7 @@ impl ConvertCtx<'_> {
             (Ty::Instance, ValueKind::Times { value: inner, count, count_span }) => match &inner.kind {
                 ValueKind::Str(name) if *count >= 1 => Some(Val::Instance { name: name.clone(), count: *count }),
                 ValueKind::Str(_) => {
-                    self.range_error("instance count", *count_span, &count.to_string(), 1.0, 1000.0, false);
+                    self.range_error("instance count", *count_span, &count.to_string(), 1.0, f64::MAX, false);
                     None
                 }
                 _ => {

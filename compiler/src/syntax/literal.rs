@@ -9,7 +9,7 @@
 /// dropped, and the indentation common to all non-blank lines is removed. Escapes are decoded after
 /// dedenting, so `\n` inside a triple-quoted string is a newline that dedent never sees.
 pub(crate) fn decode_string(raw: &str, triple: bool) -> Result<String, String> {
-    let text = if triple { dedent(raw) } else { raw.to_owned() };
+    let text = if triple { dedent(&raw.replace("\r\n", "\n")) } else { raw.to_owned() };
     decode_escapes(&text)
 }
 
@@ -27,7 +27,11 @@ fn dedent(raw: &str) -> String {
         .min()
         .unwrap_or(0);
     body.lines()
-        .map(|line| if line.len() >= indent { &line[indent..] } else { line.trim_start_matches([' ', '\t']) })
+        .map(|line| match line.get(..indent) {
+            // Only ASCII indentation is removed, so the cut is always on a character boundary.
+            Some(head) if head.bytes().all(|b| b == b' ' || b == b'\t') => &line[indent..],
+            _ => line.trim_start_matches([' ', '\t']),
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -58,11 +62,16 @@ fn decode_escapes(text: &str) -> Result<String, String> {
                 if chars.next() != Some('{') {
                     return Err("a unicode escape is written `\\u{1F600}`".into());
                 }
+                let mut closed = false;
                 for c in chars.by_ref() {
                     if c == '}' {
+                        closed = true;
                         break;
                     }
                     hex.push(c);
+                }
+                if !closed || hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err("a unicode escape is written `\\u{1F600}`: 1 to 6 hex digits in braces".into());
                 }
                 let code = u32::from_str_radix(&hex, 16).map_err(|_| format!("`{hex}` is not hexadecimal"))?;
                 let ch = char::from_u32(code).ok_or_else(|| format!("U+{code:X} is not a unicode scalar value"))?;
@@ -167,6 +176,11 @@ mod tests {
         assert_eq!(decode_string(raw, true).unwrap(), "first\n  second\n\nthird");
         assert_eq!(decode_string("one line", true).unwrap(), "one line");
         assert_eq!(decode_string("\n  a \\\n    b\n  ", true).unwrap(), "a b");
+        // A blank line of non-ASCII whitespace must not be cut inside a character.
+        assert_eq!(decode_string("\n a\n\u{a0}\n", true).unwrap(), "a\n\u{a0}");
+        assert_eq!(decode_string("\r\n  a\r\n  b\r\n  ", true).unwrap(), "a\nb");
+        assert!(decode_string("\\u{42", false).is_err());
+        assert!(decode_string("\\u{+41}", false).is_err());
     }
 
     #[test]

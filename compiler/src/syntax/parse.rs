@@ -87,6 +87,13 @@ fn check_nesting(text: &str, file: FileId) -> Result<(), Vec<Diagnostic>> {
                     i += 1;
                 }
             }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !bytes[i..].starts_with(b"*/") {
+                    i += 1;
+                }
+                i += 1;
+            }
             b'[' | b'{' | b'(' => {
                 depth += 1;
                 if depth > MAX_NESTING {
@@ -135,7 +142,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::duration | Rule::duration_unit => "a duration (`5h`)",
         Rule::string | Rule::plain_string | Rule::triple_string => "a string",
         Rule::plain_inner | Rule::triple_inner | Rule::escape => "a string character",
-        Rule::ident => "a name",
+        Rule::ident | Rule::key => "a name",
         Rule::eq => "`=`",
         Rule::colon => "`:`",
         Rule::lbrace => "`{`",

@@ -59,7 +59,22 @@ pub(super) fn run(r: &mut Report<'_>) {
             .severity = crate::diagnostics::Severity::Warning;
         }
     }
-    // Training data must not be evaluated on.
+    // Training data must not be evaluated on: two references overlap when they reach the same chat
+    // node and at least one of them is all of it, or both are the same part of the same split.
+    let rows = |r: &RefVal| -> (String, Option<(String, String)>) {
+        match (&r.part, program.node(&r.node)) {
+            (Some(part), Some(split)) if split.kind == NodeKind::Split => {
+                let chat = split.fields.reference("data").map_or(r.node.clone(), |d| d.node.clone());
+                (chat, Some((r.node.clone(), part.clone())))
+            }
+            _ => (r.node.clone(), None),
+        }
+    };
+    let overlap = |a: &RefVal, b: &RefVal| {
+        let (ra, pa) = rows(a);
+        let (rb, pb) = rows(b);
+        ra == rb && (pa.is_none() || pb.is_none() || pa == pb)
+    };
     let trained_on: Vec<(&RefVal, &crate::check::TypedNode)> = program
         .nodes
         .iter()
@@ -70,13 +85,11 @@ pub(super) fn run(r: &mut Report<'_>) {
         let field = if node.kind == NodeKind::Train { "eval" } else { "data" };
         let Some(used) = node.fields.reference(field) else { continue };
         for (train_data, train_node) in &trained_on {
-            let overlaps = *train_data == used
-                || (train_data.node == used.node && (train_data.part.is_none() || used.part.is_none()));
-            if overlaps && (node.kind == NodeKind::Evaluate || train_node.name == node.name) {
+            if overlap(train_data, used) && (node.kind == NodeKind::Evaluate || train_node.name == node.name) {
                 r.emit(
                     Code::SplitLeakage,
                     node.span_of(field),
-                    format!("`{used}` is also the training data of `{}`", train_node.name),
+                    format!("`{used}` overlaps the training data of `{}`", train_node.name),
                     "evaluating on training data".into(),
                     "split the data (`split(chat, train = 0.9, test = 0.1)`) and evaluate on a part that is not trained on".into(),
                 )

@@ -103,7 +103,7 @@ pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
                 );
             }
         }
-        if !spot && node.fields.is_user("max_wait") {
+        if !spot && node.fields.get("max_wait").is_some() {
             r.emit(
                 Code::MaxRuntimeLimit,
                 node.span_of("max_wait"),

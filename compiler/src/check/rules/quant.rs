@@ -45,7 +45,10 @@ pub(super) fn run(r: &mut Report<'_>) {
         if four_bit(node) {
             let dtype = precision(node);
             let storage = node.fields.word("quant.storage").unwrap_or("uint8");
-            if node.fields.get("fsdp").is_some() && storage != dtype {
+            // FSDP flattens one float dtype: the storage must be the training dtype, or fp32 with fp16
+            // mixed precision (PEFT's recommendation).
+            let compatible = storage == dtype || (dtype == "fp16" && storage == "fp32");
+            if node.fields.get("fsdp").is_some() && !compatible {
                 let help = if dtype == "fp16" {
                     "with fp16 training, store 4-bit weights in fp32: `quant = nf4 { storage = fp32 }`, or train in bf16".to_owned()
                 } else {
@@ -131,7 +134,7 @@ pub(super) fn run(r: &mut Report<'_>) {
                 Code::MergeDtype,
                 node.span_of("dtype"),
                 format!("merging in `{dtype}` an adapter trained in `{trained}`"),
-                format!("{trained} → {dtype} changes the range of the weights"),
+                format!("{trained} → {dtype} changes the precision or range of the weights"),
                 format!("merge in the training precision: `dtype = {trained}`"),
             );
         }

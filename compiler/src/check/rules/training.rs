@@ -17,7 +17,7 @@ pub(super) fn run(r: &mut Report<'_>) {
                 "set `use_cache = false`; tunec turns it back on in the merged model's config".into(),
             );
         }
-        if node.fields.is_user("warmup_steps") && node.fields.is_user("warmup_ratio") {
+        if node.fields.get("warmup_steps").is_some() && node.fields.get("warmup_ratio").is_some() {
             r.emit(
                 Code::WarmupConflict,
                 node.span_of("warmup_ratio"),
