@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 pub const MODELS_TOML: &str = include_str!("../../stdlib/catalog/models.toml");
 pub const INSTANCES_TOML: &str = include_str!("../../stdlib/catalog/instances.toml");
+pub const GPUS_TOML: &str = include_str!("../../stdlib/catalog/gpus.toml");
 
 /// Architecture and tokenizer facts of one model.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -85,18 +86,26 @@ struct InstanceFile {
     instance: Vec<Instance>,
 }
 
+#[derive(Debug, Deserialize)]
+struct GpuFile {
+    gpu: Vec<crate::estimate::GpuFacts>,
+}
+
 #[derive(Debug)]
 pub struct Catalog {
     pub models: Vec<ModelFacts>,
     pub instances: Vec<Instance>,
+    /// GPU facts and the estimator's utilisation assumptions.
+    pub gpus: Vec<crate::estimate::GpuFacts>,
 }
 
 impl Catalog {
-    /// Parses the two catalog texts.
-    pub fn parse(models: &str, instances: &str) -> Result<Catalog, String> {
+    /// Parses the catalog texts.
+    pub fn parse(models: &str, instances: &str, gpus: &str) -> Result<Catalog, String> {
         let models: ModelFile = toml::from_str(models).map_err(|e| format!("models.toml: {e}"))?;
         let instances: InstanceFile = toml::from_str(instances).map_err(|e| format!("instances.toml: {e}"))?;
-        Ok(Catalog { models: models.model, instances: instances.instance })
+        let gpus: GpuFile = toml::from_str(gpus).map_err(|e| format!("gpus.toml: {e}"))?;
+        Ok(Catalog { models: models.model, instances: instances.instance, gpus: gpus.gpu })
     }
 
     /// The catalog embedded from `stdlib/catalog/`. Its validity is a build invariant that the
@@ -104,7 +113,7 @@ impl Catalog {
     pub fn builtin() -> &'static Catalog {
         static CATALOG: OnceLock<Catalog> = OnceLock::new();
         CATALOG.get_or_init(|| {
-            Catalog::parse(MODELS_TOML, INSTANCES_TOML).expect("the embedded stdlib catalog is valid TOML")
+            Catalog::parse(MODELS_TOML, INSTANCES_TOML, GPUS_TOML).expect("the embedded stdlib catalog is valid TOML")
         })
     }
 
@@ -144,6 +153,15 @@ mod tests {
             assert_eq!(i.accelerator == Accelerator::None, i.gpu_count == 0, "{}", i.name);
         }
         assert!(catalog.model("meta-llama/llama-3.1-8b-instruct").is_some());
+        for i in catalog.instances.iter().filter(|i| i.accelerator == Accelerator::Cuda) {
+            assert!(catalog.gpus.iter().any(|g| g.name == i.gpu), "{}: `{}` has a row in gpus.toml", i.name, i.gpu);
+        }
+        for g in &catalog.gpus {
+            assert!(g.bf16_tflops > 0.0 && g.memory_bandwidth_gbps > 0.0, "{}", g.name);
+            for u in [g.utilization_lora, g.utilization_qlora, g.utilization_full] {
+                assert!(u > 0.0 && u < 1.0, "{}: utilisation is a fraction", g.name);
+            }
+        }
         let p4d = catalog.instance("ml.p4d.24xlarge").expect("p4d is in the catalog");
         assert_eq!((p4d.gpu_count, p4d.gpu_memory_mib), (8, 40960));
     }

@@ -43,7 +43,7 @@ macro_rules! codes {
                 match self { $(Code::$variant => $name),* }
             }
 
-            /// The stage that reports it: `parse`, `resolve` or `check`.
+            /// The stage that reports it: `parse`, `resolve`, `check` or `estimate`.
             pub fn stage(self) -> &'static str {
                 match self { $(Code::$variant => $stage),* }
             }
@@ -107,6 +107,11 @@ codes! {
     SpotWithoutCheckpoints => ("check", "spot_without_checkpoints", Warning, "managed spot training without checkpoints restarts from scratch"),
     MaxRuntimeLimit => ("check", "max_runtime_limit", Error, "a runtime or wait limit is outside what SageMaker accepts"),
     InlineSecret => ("check", "inline_secret", Error, "a secret is written into the pipeline in clear"),
+    GpuMemory => ("estimate", "gpu_memory", Error, "the estimated per-GPU peak memory exceeds the GPU's memory"),
+    HostMemory => ("estimate", "host_memory", Error, "the estimated host memory exceeds the instance's RAM"),
+    DiskSpace => ("estimate", "disk_space", Error, "the estimated disk use exceeds the instance's storage"),
+    Budget => ("estimate", "budget", Error, "the estimated cost of the pipeline exceeds its budget"),
+    UnknownSize => ("estimate", "unknown_size", Warning, "the dataset's size is unknown, so time and cost are not estimated"),
 }
 
 impl Code {

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod check;
 pub mod diagnostics;
+pub mod estimate;
 pub mod render;
 pub mod syntax;
 

@@ -169,6 +169,7 @@ pub fn check_json(checked: &Checked) -> Json {
                     "type": n.ty.to_string(),
                     "inputs": n.inputs,
                     "span": {"start": n.span.start, "end": n.span.end, "line": line, "column": column},
+                    "estimate": checked.estimates.as_ref().and_then(|e| e.node(&n.name)).map(estimate_json),
                 })
             })
             .collect(),
@@ -183,5 +184,72 @@ pub fn check_json(checked: &Checked) -> Json {
         "summary": {"errors": errors, "warnings": checked.diagnostics.len() - errors},
         "diagnostics": diagnostics,
         "nodes": nodes,
+        "total": checked.estimates.as_ref().map(|e| json!({"hours": e.total_hours, "usd": e.total_usd, "complete": e.complete})),
+    })
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn terms_line(terms: &[crate::estimate::memory::Term]) -> String {
+    terms.iter().map(|t| format!("{} {} GiB", t.name, gib(t.bytes))).collect::<Vec<_>>().join(" · ")
+}
+
+/// The lines `tunec check` prints under a job node: resources, terms, tokens, time and cost.
+pub fn estimate_lines(e: &crate::estimate::NodeEstimate) -> Vec<String> {
+    let hours = e.hours.map_or("time unknown".to_owned(), |h| format!("{h:.2} h"));
+    let usd = match (e.usd, e.hours) {
+        (Some(usd), _) => format!("${usd:.2}{}", if e.spot { " (spot)" } else { "" }),
+        (None, Some(_)) => "price unknown".to_owned(),
+        (None, None) => "cost unknown".to_owned(),
+    };
+    let mut lines = vec![
+        format!(
+            "{} x {}: GPU {} of {} GiB · host {} of {} GiB · disk {:.0} GB · {hours} · {usd}",
+            e.instance,
+            e.instance_count,
+            gib(e.gpu_peak_bytes),
+            gib(e.gpu_capacity_bytes),
+            gib(e.host_peak_bytes),
+            gib(e.host_capacity_bytes),
+            e.disk_bytes as f64 / 1e9,
+        ),
+        format!("GPU: {}", terms_line(&e.gpu_terms)),
+        format!("host: {}", terms_line(&e.host_terms)),
+    ];
+    if let (Some(tokens), Some(source)) = (e.tokens, e.token_source) {
+        lines.push(format!("tokens: {:.1}M ({})", tokens as f64 / 1e6, source.as_str()));
+    }
+    lines
+}
+
+/// The pipeline total line.
+pub fn total_line(estimates: &crate::estimate::Estimates) -> String {
+    let partial = if estimates.complete { "" } else { " (some jobs could not be estimated)" };
+    format!("total: {:.2} h, ${:.2}{partial}", estimates.total_hours, estimates.total_usd)
+}
+
+/// One node's estimate as JSON.
+pub fn estimate_json(e: &crate::estimate::NodeEstimate) -> Json {
+    let terms = |terms: &[crate::estimate::memory::Term]| -> Json {
+        Json::Object(terms.iter().map(|t| (t.name.to_owned(), json!(t.bytes))).collect())
+    };
+    json!({
+        "instance": e.instance,
+        "instance_count": e.instance_count,
+        "gpu_peak_bytes": e.gpu_peak_bytes,
+        "gpu_capacity_bytes": e.gpu_capacity_bytes,
+        "gpu_terms": terms(&e.gpu_terms),
+        "host_peak_bytes": e.host_peak_bytes,
+        "host_capacity_bytes": e.host_capacity_bytes,
+        "host_terms": terms(&e.host_terms),
+        "disk_bytes": e.disk_bytes,
+        "disk_terms": terms(&e.disk_terms),
+        "tokens": e.tokens,
+        "token_source": e.token_source.map(|s| s.as_str()),
+        "hours": e.hours,
+        "usd": e.usd,
+        "spot": e.spot,
     })
 }

@@ -158,6 +158,14 @@ fn check(file: &Path, format: Format, set: &[String], color: Color) -> ExitCode 
                 for &i in &program.order {
                     let n = &program.nodes[i];
                     let _ = writeln!(out, "  {:<9} {:<width$}  {}", n.kind.as_str(), n.name, n.ty);
+                    if let Some(e) = checked.estimates.as_ref().and_then(|e| e.node(&n.name)) {
+                        for line in render::estimate_lines(e) {
+                            let _ = writeln!(out, "  {:<9} {:<width$}    {line}", "", "");
+                        }
+                    }
+                }
+                if let Some(estimates) = checked.estimates.as_ref().filter(|e| !e.nodes.is_empty()) {
+                    let _ = writeln!(out, "{}", render::total_line(estimates));
                 }
             }
             write!(err, "{}", render::summary(&checked.diagnostics))

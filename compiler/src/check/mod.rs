@@ -28,6 +28,11 @@ pub use value::{Column, FieldVal, Fields, Origin, RefVal, Val};
 pub trait World {
     /// Reads `dir/file`, or says why it cannot.
     fn read(&self, dir: &str, file: &str) -> Result<String, String>;
+
+    /// The data profile the runtime wrote for a chat node of this pipeline, if any.
+    fn profile(&self, _pipeline: &str, _node: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A world with no files at all.
@@ -211,6 +216,8 @@ pub struct Checked {
     /// Present when the file parsed and declared a pipeline, even with check errors, so that
     /// editors can still show types.
     pub program: Option<Program>,
+    /// Memory, time and cost of the job nodes; present with the program.
+    pub estimates: Option<crate::estimate::Estimates>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -243,10 +250,16 @@ pub fn check_with(name: &str, text: &str, overrides: &[Override], world: &dyn Wo
     let prelude = sources.add(PRELUDE_NAME, PRELUDE);
     let mut diagnostics = Vec::new();
     let program = resolve::run(&mut sources, main, prelude, overrides, world, catalog, &mut diagnostics);
+    let mut estimates = None;
     if let Some(program) = &program {
         rules::run(program, catalog, &mut diagnostics);
+        let profiles =
+            |node: &str| world.profile(&program.name, node).and_then(|t| crate::estimate::DataProfile::parse(&t));
+        let (est, problems) = crate::estimate::estimate(program, catalog, &profiles);
+        diagnostics.extend(problems);
+        estimates = Some(est);
     }
     diagnostics.sort_by_key(|d| (d.file, d.primary.span.start, d.code));
     diagnostics.dedup();
-    Checked { sources, main, program, diagnostics }
+    Checked { sources, main, program, estimates, diagnostics }
 }

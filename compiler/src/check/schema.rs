@@ -329,6 +329,11 @@ const TRAIN_FIELDS: &[FieldSpec] = &[
         "Gradient clipping norm; 0 disables it.",
     ),
     opt("seed", NON_NEG, "The training seed."),
+    opt(
+        "utilization",
+        Ty::Float { min: 0.0, max: 1.0, min_exclusive: true },
+        "The fraction of the GPUs' bf16 peak the estimator assumes (defaults per GPU type in stdlib/catalog/gpus.toml).",
+    ),
 ];
 
 const MERGE_FIELDS: &[FieldSpec] = &[
