@@ -1,32 +1,61 @@
-//! Embeds the error-code pages of docs/errors/ into the binary for `tunec explain`.
+//! Embeds into the binary, at build time:
+//! - the error-code pages of docs/errors/ for `tunec explain`;
+//! - the script bundle (stdlib/python: entry scripts, launch.sh, requirements.txt, helpers) that
+//!   jobs run, so the binary works from any folder.
 //!
-//! The pages are found at build time, so adding a page needs no code change; a test checks that
-//! every diagnostic code has one.
+//! Files are found at build time, so adding a page or a script needs no code change; tests check
+//! that every diagnostic code has a page.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/errors");
+fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut pages: Vec<(String, String)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "md") {
-                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                println!("cargo:rerun-if-changed={}", path.display());
-                pages.push((name, path.display().to_string()));
-            }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == "__pycache__" || name.ends_with(".pyc") {
+            continue;
+        }
+        if path.is_dir() {
+            collect(&path, root, out);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            out.push((rel, path));
         }
     }
+}
+
+fn main() {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+
+    let errors = manifest.join("../docs/errors");
+    let mut pages = Vec::new();
+    collect(&errors, &errors, &mut pages);
+    pages.retain(|(name, _)| name.ends_with(".md"));
     pages.sort();
-    let mut out =
+    let mut text =
         String::from("/// Error-code pages: (short name, Markdown).\npub(crate) const PAGES: &[(&str, &str)] = &[\n");
     for (name, path) in pages {
-        let _ = writeln!(out, "    ({name:?}, include_str!({path:?})),");
+        let _ =
+            writeln!(text, "    ({:?}, include_str!({:?})),", name.trim_end_matches(".md"), path.display().to_string());
     }
-    out.push_str("];\n");
-    let target = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("error_pages.rs");
-    std::fs::write(target, out).expect("OUT_DIR is writable");
+    text.push_str("];\n");
+    std::fs::write(out_dir.join("error_pages.rs"), text).expect("OUT_DIR is writable");
+
+    let python = manifest.join("../stdlib/python");
+    let mut files = Vec::new();
+    collect(&python, &python, &mut files);
+    files.sort();
+    let mut text = String::from(
+        "/// The script bundle: (path in the code channel, contents).\npub(crate) const FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for (name, path) in files {
+        let _ = writeln!(text, "    ({name:?}, include_bytes!({:?})),", path.display().to_string());
+    }
+    text.push_str("];\n");
+    std::fs::write(out_dir.join("bundle.rs"), text).expect("OUT_DIR is writable");
 }

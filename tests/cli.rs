@@ -144,14 +144,9 @@ fn explain_prints_the_page_and_lists_codes() {
 
 #[test]
 fn later_subcommands_say_so_and_exit_2() {
-    for args in [
-        &["plan", "examples/medreason/medreason.tune"][..],
-        &["build", "examples/medreason/medreason.tune", "-o", "out"],
-        &["run", "examples/medreason/medreason.tune"],
-        &["status"],
-        &["graph", "examples/medreason/medreason.tune"],
-        &["fmt", "examples/medreason/medreason.tune"],
-    ] {
+    for args in
+        [&["run", "examples/medreason/medreason.tune"][..], &["status"], &["fmt", "examples/medreason/medreason.tune"]]
+    {
         let run = tunec(args);
         assert_eq!(run.code, 2, "{args:?}");
         assert!(run.stdout.is_empty(), "{args:?} printed output: {}", run.stdout);
@@ -178,4 +173,143 @@ fn local_models_resolve_relative_to_the_pipeline() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn plan_lists_every_node_with_key_execution_and_estimate() {
+    let run = tunec(&["plan", "examples/medreason/medreason.tune"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("plan for `medreason` (target sagemaker"), "{}", run.stdout);
+    for (kind, name) in [
+        ("model", "llama"),
+        ("dataset", "raw"),
+        ("chat", "convo"),
+        ("split", "parts"),
+        ("train", "sft"),
+        ("merge", "merged"),
+        ("evaluate", "report"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(kind) && l.contains(name) && l.contains("key ")),
+            "{kind} {name}:\n{}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("SageMaker training job medreason-sft-"), "{}", run.stdout);
+    assert!(run.stdout.contains("GPU: "), "estimate terms are shown");
+    assert!(run.stdout.contains("reads at run time: HF_TOKEN, TUNEC_BUCKET, TUNEC_SAGEMAKER_ROLE"), "{}", run.stdout);
+    let doc = json(&tunec(&["plan", "--format", "json", "examples/medreason/medreason.tune"]));
+    assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(7));
+    assert_eq!(doc["nodes"][4]["execution"], "SageMaker training job");
+    assert!(doc["nodes"][4]["estimate"]["gpu_peak_bytes"].as_u64().is_some());
+}
+
+#[test]
+fn plan_refuses_a_pipeline_with_errors() {
+    let run = tunec(&["plan", "tests/cases/fsdp_qlora_storage.tune"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.is_empty());
+    assert!(run.stderr.contains("fsdp_qlora_storage"), "{}", run.stderr);
+}
+
+#[test]
+fn build_writes_requests_args_bundle_manifest_and_pipeline() {
+    let out = std::env::temp_dir().join(format!("tunec-build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_str = out.display().to_string();
+    let run = tunec(&["build", "examples/medreason/medreason.tune", "-o", &out_str, "--emit", "sagemaker-pipeline"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let manifest: serde_json::Value = serde_json::from_str(&read("manifest.json")).expect("manifest is JSON");
+    assert_eq!(manifest["pipeline"], "medreason");
+    let request: serde_json::Value = serde_json::from_str(&read("sft/request.json")).expect("request is JSON");
+    assert_eq!(request["ResourceConfig"]["InstanceType"], "ml.p4d.24xlarge");
+    assert_eq!(request["RoleArn"], "${env:TUNEC_SAGEMAKER_ROLE}");
+    assert!(read("sft/args.yaml").contains("bnb_4bit_quant_storage: \"bfloat16\""));
+    for job in ["merged", "report"] {
+        assert!(out.join(job).join("request.json").exists(), "{job}");
+    }
+    for file in ["launch.sh", "requirements.txt"] {
+        assert!(out.join("code").join(file).exists(), "the bundle has {file}");
+    }
+    let pipeline: serde_json::Value = serde_json::from_str(&read("pipeline.json")).expect("pipeline is JSON");
+    assert_eq!(pipeline["Version"], "2020-12-01");
+    let graph: serde_json::Value = serde_json::from_str(&read("job_graph.json")).expect("graph is JSON");
+    assert_eq!(graph["version"], 1);
+    // Nothing from the environment is written out, even when it is set.
+    let all = format!("{}{}{}", read("sft/request.json"), read("manifest.json"), read("job_graph.json"));
+    assert!(!all.contains("hf_secret_value"));
+    std::fs::remove_dir_all(&out).expect("clean up");
+}
+
+#[test]
+fn build_does_not_inline_environment_values() {
+    let out = std::env::temp_dir().join(format!("tunec-build-env-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let status = Command::new(env!("CARGO_BIN_EXE_tunec"))
+        .args(["build", "examples/medreason/medreason.tune", "-o", &out.display().to_string()])
+        .current_dir(root())
+        .env("HF_TOKEN", "hf_secret_value_that_must_not_leak")
+        .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::111122223333:role/secret-role")
+        .status()
+        .expect("runs");
+    assert!(status.success());
+    for entry in walk(&out) {
+        let text = std::fs::read(&entry).expect("readable");
+        let text = String::from_utf8_lossy(&text);
+        assert!(!text.contains("hf_secret_value_that_must_not_leak"), "{}", entry.display());
+        assert!(!text.contains("secret-role"), "{}", entry.display());
+    }
+    std::fs::remove_dir_all(&out).expect("clean up");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn graph_draws_dot_and_mermaid() {
+    let dot = tunec(&["graph", "examples/medreason/medreason.tune"]);
+    assert_eq!(dot.code, 0, "{}", dot.stderr);
+    assert!(dot.stdout.starts_with("digraph \"medreason\""));
+    assert!(dot.stdout.contains("\"parts\" -> \"sft\";"));
+    let mermaid = tunec(&["graph", "--format", "mermaid", "examples/medreason/medreason.tune"]);
+    assert!(mermaid.stdout.starts_with("flowchart LR"));
+    assert!(mermaid.stdout.contains("sft --> merged"));
+}
+
+#[test]
+fn iam_policies_name_exact_prefixes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tunec"))
+        .args(["iam-policy", "examples/medreason/medreason.tune"])
+        .current_dir(root())
+        .env("TUNEC_BUCKET", "s3://acme-ml/tuning")
+        .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::111122223333:role/tunec-exec")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let text = doc.to_string();
+    assert!(text.contains("arn:aws:s3:::acme-ml/tuning/medreason/data/*"), "{text}");
+    assert!(text.contains("arn:aws:sagemaker:us-east-1:*:training-job/medreason-*"), "{text}");
+    assert!(text.contains("arn:aws:ecr:us-east-1:763104351884:repository/huggingface-pytorch-training"), "{text}");
+    assert!(!text.contains("\"s3:*\"") && !text.contains("\"sagemaker:*\""), "no wildcard actions");
+    let pass = doc["caller"]["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Sid"] == "PassExecutionRole")
+        .expect("PassRole");
+    assert_eq!(pass["Resource"][0], "arn:aws:iam::111122223333:role/tunec-exec");
+    assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "sagemaker.amazonaws.com");
 }

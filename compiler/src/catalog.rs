@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 pub const MODELS_TOML: &str = include_str!("../../stdlib/catalog/models.toml");
 pub const INSTANCES_TOML: &str = include_str!("../../stdlib/catalog/instances.toml");
 pub const GPUS_TOML: &str = include_str!("../../stdlib/catalog/gpus.toml");
+pub const IMAGES_TOML: &str = include_str!("../../stdlib/catalog/images.toml");
 
 /// Architecture and tokenizer facts of one model.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -86,6 +87,43 @@ struct InstanceFile {
     instance: Vec<Instance>,
 }
 
+/// A Hugging Face training image (DLC) and the ECR registries that serve it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Image {
+    pub transformers: String,
+    pub pytorch: String,
+    pub repository: String,
+    pub py: String,
+    pub processor: String,
+    pub container: String,
+    pub source: String,
+    pub date: String,
+    pub registry: Vec<Registry>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Registry {
+    pub account: String,
+    pub regions: Vec<String>,
+}
+
+impl Image {
+    /// The image URI in `region`, or `None` when no registry serves that region.
+    pub fn uri(&self, region: &str) -> Option<String> {
+        let registry = self.registry.iter().find(|r| r.regions.iter().any(|x| x == region))?;
+        let domain = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+        Some(format!(
+            "{}.dkr.ecr.{region}.{domain}/{}:{}-transformers{}-{}-{}-{}",
+            registry.account, self.repository, self.pytorch, self.transformers, self.processor, self.py, self.container
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ImageFile {
+    image: Vec<Image>,
+}
+
 #[derive(Debug, Deserialize)]
 struct GpuFile {
     gpu: Vec<crate::estimate::GpuFacts>,
@@ -97,15 +135,18 @@ pub struct Catalog {
     pub instances: Vec<Instance>,
     /// GPU facts and the estimator's utilisation assumptions.
     pub gpus: Vec<crate::estimate::GpuFacts>,
+    /// Training images by transformers and PyTorch version.
+    pub images: Vec<Image>,
 }
 
 impl Catalog {
     /// Parses the catalog texts.
-    pub fn parse(models: &str, instances: &str, gpus: &str) -> Result<Catalog, String> {
+    pub fn parse(models: &str, instances: &str, gpus: &str, images: &str) -> Result<Catalog, String> {
         let models: ModelFile = toml::from_str(models).map_err(|e| format!("models.toml: {e}"))?;
         let instances: InstanceFile = toml::from_str(instances).map_err(|e| format!("instances.toml: {e}"))?;
         let gpus: GpuFile = toml::from_str(gpus).map_err(|e| format!("gpus.toml: {e}"))?;
-        Ok(Catalog { models: models.model, instances: instances.instance, gpus: gpus.gpu })
+        let images: ImageFile = toml::from_str(images).map_err(|e| format!("images.toml: {e}"))?;
+        Ok(Catalog { models: models.model, instances: instances.instance, gpus: gpus.gpu, images: images.image })
     }
 
     /// The catalog embedded from `stdlib/catalog/`. Its validity is a build invariant that the
@@ -113,13 +154,18 @@ impl Catalog {
     pub fn builtin() -> &'static Catalog {
         static CATALOG: OnceLock<Catalog> = OnceLock::new();
         CATALOG.get_or_init(|| {
-            Catalog::parse(MODELS_TOML, INSTANCES_TOML, GPUS_TOML).expect("the embedded stdlib catalog is valid TOML")
+            Catalog::parse(MODELS_TOML, INSTANCES_TOML, GPUS_TOML, IMAGES_TOML)
+                .expect("the embedded stdlib catalog is valid TOML")
         })
     }
 
     /// Looks a model up by its Hub id, ignoring ASCII case as the Hub does.
     pub fn model(&self, id: &str) -> Option<&ModelFacts> {
         self.models.iter().find(|m| m.id.eq_ignore_ascii_case(id))
+    }
+
+    pub fn image(&self, transformers: &str, pytorch: &str) -> Option<&Image> {
+        self.images.iter().find(|i| i.transformers == transformers && i.pytorch == pytorch)
     }
 
     pub fn instance(&self, name: &str) -> Option<&Instance> {
@@ -162,6 +208,12 @@ mod tests {
                 assert!(u > 0.0 && u < 1.0, "{}: utilisation is a fraction", g.name);
             }
         }
+        let image = catalog.image("4.56.2", "2.8.0").expect("the seed's image");
+        assert_eq!(
+            image.uri("us-east-1").as_deref(),
+            Some("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:2.8.0-transformers4.56.2-gpu-py312-cu129-ubuntu22.04")
+        );
+        assert_eq!(image.uri("eu-central-2"), None);
         let p4d = catalog.instance("ml.p4d.24xlarge").expect("p4d is in the catalog");
         assert_eq!((p4d.gpu_count, p4d.gpu_memory_mib), (8, 40960));
     }

@@ -107,6 +107,7 @@ codes! {
     SpotWithoutCheckpoints => ("check", "spot_without_checkpoints", Warning, "managed spot training without checkpoints restarts from scratch"),
     MaxRuntimeLimit => ("check", "max_runtime_limit", Error, "a runtime or wait limit is outside what SageMaker accepts"),
     InlineSecret => ("check", "inline_secret", Error, "a secret is written into the pipeline in clear"),
+    UnknownImage => ("check", "unknown_image", Error, "no training image for these versions in this region"),
     GpuMemory => ("estimate", "gpu_memory", Error, "the estimated per-GPU peak memory exceeds the GPU's memory"),
     HostMemory => ("estimate", "host_memory", Error, "the estimated host memory exceeds the instance's RAM"),
     DiskSpace => ("estimate", "disk_space", Error, "the estimated disk use exceeds the instance's storage"),

@@ -1,11 +1,15 @@
-//! The `tunec` command line: check, plan, build, run, status, graph, fmt and explain.
+//! The `tunec` command line: check, plan, build, graph, iam-policy, explain, run, status and fmt.
 //!
 //! The binary does the IO the compiler crate may not: it reads files, resolves local model
 //! directories relative to the pipeline file, chooses colours for terminals, and maps outcomes to
 //! exit codes (0 clean or warnings only, 1 errors found, 2 usage or IO error).
 
+mod bundle;
+mod check;
 mod cli;
+mod emit;
 mod errors_doc;
+mod plan;
 mod world;
 
 use std::process::ExitCode;

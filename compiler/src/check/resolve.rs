@@ -580,6 +580,7 @@ fn check_node(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_ref(
     r: &RefVal,
     span: Span,

@@ -242,6 +242,11 @@ const FSDP_FIELDS: &[FieldSpec] = &[
     ),
 ];
 
+const TRANSFORMERS: FieldSpec =
+    opt("transformers", Ty::Str, "The transformers version of the training image (stdlib/catalog/images.toml).");
+const PYTORCH: FieldSpec =
+    opt("pytorch", Ty::Str, "The PyTorch version of the training image (stdlib/catalog/images.toml).");
+
 const TRAIN_FIELDS: &[FieldSpec] = &[
     req("model", Ty::Ref(&[RefTy::Model]), "The base model."),
     req("data", Ty::Ref(&[RefTy::Chat]), "The training conversations: a chat node or a split part (`parts.train`)."),
@@ -334,6 +339,8 @@ const TRAIN_FIELDS: &[FieldSpec] = &[
         Ty::Float { min: 0.0, max: 1.0, min_exclusive: true },
         "The fraction of the GPUs' bf16 peak the estimator assumes (defaults per GPU type in stdlib/catalog/gpus.toml).",
     ),
+    TRANSFORMERS,
+    PYTORCH,
 ];
 
 const MERGE_FIELDS: &[FieldSpec] = &[
@@ -347,6 +354,8 @@ const MERGE_FIELDS: &[FieldSpec] = &[
     ),
     opt("compute", Ty::Instance, "The SageMaker instance type for the merge job."),
     opt("max_shard_size", Ty::Size, "The largest safetensors shard."),
+    TRANSFORMERS,
+    PYTORCH,
 ];
 
 const EVAL_FIELDS: &[FieldSpec] = &[
@@ -357,6 +366,8 @@ const EVAL_FIELDS: &[FieldSpec] = &[
     opt("batch_size", Ty::Int { min: 1, max: 4096 }, "Prompts generated at once."),
     opt("temperature", Ty::Float { min: 0.0, max: 10.0, min_exclusive: false }, "Sampling temperature; 0 is greedy."),
     opt("compute", Ty::Instance, "The SageMaker instance type for the evaluation job."),
+    TRANSFORMERS,
+    PYTORCH,
 ];
 
 pub const FUNCTIONS: &[FuncSpec] = &[

@@ -246,11 +246,10 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let mut gpu: Vec<Term> = Vec::new();
     let mut host: Vec<Term> = Vec::new();
 
-    // Frozen weights (and the full model's own weights under full fine-tuning).
-    let frozen_weights = if s.method == Method::Full { weight_bytes } else { weight_bytes };
-    let weight_shard = frac(frozen_weights, param_shards);
+    // The model's weights: frozen under LoRA/QLoRA, trained under full fine-tuning.
+    let weight_shard = frac(weight_bytes, param_shards);
     if offload {
-        host.push(Term { name: "weights (offloaded shards)", bytes: frozen_weights });
+        host.push(Term { name: "weights (offloaded shards)", bytes: weight_bytes });
     } else {
         gpu.push(Term { name: "weights", bytes: weight_shard });
     }

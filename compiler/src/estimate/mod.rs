@@ -667,7 +667,7 @@ fn cost(hours: f64, instance: &Instance, count: u64, spot: bool) -> Option<f64> 
 
 fn largest(terms: &[Term], n: usize) -> Vec<&Term> {
     let mut sorted: Vec<&Term> = terms.iter().collect();
-    sorted.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    sorted.sort_by_key(|t| std::cmp::Reverse(t.bytes));
     sorted.truncate(n);
     sorted
 }

@@ -123,3 +123,54 @@ pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
         }
     }
 }
+
+/// The transformers/PyTorch pair of every job node must name a training image, served in the
+/// target's region when the region is written in the pipeline.
+pub(super) fn images(r: &mut Report<'_>, catalog: &Catalog) {
+    let region = match r.program.target.fields.get("region").map(|f| &f.val) {
+        Some(Val::Str(region)) if r.program.target.kind == "sagemaker" => Some(region.clone()),
+        _ => None,
+    };
+    let nodes: Vec<_> = r
+        .program
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate))
+        .collect();
+    for node in nodes {
+        let (Some(transformers), Some(pytorch)) = (node.fields.str("transformers"), node.fields.str("pytorch")) else {
+            continue;
+        };
+        let Some(image) = catalog.image(transformers, pytorch) else {
+            let known: Vec<String> = catalog
+                .images
+                .iter()
+                .map(|i| format!("transformers {} + PyTorch {}", i.transformers, i.pytorch))
+                .collect();
+            let field = if node.fields.is_user("transformers") { "transformers" } else { "pytorch" };
+            r.emit(
+                Code::UnknownImage,
+                node.span_of(field),
+                format!("no training image for transformers {transformers} with PyTorch {pytorch}"),
+                "not in stdlib/catalog/images.toml".into(),
+                format!("the images are: {}", known.join("; ")),
+            );
+            continue;
+        };
+        if let Some(region) = &region {
+            if image.uri(region).is_none() {
+                let span = r.program.target.fields.get("region").map_or(r.program.target.span, |f| f.span);
+                r.emit(
+                    Code::UnknownImage,
+                    span,
+                    format!("the transformers {transformers} image is not published in `{region}`"),
+                    format!("`{}` runs in no registry of this region", node.name),
+                    "use a region the image is published in, e.g. `us-east-1`, `us-west-2` or `eu-west-1`".into(),
+                )
+                .secondary
+                .push(Label::new(node.name_span, "runs this image"));
+                break;
+            }
+        }
+    }
+}

@@ -21,6 +21,7 @@ use crate::syntax::ast::Span;
 pub(super) fn run(program: &Program, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
     let mut r = Report { program, out };
     hardware::run(&mut r, catalog);
+    hardware::images(&mut r, catalog);
     quant::run(&mut r);
     fsdp::run(&mut r, catalog);
     tokens::run(&mut r);

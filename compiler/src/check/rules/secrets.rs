@@ -38,12 +38,12 @@ fn scan(fields: &Fields, prefix: &str, out: &mut Vec<(String, Span, &'static str
             }
             Val::Variant(_, inner) => scan(inner, &path, out),
             Val::List(items) => {
-                if items.iter().any(|i| matches!(i, Val::Str(s) if looks_secret(s).is_some())) {
-                    let what = items.iter().find_map(|i| match i {
-                        Val::Str(s) => looks_secret(s),
-                        _ => None,
-                    });
-                    out.push((path, fv.span, what.unwrap_or("a credential")));
+                let what = items.iter().find_map(|i| match i {
+                    Val::Str(s) => looks_secret(s),
+                    _ => None,
+                });
+                if let Some(what) = what {
+                    out.push((path, fv.span, what));
                 }
             }
             _ => {}

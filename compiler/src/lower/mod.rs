@@ -1,0 +1,258 @@
+//! Lowering: a checked [`Program`] becomes a [`JobGraph`], the serialisable plan the runtime
+//! executes and `tunec build` writes out.
+//!
+//! Each pipeline node becomes one graph node with its dependencies, a content-addressed key
+//! (`key.rs`) and an execution: a model reference, a local data operation, or a job that runs one
+//! of the stdlib entry scripts, as a SageMaker training job (`request.rs` builds the
+//! CreateTrainingJob request) or as a local process. Every job also gets its `args.yaml`
+//! (`args.rs`). Values that come from `env("NAME")` appear as `${env:NAME}` placeholders and are
+//! resolved by the runtime at submission: no secret or account-specific value is ever written
+//! into the graph. The graph is the only compiler output that crosses a process boundary, so it
+//! carries a schema version.
+
+pub mod args;
+pub mod graph;
+pub mod iam;
+mod key;
+pub mod names;
+pub mod pipeline;
+pub mod request;
+
+use crate::catalog::Catalog;
+use crate::check::{Program, TypedNode, Val};
+use crate::estimate::Estimates;
+use crate::syntax::ast::NodeKind;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+
+pub use key::sha256_hex;
+
+/// The version of the [`JobGraph`] schema; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The lowered pipeline.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct JobGraph {
+    pub version: u32,
+    pub pipeline: String,
+    /// `local` or `sagemaker`.
+    pub target: String,
+    /// SHA-256 of the script bundle the jobs run.
+    pub bundle_digest: String,
+    /// Environment variables the graph reads at run time (`env("NAME")`), sorted.
+    pub env: Vec<String>,
+    /// In dependency order.
+    pub nodes: Vec<JobNode>,
+}
+
+impl JobGraph {
+    pub fn node(&self, name: &str) -> Option<&JobNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct JobNode {
+    pub name: String,
+    /// `model`, `dataset`, `chat`, `split`, `train`, `merge` or `evaluate`.
+    pub kind: String,
+    /// The function it calls (`hf_dataset`, `sft`, ...).
+    pub function: String,
+    /// SHA-256 (hex) of the node's semantic inputs.
+    pub key: String,
+    /// The nodes it reads, in field order.
+    pub deps: Vec<String>,
+    /// The normalised configuration, defaults included; references name nodes.
+    pub config: Json,
+    pub execution: Execution,
+}
+
+/// How a node is carried out.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Execution {
+    /// A model: nothing runs; jobs download it (Hub id) or receive it (local directory).
+    Model { source: String, location: String },
+    /// Dataset loading, chat templating and tokenization, or splitting: the runtime's data engine.
+    Data { operation: String },
+    /// A SageMaker training job running `script`.
+    SagemakerJob {
+        script: String,
+        job_name: String,
+        image: String,
+        instance_type: String,
+        instance_count: u64,
+        /// The CreateTrainingJob request, in the API's JSON shape.
+        request: Json,
+        /// The job's args.yaml, as the file's text.
+        args_yaml: String,
+    },
+    /// A local process running `script` in an emulated /opt/ml layout.
+    LocalScript { script: String, args_yaml: String },
+}
+
+impl Execution {
+    /// A short description for plans: `data`, `SageMaker training job`, `local script`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Execution::Model { .. } => "model reference",
+            Execution::Data { .. } => "local data step",
+            Execution::SagemakerJob { .. } => "SageMaker training job",
+            Execution::LocalScript { .. } => "local script",
+        }
+    }
+}
+
+/// What lowering needs besides the program: the script bundle's digest and the estimates.
+pub struct LowerInput<'a> {
+    pub program: &'a Program,
+    pub estimates: Option<&'a Estimates>,
+    pub catalog: &'a Catalog,
+    pub bundle_digest: &'a str,
+}
+
+/// The `${env:NAME}` placeholder the runtime replaces at submission.
+pub fn env_placeholder(name: &str) -> String {
+    format!("${{env:{name}}}")
+}
+
+/// A string field, or the placeholder of its `env()`.
+pub(crate) fn string_or_env(val: Option<&Val>) -> Option<String> {
+    match val? {
+        Val::Str(s) => Some(s.clone()),
+        Val::Env(name) => Some(env_placeholder(name)),
+        _ => None,
+    }
+}
+
+fn script_of(kind: NodeKind) -> Option<&'static str> {
+    match kind {
+        NodeKind::Train => Some("train.py"),
+        NodeKind::Merge => Some("merge.py"),
+        NodeKind::Evaluate => Some("evaluate.py"),
+        _ => None,
+    }
+}
+
+fn collect_env(val: &Val, out: &mut Vec<String>) {
+    match val {
+        Val::Env(name) => out.push(name.clone()),
+        Val::Variant(_, fields) => fields.0.values().for_each(|f| collect_env(&f.val, out)),
+        Val::List(items) => items.iter().for_each(|v| collect_env(v, out)),
+        _ => {}
+    }
+}
+
+/// Lowers a checked program. Call it only on a program without errors.
+pub fn lower(input: &LowerInput<'_>) -> JobGraph {
+    let program = input.program;
+    let mut keys: BTreeMap<String, String> = BTreeMap::new();
+    let mut nodes = Vec::new();
+    let mut env: Vec<String> = Vec::new();
+    program.target.fields.0.values().for_each(|f| collect_env(&f.val, &mut env));
+    for &i in &program.order {
+        let node = &program.nodes[i];
+        node.fields.0.values().for_each(|f| collect_env(&f.val, &mut env));
+        let image = image_uri(input, node);
+        let semantic = json!({
+            "schema": SCHEMA_VERSION,
+            "kind": node.kind.as_str(),
+            "function": node.func,
+            "fields": key::fields_json(&node.fields, &|n| keys.get(n).cloned().unwrap_or_default(), key::NON_SEMANTIC),
+            "bundle": script_of(node.kind).map(|_| input.bundle_digest),
+            "image": image,
+        });
+        let key = key::digest(&semantic);
+        keys.insert(node.name.clone(), key.clone());
+        let config = key::fields_json(&node.fields, &|n| n.to_owned(), &[]);
+        let execution = execution(input, node, &key, &keys, image);
+        nodes.push(JobNode {
+            name: node.name.clone(),
+            kind: node.kind.as_str().to_owned(),
+            function: node.func.clone(),
+            key,
+            deps: node.inputs.clone(),
+            config,
+            execution,
+        });
+    }
+    env.sort();
+    env.dedup();
+    JobGraph {
+        version: SCHEMA_VERSION,
+        pipeline: program.name.clone(),
+        target: program.target.kind.clone(),
+        bundle_digest: input.bundle_digest.to_owned(),
+        env,
+        nodes,
+    }
+}
+
+/// The training image for a job node in the target's region (`${env:...}` region: us-east-1's
+/// URI with the region left to the runtime is not possible, so the placeholder form is used).
+fn image_uri(input: &LowerInput<'_>, node: &TypedNode) -> Option<String> {
+    script_of(node.kind)?;
+    let image = input.catalog.image(node.fields.str("transformers")?, node.fields.str("pytorch")?)?;
+    match input.program.target.fields.get("region").map(|f| &f.val) {
+        Some(Val::Str(region)) => image.uri(region),
+        Some(Val::Env(name)) => Some(format!(
+            "{}.dkr.ecr.{}.amazonaws.com/{}:{}-transformers{}-{}-{}-{}",
+            image.registry.first().map_or("", |r| r.account.as_str()),
+            env_placeholder(name),
+            image.repository,
+            image.pytorch,
+            image.transformers,
+            image.processor,
+            image.py,
+            image.container
+        )),
+        _ => image.uri("us-east-1"),
+    }
+}
+
+fn execution(
+    input: &LowerInput<'_>,
+    node: &TypedNode,
+    key: &str,
+    keys: &BTreeMap<String, String>,
+    image: Option<String>,
+) -> Execution {
+    let program = input.program;
+    match node.kind {
+        NodeKind::Model => Execution::Model {
+            source: if node.func == "local_model" { "local".into() } else { "hub".into() },
+            location: node.fields.str("id").or_else(|| node.fields.str("path")).unwrap_or_default().to_owned(),
+        },
+        NodeKind::Dataset | NodeKind::Chat | NodeKind::Split => Execution::Data { operation: node.func.clone() },
+        NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate => {
+            let script = script_of(node.kind).unwrap_or("train.py").to_owned();
+            let args_yaml = args::args_yaml(program, node, input.catalog);
+            if program.target.kind == "sagemaker" {
+                let job_name = names::job_name(&program.name, &node.name, key);
+                let (instance_type, instance_count) = request::compute(program, node);
+                let request = request::create_training_job(&request::RequestInput {
+                    program,
+                    node,
+                    job_name: &job_name,
+                    key,
+                    keys,
+                    image: image.clone().unwrap_or_default(),
+                    bundle_digest: input.bundle_digest,
+                    disk_bytes: input.estimates.and_then(|e| e.node(&node.name)).map(|e| e.disk_bytes),
+                });
+                Execution::SagemakerJob {
+                    script,
+                    job_name,
+                    image: image.unwrap_or_default(),
+                    instance_type,
+                    instance_count,
+                    request,
+                    args_yaml,
+                }
+            } else {
+                Execution::LocalScript { script, args_yaml }
+            }
+        }
+    }
+}

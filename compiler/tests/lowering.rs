@@ -1,0 +1,174 @@
+//! The lowering, end to end on real pipelines: the CreateTrainingJob requests, args.yaml files,
+//! the SageMaker Pipelines definition and the graph drawings are snapshotted for every example,
+//! and the content keys are checked to move exactly when a semantic input moves.
+//!
+//! The script bundle's digest is fixed here, so that editing a Python script does not churn these
+//! snapshots (the runtime tests cover the real digest).
+
+use std::path::Path;
+use tunec_compiler::catalog::Catalog;
+use tunec_compiler::lower::{self, graph, names, pipeline, Execution, JobGraph, LowerInput};
+use tunec_compiler::{check, NoFiles, Override};
+
+const BUNDLE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn lowered(text: &str, overrides: &[Override]) -> JobGraph {
+    let checked = check("pipeline.tune", text, overrides, &NoFiles);
+    assert!(!checked.has_errors(), "{:#?}", checked.diagnostics);
+    let program = checked.program.as_ref().expect("a program");
+    lower::lower(&LowerInput {
+        program,
+        estimates: checked.estimates.as_ref(),
+        catalog: Catalog::builtin(),
+        bundle_digest: BUNDLE,
+    })
+}
+
+fn medreason() -> String {
+    std::fs::read_to_string(root().join("examples/medreason/medreason.tune")).expect("example")
+}
+
+#[test]
+fn examples_lower_to_snapshotted_requests() {
+    insta::glob!("../../examples", "*/*.tune", |path| {
+        let text = std::fs::read_to_string(path).expect("example");
+        let example = path.file_stem().and_then(|s| s.to_str()).unwrap_or("example").to_owned();
+        let graph = lowered(&text, &[]);
+        for node in &graph.nodes {
+            match &node.execution {
+                Execution::SagemakerJob { request, args_yaml, job_name, .. } => {
+                    assert!(names::is_valid(job_name), "{job_name}");
+                    insta::assert_json_snapshot!(format!("{example}-{}-request", node.name), request);
+                    insta::assert_snapshot!(format!("{example}-{}-args", node.name), args_yaml);
+                }
+                Execution::LocalScript { args_yaml, .. } => {
+                    insta::assert_snapshot!(format!("{example}-{}-args", node.name), args_yaml)
+                }
+                _ => {}
+            }
+        }
+        insta::assert_json_snapshot!(format!("{example}-pipeline"), pipeline::definition(&graph));
+        insta::assert_snapshot!(format!("{example}-dot"), graph::dot(&graph));
+        insta::assert_snapshot!(format!("{example}-mermaid"), graph::mermaid(&graph));
+    });
+}
+
+#[test]
+fn the_job_graph_round_trips_through_json() {
+    let graph = lowered(&medreason(), &[]);
+    let text = serde_json::to_string(&graph).expect("serialises");
+    let back: JobGraph = serde_json::from_str(&text).expect("deserialises");
+    assert_eq!(back, graph);
+    assert_eq!(graph.version, lower::SCHEMA_VERSION);
+}
+
+#[test]
+fn keys_move_exactly_with_semantic_inputs() {
+    let base = lowered(&medreason(), &[]);
+    let key = |g: &JobGraph, n: &str| g.node(n).expect("node").key.clone();
+
+    // Lowering is deterministic.
+    assert_eq!(lowered(&medreason(), &[]), base);
+
+    // A training hyperparameter changes the train node and everything downstream, nothing upstream.
+    let lr = lowered(&medreason().replace("learning_rate = 2e-4", "learning_rate = 1e-4"), &[]);
+    for upstream in ["llama", "raw", "convo", "parts"] {
+        assert_eq!(key(&lr, upstream), key(&base, upstream), "{upstream}");
+    }
+    for downstream in ["sft", "merged", "report"] {
+        assert_ne!(key(&lr, downstream), key(&base, downstream), "{downstream}");
+    }
+
+    // Operational settings do not change what a node produces.
+    let ops = lowered(
+        &medreason()
+            .replace("spot = false", "spot = true  max_wait = 10h")
+            .replace("max_runtime = 5h", "max_runtime = 6h"),
+        &[],
+    );
+    for node in ["sft", "merged", "report"] {
+        assert_eq!(key(&ops, node), key(&base, node), "{node}");
+    }
+
+    // Neither do S3 locations or the role.
+    let elsewhere =
+        lowered(&medreason().replace("bucket = env(\"TUNEC_BUCKET\")", "bucket = \"s3://other/prefix\""), &[]);
+    for node in &base.nodes {
+        assert_eq!(key(&elsewhere, &node.name), node.key, "{}", node.name);
+    }
+
+    // The data changes every key from the dataset on.
+    let data = lowered(&medreason().replace("train[:10000]", "train[:20000]"), &[]);
+    assert_eq!(key(&data, "llama"), key(&base, "llama"));
+    for node in ["raw", "convo", "parts", "sft", "merged", "report"] {
+        assert_ne!(key(&data, node), key(&base, node), "{node}");
+    }
+}
+
+#[test]
+fn no_environment_value_is_inlined() {
+    let graph = lowered(&medreason(), &[]);
+    let text = serde_json::to_string(&graph).expect("serialises");
+    assert_eq!(graph.env, ["HF_TOKEN", "TUNEC_BUCKET", "TUNEC_SAGEMAKER_ROLE"]);
+    for name in &graph.env {
+        assert!(text.contains(&format!("${{env:{name}}}")), "{name} appears as a placeholder");
+    }
+    let Some(Execution::SagemakerJob { request, .. }) = graph.node("sft").map(|n| &n.execution) else {
+        panic!("sft is a SageMaker job");
+    };
+    assert_eq!(request["RoleArn"], "${env:TUNEC_SAGEMAKER_ROLE}");
+    assert_eq!(request["Environment"]["HF_TOKEN"], "${env:HF_TOKEN}");
+}
+
+#[test]
+fn merge_and_evaluate_read_upstream_artifacts() {
+    let graph = lowered(&medreason(), &[]);
+    let job = |n: &str| match &graph.node(n).expect("node").execution {
+        Execution::SagemakerJob { request, job_name, .. } => (request.clone(), job_name.clone()),
+        other => panic!("{n}: {other:?}"),
+    };
+    let (sft, sft_job) = job("sft");
+    let (merge, merge_job) = job("merged");
+    let (eval, _) = job("report");
+    let out = sft["OutputDataConfig"]["S3OutputPath"].as_str().expect("output path");
+    let adapter = &merge["InputDataConfig"][0];
+    assert_eq!(adapter["ChannelName"], "adapter");
+    assert_eq!(adapter["DataSource"]["S3DataSource"]["S3Uri"], format!("{out}{sft_job}/output/model/"));
+    let merged_out = merge["OutputDataConfig"]["S3OutputPath"].as_str().expect("output path");
+    let channels: Vec<&str> = eval["InputDataConfig"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .map(|c| c["ChannelName"].as_str().expect("name"))
+        .collect();
+    assert_eq!(channels, ["model", "test", "config", "code"]);
+    assert_eq!(
+        eval["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"],
+        format!("{merged_out}{merge_job}/output/model/")
+    );
+    assert!(sft.get("CheckpointConfig").is_some() && merge.get("CheckpointConfig").is_none());
+
+    let definition = pipeline::definition(&graph);
+    let steps = definition["Steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 3);
+    assert!(steps.iter().all(|s| s["Arguments"].get("TrainingJobName").is_none()));
+    assert_eq!(steps[1]["DependsOn"], serde_json::json!(["sft"]));
+    assert_eq!(
+        steps[1]["Arguments"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"],
+        serde_json::json!({"Get": "Steps.sft.ModelArtifacts.S3ModelArtifacts"})
+    );
+    assert_eq!(steps[0]["Arguments"]["RoleArn"], serde_json::json!({"Get": "Parameters.TUNEC_SAGEMAKER_ROLE"}));
+}
+
+#[test]
+fn spot_jobs_wait_at_least_as_long_as_they_run() {
+    let graph = lowered(&medreason().replace("spot = false", "spot = true  max_wait = 10h"), &[]);
+    let Some(Execution::SagemakerJob { request, .. }) = graph.node("sft").map(|n| &n.execution) else { panic!("job") };
+    assert_eq!(request["EnableManagedSpotTraining"], true);
+    assert_eq!(request["StoppingCondition"]["MaxRuntimeInSeconds"], 18_000);
+    assert_eq!(request["StoppingCondition"]["MaxWaitTimeInSeconds"], 36_000);
+}

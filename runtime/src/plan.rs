@@ -1,0 +1,138 @@
+//! `tunec plan`, `tunec graph` and `tunec iam-policy`: views of the lowered job graph.
+
+use crate::check::compiled;
+use crate::cli::{usage_error, Format, GraphFormat, Input};
+use std::process::ExitCode;
+use tunec_compiler::lower::{graph as draw, iam, Execution};
+use tunec_compiler::render;
+
+pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
+    let (checked, graph) = match compiled(input) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let estimates = checked.estimates.as_ref();
+    if format == Format::Json {
+        let nodes: Vec<serde_json::Value> = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name,
+                    "kind": n.kind,
+                    "key": n.key,
+                    "deps": n.deps,
+                    "execution": n.execution.describe(),
+                    "job_name": match &n.execution { Execution::SagemakerJob { job_name, .. } => Some(job_name), _ => None },
+                    "estimate": estimates.and_then(|e| e.node(&n.name)).map(render::estimate_json),
+                    "action": "run",
+                    "reason": "no previous run",
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "version": 1,
+            "pipeline": graph.pipeline,
+            "target": graph.target,
+            "bundle_digest": graph.bundle_digest,
+            "env": graph.env,
+            "nodes": nodes,
+            "total": estimates.map(|e| serde_json::json!({"hours": e.total_hours, "usd": e.total_usd, "complete": e.complete})),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    println!("plan for `{}` (target {}, bundle {})", graph.pipeline, graph.target, &graph.bundle_digest[..12]);
+    let width = graph.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let how = match &n.execution {
+            Execution::SagemakerJob { job_name, instance_type, instance_count, .. } => {
+                format!("SageMaker training job {job_name} on {instance_type} x {instance_count}")
+            }
+            Execution::LocalScript { script, .. } => format!("local script {script}"),
+            Execution::Data { operation } => format!("local data step ({operation})"),
+            Execution::Model { source, location } => format!("model from {source}: {location}"),
+        };
+        println!("{:>2}. {:<9} {:<width$}  key {}  {how}", i + 1, n.kind, n.name, &n.key[..12]);
+        if !n.deps.is_empty() {
+            println!("    {:<9} {:<width$}  after {}", "", "", n.deps.join(", "));
+        }
+        if let Some(e) = estimates.and_then(|e| e.node(&n.name)) {
+            for line in render::estimate_lines(e) {
+                println!("    {:<9} {:<width$}  {line}", "", "");
+            }
+        }
+        println!("    {:<9} {:<width$}  will run: no previous run of this pipeline", "", "");
+    }
+    if let Some(e) = estimates.filter(|e| !e.nodes.is_empty()) {
+        println!("{}", render::total_line(e));
+    }
+    if !graph.env.is_empty() {
+        println!("reads at run time: {}", graph.env.join(", "));
+    }
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn graph(input: &Input, format: GraphFormat) -> ExitCode {
+    let (_, graph) = match compiled(input) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    print!(
+        "{}",
+        match format {
+            GraphFormat::Dot => draw::dot(&graph),
+            GraphFormat::Mermaid => draw::mermaid(&graph),
+        }
+    );
+    ExitCode::SUCCESS
+}
+
+/// Replaces `${env:NAME}` with the variable's value when it is set.
+fn resolve(text: &str) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut missing = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${env:") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}').map(|e| e + start) else { break };
+        let name = &rest[start + 6..end];
+        match std::env::var(name) {
+            Ok(value) => out.push_str(&value),
+            Err(_) => {
+                out.push_str(&rest[start..=end]);
+                missing.push(name.to_owned());
+            }
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    (out, missing)
+}
+
+pub(crate) fn iam_policy(input: &Input) -> ExitCode {
+    let (checked, graph) = match compiled(input) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(program) = &checked.program else { return ExitCode::from(1) };
+    if program.target.kind != "sagemaker" {
+        return usage_error("IAM policies are for the SageMaker target; this pipeline's target is local");
+    }
+    let field =
+        |name: &str| tunec_compiler::lower::request::base_field(program, name).map(|v| resolve(&v)).unwrap_or_default();
+    let (bucket, m1) = field("bucket");
+    let (region, m2) = field("region");
+    let (role, m3) = field("role");
+    let kms = tunec_compiler::lower::request::base_field(program, "kms_key").map(|v| resolve(&v).0);
+    for name in m1.iter().chain(&m2).chain(&m3) {
+        eprintln!("tunec: `{name}` is not set; the policies show `${{env:{name}}}` in its place");
+    }
+    let account = iam::Account { bucket_uri: &bucket, region: &region, role_arn: &role, kms_key: kms.as_deref() };
+    let doc = serde_json::json!({
+        "execution_role": iam::execution_role(&graph, &account),
+        "caller": iam::caller(&graph, &account),
+    });
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    ExitCode::SUCCESS
+}
