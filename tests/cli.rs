@@ -313,3 +313,27 @@ fn iam_policies_name_exact_prefixes() {
     assert_eq!(pass["Resource"][0], "arn:aws:iam::111122223333:role/tunec-exec");
     assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "sagemaker.amazonaws.com");
 }
+
+#[test]
+fn a_data_profile_replaces_declared_sizes() {
+    let dir = std::env::temp_dir().join(format!("tunec-profile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join(".tunec/medreason/profiles")).expect("mkdir");
+    std::fs::copy(root().join("examples/medreason/medreason.tune"), dir.join("medreason.tune")).expect("copy");
+    let file = dir.join("medreason.tune").display().to_string();
+    let before = json(&tunec(&["check", "--format", "json", &file]));
+    let sft = |doc: &serde_json::Value| {
+        doc["nodes"].as_array().expect("nodes").iter().find(|n| n["name"] == "sft").expect("sft")["estimate"].clone()
+    };
+    assert_eq!(sft(&before)["token_source"], "declared rows x default length (seq_len / 4)");
+    std::fs::write(
+        dir.join(".tunec/medreason/profiles/convo.json"),
+        r#"{"rows": 9000, "mean_tokens": 700.0, "max_tokens": 3900}"#,
+    )
+    .expect("write");
+    let after = json(&tunec(&["check", "--format", "json", &file]));
+    assert_eq!(sft(&after)["token_source"], "data profile");
+    // 9000 rows x 0.9 (train) x 2 epochs x 700 tokens.
+    assert_eq!(sft(&after)["tokens"], 11_340_000);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -113,6 +113,7 @@ codes! {
     DiskSpace => ("estimate", "disk_space", Error, "the estimated disk use exceeds the instance's storage"),
     Budget => ("estimate", "budget", Error, "the estimated cost of the pipeline exceeds its budget"),
     UnknownSize => ("estimate", "unknown_size", Warning, "the dataset's size is unknown, so time and cost are not estimated"),
+    TimeLimit => ("estimate", "time_limit", Warning, "the estimated training time exceeds the node's max_runtime"),
 }
 
 impl Code {

@@ -1,4 +1,6 @@
-//! The file-system [`World`]: local model directories, resolved relative to the pipeline file.
+//! The file-system [`World`]: local model directories and the runtime's data profiles, both
+//! resolved relative to the pipeline file (profiles live in `.tunec/<pipeline>/profiles/<node>.json`
+//! beside it, where the data engine writes them).
 
 use std::path::{Path, PathBuf};
 use tunec_compiler::World;
@@ -19,5 +21,10 @@ impl World for FsWorld {
     fn read(&self, dir: &str, file: &str) -> Result<String, String> {
         let path = self.base.join(dir).join(file);
         std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn profile(&self, pipeline: &str, node: &str) -> Option<String> {
+        let path = self.base.join(".tunec").join(pipeline).join("profiles").join(format!("{node}.json"));
+        std::fs::read_to_string(path).ok()
     }
 }

@@ -105,6 +105,8 @@ pub struct TrainSetup<'a> {
     pub gradient_checkpointing: bool,
     pub attention: Attention,
     pub optimizer: String,
+    /// FSDP loads the checkpoint on rank 0 only and broadcasts it.
+    pub cpu_ram_efficient_loading: bool,
 }
 
 /// One named memory term.
@@ -312,7 +314,7 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     // Host: each process holds its share of offloaded state; loading with cpu_ram_efficient_loading
     // reads the checkpoint once (rank 0), otherwise once per process.
     let per_node = s.gpus_per_node.max(1);
-    let efficient = s.fsdp.is_some();
+    let efficient = s.fsdp.is_some() && s.cpu_ram_efficient_loading;
     let loading = if efficient { weight_bytes.max(total * 2) } else { total * 2 * per_node };
     host.push(Term { name: "model loading", bytes: loading });
     host.push(Term { name: "processes and dataloaders", bytes: per_node * 3 * GIB });
@@ -376,6 +378,7 @@ mod tests {
             gradient_checkpointing: true,
             attention: Attention::Fused,
             optimizer: "adamw_torch".into(),
+            cpu_ram_efficient_loading: true,
         };
         let mem = train_memory(&setup);
         let weights = mem.gpu_terms.iter().find(|t| t.name == "weights").expect("weights term").bytes;

@@ -275,6 +275,7 @@ impl Ctx<'_> {
             gradient_checkpointing: f.bool("gradient_checkpointing").unwrap_or(true),
             attention: if f.word("attention") == Some("eager") { Attention::Eager } else { Attention::Fused },
             optimizer: f.word("optimizer").unwrap_or("adamw_torch").to_owned(),
+            cpu_ram_efficient_loading: f.bool("fsdp.cpu_ram_efficient_loading").unwrap_or(true),
         }
     }
 
@@ -323,7 +324,11 @@ impl Ctx<'_> {
                     ),
                     Label::new(node.span_of("compute"), "not enough host RAM"),
                 )
-                .with_help("turn FSDP offload off, use more instances, or an instance with more memory"),
+                .with_help(if setup.fsdp.is_some_and(|f| f.offload) {
+                    "offload keeps the model's shards in host RAM: turn `offload` off, use more instances, or an instance with more memory"
+                } else {
+                    "use an instance with more memory, or more instances to spread the loading"
+                }),
             );
         }
 
@@ -375,6 +380,23 @@ impl Ctx<'_> {
             .map(|(t, tp)| (t * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(facts.params * 2));
         let spot = node.fields.bool("spot").unwrap_or(false);
         let usd = hours.and_then(|h| cost(h, instance, count, spot));
+        if let (Some(h), Some(Val::Duration(limit))) = (hours, node.fields.get("max_runtime").map(|f| &f.val)) {
+            let limit_h = *limit as f64 / 3600.0;
+            if h > limit_h {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        Code::TimeLimit,
+                        self.program.file,
+                        format!("`{}` is estimated at {h:.1} h, longer than its `max_runtime` of {limit_h:.1} h", node.name),
+                        Label::new(node.span_of("max_runtime"), node.describe("max_runtime")),
+                    )
+                    .with_help(format!(
+                        "raise `max_runtime` to at least {}h, or train on fewer tokens (rows, epochs, max_steps); SageMaker stops the job at the limit",
+                        (h * 1.2).ceil() as u64
+                    )),
+                );
+            }
+        }
 
         // Disk: the downloaded base, the data, two checkpoints, the output.
         let trainable_bytes = if full { facts.params * setup.dtype_bytes } else { mem.trainable_params * 4 };
@@ -411,8 +433,11 @@ impl Ctx<'_> {
         let total: u64 = terms.iter().map(|t| t.bytes).sum();
         // Instances with local NVMe use it for /opt/ml; others get an EBS volume of at most 16 TB
         // (the lowering sizes it from this figure).
-        let capacity =
-            if instance.local_storage_gb > 0 { instance.local_storage_gb * 1_000_000_000 } else { 16_384 * GIB };
+        let capacity = if instance.local_storage_gb > 0 {
+            instance.local_storage_gb * 1_000_000_000
+        } else {
+            crate::lower::request::MAX_VOLUME_GB * 1_000_000_000
+        };
         if total > capacity {
             self.diagnostics.push(
                 Diagnostic::new(
@@ -436,9 +461,10 @@ impl Ctx<'_> {
     /// Changes that make a training step fit, each re-estimated.
     fn fixes(&self, setup: &TrainSetup<'_>, instance: &Instance, count: u64, capacity: u64) -> String {
         let mut found: Vec<String> = Vec::new();
+        let host = instance.memory_gib * GIB;
         let fits = |s: &TrainSetup<'_>, cap: u64| {
             let m = memory::train_memory(s);
-            (m.gpu_peak <= cap).then_some(m.gpu_peak)
+            (m.gpu_peak <= cap && m.host_peak <= host).then_some(m.gpu_peak)
         };
         let mut b = setup.micro_batch / 2;
         while b >= 1 {
@@ -481,7 +507,9 @@ impl Ctx<'_> {
                 s.gpus_per_node = candidate.gpu_count.max(1);
                 s.micro_batch = b;
                 let cap = candidate.gpu_memory_mib * memory::MIB;
-                if let Some(peak) = fits(&s, cap) {
+                let m = memory::train_memory(&s);
+                let fit = m.gpu_peak <= cap && m.host_peak <= candidate.memory_gib * GIB;
+                if let Some(peak) = fit.then_some(m.gpu_peak) {
                     let batch = if b == setup.micro_batch {
                         String::new()
                     } else {
@@ -524,10 +552,27 @@ impl Ctx<'_> {
             Term { name: "weights (spread over GPUs)", bytes: weights.div_ceil(gpus) },
             Term { name: "CUDA context", bytes: memory::CUDA_CONTEXT },
         ];
-        let host_terms = vec![
-            Term { name: "base model (bf16)", bytes: weights },
-            Term { name: "adapter and runtime", bytes: 2 * GIB },
-        ];
+        let host_terms =
+            vec![Term { name: "base model", bytes: weights }, Term { name: "adapter and runtime", bytes: 2 * GIB }];
+        let gpu_peak: u64 = gpu_terms.iter().map(|t| t.bytes).sum();
+        let capacity = instance.gpu_memory_mib * memory::MIB;
+        if gpu_peak > capacity && instance.accelerator == Accelerator::Cuda {
+            self.diagnostics.push(
+                Diagnostic::new(
+                    Code::GpuMemory,
+                    self.program.file,
+                    format!(
+                        "`{}` needs an estimated {} per GPU for its smoke generation; each {} has {}",
+                        node.name,
+                        gib(gpu_peak),
+                        instance.gpu,
+                        gib(capacity)
+                    ),
+                    Label::new(node.name_span, "the merged weights do not fit the GPUs"),
+                )
+                .with_help("set `compute` to an instance with more GPU memory in total"),
+            );
+        }
         let disk_terms =
             vec![Term { name: "base model", bytes: facts.params * 2 }, Term { name: "merged model", bytes: weights }];
         let hours = time::overhead_hours(facts.params * 2) + weights as f64 / time::SAVE_BYTES_PER_SEC / 3600.0;

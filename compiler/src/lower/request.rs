@@ -24,6 +24,8 @@ pub const CONTAINER_CONFIG: &str = "/opt/ml/input/data/config/args.yaml";
 pub const CHECKPOINT_DIR: &str = "/opt/ml/checkpoints";
 /// The smallest EBS volume tunec asks for, in GB.
 pub const MIN_VOLUME_GB: u64 = 30;
+/// The largest EBS volume SageMaker attaches, in GB.
+pub const MAX_VOLUME_GB: u64 = 16_384;
 
 pub(crate) struct RequestInput<'a> {
     pub program: &'a Program,
@@ -149,7 +151,10 @@ pub(crate) fn create_training_job(input: &RequestInput<'_>) -> Json {
     channels.push(channel("code", &code_prefix(program, input.bundle_digest)));
 
     let (instance_type, instance_count) = compute(program, node);
-    let volume = input.disk_bytes.map_or(MIN_VOLUME_GB, |b| (b as f64 * 1.25 / 1e9).ceil() as u64).max(MIN_VOLUME_GB);
+    let volume = input
+        .disk_bytes
+        .map_or(MIN_VOLUME_GB, |b| (b as f64 * 1.25 / 1e9).ceil() as u64)
+        .clamp(MIN_VOLUME_GB, MAX_VOLUME_GB);
     let max_runtime = match node.fields.get("max_runtime").map(|f| &f.val) {
         Some(Val::Duration(s)) => *s,
         _ => 24 * 3600,
