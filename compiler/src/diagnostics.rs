@@ -221,6 +221,28 @@ impl Sources {
     }
 }
 
+/// Line starts of one text, for turning many offsets into lines and columns in O(log n) each.
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// 1-based line and column of a byte offset; the column counts Unicode scalar values.
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let offset = (0..=offset).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        let line = self.starts.partition_point(|s| *s <= offset);
+        let start = self.starts[line - 1];
+        (line, text[start..offset].chars().count() + 1)
+    }
+}
+
 /// 1-based line and column of a byte offset; the column counts Unicode scalar values.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -255,5 +277,9 @@ mod tests {
         assert_eq!(line_col(text, 3), (2, 1));
         assert_eq!(line_col(text, 6), (2, 3));
         assert_eq!(line_col(text, 999), (2, 5));
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(index.line_col(text, offset), line_col(text, offset), "{offset}");
+        }
     }
 }

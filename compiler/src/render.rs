@@ -6,7 +6,7 @@
 //! out of the graphical report; the message and help still say where the value came from.
 
 use crate::check::Checked;
-use crate::diagnostics::{line_col, Diagnostic, Severity, Sources};
+use crate::diagnostics::{Diagnostic, LineIndex, Severity, Sources};
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
 use serde_json::{json, Value as Json};
 use std::fmt;
@@ -124,9 +124,9 @@ pub fn summary(diagnostics: &[Diagnostic]) -> String {
     }
 }
 
-fn span_json(sources: &Sources, d: &Diagnostic, span: crate::syntax::ast::Span) -> Json {
-    let (line, column) = line_col(sources.text(d.file), span.start as usize);
-    let (end_line, end_column) = line_col(sources.text(d.file), span.end as usize);
+fn span_json(text: &str, index: &LineIndex, span: crate::syntax::ast::Span) -> Json {
+    let (line, column) = index.line_col(text, span.start as usize);
+    let (end_line, end_column) = index.line_col(text, span.end as usize);
     json!({
         "start": span.start, "end": span.end,
         "line": line, "column": column, "end_line": end_line, "end_column": end_column,
@@ -135,16 +135,21 @@ fn span_json(sources: &Sources, d: &Diagnostic, span: crate::syntax::ast::Span) 
 
 /// One diagnostic as JSON.
 pub fn diagnostic_json(d: &Diagnostic, sources: &Sources) -> Json {
+    let text = sources.text(d.file);
+    diagnostic_json_indexed(d, sources, text, &LineIndex::new(text))
+}
+
+fn diagnostic_json_indexed(d: &Diagnostic, sources: &Sources, text: &str, index: &LineIndex) -> Json {
     let labels: Vec<Json> = std::iter::once((&d.primary, true))
         .chain(d.secondary.iter().map(|l| (l, false)))
-        .map(|(l, primary)| json!({"message": l.message, "primary": primary, "span": span_json(sources, d, l.span)}))
+        .map(|(l, primary)| json!({"message": l.message, "primary": primary, "span": span_json(text, index, l.span)}))
         .collect();
     json!({
         "code": d.code.full(),
         "severity": d.severity.as_str(),
         "message": d.message,
         "file": sources.name(d.file),
-        "span": span_json(sources, d, d.primary.span),
+        "span": span_json(text, index, d.primary.span),
         "labels": labels,
         "help": d.help,
         "docs": format!("docs/errors/{}.md", d.code.name()),
@@ -153,15 +158,30 @@ pub fn diagnostic_json(d: &Diagnostic, sources: &Sources) -> Json {
 
 /// The `--format json` document of `tunec check`, version 1.
 pub fn check_json(checked: &Checked) -> Json {
-    let diagnostics: Vec<Json> = checked.diagnostics.iter().map(|d| diagnostic_json(d, &checked.sources)).collect();
+    let mut indexes: std::collections::BTreeMap<crate::diagnostics::FileId, LineIndex> =
+        std::collections::BTreeMap::new();
+    let diagnostics: Vec<Json> = checked
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let text = checked.sources.text(d.file);
+            let index = indexes.entry(d.file).or_insert_with(|| LineIndex::new(text));
+            diagnostic_json_indexed(d, &checked.sources, text, index)
+        })
+        .collect();
+    let main_text = checked.sources.text(checked.main);
+    let main_index = LineIndex::new(main_text);
     let nodes: Vec<Json> = match &checked.program {
         Some(p) => p
             .order
             .iter()
             .map(|&i| &p.nodes[i])
-            .chain(p.nodes.iter().enumerate().filter(|(i, _)| !p.order.contains(i)).map(|(_, n)| n))
+            .chain({
+                let placed: std::collections::BTreeSet<usize> = p.order.iter().copied().collect();
+                p.nodes.iter().enumerate().filter(move |(i, _)| !placed.contains(i)).map(|(_, n)| n)
+            })
             .map(|n| {
-                let (line, column) = line_col(checked.sources.text(checked.main), n.name_span.start as usize);
+                let (line, column) = main_index.line_col(main_text, n.name_span.start as usize);
                 json!({
                     "name": n.name,
                     "kind": n.kind.as_str(),

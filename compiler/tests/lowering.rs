@@ -172,3 +172,46 @@ fn spot_jobs_wait_at_least_as_long_as_they_run() {
     assert_eq!(request["StoppingCondition"]["MaxRuntimeInSeconds"], 18_000);
     assert_eq!(request["StoppingCondition"]["MaxWaitTimeInSeconds"], 36_000);
 }
+
+#[test]
+fn models_arrive_from_the_hub_an_upload_or_another_job() {
+    // Evaluate a base model directly, and train again from a merged model.
+    let text = medreason()
+        .replace(
+            "evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }",
+            "evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }\n  evaluate baseline = evaluate(llama, parts.test) { compute = \"ml.g6e.xlarge\" x 1 }\n  train again = sft(merged, data = parts.train) {\n    method = lora { r = 8 }\n    compute = \"ml.p4d.24xlarge\" x 1\n  }",
+        );
+    let graph = lowered(&text, &[]);
+    let job = |n: &str| match &graph.node(n).expect("node").execution {
+        Execution::SagemakerJob { request, args_yaml, .. } => (request.clone(), args_yaml.clone()),
+        other => panic!("{n}: {other:?}"),
+    };
+    let channels = |request: &serde_json::Value| -> Vec<String> {
+        request["InputDataConfig"]
+            .as_array()
+            .expect("channels")
+            .iter()
+            .map(|c| c["ChannelName"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let (baseline, baseline_args) = job("baseline");
+    assert_eq!(channels(&baseline), ["test", "config", "code"], "a Hub model is downloaded, not a channel");
+    assert!(baseline_args.contains("model_name_or_path: \"meta-llama/Llama-3.1-8B-Instruct\""), "{baseline_args}");
+    assert_eq!(baseline["Environment"]["HF_TOKEN"], "${env:HF_TOKEN}");
+
+    let (again, again_args) = job("again");
+    assert_eq!(channels(&again), ["base_model", "train", "config", "code"]);
+    let merged_out = match &graph.node("merged").expect("merged").execution {
+        Execution::SagemakerJob { request, job_name, .. } => {
+            format!("{}{job_name}/output/model/", request["OutputDataConfig"]["S3OutputPath"].as_str().expect("path"))
+        }
+        _ => panic!("merged is a job"),
+    };
+    assert_eq!(again["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"], merged_out);
+    assert!(again_args.contains("model_name_or_path: \"/opt/ml/input/data/base_model\""), "{again_args}");
+    assert!(
+        again_args.contains("pad_token: \"<|finetune_right_pad_id|>\""),
+        "tokenizer facts follow the chain to the catalog model"
+    );
+    assert_eq!(again["Environment"]["HF_TOKEN"], "${env:HF_TOKEN}", "the token of the model at the chain's start");
+}

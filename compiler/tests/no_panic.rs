@@ -199,6 +199,64 @@ const LITERALS: &[&str] = &[
     "\r\n",
 ];
 
+/// Values that type-check in some field, so that swapping them in reaches the domain rules.
+const DOMAIN: &[&str] = &[
+    "fp16",
+    "fp32",
+    "bf16",
+    "nf4 {}",
+    "fp4 { storage = fp16 }",
+    "full",
+    "lora {}",
+    "qlora { r = 0 }",
+    "sdpa",
+    "eager",
+    "flash_attention_2",
+    "truncate",
+    "error",
+    "drop",
+    "adamw_torch_fused",
+    "adafactor",
+    "sgd",
+    "hybrid_shard {}",
+    "full_shard { offload = false }",
+    "full_shard { activation_checkpointing = true }",
+    "\"ml.g5.2xlarge\" x 1",
+    "\"ml.p4d.24xlarge\" x 2",
+    "\"ml.m5.xlarge\" x 1",
+    "\"ml.p3.2xlarge\" x 1",
+    "\"ml.g4dn.xlarge\" x 1",
+    "\"Qwen/Qwen2.5-7B-Instruct\"",
+    "\"meta-llama/Llama-3.1-8B\"",
+    "0",
+    "1",
+    "100000",
+    "0.9",
+    "1.0",
+    "1.5",
+    "\"train[:10]\"",
+    "\"train[10:5]\"",
+    "\"train[:0]\"",
+    "\"<|eot_id|>\"",
+    "\"<|begin_of_text|>{question}\"",
+    "\"{reasoning}{nope}\"",
+    "100d",
+    "29d",
+    "1s",
+    "$0",
+    "$0.01",
+    "true",
+    "false",
+    "[q_proj, nope_proj]",
+    "[]",
+    "all_linear",
+    "parts.train",
+    "parts.val",
+    "raw",
+    "llama",
+    "sft",
+];
+
 fn token() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => prop::sample::select(KEYWORDS).prop_map(str::to_owned),
@@ -232,25 +290,41 @@ fn token_soup() -> impl Strategy<Value = String> {
 
 const NAMES: &[&str] = &["llama", "raw", "convo", "parts", "sft", "merged", "report", "p", "q"];
 
+/// The literals that are values (no comments, whitespace or stray quotes), so that structured
+/// pipelines mostly parse.
+fn value_literal() -> impl Strategy<Value = String> {
+    prop::sample::select(LITERALS)
+        .prop_filter("a value", |lit| {
+            !lit.trim().is_empty() && !lit.starts_with("//") && !lit.starts_with("/*") && !lit.contains('\\')
+        })
+        .prop_map(str::to_owned)
+}
+
+/// Words that may name a field (not `true` or `false`).
+fn field_name() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(WORDS).prop_filter("a field name", |w| !matches!(*w, "true" | "false"))
+}
+
 fn value() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
-        prop::sample::select(LITERALS).prop_map(str::to_owned),
-        prop::sample::select(WORDS).prop_map(str::to_owned),
-        prop::sample::select(NAMES).prop_map(str::to_owned),
-        (prop::sample::select(NAMES), prop::sample::select(&["train", "val", "test", "x", "a.b"][..]))
+        3 => value_literal(),
+        4 => prop::sample::select(DOMAIN).prop_map(str::to_owned),
+        1 => prop::sample::select(LITERALS).prop_map(str::to_owned),
+        3 => prop::sample::select(WORDS).prop_map(str::to_owned),
+        2 => prop::sample::select(NAMES).prop_map(str::to_owned),
+        2 => (prop::sample::select(NAMES), prop::sample::select(&["train", "val", "test", "x", "a.b"][..]))
             .prop_map(|(n, f)| format!("{n}.{f}")),
-        any::<i32>().prop_map(|n| n.to_string()),
-        (0.0f64..2.0).prop_map(|x| format!("{x:.3}")),
-        ("\"[a-z.0-9]{1,12}\"", 0u32..20).prop_map(|(s, n)| format!("{s} x {n}")),
+        2 => any::<i32>().prop_map(|n| n.to_string()),
+        2 => (0.0f64..2.0).prop_map(|x| format!("{x:.3}")),
+        1 => ("\"[a-z.0-9]{1,12}\"", 0u32..20).prop_map(|(s, n)| format!("{s} x {n}")),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(|items| format!("[{}]", items.join(", "))),
-            (prop::sample::select(WORDS), prop::collection::vec((prop::sample::select(WORDS), inner.clone()), 0..4))
+            (field_name(), prop::collection::vec((field_name(), inner.clone()), 0..4))
                 .prop_map(|(word, fields)| format!("{word} {}", record(&fields))),
-            prop::collection::vec((prop::sample::select(WORDS), inner.clone()), 0..4)
-                .prop_map(|fields| record(&fields)),
-            prop::collection::vec((prop::sample::select(WORDS), inner), 0..4).prop_map(|fields| {
+            prop::collection::vec((field_name(), inner.clone()), 0..4).prop_map(|fields| record(&fields)),
+            prop::collection::vec((field_name(), inner), 0..4).prop_map(|fields| {
                 let cols: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
                 format!("{{ {} }}", cols.join(", "))
             }),
@@ -264,7 +338,7 @@ fn record(fields: &[(&str, String)]) -> String {
 }
 
 fn fields() -> impl Strategy<Value = Vec<(&'static str, String)>> {
-    prop::collection::vec((prop::sample::select(WORDS), value()), 0..5)
+    prop::collection::vec((field_name(), value()), 0..5)
 }
 
 fn node() -> impl Strategy<Value = String> {
@@ -276,7 +350,7 @@ fn node() -> impl Strategy<Value = String> {
         prop::sample::select(NAMES),
         prop::sample::select(funcs),
         prop::collection::vec(
-            prop_oneof![value(), (prop::sample::select(WORDS), value()).prop_map(|(k, v)| format!("{k} = {v}"))],
+            prop_oneof![value(), (field_name(), value()).prop_map(|(k, v)| format!("{k} = {v}"))],
             0..4,
         ),
         prop::option::of(fields()),
@@ -293,7 +367,7 @@ fn pipeline() -> impl Strategy<Value = String> {
         1 => (prop::sample::select(&["local", "sagemaker", "cloud"][..]), prop::option::of(fields()))
             .prop_map(|(t, f)| format!("target {t} {}", f.map(|f| record(&f)).unwrap_or_default())),
         1 => (prop::sample::select(NAMES), value()).prop_map(|(n, v)| format!("param {n} = {v}")),
-        1 => (prop::sample::select(WORDS), value()).prop_map(|(k, v)| format!("{k} = {v}")),
+        1 => (field_name(), value()).prop_map(|(k, v)| format!("{k} = {v}")),
         1 => (prop::sample::select(&["train", "chat", "train.method.lora", "train.quant.nf4", "x.y"][..]), fields())
             .prop_map(|(path, f)| format!("defaults {path} {}", record(&f))),
     ];
@@ -327,9 +401,9 @@ enum Edit {
 fn edit() -> impl Strategy<Value = Edit> {
     let pos = any::<usize>();
     prop_oneof![
-        (pos.clone(), 0usize..64).prop_map(|(a, n)| Edit::Delete(a, n)),
-        (pos.clone(), 0usize..128, pos.clone()).prop_map(|(a, n, at)| Edit::Duplicate(a, n, at)),
-        (pos.clone(), 0usize..64, pos.clone(), 0usize..64).prop_map(|(a, n, b, m)| Edit::Swap(a, n, b, m)),
+        (pos, 0usize..64).prop_map(|(a, n)| Edit::Delete(a, n)),
+        (pos, 0usize..128, pos).prop_map(|(a, n, at)| Edit::Duplicate(a, n, at)),
+        (pos, 0usize..64, pos, 0usize..64).prop_map(|(a, n, b, m)| Edit::Swap(a, n, b, m)),
         (pos, token()).prop_map(|(at, tok)| Edit::Insert(at, tok)),
     ]
 }
@@ -377,6 +451,48 @@ fn apply(text: &mut String, edit: &Edit) {
             text.insert_str(at, tok);
         }
     }
+}
+
+/// Byte ranges of the values in the example: each plain string, and each bare token after `= `.
+/// Replacing them keeps the file parseable more often than byte edits do, so the rules run.
+fn value_slots(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut slots = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(bytes.len());
+                slots.push((start, i));
+            }
+            b'=' if bytes.get(i + 1) == Some(&b' ') => {
+                let mut start = i + 1;
+                while start < bytes.len() && bytes[start] == b' ' {
+                    start += 1;
+                }
+                let mut end = start;
+                while end < bytes.len() && !b" \n,{}()\"".contains(&bytes[end]) {
+                    end += 1;
+                }
+                if end > start {
+                    slots.push((start, end));
+                }
+                i = end.max(i + 1);
+            }
+            _ => i += 1,
+        }
+    }
+    slots
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -498,6 +614,26 @@ proptest! {
     }
 
     #[test]
+    fn medreason_with_replaced_values_does_not_panic(
+        replacements in prop::collection::vec(
+            (any::<prop::sample::Index>(), prop_oneof![3 => prop::sample::select(DOMAIN).prop_map(str::to_owned), 1 => value()]),
+            1..4,
+        ),
+    ) {
+        let slots = value_slots(MEDREASON);
+        let mut chosen: Vec<((usize, usize), String)> =
+            replacements.into_iter().map(|(index, v)| (slots[index.index(slots.len())], v)).collect();
+        // Replace from the end so that earlier ranges stay valid; skip a slot picked twice.
+        chosen.sort_by_key(|((start, _), _)| std::cmp::Reverse(*start));
+        chosen.dedup_by_key(|((start, _), _)| *start);
+        let mut text = MEDREASON.to_owned();
+        for ((start, end), v) in chosen {
+            text.replace_range(start..end, &v);
+        }
+        check_text(&text);
+    }
+
+    #[test]
     fn overrides_do_not_panic(name in prop::sample::select(&["epochs", "lr", "nope", ""][..]), value in prop_oneof![token_soup(), any::<String>()]) {
         let text = "pipeline p {\n  param epochs = 2\n  param lr = 2e-4\n}\n";
         let overrides = [Override { name: name.to_owned(), value }];
@@ -522,6 +658,16 @@ proptest! {
         let world = TinyModel { config: serde_json::Value::Object(config).to_string() };
         let checked = check("fuzz.tune", LOCAL_PIPELINE, &[], &world);
         assert_sane(&checked);
+    }
+}
+
+#[test]
+fn the_example_has_value_slots() {
+    let slots = value_slots(MEDREASON);
+    assert!(slots.len() > 40, "{} slots", slots.len());
+    let texts: Vec<&str> = slots.iter().map(|&(a, b)| &MEDREASON[a..b]).collect();
+    for expected in ["$150", "\"meta-llama/Llama-3.1-8B-Instruct\"", "4096", "drop", "2e-4", "5h", "bf16"] {
+        assert!(texts.contains(&expected), "no slot for {expected}: {texts:?}");
     }
 }
 

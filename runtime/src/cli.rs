@@ -144,7 +144,7 @@ pub(crate) fn usage_error(message: &str) -> ExitCode {
 fn explain(code: Option<&str>) -> ExitCode {
     let Some(code) = code else {
         for c in Code::ALL {
-            println!("{:<48} {:<8} {}", c.full(), c.severity().as_str(), c.summary());
+            out!("{:<48} {:<8} {}", c.full(), c.severity().as_str(), c.summary());
         }
         return ExitCode::SUCCESS;
     };
@@ -153,7 +153,7 @@ fn explain(code: Option<&str>) -> ExitCode {
     };
     match errors_doc::page(found.name()) {
         Some(page) => {
-            print!("{page}");
+            out_raw!("{page}");
             ExitCode::SUCCESS
         }
         None => usage_error(&format!("`{}` has no documentation page in this build", found.full())),

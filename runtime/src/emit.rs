@@ -36,6 +36,11 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
         Ok(x) => x,
         Err(code) => return code,
     };
+    if emit_pipeline && graph.target != "sagemaker" {
+        return usage_error(
+            "a SageMaker Pipelines definition needs `target sagemaker { ... }`; this pipeline's target is local",
+        );
+    }
     let result = (|| -> std::io::Result<serde_json::Value> {
         let code_files = bundle::write(&out.join("code"))?;
         let mut nodes = Vec::new();
@@ -85,7 +90,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
             let jobs = manifest["nodes"]
                 .as_array()
                 .map_or(0, |n| n.iter().filter(|n| !n["files"].as_array().is_none_or(Vec::is_empty)).count());
-            println!("wrote manifest.json ({} nodes, {jobs} jobs) to {}", graph.nodes.len(), out.display());
+            out!("wrote manifest.json ({} nodes, {jobs} jobs) to {}", graph.nodes.len(), out.display());
             ExitCode::SUCCESS
         }
         Err(e) => usage_error(&format!("cannot write to `{}`: {e}", out.display())),

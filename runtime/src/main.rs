@@ -4,6 +4,23 @@
 //! directories relative to the pipeline file, chooses colours for terminals, and maps outcomes to
 //! exit codes (0 clean or warnings only, 1 errors found, 2 usage or IO error).
 
+/// Writes a line to stdout. A closed pipe (`tunec plan | head`) ends the output quietly instead of
+/// panicking as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod bundle;
 mod check;
 mod cli;

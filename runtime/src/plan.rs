@@ -39,10 +39,10 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
             "nodes": nodes,
             "total": estimates.map(|e| serde_json::json!({"hours": e.total_hours, "usd": e.total_usd, "complete": e.complete})),
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
-    println!("plan for `{}` (target {}, bundle {})", graph.pipeline, graph.target, &graph.bundle_digest[..12]);
+    out!("plan for `{}` (target {}, bundle {})", graph.pipeline, graph.target, &graph.bundle_digest[..12]);
     let width = graph.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     for (i, n) in graph.nodes.iter().enumerate() {
         let how = match &n.execution {
@@ -53,22 +53,22 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
             Execution::Data { operation } => format!("local data step ({operation})"),
             Execution::Model { source, location } => format!("model from {source}: {location}"),
         };
-        println!("{:>2}. {:<9} {:<width$}  key {}  {how}", i + 1, n.kind, n.name, &n.key[..12]);
+        out!("{:>2}. {:<9} {:<width$}  key {}  {how}", i + 1, n.kind, n.name, &n.key[..12]);
         if !n.deps.is_empty() {
-            println!("    {:<9} {:<width$}  after {}", "", "", n.deps.join(", "));
+            out!("    {:<9} {:<width$}  after {}", "", "", n.deps.join(", "));
         }
         if let Some(e) = estimates.and_then(|e| e.node(&n.name)) {
             for line in render::estimate_lines(e) {
-                println!("    {:<9} {:<width$}  {line}", "", "");
+                out!("    {:<9} {:<width$}  {line}", "", "");
             }
         }
-        println!("    {:<9} {:<width$}  will run: no previous run of this pipeline", "", "");
+        out!("    {:<9} {:<width$}  will run: no previous run of this pipeline", "", "");
     }
     if let Some(e) = estimates.filter(|e| !e.nodes.is_empty()) {
-        println!("{}", render::total_line(e));
+        out!("{}", render::total_line(e));
     }
     if !graph.env.is_empty() {
-        println!("reads at run time: {}", graph.env.join(", "));
+        out!("reads at run time: {}", graph.env.join(", "));
     }
     ExitCode::SUCCESS
 }
@@ -78,7 +78,7 @@ pub(crate) fn graph(input: &Input, format: GraphFormat) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    print!(
+    out_raw!(
         "{}",
         match format {
             GraphFormat::Dot => draw::dot(&graph),
@@ -133,6 +133,6 @@ pub(crate) fn iam_policy(input: &Input) -> ExitCode {
         "execution_role": iam::execution_role(&graph, &account),
         "caller": iam::caller(&graph, &account),
     });
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     ExitCode::SUCCESS
 }

@@ -113,14 +113,38 @@ fn facts(dir: &str, config: &Json, tok: &Json) -> Result<ModelFacts, Problem> {
     .map(str::to_owned)
     .collect();
 
-    let h = hidden_size;
-    let q = num_heads * head_dim;
-    let kv = num_kv_heads * head_dim;
+    // Sizes beyond these are not a language model's, and would overflow the estimator's arithmetic.
+    for (key, value, max) in [
+        ("hidden_size", hidden_size, 1u64 << 20),
+        ("intermediate_size", intermediate_size, 1 << 22),
+        ("num_hidden_layers", num_layers, 1 << 14),
+        ("num_attention_heads", num_heads, 1 << 16),
+        ("head_dim", head_dim, 1 << 16),
+        ("vocab_size", vocab_size, 1 << 24),
+        ("max_position_embeddings", max_position_embeddings, 1 << 31),
+    ] {
+        if value == 0 || value > max {
+            return Err(problem(
+                format!("`{key}` = {value} in `{dir}/config.json` is not a plausible size"),
+                format!("`{key}` out of range"),
+                format!("`{key}` must be between 1 and {max}; check that the file is the model's config.json"),
+            ));
+        }
+    }
+    let (h, q, kv) = (u128::from(hidden_size), u128::from(num_heads * head_dim), u128::from(num_kv_heads * head_dim));
     let bias = if attention_bias { q + 2 * kv } else { 0 };
     let norms = if family == "gemma2" { 4 } else { 2 };
-    let layer = h * q + 2 * h * kv + q * h + 3 * h * intermediate_size + norms * h + bias;
-    let head = if tied_embeddings { 0 } else { vocab_size * h };
-    let params = vocab_size * h + num_layers * layer + h + head;
+    let layer = h * q + 2 * h * kv + q * h + 3 * h * u128::from(intermediate_size) + norms * h + bias;
+    let embed = u128::from(vocab_size) * h;
+    let head = if tied_embeddings { 0 } else { embed };
+    let total = embed + u128::from(num_layers) * layer + h + head;
+    let params = u64::try_from(total).ok().filter(|p| *p <= 1 << 50).ok_or_else(|| {
+        problem(
+            format!("`{dir}/config.json` describes {total} parameters"),
+            "more parameters than any model",
+            "check the sizes in config.json",
+        )
+    })?;
 
     let token = |key: &str| -> String {
         match tok.get(key) {

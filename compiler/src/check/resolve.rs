@@ -152,16 +152,18 @@ pub(super) fn run(
 
     // Node names and output types.
     let mut node_decls: Vec<&ast::Node> = Vec::new();
+    let mut first_spans: BTreeMap<&str, Span> = BTreeMap::new();
     for item in &pipeline.items {
         if let Item::Node(node) = item {
-            if let Some(first) = node_decls.iter().find(|n| n.name.name == node.name.name) {
-                duplicate(diagnostics, main, &node.name, first.name.span, "node");
+            if let Some(first) = first_spans.get(node.name.name.as_str()) {
+                duplicate(diagnostics, main, &node.name, *first, "node");
                 continue;
             }
             if let Some(span) = declared.get(&node.name.name) {
                 duplicate(diagnostics, main, &node.name, *span, "use (a parameter has it)");
                 continue;
             }
+            first_spans.insert(&node.name.name, node.name.span);
             node_decls.push(node);
         }
     }

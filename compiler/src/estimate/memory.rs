@@ -275,12 +275,14 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     }
 
     // Activations.
-    let h = m.hidden_size;
-    let h_kv = m.num_kv_heads * m.head_dim;
-    let tokens = s.micro_batch * s.seq_len;
-    let mut per_layer = tokens * (10 * h + 4 * h_kv + 8 * m.intermediate_size) + tokens * 8 * h;
+    // Activation sizes grow with batch x sequence (x sequence, for eager attention): computed in
+    // f64 so that no input can overflow, then cast back (saturating).
+    let h = m.hidden_size as f64;
+    let h_kv = (m.num_kv_heads * m.head_dim) as f64;
+    let tokens = s.micro_batch as f64 * s.seq_len as f64;
+    let mut per_layer = tokens * (10.0 * h + 4.0 * h_kv + 8.0 * m.intermediate_size as f64) + tokens * 8.0 * h;
     if s.attention == Attention::Eager {
-        per_layer += 4 * s.micro_batch * m.num_heads * s.seq_len * s.seq_len;
+        per_layer += 4.0 * s.micro_batch as f64 * m.num_heads as f64 * (s.seq_len as f64).powi(2);
     }
     if s.method != Method::Full && s.lora_dropout {
         let modules: Vec<&str> = match &s.targets {
@@ -288,14 +290,15 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
             Some(list) => list.iter().map(String::as_str).collect(),
         };
         let inputs: u64 = modules.iter().filter_map(|name| module_shape(m, name)).map(|(d_in, _)| d_in).sum();
-        per_layer += 3 * tokens * inputs;
+        per_layer += 3.0 * tokens * inputs as f64;
     }
-    let head_input = 2 * tokens * h;
-    let logits = 12 * tokens * m.vocab_size;
+    let layers = m.num_layers as f64;
+    let head_input = 2.0 * tokens * h;
+    let logits = (12.0 * tokens * m.vocab_size as f64) as u64;
     let (stored, recompute) = if s.gradient_checkpointing {
-        (2 * tokens * h * m.num_layers + head_input, per_layer)
+        ((2.0 * tokens * h * layers + head_input) as u64, per_layer as u64)
     } else {
-        (per_layer * m.num_layers + head_input, 0)
+        ((per_layer * layers + head_input) as u64, 0)
     };
     gpu.push(Term { name: "activations", bytes: stored });
     if logits >= recompute {
@@ -308,7 +311,7 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     if world > 1 {
         gpu.push(Term { name: "NCCL buffers", bytes: 400 * MIB });
     }
-    let subtotal: u64 = gpu.iter().map(|t| t.bytes).sum();
+    let subtotal: u64 = gpu.iter().fold(0u64, |a, t| a.saturating_add(t.bytes));
     gpu.push(Term { name: "allocator slack", bytes: subtotal * ALLOCATOR_SLACK_PERCENT / 100 });
 
     // Host: each process holds its share of offloaded state; loading with cpu_ram_efficient_loading
@@ -330,7 +333,7 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
         })
         .collect();
     Memory {
-        gpu_peak: gpu.iter().map(|t| t.bytes).sum(),
+        gpu_peak: gpu.iter().fold(0u64, |a, t| a.saturating_add(t.bytes)),
         gpu_terms: gpu,
         host_peak: host_terms.iter().map(|t| t.bytes).sum(),
         host_terms,

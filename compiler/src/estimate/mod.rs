@@ -19,7 +19,7 @@ use memory::{Attention, Fsdp, Memory, Method, Quant, Sharding, Term, TrainSetup,
 use serde::Deserialize;
 use time::TokenSource;
 
-/// What the runtime's data engine measured for a chat node (`.tunec/profiles/<node>.json`).
+/// What the runtime's data engine measured for a chat node (`.tunec/<pipeline>/profiles/<node>.json`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct DataProfile {
     /// Conversations kept after column checks, deduplication and the overflow policy.
@@ -67,11 +67,13 @@ pub struct Estimates {
     pub total_usd: f64,
     /// False when some job's time or cost could not be estimated.
     pub complete: bool,
+    /// Node name → index into `nodes`.
+    index: std::collections::BTreeMap<String, usize>,
 }
 
 impl Estimates {
     pub fn node(&self, name: &str) -> Option<&NodeEstimate> {
-        self.nodes.iter().find(|n| n.node == name)
+        self.index.get(name).and_then(|&i| self.nodes.get(i))
     }
 }
 
@@ -110,7 +112,8 @@ pub fn estimate(program: &Program, catalog: &Catalog, profiles: &Profiles<'_>) -
     let complete = nodes.iter().all(|n| n.usd.is_some());
     let total_hours = nodes.iter().filter_map(|n| n.hours).sum();
     let total_usd = nodes.iter().filter_map(|n| n.usd).sum();
-    let estimates = Estimates { nodes, total_hours, total_usd, complete };
+    let index = nodes.iter().enumerate().map(|(i, n)| (n.node.clone(), i)).collect();
+    let estimates = Estimates { nodes, total_hours, total_usd, complete, index };
     if let Some((budget, span)) = program.budget {
         if total_usd > budget {
             let mut d = Diagnostic::new(
@@ -576,8 +579,8 @@ impl Ctx<'_> {
         let disk_terms =
             vec![Term { name: "base model", bytes: facts.params * 2 }, Term { name: "merged model", bytes: weights }];
         let hours = time::overhead_hours(facts.params * 2) + weights as f64 / time::SAVE_BYTES_PER_SEC / 3600.0;
-        let spot = adapter.fields.bool("spot").unwrap_or(false) && instance_of(node).is_none();
-        let est = self.job(node, instance, count, gpu_terms, host_terms, disk_terms, None, None, Some(hours), spot);
+        // Merge jobs run on demand: their request never asks for spot capacity.
+        let est = self.job(node, instance, count, gpu_terms, host_terms, disk_terms, None, None, Some(hours), false);
         Some(est)
     }
 
@@ -602,7 +605,8 @@ impl Ctx<'_> {
         let seq = data.as_ref().map_or(2048, |d| d.seq_len) + max_new;
         let weights = facts.params * 2;
         let gpus = instance.gpu_count.max(1);
-        let kv = batch * seq * facts.num_layers * 2 * facts.num_kv_heads * facts.head_dim * 2;
+        let kv = (batch as f64 * seq as f64 * (facts.num_layers * 2 * facts.num_kv_heads * facts.head_dim * 2) as f64)
+            as u64;
         let gpu_terms = vec![
             Term { name: "weights (spread over GPUs)", bytes: weights.div_ceil(gpus) },
             Term { name: "KV cache", bytes: kv.div_ceil(gpus) },
@@ -610,7 +614,7 @@ impl Ctx<'_> {
             Term { name: "CUDA context", bytes: memory::CUDA_CONTEXT },
         ];
         let capacity = instance.gpu_memory_mib * memory::MIB;
-        let peak: u64 = gpu_terms.iter().map(|t| t.bytes).sum();
+        let peak: u64 = gpu_terms.iter().fold(0u64, |a, t| a.saturating_add(t.bytes));
         if peak > capacity && instance.accelerator == Accelerator::Cuda {
             self.diagnostics.push(
                 Diagnostic::new(

@@ -11,9 +11,6 @@ use crate::check::{Program, TypedNode, Val};
 use crate::syntax::ast::NodeKind;
 use serde_json::{json, Value as Json};
 
-/// Where a local base model is mounted in the container (the `base_model` channel).
-const LOCAL_MODEL_DIR: &str = "/opt/ml/input/data/base_model";
-
 fn torch_dtype(word: &str) -> &'static str {
     match word {
         "fp16" => "float16",
@@ -23,12 +20,28 @@ fn torch_dtype(word: &str) -> &'static str {
     }
 }
 
-fn model_path(program: &Program, model_node: &str) -> String {
-    match program.node(model_node) {
-        Some(n) if n.func == "local_model" => LOCAL_MODEL_DIR.to_owned(),
-        Some(n) => n.fields.str("id").unwrap_or_default().to_owned(),
-        None => String::new(),
+/// Where the script finds the weights it starts from, and the adapter it applies, if any.
+fn model_args(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
+    let (adapter, model) = super::model_inputs(program, node);
+    let source = model.as_deref().and_then(|m| super::model_source(program, m));
+    let channel = super::request::model_channel_name(node.kind, adapter.is_some());
+    let mut out = vec![("model_name_or_path", json!(super::model_path(source.as_ref(), channel)))];
+    if adapter.is_some() {
+        out.push(("adapter_path", json!("/opt/ml/input/data/adapter")));
     }
+    out
+}
+
+/// The catalog or local model at the start of a node's chain, whose tokenizer facts apply.
+fn origin_model(program: &Program, node: &TypedNode) -> String {
+    let mut origin = super::model_inputs(program, node).1.unwrap_or_default();
+    while let Some(n) = program.node(&origin).filter(|n| n.kind != NodeKind::Model) {
+        match super::model_inputs(program, n).1 {
+            Some(next) => origin = next,
+            None => break,
+        }
+    }
+    origin
 }
 
 fn tokens(facts: Option<&ModelFacts>, model: Option<&TypedNode>) -> Vec<(&'static str, Json)> {
@@ -71,12 +84,12 @@ fn seq_len(program: &Program, node: &TypedNode, field: &str) -> Option<i64> {
 
 fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
     let f = &node.fields;
-    let model_node = f.reference("model").map(|r| r.node.clone()).unwrap_or_default();
+    let model_node = origin_model(program, node);
     let facts = program.model_facts(&model_node);
     let precision = f.word("precision").unwrap_or("bf16");
     let method = f.word("method").unwrap_or("lora");
-    let mut out: Vec<(&'static str, Json)> = vec![
-        ("model_name_or_path", json!(model_path(program, &model_node))),
+    let mut out: Vec<(&'static str, Json)> = model_args(program, node);
+    out.extend([
         ("method", json!(method)),
         ("torch_dtype", json!(torch_dtype(precision))),
         ("bf16", json!(precision == "bf16")),
@@ -107,7 +120,7 @@ fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
         ("eval_strategy", json!(if f.reference("eval").is_some() { "steps" } else { "no" })),
         ("eval_steps", json!(f.int("eval_steps").or_else(|| f.int("save_steps")))),
         ("output_dir", json!(super::request::CHECKPOINT_DIR)),
-    ];
+    ]);
     if method != "full" {
         let targets = match f.path("method.targets").map(|v| &v.val) {
             Some(Val::Targets(Some(list))) => json!(list.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()),
@@ -175,19 +188,11 @@ fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
     out
 }
 
-fn base_of(program: &Program, node: &TypedNode) -> Option<String> {
-    let upstream = node.fields.reference("adapter").or_else(|| node.fields.reference("model"))?;
-    match &program.node(&upstream.node)?.ty {
-        crate::check::NodeType::Adapter { base } | crate::check::NodeType::Model { base } => Some(base.clone()),
-        _ => None,
-    }
-}
-
 fn merge(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
     let f = &node.fields;
-    let base = f.reference("base").map(|r| r.node.clone()).or_else(|| base_of(program, node)).unwrap_or_default();
-    let mut out = vec![
-        ("model_name_or_path", json!(model_path(program, &base))),
+    let base = origin_model(program, node);
+    let mut out = model_args(program, node);
+    out.extend([
         ("torch_dtype", json!(torch_dtype(f.word("dtype").unwrap_or("bf16")))),
         ("base_weights", json!(f.word("base_weights").unwrap_or("pristine"))),
         (
@@ -197,14 +202,14 @@ fn merge(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
                 _ => "5GB".to_owned(),
             }),
         ),
-    ];
+    ]);
     out.extend(tokens(program.model_facts(&base), program.node(&base)));
     out
 }
 
 fn evaluate(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
     let f = &node.fields;
-    let base = base_of(program, node).unwrap_or_default();
+    let base = origin_model(program, node);
     let metrics: Vec<String> = match f.get("metrics").map(|v| &v.val) {
         Some(Val::List(items)) => items
             .iter()
@@ -215,15 +220,15 @@ fn evaluate(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
             .collect(),
         _ => Vec::new(),
     };
-    let mut out = vec![
-        ("model_name_or_path", json!(model_path(program, &base))),
+    let mut out = model_args(program, node);
+    out.extend([
         ("metrics", json!(metrics)),
         ("max_new_tokens", json!(f.int("max_new_tokens"))),
         ("batch_size", json!(f.int("batch_size"))),
         ("temperature", json!(f.float("temperature"))),
         ("max_length", json!(seq_len(program, node, "data"))),
         ("torch_dtype", json!("bfloat16")),
-    ];
+    ]);
     out.extend(tokens(program.model_facts(&base), program.node(&base)));
     out
 }

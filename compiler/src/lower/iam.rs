@@ -29,8 +29,19 @@ pub fn split_bucket(uri: &str) -> (String, String) {
     }
 }
 
-fn object_arns(bucket: &str, base: &str, dirs: &[&str]) -> Vec<String> {
-    dirs.iter().map(|d| format!("arn:aws:s3:::{bucket}/{base}/{d}/*")).collect()
+/// The ARN partition of a region: `aws`, `aws-cn` or `aws-us-gov`.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+fn object_arns(p: &str, bucket: &str, base: &str, dirs: &[&str]) -> Vec<String> {
+    dirs.iter().map(|d| format!("arn:{p}:s3:::{bucket}/{base}/{d}/*")).collect()
 }
 
 fn image_repositories(graph: &JobGraph) -> Vec<String> {
@@ -45,7 +56,7 @@ fn image_repositories(graph: &JobGraph) -> Vec<String> {
                 let account = host_parts.next()?;
                 let region = host_parts.nth(2)?;
                 let repository = path.split(':').next()?;
-                Some(format!("arn:aws:ecr:{region}:{account}:repository/{repository}"))
+                Some(format!("arn:{}:ecr:{region}:{account}:repository/{repository}", partition(region)))
             }
             _ => None,
         })
@@ -58,14 +69,15 @@ fn image_repositories(graph: &JobGraph) -> Vec<String> {
 /// The execution role's policy.
 pub fn execution_role(graph: &JobGraph, account: &Account<'_>) -> Json {
     let (bucket, prefix) = split_bucket(account.bucket_uri);
+    let p = partition(account.region);
     let base = if prefix.is_empty() { graph.pipeline.clone() } else { format!("{prefix}/{}", graph.pipeline) };
     let mut statements = vec![
         json!({"Sid": "ReadInputs", "Effect": "Allow", "Action": ["s3:GetObject"],
-               "Resource": object_arns(&bucket, &base, &["data", "config", "code", "models", "output", "checkpoints"])}),
+               "Resource": object_arns(p, &bucket, &base, &["data", "config", "code", "models", "output", "checkpoints"])}),
         json!({"Sid": "WriteOutputs", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-               "Resource": object_arns(&bucket, &base, &["output", "checkpoints"])}),
+               "Resource": object_arns(p, &bucket, &base, &["output", "checkpoints"])}),
         json!({"Sid": "ListPipelinePrefix", "Effect": "Allow", "Action": ["s3:ListBucket"],
-               "Resource": [format!("arn:aws:s3:::{bucket}")],
+               "Resource": [format!("arn:{p}:s3:::{bucket}")],
                "Condition": {"StringLike": {"s3:prefix": [format!("{base}/*")]}}}),
         json!({"Sid": "PullTrainingImage", "Effect": "Allow",
                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
@@ -73,7 +85,7 @@ pub fn execution_role(graph: &JobGraph, account: &Account<'_>) -> Json {
         json!({"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}),
         json!({"Sid": "JobLogs", "Effect": "Allow",
                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-               "Resource": [format!("arn:aws:logs:{}:*:log-group:/aws/sagemaker/TrainingJobs*", account.region)]}),
+               "Resource": [format!("arn:{p}:logs:{}:*:log-group:/aws/sagemaker/TrainingJobs*", account.region)]}),
         json!({"Sid": "JobMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*",
                "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}}),
     ];
@@ -87,26 +99,31 @@ pub fn execution_role(graph: &JobGraph, account: &Account<'_>) -> Json {
 /// The policy of whoever runs `tunec run` against this pipeline.
 pub fn caller(graph: &JobGraph, account: &Account<'_>) -> Json {
     let (bucket, prefix) = split_bucket(account.bucket_uri);
+    let p = partition(account.region);
     let base = if prefix.is_empty() { graph.pipeline.clone() } else { format!("{prefix}/{}", graph.pipeline) };
     let job_prefix = names::prefix(&graph.pipeline);
     let mut statements = vec![
         json!({"Sid": "TrainingJobs", "Effect": "Allow",
                "Action": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:AddTags", "sagemaker:ListTags"],
-               "Resource": [format!("arn:aws:sagemaker:{}:*:training-job/{job_prefix}-*", account.region)]}),
+               "Resource": [format!("arn:{p}:sagemaker:{}:*:training-job/{job_prefix}-*", account.region)]}),
         json!({"Sid": "PassExecutionRole", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": [account.role_arn],
                "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}}),
         json!({"Sid": "UploadInputs", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
-               "Resource": object_arns(&bucket, &base, &["data", "config", "code", "models"])}),
+               "Resource": object_arns(p, &bucket, &base, &["data", "config", "code", "models"])}),
         json!({"Sid": "ReadOutputs", "Effect": "Allow", "Action": ["s3:GetObject"],
-               "Resource": object_arns(&bucket, &base, &["output", "checkpoints"])}),
+               "Resource": object_arns(p, &bucket, &base, &["output", "checkpoints"])}),
         json!({"Sid": "ListPipelinePrefix", "Effect": "Allow", "Action": ["s3:ListBucket"],
-               "Resource": [format!("arn:aws:s3:::{bucket}")],
+               "Resource": [format!("arn:{p}:s3:::{bucket}")],
                "Condition": {"StringLike": {"s3:prefix": [format!("{base}/*")]}}}),
-        json!({"Sid": "TailJobLogs", "Effect": "Allow", "Action": ["logs:GetLogEvents", "logs:DescribeLogStreams", "logs:FilterLogEvents"],
-               "Resource": [format!("arn:aws:logs:{}:*:log-group:/aws/sagemaker/TrainingJobs:log-stream:{job_prefix}-*", account.region)]}),
+        // DescribeLogStreams and FilterLogEvents are authorised on the log group, GetLogEvents on
+        // the stream.
+        json!({"Sid": "FindJobLogs", "Effect": "Allow", "Action": ["logs:DescribeLogStreams", "logs:FilterLogEvents"],
+               "Resource": [format!("arn:{p}:logs:{}:*:log-group:/aws/sagemaker/TrainingJobs", account.region)]}),
+        json!({"Sid": "TailJobLogs", "Effect": "Allow", "Action": ["logs:GetLogEvents"],
+               "Resource": [format!("arn:{p}:logs:{}:*:log-group:/aws/sagemaker/TrainingJobs:log-stream:{job_prefix}-*", account.region)]}),
     ];
     if let Some(key) = account.kms_key {
-        statements.push(json!({"Sid": "UseKmsKey", "Effect": "Allow", "Action": ["kms:Encrypt", "kms:GenerateDataKey"], "Resource": [key]}));
+        statements.push(json!({"Sid": "UseKmsKey", "Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], "Resource": [key]}));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
@@ -119,5 +136,8 @@ mod tests {
     fn bucket_uris_split() {
         assert_eq!(split_bucket("s3://b/a/c/"), ("b".into(), "a/c".into()));
         assert_eq!(split_bucket("s3://b"), ("b".into(), String::new()));
+        assert_eq!(super::partition("cn-north-1"), "aws-cn");
+        assert_eq!(super::partition("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(super::partition("eu-west-1"), "aws");
     }
 }

@@ -12,9 +12,10 @@ use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-/// Fields that never change what a node produces.
+/// Fields that never change what a node produces: how it is scheduled and paid for, estimator
+/// hints, and the name of the secret it reads. Everything written into args.yaml is semantic.
 pub(crate) const NON_SEMANTIC: &[&str] =
-    &["spot", "max_wait", "max_runtime", "logging_steps", "utilization", "token", "compute_note"];
+    &["spot", "max_wait", "max_runtime", "utilization", "rows", "mean_tokens", "token"];
 
 /// A field value as JSON. `refs` maps a referenced node to what stands for it (its key when
 /// hashing, its name in the job graph).

@@ -126,6 +126,64 @@ pub(crate) fn string_or_env(val: Option<&Val>) -> Option<String> {
     }
 }
 
+/// Where a job finds the weights of a node that produces a model.
+pub(crate) enum ModelSource {
+    /// A Hugging Face Hub id, downloaded by the job.
+    Hub(String),
+    /// A local model directory, uploaded under `models/<node>/<key>/`.
+    Upload(String),
+    /// What another job wrote (a merged model, a fully fine-tuned model, an adapter).
+    Output(String),
+}
+
+pub(crate) fn model_source(program: &Program, node: &str) -> Option<ModelSource> {
+    let n = program.node(node)?;
+    match n.kind {
+        NodeKind::Model if n.func == "local_model" => Some(ModelSource::Upload(n.name.clone())),
+        NodeKind::Model => Some(ModelSource::Hub(n.fields.str("id").unwrap_or_default().to_owned())),
+        NodeKind::Train | NodeKind::Merge => Some(ModelSource::Output(n.name.clone())),
+        _ => None,
+    }
+}
+
+/// Where the script finds a model: the Hub id itself, or the folder of the channel it arrives in.
+pub(crate) fn model_path(source: Option<&ModelSource>, channel: &str) -> String {
+    match source {
+        Some(ModelSource::Hub(id)) => id.clone(),
+        Some(_) => format!("/opt/ml/input/data/{channel}"),
+        None => String::new(),
+    }
+}
+
+/// For a node reading a model: (the adapter node, if it reads one, and the model its weights
+/// start from). An evaluate of an adapter reads both the adapter and the adapter's base.
+pub(crate) fn model_inputs(program: &Program, node: &TypedNode) -> (Option<String>, Option<String>) {
+    let adapter_base =
+        |adapter: &str| program.node(adapter).and_then(|a| a.fields.reference("model")).map(|m| m.node.clone());
+    match node.kind {
+        NodeKind::Train => (None, node.fields.reference("model").map(|m| m.node.clone())),
+        NodeKind::Merge => {
+            let adapter = node.fields.reference("adapter").map(|a| a.node.clone());
+            let base = node
+                .fields
+                .reference("base")
+                .map(|b| b.node.clone())
+                .or_else(|| adapter.as_deref().and_then(adapter_base));
+            (adapter, base)
+        }
+        _ => {
+            let Some(model) = node.fields.reference("model").and_then(|m| program.node(&m.node)) else {
+                return (None, None);
+            };
+            if matches!(model.ty, crate::check::NodeType::Adapter { .. }) {
+                (Some(model.name.clone()), adapter_base(&model.name))
+            } else {
+                (None, Some(model.name.clone()))
+            }
+        }
+    }
+}
+
 fn script_of(kind: NodeKind) -> Option<&'static str> {
     match kind {
         NodeKind::Train => Some("train.py"),
@@ -230,7 +288,7 @@ fn execution(
             let args_yaml = args::args_yaml(program, node, input.catalog);
             if program.target.kind == "sagemaker" {
                 let job_name = names::job_name(&program.name, &node.name, key);
-                let (instance_type, instance_count) = request::compute(program, node);
+                let (instance_type, instance_count) = request::find_compute(program, node).unwrap_or_default();
                 let request = request::create_training_job(&request::RequestInput {
                     program,
                     node,

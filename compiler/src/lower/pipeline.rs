@@ -6,8 +6,7 @@
 //! `DependsOn` repeats the edges so that the order reads at a glance. `${env:NAME}` placeholders
 //! become pipeline parameters (`{"Get": "Parameters.NAME"}`, joined with `Std:Join` inside longer
 //! strings), so the definition holds no account value or secret. Data steps are not part of the
-//! definition: `tunec run` (or `tunec build --upload`) prepares and uploads their content-addressed
-//! outputs first. Steps cache for 30 days and retry capacity and internal errors with backoff.
+//! definition: `tunec run` prepares and uploads their content-addressed outputs first. Steps cache for 30 days and retry capacity and internal errors with backoff.
 
 use super::{Execution, JobGraph};
 use serde_json::{json, Value as Json};

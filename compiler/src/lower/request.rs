@@ -13,7 +13,17 @@
 //! `.../code/<bundle digest>/`, `.../models/<node>/<key>/` (local models),
 //! `.../output/<node>/` (SageMaker adds `<job>/output/model/`) and `.../checkpoints/<node>/<key>/`.
 
-use super::{env_placeholder, names, string_or_env};
+use super::{env_placeholder, model_inputs, model_source, names, string_or_env, ModelSource};
+
+/// The channel a job's starting weights arrive in: `model` for an evaluation of a finished model,
+/// `base_model` for what an adapter is trained on or merged into.
+pub(crate) fn model_channel_name(kind: NodeKind, reads_adapter: bool) -> &'static str {
+    if kind == NodeKind::Evaluate && !reads_adapter {
+        "model"
+    } else {
+        "base_model"
+    }
+}
 use crate::check::{Program, TypedNode, Val};
 use crate::syntax::ast::NodeKind;
 use serde_json::{json, Value as Json};
@@ -70,9 +80,9 @@ pub fn config_prefix(program: &Program, node: &str, key: &str) -> String {
     format!("{}/config/{node}/{key}/", base(program))
 }
 
-/// The instance type and count of a job node (merge and evaluate fall back to the instance of
-/// the job they read from, then to the train node's).
-pub fn compute(program: &Program, node: &TypedNode) -> (String, u64) {
+/// The instance type and count of a job node; merge and evaluate fall back to the instance of the
+/// job they read from. `None` when nothing in the chain names one (a check error on SageMaker).
+pub fn find_compute(program: &Program, node: &TypedNode) -> Option<(String, u64)> {
     let own = |n: &TypedNode| match n.fields.get("compute").map(|f| &f.val) {
         Some(Val::Instance { name, count }) => Some((name.clone(), u64::try_from(*count).unwrap_or(1))),
         _ => None,
@@ -80,11 +90,11 @@ pub fn compute(program: &Program, node: &TypedNode) -> (String, u64) {
     let mut current = Some(node);
     while let Some(n) = current {
         if let Some(found) = own(n) {
-            return found;
+            return Some(found);
         }
         current = ["adapter", "model"].iter().find_map(|f| n.fields.reference(f)).and_then(|r| program.node(&r.node));
     }
-    ("ml.g5.2xlarge".to_owned(), 1)
+    None
 }
 
 fn channel(name: &str, uri: &str) -> Json {
@@ -95,26 +105,15 @@ fn channel(name: &str, uri: &str) -> Json {
     })
 }
 
-/// The model a job starts from, when it is a local directory that must be uploaded.
-fn local_model_channel(input: &RequestInput<'_>, model_node: &str) -> Option<Json> {
-    let node = input.program.node(model_node)?;
-    (node.func == "local_model").then(|| {
-        let key = input.keys.get(model_node).map_or("", String::as_str);
-        channel("base_model", &format!("{}/models/{model_node}/{key}/", base(input.program)))
-    })
-}
-
-/// The base-model node behind a train, merge or evaluate node.
-fn base_model_node(program: &Program, node: &TypedNode) -> Option<String> {
-    match &node.ty {
-        crate::check::NodeType::Adapter { base } | crate::check::NodeType::Model { base } => Some(base.clone()),
-        _ => {
-            let model = node.fields.reference("model")?;
-            match &program.node(&model.node)?.ty {
-                crate::check::NodeType::Adapter { base } | crate::check::NodeType::Model { base } => Some(base.clone()),
-                _ => None,
-            }
+/// The channel a model arrives in; none for a Hub model, which the job downloads itself.
+fn model_channel(input: &RequestInput<'_>, source: Option<&ModelSource>, name: &str) -> Option<Json> {
+    match source? {
+        ModelSource::Hub(_) => None,
+        ModelSource::Upload(node) => {
+            let key = input.keys.get(node).map_or("", String::as_str);
+            Some(channel(name, &format!("{}/models/{node}/{key}/", base(input.program))))
         }
+        ModelSource::Output(node) => Some(channel(name, &model_output_prefix(input.program, input.keys, node))),
     }
 }
 
@@ -125,32 +124,25 @@ pub(crate) fn create_training_job(input: &RequestInput<'_>) -> Json {
     let data = |field: &str| {
         node.fields.reference(field).map(|r| data_prefix(program, input.keys, &r.node, r.part.as_deref()))
     };
+    let (adapter, model) = model_inputs(program, node);
+    if let Some(adapter) = &adapter {
+        channels.push(channel("adapter", &model_output_prefix(program, input.keys, adapter)));
+    }
+    let source = model.as_deref().and_then(|m| model_source(program, m));
+    channels.extend(model_channel(input, source.as_ref(), model_channel_name(node.kind, adapter.is_some())));
     match node.kind {
         NodeKind::Train => {
             channels.extend(data("data").map(|uri| channel("train", &uri)));
             channels.extend(data("eval").map(|uri| channel("val", &uri)));
         }
-        NodeKind::Merge => {
-            if let Some(adapter) = node.fields.reference("adapter") {
-                channels.push(channel("adapter", &model_output_prefix(program, input.keys, &adapter.node)));
-            }
-        }
-        _ => {
-            if let Some(model) = node.fields.reference("model") {
-                let upstream = program.node(&model.node);
-                let name = if upstream.is_some_and(|u| u.kind == NodeKind::Train) { "adapter" } else { "model" };
-                channels.push(channel(name, &model_output_prefix(program, input.keys, &model.node)));
-            }
-            channels.extend(data("data").map(|uri| channel("test", &uri)));
-        }
-    }
-    if let Some(base_node) = base_model_node(program, node) {
-        channels.extend(local_model_channel(input, &base_node));
+        NodeKind::Merge => {}
+        _ => channels.extend(data("data").map(|uri| channel("test", &uri))),
     }
     channels.push(channel("config", &config_prefix(program, &node.name, input.key)));
     channels.push(channel("code", &code_prefix(program, input.bundle_digest)));
 
-    let (instance_type, instance_count) = compute(program, node);
+    // A checked SageMaker program always has one (`missing_field` otherwise).
+    let (instance_type, instance_count) = find_compute(program, node).unwrap_or_default();
     let volume = input
         .disk_bytes
         .map_or(MIN_VOLUME_GB, |b| (b as f64 * 1.25 / 1e9).ceil() as u64)
@@ -247,12 +239,13 @@ fn environment(program: &Program, node: &TypedNode) -> Json {
             }
         }
     }
-    let model_node = match node.kind {
-        NodeKind::Train => node.fields.reference("model").map(|r| r.node.clone()),
-        _ => base_model_node(program, node),
-    };
+    // The Hub token of the model the weights come from, wherever it is in the chain.
+    let mut origin = model_inputs(program, node).1;
+    while let Some(n) = origin.as_deref().and_then(|o| program.node(o)).filter(|n| n.kind != NodeKind::Model) {
+        origin = model_inputs(program, n).1;
+    }
     if let Some(Val::Env(name)) =
-        model_node.and_then(|m| program.node(&m)).and_then(|m| m.fields.get("token")).map(|f| &f.val)
+        origin.and_then(|m| program.node(&m)).and_then(|m| m.fields.get("token")).map(|f| &f.val)
     {
         env.insert("HF_TOKEN".into(), json!(env_placeholder(name)));
     }

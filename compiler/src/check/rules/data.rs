@@ -70,22 +70,24 @@ pub(super) fn run(r: &mut Report<'_>) {
             _ => (r.node.clone(), None),
         }
     };
-    let overlap = |a: &RefVal, b: &RefVal| {
-        let (ra, pa) = rows(a);
-        let (rb, pb) = rows(b);
-        ra == rb && (pa.is_none() || pb.is_none() || pa == pb)
-    };
-    let trained_on: Vec<(&RefVal, &crate::check::TypedNode)> = program
-        .nodes
-        .iter()
-        .filter(|n| n.kind == NodeKind::Train)
-        .filter_map(|n| n.fields.reference("data").map(|d| (d, n)))
-        .collect();
+    // Training data by the chat node it reaches, so each use looks only at its own chat.
+    type Part = Option<(String, String)>;
+    let mut trained_on: std::collections::BTreeMap<String, Vec<(Part, &crate::check::TypedNode)>> =
+        std::collections::BTreeMap::new();
+    for n in program.nodes.iter().filter(|n| n.kind == NodeKind::Train) {
+        if let Some(d) = n.fields.reference("data") {
+            let (root, part) = rows(d);
+            trained_on.entry(root).or_default().push((part, n));
+        }
+    }
     for node in program.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Evaluate)) {
         let field = if node.kind == NodeKind::Train { "eval" } else { "data" };
         let Some(used) = node.fields.reference(field) else { continue };
-        for (train_data, train_node) in &trained_on {
-            if overlap(train_data, used) && (node.kind == NodeKind::Evaluate || train_node.name == node.name) {
+        let (root, used_part) = rows(used);
+        let Some(trainers) = trained_on.get(&root) else { continue };
+        for (train_part, train_node) in trainers {
+            let overlaps = train_part.is_none() || used_part.is_none() || *train_part == used_part;
+            if overlaps && (node.kind == NodeKind::Evaluate || train_node.name == node.name) {
                 r.emit(
                     Code::SplitLeakage,
                     node.span_of(field),

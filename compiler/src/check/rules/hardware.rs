@@ -12,6 +12,31 @@ use crate::syntax::ast::NodeKind;
 const MAX_RUNTIME_SECS: u64 = 28 * 24 * 3600;
 
 pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
+    if r.program.target.kind == "sagemaker" {
+        let jobs: Vec<_> = r
+            .program
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate))
+            .filter(|n| crate::lower::request::find_compute(r.program, n).is_none())
+            // A job that would inherit from an upstream job is covered by that job's report.
+            .filter(|n| {
+                !["adapter", "model"].iter().filter_map(|f| n.fields.reference(f)).any(|upstream| {
+                    r.program.node(&upstream.node).is_some_and(|u| matches!(u.kind, NodeKind::Train | NodeKind::Merge))
+                })
+            })
+            .collect();
+        for node in jobs {
+            let what = if node.kind == NodeKind::Train { "" } else { " (or on the job it reads from)" };
+            r.emit(
+                Code::MissingField,
+                node.name_span,
+                format!("`{}` runs as a SageMaker job but names no instance", node.name),
+                format!("`compute` is not set here{what}"),
+                "add `compute = \"ml.g5.2xlarge\" x 1` (or the instance the estimate suggests)".into(),
+            );
+        }
+    }
     let nodes: Vec<_> = r
         .program
         .nodes
