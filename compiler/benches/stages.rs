@@ -42,7 +42,8 @@ fn main() {
         let checked = check("bench.tune", &text, &[], &NoFiles);
         let program = checked.program.as_ref().expect("the input checks");
         let iterations = if program.nodes.len() > 1000 { 11 } else { 101 };
-        let t_parse = time(iterations, || tunec_compiler::syntax::parse_file(&text, tunec_compiler::diagnostics::FileId(0)));
+        let t_parse =
+            time(iterations, || tunec_compiler::syntax::parse_file(&text, tunec_compiler::diagnostics::FileId(0)));
         let t_check = time(iterations, || check("bench.tune", &text, &[], &NoFiles));
         let t_estimate = time(iterations, || estimate::estimate(program, catalog, &|_| None));
         let t_lower = time(iterations, || {

@@ -1,0 +1,38 @@
+"""The newest complete checkpoint in the checkpoint folder, to resume from.
+
+SageMaker syncs /opt/ml/checkpoints with S3 while the job runs and restores it when a managed-spot job restarts,
+so a restarted train.py finds its own earlier `checkpoint-<step>` folders there. A job killed while writing a
+checkpoint leaves a folder without `trainer_state.json`, which the Trainer writes last: such a folder is skipped,
+and the one before it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE = "trainer_state.json"
+
+
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """global_step of a complete checkpoint, or None when its trainer_state.json is missing or unreadable."""
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) else None
+
+
+def newest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The complete `checkpoint-<n>` folder with the largest n, or None."""
+    if not checkpoint_dir.is_dir():
+        return None
+    candidates = []
+    for child in checkpoint_dir.iterdir():
+        match = CHECKPOINT_PATTERN.match(child.name)
+        if match and child.is_dir() and checkpoint_step(child) is not None:
+            candidates.append((int(match.group(1)), child))
+    return max(candidates)[1] if candidates else None

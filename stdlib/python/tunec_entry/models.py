@@ -1,0 +1,105 @@
+"""Finding, loading and finishing models and tokenizers, shared by the three scripts.
+
+A job's starting model is the `model` channel when it has one (evaluate: the merged model), else
+`model_name_or_path`, a Hub id or a local folder (the lowering writes a channel's path there too). An adapter is the
+`adapter` channel, else `adapter_path`: merge.py merges it into the model, evaluate.py evaluates base + adapter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from tunec_entry.artifacts import resolve_artifact_dir
+from tunec_entry.builders import torch_dtype
+from tunec_entry.config import TunecArgs
+from tunec_entry.failure import EntryError
+from tunec_entry.jobenv import JobEnv
+from tunec_entry.tokens import SpecialTokens, resolve_special_tokens
+
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def model_source(args: TunecArgs, env: JobEnv) -> str:
+    """The `model` channel's folder, else model_name_or_path."""
+    channel = env.channel("model")
+    if channel is not None:
+        return str(resolve_artifact_dir(env.require_channel("model")))
+    if args.model_name_or_path:
+        return args.model_name_or_path
+    raise EntryError("no model: set `model_name_or_path` in args.yaml or provide a `model` channel")
+
+
+def adapter_source(args: TunecArgs, env: JobEnv) -> Path | None:
+    """The adapter's folder: the `adapter` channel, else `adapter_path`, else None (no adapter)."""
+    if env.channel("adapter") is not None:
+        folder = resolve_artifact_dir(env.require_channel("adapter"))
+    elif args.adapter_path:
+        if not Path(args.adapter_path).is_dir():
+            raise EntryError(f"args.yaml `adapter_path` {args.adapter_path} is not a folder")
+        folder = resolve_artifact_dir(Path(args.adapter_path))
+    else:
+        return None
+    if not (folder / "adapter_config.json").is_file():
+        raise EntryError(f"the adapter folder {folder} holds no adapter_config.json")
+    return folder
+
+
+def merged_model(
+    source: str, adapter_dir: Path, tokenizer: PreTrainedTokenizerBase, args: TunecArgs, device_map: str | None = None
+) -> PreTrainedModel:
+    """The base in `torch_dtype` (never quantized) with the adapter merged into its weights.
+
+    Embeddings grow first if the adapter's tokenizer has more tokens than the base. merge_and_unload returns the
+    merged model instead of changing the PEFT wrapper in place; safe_merge refuses NaNs.
+    """
+    base = AutoModelForCausalLM.from_pretrained(
+        source,
+        revision=args.model_revision,
+        dtype=torch_dtype(args.torch_dtype),
+        trust_remote_code=args.trust_remote_code,
+        device_map=device_map,
+    )
+    if len(tokenizer) > base.get_input_embeddings().num_embeddings:
+        base.resize_token_embeddings(len(tokenizer))
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload(safe_merge=True)
+
+
+def inference_device_map() -> str | None:
+    """Spread a model over the GPUs when there are any; the CPU otherwise."""
+    return "auto" if torch.cuda.is_available() else None
+
+
+def has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
+def load_tokenizer(source: str, args: TunecArgs) -> tuple[PreTrainedTokenizerBase, SpecialTokens]:
+    """The tokenizer with tunec's pad token set and, when args.yaml has one, the training chat template."""
+    tokenizer = AutoTokenizer.from_pretrained(
+        source, revision=args.model_revision, trust_remote_code=args.trust_remote_code
+    )
+    special = resolve_special_tokens(tokenizer, args)
+    tokenizer.pad_token = special.pad_token
+    if args.chat_template:
+        tokenizer.chat_template = args.chat_template
+    return tokenizer, special
+
+
+def prepare_for_inference(model: PreTrainedModel, special: SpecialTokens) -> SpecialTokens:
+    """Restore the KV cache (training turned it off) and make generation stop at every stop token.
+
+    The generation_config keeps the base model's sampling defaults and stop ids; tunec's stop ids (end-of-turn
+    first) come before them. Returns the tokens with the complete stop list.
+    """
+    model.config.use_cache = True
+    model.config.pad_token_id = special.pad_id
+    config = model.generation_config or GenerationConfig.from_model_config(model.config)
+    special = special.with_stops(config.eos_token_id)
+    config.eos_token_id = list(special.stop_ids)
+    config.pad_token_id = special.pad_id
+    model.generation_config = config
+    return special

@@ -1,0 +1,172 @@
+"""Fixtures shared by the entry-script tests.
+
+`base_model` is the tiny random Llama and its tokenizer, built once per session. `lora_run` trains it with LoRA
+through train.py, merges the adapter with merge.py (in bfloat16 and in float32) and evaluates with evaluate.py the
+merged model and, as the lowering also does, base + adapter; each job is a subprocess in its own SageMaker layout,
+run once per session. The pipeline tests read what those jobs wrote.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "stdlib" / "python"))
+
+from tinyllm import (
+    CHAT_TEMPLATE,
+    END_OF_TEXT,
+    EOT,
+    FACTS,
+    PAD,
+    SCRIPTS,
+    Layout,
+    build_model,
+    build_tokenizer,
+    eval_row,
+    run_script,
+    tokenized_row,
+    write_jsonl,
+)
+
+
+def load_script(name: str) -> ModuleType:
+    """Import stdlib/python/<name>.py as a module, to call its functions in-process."""
+    spec = importlib.util.spec_from_file_location(f"tunec_script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("base")
+    tokenizer = build_tokenizer(folder)
+    build_model(folder, tokenizer)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tokenizer(base_model: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(base_model)
+
+
+def lora_args(base: Path, **overrides: Any) -> dict[str, Any]:
+    """args.yaml of the LoRA runs (merge and evaluate read the same file): memorise FACTS in 30 steps on the CPU."""
+    args = {
+        "model_name_or_path": str(base),
+        "method": "lora",
+        "torch_dtype": "float32",
+        "pad_token": PAD,
+        "eot_token": EOT,
+        "stop_tokens": [END_OF_TEXT],
+        "chat_template": CHAT_TEMPLATE,
+        "max_length": 128,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "lora_target_modules": "all-linear",
+        "modules_to_save": ["lm_head"],
+        "learning_rate": "1e-2",
+        "lr_scheduler_type": "constant",
+        "max_steps": 30,
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 4,
+        "gradient_checkpointing": True,
+        "logging_steps": 5,
+        "save_steps": 10,
+        "seed": 1,
+    }
+    args.update(overrides)
+    return args
+
+
+def train_layout(root: Path, base: Path, tokenizer, **overrides: Any) -> Layout:
+    """A training job: FACTS as the train split, two of them as the val split."""
+    layout = Layout(root)
+    rows = [tokenized_row(tokenizer, question, answer) for question, answer in FACTS]
+    write_jsonl(layout.add_channel("train") / "train.jsonl", rows)
+    write_jsonl(layout.add_channel("val") / "val.jsonl", rows[:2])
+    layout.write_args(lora_args(base, **overrides))
+    return layout
+
+
+TEST_ROWS_EXTRA = [
+    ("What is the capital of France?", "Paris France", None),
+    ("What is the capital of France?", "Lyon", ["Lyon", "Paris"]),
+]
+"""Test rows the model cannot match: a two-word reference, and a multiple-choice row whose key is wrong."""
+
+
+def make_test_split(tokenizer) -> list[dict[str, Any]]:
+    rows = [
+        eval_row(tokenizer, question, answer, [answer, "Nothing"] if index % 2 == 0 else None)
+        for index, (question, answer) in enumerate(FACTS)
+    ]
+    for question, reference, options in TEST_ROWS_EXTRA:
+        row = eval_row(tokenizer, question, "Paris")
+        row["reference"] = reference
+        if options is not None:
+            row["options"], row["answer_index"] = options, options.index(reference)
+        rows.append(row)
+    return rows
+
+
+def expect_ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+
+
+@dataclass
+class LoraRun:
+    train: Layout
+    merge: Layout
+    merge_fp32: Layout
+    evaluate: Layout
+    evaluate_adapter: Layout
+    test_rows: list[dict[str, Any]]
+
+
+def merge_layout(root: Path, base: Path, adapter: Path, test_rows: list[dict[str, Any]], **overrides: Any) -> Layout:
+    layout = Layout(root)
+    shutil.copytree(adapter, layout.add_channel("adapter"), dirs_exist_ok=True)
+    write_jsonl(layout.add_channel("test") / "test.jsonl", test_rows)
+    layout.write_args(lora_args(base, max_shard_size="200KB", **overrides))
+    return layout
+
+
+def evaluate_layout(root: Path, base: Path, test_rows: list[dict[str, Any]], **channels: Path) -> Layout:
+    layout = Layout(root)
+    for name, source in channels.items():
+        shutil.copytree(source, layout.add_channel(name), dirs_exist_ok=True)
+    write_jsonl(layout.add_channel("test") / "test.jsonl", test_rows)
+    layout.write_args(lora_args(base, max_new_tokens=8, batch_size=4))
+    return layout
+
+
+@pytest.fixture(scope="session")
+def lora_run(tmp_path_factory: pytest.TempPathFactory, base_model: Path, tokenizer) -> LoraRun:
+    root = tmp_path_factory.mktemp("lora")
+    rows = make_test_split(tokenizer)
+    train = train_layout(root / "train", base_model, tokenizer)
+    expect_ok(run_script("train.py", train))
+    merge = merge_layout(root / "merge", base_model, train.model_dir, rows, torch_dtype="bfloat16")
+    expect_ok(run_script("merge.py", merge))
+    merge_fp32 = merge_layout(root / "merge_fp32", base_model, train.model_dir, rows)
+    expect_ok(run_script("merge.py", merge_fp32))
+    evaluate = evaluate_layout(root / "evaluate", base_model, rows, model=merge.model_dir)
+    expect_ok(run_script("evaluate.py", evaluate))
+    evaluate_adapter = evaluate_layout(root / "evaluate_adapter", base_model, rows, adapter=train.model_dir)
+    expect_ok(run_script("evaluate.py", evaluate_adapter))
+    return LoraRun(train, merge, merge_fp32, evaluate, evaluate_adapter, rows)
