@@ -52,10 +52,33 @@ pub(super) fn read(dir: &str, world: &dyn World) -> Result<ModelFacts, Problem> 
             "rewrite it with `tokenizer.save_pretrained(dir)`",
         )
     })?;
-    facts(dir, &config, &tok)
+    // transformers >= 4.43 saves the template beside the config, in chat_template.jinja.
+    let template = chat_template(&tok)
+        .or_else(|| world.read(dir, "chat_template.jinja").ok())
+        .or_else(|| {
+            let text = world.read(dir, "chat_template.json").ok()?;
+            let json: Json = serde_json::from_str(&text).ok()?;
+            json.get("chat_template").and_then(Json::as_str).map(str::to_owned)
+        })
+        .unwrap_or_default();
+    facts(dir, &config, &tok, &template)
 }
 
-fn facts(dir: &str, config: &Json, tok: &Json) -> Result<ModelFacts, Problem> {
+/// The chat template inside tokenizer_config.json: a string, or the `default` of a list of named ones.
+fn chat_template(tok: &Json) -> Option<String> {
+    match tok.get("chat_template")? {
+        Json::String(s) => Some(s.clone()),
+        Json::Array(list) => list
+            .iter()
+            .find(|t| t.get("name").and_then(Json::as_str) == Some("default"))
+            .and_then(|t| t.get("template"))
+            .and_then(Json::as_str)
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFacts, Problem> {
     let model_type = config.get("model_type").and_then(Json::as_str).unwrap_or("");
     let family = match model_type {
         "llama" => "llama",
@@ -153,18 +176,7 @@ fn facts(dir: &str, config: &Json, tok: &Json) -> Result<ModelFacts, Problem> {
             _ => String::new(),
         }
     };
-    let template = match tok.get("chat_template") {
-        Some(Json::String(s)) => s.clone(),
-        // A list of named templates: use the default one.
-        Some(Json::Array(list)) => list
-            .iter()
-            .find(|t| t.get("name").and_then(Json::as_str) == Some("default"))
-            .and_then(|t| t.get("template"))
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_owned(),
-        _ => String::new(),
-    };
+    let template = template.to_owned();
     let (chat_template, eot_token) = if template.contains("<|start_header_id|>") {
         ("llama3", "<|eot_id|>".to_owned())
     } else if template.contains("<|im_start|>") {

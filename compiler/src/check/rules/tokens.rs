@@ -13,13 +13,22 @@ pub(super) fn run(r: &mut Report<'_>) {
         let Some(facts) = &node.model else { continue };
         let chosen = node.fields.str("pad_token");
         let pad = chosen.unwrap_or(facts.pad_token.as_str());
-        if pad.is_empty() {
-            continue;
-        }
         let trained_by_chat = program
             .nodes
             .iter()
             .any(|n| n.kind == NodeKind::Chat && n.fields.reference("tokenizer").is_some_and(|t| t.node == node.name));
+        if pad.is_empty() {
+            if trained_by_chat && facts.reserved_pad_token.is_empty() {
+                r.emit(
+                    Code::MissingField,
+                    node.name_span,
+                    format!("`{}` has no pad token", node.name),
+                    format!("the tokenizer of `{}` defines none, and tunec knows no reserved one for it", facts.id),
+                    "set `pad_token` on the model to a token that is neither EOS nor end-of-turn (batches are padded with it)".into(),
+                );
+            }
+            continue;
+        }
         if trained_by_chat && (pad == facts.eos_token || pad == facts.eot_token) {
             let which = if pad == facts.eot_token { "end-of-turn" } else { "end-of-sequence" };
             let fix = if facts.reserved_pad_token.is_empty() {
