@@ -142,6 +142,21 @@ impl Fields {
         }
     }
 
+    /// The strings and enumeration values of a list field (`metrics`, `modules_to_save`); empty
+    /// when the field is unset.
+    pub fn strings(&self, path: &str) -> Vec<String> {
+        match self.path(path).map(|f| &f.val) {
+            Some(Val::List(items)) => items
+                .iter()
+                .filter_map(|v| match v {
+                    Val::Str(s) | Val::Enum(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn reference(&self, path: &str) -> Option<&RefVal> {
         match &self.path(path)?.val {
             Val::Ref(r) => Some(r),

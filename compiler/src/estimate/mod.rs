@@ -228,16 +228,7 @@ impl Ctx<'_> {
             Some(Val::Targets(Some(list))) => Some(list.iter().map(|(n, _)| n.clone()).collect()),
             _ => None,
         };
-        let modules_to_save = match f.path("method.modules_to_save").map(|v| &v.val) {
-            Some(Val::List(items)) => items
-                .iter()
-                .filter_map(|i| match i {
-                    Val::Str(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let modules_to_save = f.strings("method.modules_to_save");
         let fsdp = f.word("fsdp").map(|w| Fsdp {
             sharding: match w {
                 "shard_grad_op" => Sharding::ShardGradOp,

@@ -126,16 +126,7 @@ fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
             Some(Val::Targets(Some(list))) => json!(list.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()),
             _ => json!("all-linear"),
         };
-        let modules_to_save = match f.path("method.modules_to_save").map(|v| &v.val) {
-            Some(Val::List(items)) => json!(items
-                .iter()
-                .filter_map(|v| match v {
-                    Val::Str(s) => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()),
-            _ => json!([]),
-        };
+        let modules_to_save = json!(f.strings("method.modules_to_save"));
         out.extend([
             ("use_peft", json!(true)),
             ("lora_r", json!(f.int("method.r"))),
@@ -210,16 +201,7 @@ fn merge(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
 fn evaluate(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
     let f = &node.fields;
     let base = origin_model(program, node);
-    let metrics: Vec<String> = match f.get("metrics").map(|v| &v.val) {
-        Some(Val::List(items)) => items
-            .iter()
-            .filter_map(|v| match v {
-                Val::Enum(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let metrics = f.strings("metrics");
     let mut out = model_args(program, node);
     out.extend([
         ("metrics", json!(metrics)),

@@ -8,16 +8,17 @@ use crate::check::Val;
 use crate::diagnostics::{Code, Label};
 use crate::syntax::ast::NodeKind;
 
+/// The nodes that run as jobs: train, merge and evaluate.
+fn job_nodes(program: &crate::check::Program) -> impl Iterator<Item = &crate::check::TypedNode> {
+    program.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate))
+}
+
 /// SageMaker's MaxRuntimeInSeconds and MaxWaitTimeInSeconds ceiling: 28 days.
 const MAX_RUNTIME_SECS: u64 = 28 * 24 * 3600;
 
 pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
     if r.program.target.kind == "sagemaker" {
-        let jobs: Vec<_> = r
-            .program
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate))
+        let jobs: Vec<_> = job_nodes(r.program)
             .filter(|n| crate::lower::request::find_compute(r.program, n).is_none())
             // A job that would inherit from an upstream job is covered by that job's report.
             .filter(|n| {
@@ -37,12 +38,7 @@ pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
             );
         }
     }
-    let nodes: Vec<_> = r
-        .program
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate))
-        .collect();
+    let nodes: Vec<_> = job_nodes(r.program).collect();
     for node in nodes {
         let Some(fv) = node.fields.get("compute") else { continue };
         let Val::Instance { name, count } = &fv.val else { continue };
@@ -156,12 +152,7 @@ pub(super) fn images(r: &mut Report<'_>, catalog: &Catalog) {
         Some(Val::Str(region)) if r.program.target.kind == "sagemaker" => Some(region.clone()),
         _ => None,
     };
-    let nodes: Vec<_> = r
-        .program
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate))
-        .collect();
+    let nodes: Vec<_> = job_nodes(r.program).collect();
     for node in nodes {
         let (Some(transformers), Some(pytorch)) = (node.fields.str("transformers"), node.fields.str("pytorch")) else {
             continue;
