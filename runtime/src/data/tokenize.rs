@@ -1,0 +1,286 @@
+//! Tokenizing rendered conversations into `input_ids` and assistant-only `labels`.
+//!
+//! The rendered text already holds every special token the template wrote (Llama 3's
+//! `<|begin_of_text|>` included), so it is encoded with `add_special_tokens=false`, as
+//! `apply_chat_template(tokenize=True)` does; encoding it with the tokenizer's defaults would add a
+//! second BOS. The loss covers the final assistant message only: the conversation without it is
+//! rendered with `add_generation_prompt=true`, its ids must be a prefix of the whole conversation's
+//! ids (TRL fails with "Mismatch between tokenized prompt and the start of tokenized prompt+completion"
+//! otherwise), and those prompt positions get the label -100. The rest, the assistant's content and its
+//! end-of-turn token, is trained.
+
+use std::path::Path;
+
+use tokenizers::Tokenizer;
+
+use super::template::{ChatTemplate, Message, TemplateError};
+
+/// The label of a position that takes no part in the loss (PyTorch's `ignore_index`).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Why a conversation could not be tokenized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenizeError {
+    /// The template failed to load or render.
+    Template(TemplateError),
+    /// `tokenizer.json` failed to load, or encoding failed.
+    Tokenizer(String),
+    /// Only a conversation that ends with an assistant message has something to train on.
+    LastNotAssistant { role: Option<String> },
+    /// The prompt's ids are not a prefix of the conversation's ids: the template renders the
+    /// generation prompt differently from the assistant turn, or the tokenizer merges across it.
+    PromptMismatch { prompt_tokens: usize, conversation_tokens: usize, first_difference: usize },
+}
+
+impl std::fmt::Display for TokenizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenizeError::Template(e) => e.fmt(f),
+            TokenizeError::Tokenizer(message) => write!(f, "tokenizer: {message}"),
+            TokenizeError::LastNotAssistant { role: Some(role) } => {
+                write!(f, "the last message is from `{role}`; assistant-only labels need a final assistant message")
+            }
+            TokenizeError::LastNotAssistant { role: None } => {
+                write!(f, "the conversation has no messages")
+            }
+            TokenizeError::PromptMismatch { prompt_tokens, conversation_tokens, first_difference } => write!(
+                f,
+                "mismatch between the tokenized prompt ({prompt_tokens} tokens) and the start of the \
+                 tokenized conversation ({conversation_tokens} tokens): they differ at token \
+                 {first_difference}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TokenizeError {}
+
+impl From<TemplateError> for TokenizeError {
+    fn from(e: TemplateError) -> Self {
+        TokenizeError::Template(e)
+    }
+}
+
+/// One training example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub input_ids: Vec<u32>,
+    /// Same length as `input_ids`: [`IGNORE_INDEX`] on the prompt, the id itself after it.
+    pub labels: Vec<i64>,
+    /// How many leading tokens are the prompt.
+    pub prompt_tokens: usize,
+}
+
+/// What to do with an example longer than `seq_len`, as the pipeline declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Leave the example out.
+    Drop,
+    /// Keep the first `seq_len` tokens.
+    Truncate,
+    /// Fail the data step.
+    Error,
+}
+
+/// What happened to one example under a `seq_len` and an [`OverflowPolicy`]; the caller counts them
+/// for the data profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fit {
+    /// The example fits.
+    Kept(Example),
+    /// The example was cut to `seq_len` tokens; it had `tokens`.
+    Truncated { example: Example, tokens: usize },
+    /// The example, of `tokens` tokens, was left out.
+    Dropped { tokens: usize },
+    /// The example has `tokens` tokens and the policy is `error`.
+    TooLong { tokens: usize },
+}
+
+/// Applies `policy` to an example for sequences of `seq_len` tokens.
+pub fn fit(example: Example, seq_len: usize, policy: OverflowPolicy) -> Fit {
+    let tokens = example.input_ids.len();
+    if tokens <= seq_len {
+        return Fit::Kept(example);
+    }
+    match policy {
+        OverflowPolicy::Drop => Fit::Dropped { tokens },
+        OverflowPolicy::Error => Fit::TooLong { tokens },
+        OverflowPolicy::Truncate => {
+            let mut example = example;
+            example.input_ids.truncate(seq_len);
+            example.labels.truncate(seq_len);
+            example.prompt_tokens = example.prompt_tokens.min(seq_len);
+            Fit::Truncated { example, tokens }
+        }
+    }
+}
+
+/// A chat template and the tokenizer of the same model.
+#[derive(Debug)]
+pub struct ChatTokenizer {
+    template: ChatTemplate,
+    tokenizer: Tokenizer,
+}
+
+impl ChatTokenizer {
+    /// Loads `tokenizer.json`, `tokenizer_config.json` and an optional `chat_template.jinja` from a
+    /// model or tokenizer directory.
+    pub fn from_files(dir: &Path) -> Result<ChatTokenizer, TokenizeError> {
+        let template = ChatTemplate::from_files(dir)?;
+        let path = dir.join("tokenizer.json");
+        let tokenizer =
+            Tokenizer::from_file(&path).map_err(|e| TokenizeError::Tokenizer(format!("{}: {e}", path.display())))?;
+        Ok(ChatTokenizer::new(template, tokenizer))
+    }
+
+    pub fn new(template: ChatTemplate, tokenizer: Tokenizer) -> ChatTokenizer {
+        ChatTokenizer { template, tokenizer }
+    }
+
+    /// The same tokenizer with another template (a pipeline's own `chat_template`).
+    pub fn with_template(&self, template: ChatTemplate) -> ChatTokenizer {
+        ChatTokenizer::new(template, self.tokenizer.clone())
+    }
+
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    /// The ids of already rendered text, without adding special tokens (as
+    /// `tokenizer(text, add_special_tokens=False)["input_ids"]`).
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Renders and tokenizes a conversation that ends with an assistant message, with labels on
+    /// that message only. `extra` holds further template variables (`date_string`, ...).
+    pub fn encode_conversation(
+        &self,
+        messages: &[Message],
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Example, TokenizeError> {
+        let Some((last, prompt_messages)) = messages.split_last() else {
+            return Err(TokenizeError::LastNotAssistant { role: None });
+        };
+        if last.role != "assistant" {
+            return Err(TokenizeError::LastNotAssistant { role: Some(last.role.clone()) });
+        }
+        let prompt = self.template.render(prompt_messages, true, extra)?;
+        let full = self.template.render(messages, false, extra)?;
+        let prompt_ids = self.encode_text(&prompt)?;
+        let input_ids = self.encode_text(&full)?;
+        if !input_ids.starts_with(&prompt_ids) {
+            let first_difference = prompt_ids
+                .iter()
+                .zip(&input_ids)
+                .position(|(a, b)| a != b)
+                .unwrap_or(prompt_ids.len().min(input_ids.len()));
+            return Err(TokenizeError::PromptMismatch {
+                prompt_tokens: prompt_ids.len(),
+                conversation_tokens: input_ids.len(),
+                first_difference,
+            });
+        }
+        let prompt_tokens = prompt_ids.len();
+        let labels = input_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| if i < prompt_tokens { IGNORE_INDEX } else { i64::from(id) })
+            .collect();
+        Ok(Example { input_ids, labels, prompt_tokens })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr as _;
+
+    /// A word-level tokenizer whose post-processor adds `<s>`, as Llama 3's adds BOS.
+    const TOKENIZER: &str = r#"{
+      "version": "1.0", "truncation": null, "padding": null,
+      "added_tokens": [
+        {"id": 0, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+        {"id": 1, "content": "<eot>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+        {"id": 2, "content": "<user>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+        {"id": 3, "content": "<asst>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+      ],
+      "normalizer": null,
+      "pre_tokenizer": {"type": "Whitespace"},
+      "post_processor": {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                 {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}}
+      },
+      "decoder": null,
+      "model": {"type": "WordLevel", "unk_token": "[UNK]",
+        "vocab": {"<s>": 0, "<eot>": 1, "<user>": 2, "<asst>": 3, "hi": 4, "hello": 5, "there": 6, "[UNK]": 7}}
+    }"#;
+
+    fn chat_tokenizer(generation_prompt: &str) -> ChatTokenizer {
+        let source = format!(
+            "{{{{ bos_token }}}}{{% for m in messages %}}{{% if m.role == 'user' %}}<user>{{% else %}}<asst>\
+             {{% endif %}} {{{{ m.content }}}} <eot>{{% endfor %}}{{% if add_generation_prompt %}}{generation_prompt}{{% endif %}}"
+        );
+        let config = serde_json::json!({"chat_template": source, "bos_token": "<s>"});
+        let template = ChatTemplate::from_config(&config.to_string(), None).expect("template");
+        let tokenizer = Tokenizer::from_str(TOKENIZER).expect("tokenizer");
+        ChatTokenizer::new(template, tokenizer)
+    }
+
+    fn conversation() -> Vec<Message> {
+        vec![Message::new("user", "hi"), Message::new("assistant", "hello there")]
+    }
+
+    #[test]
+    fn labels_cover_the_assistant_turn_only() {
+        let tok = chat_tokenizer("<asst>");
+        let example = tok.encode_conversation(&conversation(), &serde_json::Map::new()).expect("encodes");
+        // <s> <user> hi <eot> | <asst> hello there <eot>: the assistant header is part of the prompt.
+        assert_eq!(example.input_ids, vec![0, 2, 4, 1, 3, 5, 6, 1]);
+        assert_eq!(example.prompt_tokens, 5);
+        assert_eq!(example.labels, vec![-100, -100, -100, -100, -100, 5, 6, 1]);
+        // Rendered text already has its BOS; encoding must not add another.
+        assert_eq!(example.input_ids.iter().filter(|&&id| id == 0).count(), 1);
+        let rendered = tok.template().render(&conversation(), false, &serde_json::Map::new()).expect("renders");
+        assert_eq!(tok.encode_text(&rendered).expect("encodes"), example.input_ids);
+    }
+
+    #[test]
+    fn a_prompt_that_is_not_a_prefix_is_an_error() {
+        let tok = chat_tokenizer("<user>");
+        let error = tok.encode_conversation(&conversation(), &serde_json::Map::new());
+        assert_eq!(
+            error,
+            Err(TokenizeError::PromptMismatch { prompt_tokens: 5, conversation_tokens: 8, first_difference: 4 })
+        );
+        let user_last = [Message::new("user", "hi")];
+        assert!(matches!(
+            tok.encode_conversation(&user_last, &serde_json::Map::new()),
+            Err(TokenizeError::LastNotAssistant { role: Some(r) }) if r == "user"
+        ));
+        assert!(matches!(
+            tok.encode_conversation(&[], &serde_json::Map::new()),
+            Err(TokenizeError::LastNotAssistant { role: None })
+        ));
+    }
+
+    #[test]
+    fn overflow_policies() {
+        let tok = chat_tokenizer("<asst>");
+        let example = tok.encode_conversation(&conversation(), &serde_json::Map::new()).expect("encodes");
+        assert_eq!(fit(example.clone(), 8, OverflowPolicy::Error), Fit::Kept(example.clone()));
+        assert_eq!(fit(example.clone(), 4, OverflowPolicy::Drop), Fit::Dropped { tokens: 8 });
+        assert_eq!(fit(example.clone(), 4, OverflowPolicy::Error), Fit::TooLong { tokens: 8 });
+        let Fit::Truncated { example: cut, tokens } = fit(example, 6, OverflowPolicy::Truncate) else {
+            panic!("expected a truncated example");
+        };
+        assert_eq!(tokens, 8);
+        assert_eq!(cut.input_ids, vec![0, 2, 4, 1, 3, 5]);
+        assert_eq!(cut.labels, vec![-100, -100, -100, -100, -100, 5]);
+        assert_eq!(cut.prompt_tokens, 5);
+    }
+}
