@@ -144,9 +144,7 @@ fn explain_prints_the_page_and_lists_codes() {
 
 #[test]
 fn later_subcommands_say_so_and_exit_2() {
-    for args in
-        [&["run", "examples/medreason/medreason.tune"][..], &["status"], &["fmt", "examples/medreason/medreason.tune"]]
-    {
+    for args in [&["run", "examples/medreason/medreason.tune"][..], &["fmt", "examples/medreason/medreason.tune"]] {
         let run = tunec(args);
         assert_eq!(run.code, 2, "{args:?}");
         assert!(run.stdout.is_empty(), "{args:?} printed output: {}", run.stdout);
@@ -372,4 +370,63 @@ fn launch_runs_train_under_torchrun_with_the_rendezvous_of_resourceconfig() {
     let merge = launch("merge.py", &["algo-1"], "algo-1", "ml.g5.2xlarge");
     assert!(merge.ends_with("merge.py --config /opt/ml/input/data/config/args.yaml"), "{merge}");
     assert!(!merge.contains("torchrun"));
+}
+
+#[test]
+fn status_and_plan_read_the_journal() {
+    use tunec_runtime::journal::{self, Journal, NodeRecord, Output, Status};
+    let dir = std::env::temp_dir().join(format!("tunec-journal-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(root().join("examples/medreason/medreason.tune"), dir.join("medreason.tune")).expect("copy");
+    let file = dir.join("medreason.tune").display().to_string();
+
+    let none = tunec(&["status", &file]);
+    assert_eq!(none.code, 0, "{}", none.stderr);
+    assert!(none.stdout.starts_with("no run of `medreason` yet"), "{}", none.stdout);
+
+    // Record the dataset node as done, with the key the plan computes and an output on disk.
+    let plan = json(&tunec(&["plan", "--format", "json", &file]));
+    let raw_key = plan["nodes"][1]["key"].as_str().expect("key").to_owned();
+    std::fs::create_dir_all(dir.join("data")).expect("mkdir");
+    std::fs::write(dir.join("data/raw.jsonl"), "{}\n").expect("write");
+    let (sha256, bytes) = journal::digest_file(&dir.join("data/raw.jsonl")).expect("digest");
+    {
+        let mut j = Journal::open(&dir, "medreason").expect("open");
+        let record = |key: &str, status| NodeRecord {
+            key: key.to_owned(),
+            status,
+            attempt: 1,
+            job_name: None,
+            outputs: vec![Output { path: "data/raw.jsonl".into(), sha256: sha256.clone(), bytes }],
+            started_at: journal::now(),
+            finished_at: Some(journal::now()),
+            error: None,
+        };
+        j.record("raw", record(&raw_key, Status::Succeeded)).expect("record");
+        j.record("convo", record("0000", Status::Succeeded)).expect("record");
+    }
+    let plan = json(&tunec(&["plan", "--format", "json", &file]));
+    assert_eq!(plan["nodes"][1]["action"], "reuse", "{}", plan["nodes"][1]);
+    assert_eq!(plan["nodes"][2]["action"], "run");
+    assert!(plan["nodes"][2]["reason"].as_str().expect("reason").starts_with("its inputs changed"));
+    assert_eq!(plan["nodes"][0]["reason"], "no previous run");
+    std::fs::write(dir.join("data/raw.jsonl"), "{\"changed\": 1}\n").expect("write");
+    let plan = json(&tunec(&["plan", "--format", "json", &file]));
+    assert_eq!(plan["nodes"][1]["reason"], "its output `data/raw.jsonl` changed since it was written");
+
+    let status = tunec(&["status", &file]);
+    assert!(status.stdout.contains("2 of 7 nodes recorded"), "{}", status.stdout);
+    assert!(status.stdout.contains("raw") && status.stdout.contains("succeeded"), "{}", status.stdout);
+    assert!(status.stdout.contains("sft") && status.stdout.contains("not run"), "{}", status.stdout);
+
+    // A killed run's lock: plan still reads, status clears it, and says so.
+    std::fs::write(dir.join(".tunec/medreason/lock"), r#"{"pid": 4294967, "since": "2026-01-01T00:00:00Z"}"#)
+        .expect("write");
+    assert!(tunec(&["status", &file]).stdout.contains("locked"));
+    let cleared = tunec(&["status", "--clear-stale-lock", &file]);
+    assert_eq!(cleared.code, 0, "{}", cleared.stderr);
+    assert!(cleared.stdout.contains("cleared the stale lock"));
+    assert!(!dir.join(".tunec/medreason/lock").exists());
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }

@@ -1,6 +1,6 @@
 //! Argument parsing (clap) and dispatch to the subcommands.
 //!
-//! `check`, `plan`, `build`, `graph`, `iam-policy` and `explain` are complete. `run`, `status` and
+//! `check`, `plan`, `build`, `graph`, `iam-policy`, `status` and `explain` are complete. `run` and
 //! `fmt` belong to later stages of the project (runtime, formatter); until they exist each one
 //! says so in one line and exits 2, rather than printing anything that could be mistaken for a
 //! result.
@@ -98,8 +98,16 @@ enum Command {
     },
     /// Run the pipeline (resumable).
     Run { file: PathBuf },
-    /// Show the state journal of a pipeline's runs.
-    Status { file: Option<PathBuf> },
+    /// Show the state journal of a pipeline's runs (`.tunec/<pipeline>/` beside the file).
+    Status {
+        /// The `.tune` file.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Remove the lock left by a run that was killed (refused while its process lives).
+        #[arg(long)]
+        clear_stale_lock: bool,
+    },
     /// Format `.tune` files.
     Fmt { files: Vec<PathBuf> },
     /// Print the documentation page of a diagnostic code (`tunec explain fsdp_qlora_storage`).
@@ -126,7 +134,7 @@ pub(crate) fn main() -> ExitCode {
         Command::IamPolicy { input } => plan::iam_policy(&input),
         Command::Explain { code } => explain(code.as_deref()),
         Command::Run { .. } => not_yet("run", "the runtime"),
-        Command::Status { .. } => not_yet("status", "the runtime's state journal"),
+        Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
         Command::Fmt { .. } => not_yet("fmt", "the formatter"),
     }
 }

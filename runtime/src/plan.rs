@@ -1,10 +1,12 @@
 //! `tunec plan`, `tunec graph` and `tunec iam-policy`: views of the lowered job graph.
 
-use crate::check::compiled;
+use crate::check::{checked, compiled};
 use crate::cli::{usage_error, Format, GraphFormat, Input};
+use std::path::Path;
 use std::process::ExitCode;
 use tunec_compiler::lower::{graph as draw, iam, Execution};
 use tunec_compiler::render;
+use tunec_runtime::journal::{self, Decision};
 
 pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
     let (checked, graph) = match compiled(input) {
@@ -12,11 +14,32 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
         Err(code) => return code,
     };
     let estimates = checked.estimates.as_ref();
+    let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let state = match journal::read_state(&journal::folder(&base, &graph.pipeline)) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("tunec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let decisions: Vec<(String, String)> = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let record = state.as_ref().and_then(|s| s.nodes.get(&n.name));
+            match journal::decide(record, &n.key, &base) {
+                Ok(Decision::Reuse) => ("reuse".to_owned(), "same inputs, outputs intact".to_owned()),
+                Ok(Decision::Run(reason)) => ("run".to_owned(), reason.to_string()),
+                Err(e) => ("run".to_owned(), e.to_string()),
+            }
+        })
+        .collect();
     if format == Format::Json {
         let nodes: Vec<serde_json::Value> = graph
             .nodes
             .iter()
-            .map(|n| {
+            .zip(&decisions)
+            .map(|(n, (action, reason))| {
                 serde_json::json!({
                     "name": n.name,
                     "kind": n.kind,
@@ -25,8 +48,8 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
                     "execution": n.execution.describe(),
                     "job_name": match &n.execution { Execution::SagemakerJob { job_name, .. } => Some(job_name), _ => None },
                     "estimate": estimates.and_then(|e| e.node(&n.name)).map(render::estimate_json),
-                    "action": "run",
-                    "reason": "no previous run",
+                    "action": action,
+                    "reason": reason,
                 })
             })
             .collect();
@@ -62,7 +85,9 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
                 out!("    {:<9} {:<width$}  {line}", "", "");
             }
         }
-        out!("    {:<9} {:<width$}  will run: no previous run of this pipeline", "", "");
+        let (action, reason) = &decisions[i];
+        let verb = if action == "reuse" { "reused" } else { "will run" };
+        out!("    {:<9} {:<width$}  {verb}: {reason}", "", "");
     }
     if let Some(e) = estimates.filter(|e| !e.nodes.is_empty()) {
         out!("{}", render::total_line(e));
@@ -134,5 +159,85 @@ pub(crate) fn iam_policy(input: &Input) -> ExitCode {
         "caller": iam::caller(&graph, &account),
     });
     out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> ExitCode {
+    let input = crate::cli::Input { file: file.to_path_buf(), set: Vec::new(), color: crate::cli::Color::Auto };
+    let checked = match checked(&input) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(program) = &checked.program else {
+        crate::check::print_diagnostics(&checked, input.color, true);
+        return ExitCode::from(1);
+    };
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let folder = journal::folder(&base, &program.name);
+    if clear_stale_lock {
+        return match journal::clear_stale_lock(&folder) {
+            Ok(true) => {
+                out!("cleared the stale lock of `{}`", program.name);
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                out!("`{}` has no lock", program.name);
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e.to_string()),
+        };
+    }
+    let state = match journal::read_state(&folder) {
+        Ok(state) => state,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let lock = folder.join("lock");
+    if format == Format::Json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "version": 1,
+                "pipeline": program.name,
+                "journal": folder.display().to_string(),
+                "locked": lock.exists(),
+                "state": state,
+            }))
+            .unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let Some(state) = state else {
+        out!("no run of `{}` yet (no journal in {})", program.name, folder.display());
+        return ExitCode::SUCCESS;
+    };
+    out!("`{}`: {} of {} nodes recorded in {}", program.name, state.nodes.len(), program.nodes.len(), folder.display());
+    if lock.exists() {
+        out!("locked: a run is in progress (or was killed: `tunec status --clear-stale-lock {}`)", file.display());
+    }
+    let width = program.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
+    for &i in &program.order {
+        let name = &program.nodes[i].name;
+        match state.nodes.get(name) {
+            Some(r) => {
+                let status = match r.status {
+                    journal::Status::Running => "running",
+                    journal::Status::Succeeded => "succeeded",
+                    journal::Status::Failed => "failed",
+                };
+                let job = r.job_name.as_deref().map(|j| format!("  job {j}")).unwrap_or_default();
+                let when = r.finished_at.as_deref().unwrap_or(&r.started_at);
+                out!(
+                    "  {name:<width$}  {status:<9}  attempt {}  key {}  {} outputs  {when}{job}",
+                    r.attempt,
+                    &r.key[..r.key.len().min(12)],
+                    r.outputs.len()
+                );
+                if let Some(error) = &r.error {
+                    out!("  {:<width$}  error: {error}", "");
+                }
+            }
+            None => out!("  {name:<width$}  not run"),
+        }
+    }
     ExitCode::SUCCESS
 }

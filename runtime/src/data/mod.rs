@@ -12,9 +12,21 @@
 //!   (the template wrote them), builds assistant-only labels by checking that the rendered prompt's ids
 //!   are a prefix of the conversation's, and applies the pipeline's overflow policy for `seq_len`.
 //!
-//! `tests/chat_template_parity.rs` compares both, case by case, with `transformers` itself on the real
-//! Llama 3.1 tokenizer. Reading sources (JSONL, Parquet, CSV, S3, the Hub), deduplication, splits,
-//! outputs and the data profile come next and build on these two.
+//! - [`source`] reads a dataset node's rows from local JSONL, CSV and Parquet files, applies the
+//!   Hub's split-slice syntax (`train[:10000]`, `train[10%:]`), checks the declared columns with
+//!   row-numbered errors and applies `on_bad_row`. S3 and Hub sources are reported as not read here.
+//! - [`conversation`] fills a chat node's `system` / `user` / `assistant` `{column}` templates.
+//! - [`prepare`] runs the chat node and its split in bounded batches, in parallel: render, tokenize,
+//!   overflow policy, deduplication, a seeded content-hash split, and the per-split JSONL files of
+//!   docs/entry-scripts.md §3 plus `profile.json`, all written atomically and identical whatever the
+//!   number of threads.
+//!
+//! `tests/chat_template_parity.rs` compares the first two, case by case, with `transformers` itself
+//! on the real Llama 3.1 tokenizer; `tests/data_prepare.rs` runs the whole step on MedReason-shaped
+//! JSONL, CSV and Parquet files with the same tokenizer.
 
+pub mod conversation;
+pub mod prepare;
+pub mod source;
 pub mod template;
 pub mod tokenize;

@@ -160,6 +160,18 @@ impl ChatTokenizer {
         messages: &[Message],
         extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Example, TokenizeError> {
+        self.encode_rendered(messages, extra, true).map(|e| e.example)
+    }
+
+    /// [`encode_conversation`](Self::encode_conversation), keeping the rendered texts. With
+    /// `mask_prompt` the labels cover the final assistant message only, and the rendered prompt's ids
+    /// must be a prefix of the conversation's (TRL's check); without it every token is trained.
+    pub fn encode_rendered(
+        &self,
+        messages: &[Message],
+        extra: &serde_json::Map<String, serde_json::Value>,
+        mask_prompt: bool,
+    ) -> Result<Encoded, TokenizeError> {
         let Some((last, prompt_messages)) = messages.split_last() else {
             return Err(TokenizeError::LastNotAssistant { role: None });
         };
@@ -167,10 +179,10 @@ impl ChatTokenizer {
             return Err(TokenizeError::LastNotAssistant { role: Some(last.role.clone()) });
         }
         let prompt = self.template.render(prompt_messages, true, extra)?;
-        let full = self.template.render(messages, false, extra)?;
+        let text = self.template.render(messages, false, extra)?;
         let prompt_ids = self.encode_text(&prompt)?;
-        let input_ids = self.encode_text(&full)?;
-        if !input_ids.starts_with(&prompt_ids) {
+        let input_ids = self.encode_text(&text)?;
+        if mask_prompt && !input_ids.starts_with(&prompt_ids) {
             let first_difference = prompt_ids
                 .iter()
                 .zip(&input_ids)
@@ -182,14 +194,25 @@ impl ChatTokenizer {
                 first_difference,
             });
         }
-        let prompt_tokens = prompt_ids.len();
+        let masked = if mask_prompt { prompt_ids.len() } else { 0 };
         let labels = input_ids
             .iter()
             .enumerate()
-            .map(|(i, &id)| if i < prompt_tokens { IGNORE_INDEX } else { i64::from(id) })
+            .map(|(i, &id)| if i < masked { IGNORE_INDEX } else { i64::from(id) })
             .collect();
-        Ok(Example { input_ids, labels, prompt_tokens })
+        let example = Example { input_ids, labels, prompt_tokens: prompt_ids.len() };
+        Ok(Encoded { text, prompt, example })
     }
+}
+
+/// A conversation rendered and tokenized: the texts the output rows carry, and the example.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// The whole conversation, rendered.
+    pub text: String,
+    /// The conversation without its last message, rendered with the generation prompt.
+    pub prompt: String,
+    pub example: Example,
 }
 
 #[cfg(test)]

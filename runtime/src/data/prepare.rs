@@ -1,0 +1,534 @@
+//! The data step of a chat node and its split: rows in, per-split training files and a data profile
+//! out.
+//!
+//! The source is read in batches of [`PrepareConfig::batch_rows`] records, so memory holds one batch
+//! (plus 16 bytes per distinct conversation for deduplication). Each batch is processed in parallel
+//! with rayon, row by row: check the declared columns, build the messages ([`super::conversation`]),
+//! render them with the chat template and tokenize them ([`super::template`], [`super::tokenize`];
+//! the same renders and ids as `ChatTokenizer::encode_conversation`, also keeping the rendered text
+//! and prompt), apply the overflow policy, pick the split and serialize the output line. The results
+//! are then taken in file order, on one thread: bad rows are counted or stop the step, duplicates are
+//! left out and lines are appended to their split's file. The output is therefore the same, byte for
+//! byte, whatever the number of threads.
+//!
+//! - **Counts.** Every record of the slice ends up in exactly one of: `skipped` (a bad row under
+//!   `on_bad_row = skip`), `duplicates`, `dropped` (too long, `overflow = drop`) or `rows` (written);
+//!   `truncated` counts the written rows that were cut to `seq_len`. A too-long row under
+//!   `overflow = error`, and a row the template or tokenizer rejects, stop the step with its position.
+//! - **Deduplication** keys on the SHA-256 of the rendered conversation (before truncation) and keeps
+//!   the first occurrence in file order; duplicates are counted before the overflow policy.
+//! - **Splits.** A row goes to train, val or test by a hash of (seed, rendered conversation) mapped to
+//!   [0, 1) and compared with the cumulative fractions (normalized by their sum). A row's split thus
+//!   depends on its own content only: adding rows never moves existing ones, identical conversations
+//!   always land together, and the fractions are approximate (each row is an independent draw); the
+//!   profile reports the actual counts.
+//! - **Outputs** (docs/entry-scripts.md §3): `train/train.jsonl`, `val/val.jsonl`, `test/test.jsonl`
+//!   with `text` (the whole rendered conversation, also for truncated rows), `input_ids` and `labels`,
+//!   plus `prompt` (rendered with the generation prompt) and `reference` (the assistant text) in
+//!   test rows; and `profile.json` ([`Profile`], a superset of the estimator's `DataProfile`). Every
+//!   file is written to a temporary name beside it, synced and renamed, so a failed step leaves no
+//!   partial file and the previous outputs stay whole until the new ones replace them.
+//! - **Not handled here:** the node's `add_special_tokens = true` (it would double the template's
+//!   BOS), multiple-choice `options` / `answer_index` in test rows.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::conversation::{ChatSpec, ConversationError};
+use super::source::{BadRowPolicy, RawRow, RowError, RowPos, SourceError, SourceSpec};
+use super::tokenize::{fit, ChatTokenizer, Encoded, Fit, OverflowPolicy, TokenizeError};
+
+/// Which tokens carry loss (the chat node's `train_on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainOn {
+    /// The final assistant message and its end-of-turn token.
+    Assistant,
+    /// Every token.
+    All,
+}
+
+/// The split node's fractions and seed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SplitFractions {
+    pub train: f64,
+    pub val: f64,
+    pub test: f64,
+    pub seed: u64,
+}
+
+/// Everything the step needs besides the source and the tokenizer.
+#[derive(Debug, Clone)]
+pub struct PrepareConfig {
+    pub chat: ChatSpec,
+    pub seq_len: usize,
+    pub overflow: OverflowPolicy,
+    pub train_on: TrainOn,
+    /// Further chat-template variables (`date_string`).
+    pub template_vars: Map<String, Value>,
+    pub split: SplitFractions,
+    pub dedup: bool,
+    /// Records read and processed at once.
+    pub batch_rows: usize,
+    /// Worker threads; 0 uses rayon's default (one per core).
+    pub threads: usize,
+}
+
+impl PrepareConfig {
+    /// A config with the prelude's defaults: assistant-only loss, dedup, batches of 4096 rows, all
+    /// cores.
+    pub fn new(chat: ChatSpec, seq_len: usize, overflow: OverflowPolicy, split: SplitFractions) -> PrepareConfig {
+        PrepareConfig {
+            chat,
+            seq_len,
+            overflow,
+            train_on: TrainOn::Assistant,
+            template_vars: Map::new(),
+            split,
+            dedup: true,
+            batch_rows: 4096,
+            threads: 0,
+        }
+    }
+}
+
+/// The three parts of a split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+
+    /// The file a split is written to, under the output folder: `<split>/<split>.jsonl`.
+    pub fn path(self, out: &Path) -> PathBuf {
+        out.join(self.name()).join(format!("{}.jsonl", self.name()))
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Rows per split.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitCounts {
+    pub train: u64,
+    pub val: u64,
+    pub test: u64,
+}
+
+/// One bar of the token-length histogram: rows of more than half `tokens_up_to` and at most
+/// `tokens_up_to` tokens (the first bar starts at 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub tokens_up_to: u64,
+    pub rows: u64,
+}
+
+/// `profile.json`. `rows`, `mean_tokens` and `max_tokens` are the estimator's `DataProfile`; token
+/// figures are those of the written rows (after truncation).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Rows written (kept before splitting).
+    pub rows: u64,
+    pub mean_tokens: f64,
+    pub max_tokens: u64,
+    pub splits: SplitCounts,
+    /// Records in the source slice.
+    pub read: u64,
+    pub skipped: u64,
+    pub duplicates: u64,
+    pub dropped: u64,
+    pub truncated: u64,
+    /// Power-of-two buckets, empty ones left out.
+    pub histogram: Vec<Bucket>,
+}
+
+/// Why the step stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrepareError {
+    /// The source cannot be read, or a bad row under `on_bad_row = fail`.
+    Source(SourceError),
+    /// A row does not fill the chat node's templates.
+    Conversation { at: RowPos, error: ConversationError },
+    /// The chat template or tokenizer rejects a row's conversation.
+    Tokenize { at: RowPos, error: TokenizeError },
+    /// A row longer than `seq_len` under `overflow = error`.
+    TooLong { at: RowPos, tokens: usize, seq_len: usize },
+    /// An output file cannot be written.
+    Io { path: String, message: String },
+    /// The config is unusable (fractions, sizes, thread pool).
+    Config(String),
+}
+
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrepareError::Source(e) => e.fmt(f),
+            PrepareError::Conversation { at, error } => write!(f, "{at}: {error}"),
+            PrepareError::Tokenize { at, error } => write!(f, "{at}: {error}"),
+            PrepareError::TooLong { at, tokens, seq_len } => write!(
+                f,
+                "{at}: the conversation has {tokens} tokens, more than seq_len = {seq_len} \
+                 (set `overflow = drop` or `truncate`, or raise seq_len)"
+            ),
+            PrepareError::Io { path, message } => write!(f, "cannot write {path}: {message}"),
+            PrepareError::Config(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for PrepareError {}
+
+impl From<SourceError> for PrepareError {
+    fn from(e: SourceError) -> Self {
+        PrepareError::Source(e)
+    }
+}
+
+/// Runs the step on `source` and writes the split files and `profile.json` under `out`.
+pub fn prepare(
+    source: &SourceSpec,
+    tokenizer: &ChatTokenizer,
+    config: &PrepareConfig,
+    out: &Path,
+) -> Result<Profile, PrepareError> {
+    let thresholds = split_thresholds(&config.split)?;
+    if config.seq_len == 0 || config.batch_rows == 0 {
+        return Err(PrepareError::Config("seq_len and batch_rows must be positive".to_string()));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()
+        .map_err(|e| PrepareError::Config(format!("cannot start the worker threads: {e}")))?;
+    let step = Step { source, tokenizer, config, thresholds };
+    let mut rows = source.open()?;
+    let mut outputs = Outputs::create(out)?;
+    let mut tally = Tally::default();
+    loop {
+        let batch = rows.batch(config.batch_rows)?;
+        if batch.is_empty() {
+            break;
+        }
+        let processed: Vec<Processed> = pool.install(|| batch.par_iter().map(|raw| step.process(raw)).collect());
+        for item in processed {
+            tally.take(item, &step, &mut outputs, rows.path())?;
+        }
+    }
+    let profile = tally.profile();
+    outputs.commit(out, &profile)?;
+    Ok(profile)
+}
+
+/// The cumulative upper bounds of train and val in [0, 1].
+fn split_thresholds(split: &SplitFractions) -> Result<[f64; 2], PrepareError> {
+    let parts = [split.train, split.val, split.test];
+    if parts.iter().any(|f| !f.is_finite() || *f < 0.0) || parts.iter().sum::<f64>() <= 0.0 {
+        return Err(PrepareError::Config(format!(
+            "split fractions must be non-negative with a positive sum (train = {}, val = {}, test = {})",
+            split.train, split.val, split.test
+        )));
+    }
+    let sum: f64 = parts.iter().sum();
+    Ok([split.train / sum, (split.train + split.val) / sum])
+}
+
+/// The shared, read-only state of a run.
+struct Step<'a> {
+    source: &'a SourceSpec,
+    tokenizer: &'a ChatTokenizer,
+    config: &'a PrepareConfig,
+    thresholds: [f64; 2],
+}
+
+/// What became of one record, computed in parallel.
+enum Processed {
+    Bad(RowError),
+    Failed(PrepareError),
+    Done { at: RowPos, key: [u8; 16], fit: Fitted },
+}
+
+/// A conversation after the overflow policy.
+enum Fitted {
+    Written { split: Split, tokens: usize, truncated: bool, line: Vec<u8> },
+    Dropped,
+    TooLong { tokens: usize },
+}
+
+/// One output line (docs/entry-scripts.md §3).
+#[derive(Serialize)]
+struct OutputRow<'a> {
+    text: &'a str,
+    input_ids: &'a [u32],
+    labels: &'a [i64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+}
+
+impl Step<'_> {
+    fn process(&self, raw: &RawRow) -> Processed {
+        let at = raw.at;
+        let row = match self.source.schema.check(raw) {
+            Ok(row) => row,
+            Err(e) => return Processed::Bad(e),
+        };
+        let conversation = match self.config.chat.conversation(&row.values) {
+            Ok(c) => c,
+            Err(error) => return Processed::Failed(PrepareError::Conversation { at, error }),
+        };
+        let encoded = match self.tokenizer.encode_rendered(
+            &conversation.messages,
+            &self.config.template_vars,
+            self.config.train_on == TrainOn::Assistant,
+        ) {
+            Ok(e) => e,
+            Err(error) => return Processed::Failed(PrepareError::Tokenize { at, error }),
+        };
+        let digest: [u8; 32] = Sha256::digest(encoded.text.as_bytes()).into();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        let split = self.split_of(&digest);
+        let fit = self.fit(encoded, split, &conversation.reference);
+        Processed::Done { at, key, fit }
+    }
+
+    /// The split of a conversation, from the hash of (seed, its digest).
+    fn split_of(&self, digest: &[u8; 32]) -> Split {
+        let mut hasher = Sha256::new();
+        hasher.update(self.config.split.seed.to_le_bytes());
+        hasher.update(digest);
+        let hash: [u8; 32] = hasher.finalize().into();
+        let mut high = [0u8; 8];
+        high.copy_from_slice(&hash[..8]);
+        let draw = (u64::from_be_bytes(high) >> 11) as f64 / (1u64 << 53) as f64;
+        if draw < self.thresholds[0] {
+            Split::Train
+        } else if draw < self.thresholds[1] {
+            Split::Val
+        } else {
+            Split::Test
+        }
+    }
+
+    fn fit(&self, encoded: Encoded, split: Split, reference: &str) -> Fitted {
+        let (example, truncated) = match fit(encoded.example, self.config.seq_len, self.config.overflow) {
+            Fit::Kept(example) => (example, false),
+            Fit::Truncated { example, .. } => (example, true),
+            Fit::Dropped { .. } => return Fitted::Dropped,
+            Fit::TooLong { tokens } => return Fitted::TooLong { tokens },
+        };
+        let test = split == Split::Test;
+        let row = OutputRow {
+            text: &encoded.text,
+            input_ids: &example.input_ids,
+            labels: &example.labels,
+            prompt: test.then_some(encoded.prompt.as_str()),
+            reference: test.then_some(reference),
+        };
+        let mut line = serde_json::to_vec(&row).unwrap_or_default();
+        line.push(b'\n');
+        Fitted::Written { split, tokens: example.input_ids.len(), truncated, line }
+    }
+}
+
+/// The counts of a run so far, and the digests seen.
+#[derive(Default)]
+struct Tally {
+    seen: HashSet<[u8; 16]>,
+    profile: Profile,
+    tokens: u64,
+    /// Rows per power-of-two bucket: index `i` counts lengths in (2^(i-1), 2^i].
+    buckets: Vec<u64>,
+}
+
+impl Tally {
+    /// Accounts for one processed record, in file order, and writes it out when it is kept.
+    fn take(
+        &mut self,
+        item: Processed,
+        step: &Step<'_>,
+        outputs: &mut Outputs,
+        path: &str,
+    ) -> Result<(), PrepareError> {
+        self.profile.read += 1;
+        let (at, key, fitted) = match item {
+            Processed::Bad(_) if step.source.on_bad_row == BadRowPolicy::Skip => {
+                self.profile.skipped += 1;
+                return Ok(());
+            }
+            Processed::Bad(error) => {
+                return Err(PrepareError::Source(SourceError::BadRow { path: path.to_string(), error }))
+            }
+            Processed::Failed(e) => return Err(e),
+            Processed::Done { at, key, fit } => (at, key, fit),
+        };
+        if step.config.dedup && !self.seen.insert(key) {
+            self.profile.duplicates += 1;
+            return Ok(());
+        }
+        match fitted {
+            Fitted::Dropped => self.profile.dropped += 1,
+            Fitted::TooLong { tokens } => {
+                return Err(PrepareError::TooLong { at, tokens, seq_len: step.config.seq_len });
+            }
+            Fitted::Written { split, tokens, truncated, line } => {
+                outputs.write(split, &line)?;
+                self.count(split, tokens, truncated);
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, split: Split, tokens: usize, truncated: bool) {
+        let tokens = tokens as u64;
+        self.profile.rows += 1;
+        self.profile.truncated += u64::from(truncated);
+        self.profile.max_tokens = self.profile.max_tokens.max(tokens);
+        self.tokens += tokens;
+        match split {
+            Split::Train => self.profile.splits.train += 1,
+            Split::Val => self.profile.splits.val += 1,
+            Split::Test => self.profile.splits.test += 1,
+        }
+        let bucket = (64 - tokens.saturating_sub(1).leading_zeros()) as usize;
+        if self.buckets.len() <= bucket {
+            self.buckets.resize(bucket + 1, 0);
+        }
+        self.buckets[bucket] += 1;
+    }
+
+    fn profile(&self) -> Profile {
+        let mut profile = self.profile.clone();
+        if profile.rows > 0 {
+            profile.mean_tokens = self.tokens as f64 / profile.rows as f64;
+        }
+        profile.histogram = (self.buckets.iter().enumerate())
+            .filter(|(_, &rows)| rows > 0)
+            .map(|(i, &rows)| Bucket { tokens_up_to: 1 << i, rows })
+            .collect();
+        profile
+    }
+}
+
+/// The three split files, being written under temporary names.
+struct Outputs {
+    files: Vec<AtomicFile>,
+}
+
+impl Outputs {
+    fn create(out: &Path) -> Result<Outputs, PrepareError> {
+        let files = Split::ALL.iter().map(|split| AtomicFile::create(&split.path(out))).collect::<Result<_, _>>()?;
+        Ok(Outputs { files })
+    }
+
+    fn write(&mut self, split: Split, line: &[u8]) -> Result<(), PrepareError> {
+        self.files[split.index()].write(line)
+    }
+
+    /// Moves the split files and `profile.json` into place.
+    fn commit(self, out: &Path, profile: &Profile) -> Result<(), PrepareError> {
+        let mut json = serde_json::to_vec_pretty(profile).unwrap_or_default();
+        json.push(b'\n');
+        let mut profile_file = AtomicFile::create(&out.join("profile.json"))?;
+        profile_file.write(&json)?;
+        for file in self.files {
+            file.commit()?;
+        }
+        profile_file.commit()
+    }
+}
+
+/// A file written under a temporary name in its final folder and renamed over the final name once
+/// complete and synced; dropped before [`AtomicFile::commit`], it removes the temporary file.
+struct AtomicFile {
+    dest: PathBuf,
+    temp: PathBuf,
+    writer: Option<BufWriter<File>>,
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> PrepareError {
+    PrepareError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+impl AtomicFile {
+    fn create(dest: &Path) -> Result<AtomicFile, PrepareError> {
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("output");
+        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let file = File::create(&temp).map_err(|e| io_error(&temp, e))?;
+        Ok(AtomicFile { dest: dest.to_path_buf(), temp, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PrepareError> {
+        match self.writer.as_mut() {
+            Some(writer) => writer.write_all(bytes).map_err(|e| io_error(&self.temp, e)),
+            None => Ok(()),
+        }
+    }
+
+    fn commit(mut self) -> Result<(), PrepareError> {
+        if let Some(writer) = self.writer.take() {
+            let file = writer.into_inner().map_err(|e| io_error(&self.temp, e.into_error()))?;
+            file.sync_all().map_err(|e| io_error(&self.temp, e))?;
+        }
+        std::fs::rename(&self.temp, &self.dest).map_err(|e| io_error(&self.dest, e))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_normalize_the_fractions() {
+        let split = |train, val, test| SplitFractions { train, val, test, seed: 1 };
+        let [train, val] = split_thresholds(&split(0.9, 0.05, 0.05)).expect("valid");
+        assert!((train - 0.9).abs() < 1e-12 && (val - 0.95).abs() < 1e-12, "{train} {val}");
+        assert_eq!(split_thresholds(&split(2.0, 1.0, 1.0)).expect("valid"), [0.5, 0.75]);
+        assert_eq!(split_thresholds(&split(1.0, 0.0, 0.0)).expect("valid"), [1.0, 1.0]);
+        assert!(split_thresholds(&split(0.0, 0.0, 0.0)).is_err());
+        assert!(split_thresholds(&split(-0.1, 1.0, 0.0)).is_err());
+    }
+
+    #[test]
+    fn histogram_buckets_are_powers_of_two() {
+        let mut tally = Tally::default();
+        for tokens in [1, 2, 3, 4, 5, 8, 9, 1000] {
+            tally.count(Split::Train, tokens, false);
+        }
+        let profile = tally.profile();
+        let bars: Vec<(u64, u64)> = profile.histogram.iter().map(|b| (b.tokens_up_to, b.rows)).collect();
+        assert_eq!(bars, [(1, 1), (2, 1), (4, 2), (8, 2), (16, 1), (1024, 1)]);
+        assert_eq!(profile.max_tokens, 1000);
+        assert_eq!(profile.mean_tokens, 129.0);
+    }
+}

@@ -1,0 +1,826 @@
+//! Reading the rows of a dataset node: local JSONL, CSV and Parquet files, a Hub split slice applied
+//! to them, and the declared columns checked row by row.
+//!
+//! Reading is split in two so that the expensive half runs in parallel: [`RawRows`] streams the
+//! file's records in order, unparsed (a JSONL line, the declared CSV cells, a Parquet record), each
+//! with its position; [`Schema::check`] turns one record into a [`Row`] of typed JSON values, or a
+//! [`RowError`] that names the row and line. [`RawRows::checked`] chains both for sequential callers.
+//!
+//! - **Positions.** `row` counts the file's records from 1 (blank JSONL lines are not records, a CSV
+//!   header is not one); `line` is the physical line the record starts on (a Parquet record has
+//!   none, and reports its row as its line).
+//! - **Slices.** The Hub's syntax, `train`, `train[:10000]`, `train[10%:]`, `train[5:50%]`,
+//!   `train[-100:]`, applies to the file's records before they are checked (as the Hub slices
+//!   examples), so a bad record inside the slice still counts. Percentages and negative bounds need
+//!   the record count: the file is read once more to count them first (Parquet's footer has it).
+//!   Percent bounds round to the closest record as `datasets` does (half to even). The split name
+//!   itself is not checked: a local file is one split.
+//! - **Types.** `string` is a JSON string, `int` a JSON integer, `float` any JSON number, `bool` a
+//!   JSON boolean, `[string]` an array of strings; `null` matches nothing. CSV cells are text: `int`,
+//!   `float` and `bool` (`true`/`false`, any case) are parsed, `[string]` must be a JSON array of
+//!   strings, and an empty cell is a missing value except for `string` (CSV cannot tell them apart).
+//!   Columns that are not declared are ignored.
+//! - **Sources not handled here.** `s3://` paths and `hf_dataset` nodes fail with
+//!   [`SourceError::Unsupported`]: the runtime's targets fetch them to a local file first.
+//!   Parquet files must be uncompressed or snappy-compressed (the pure-Rust codec; gzip and zstd are
+//!   not built in).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+/// The type of a declared column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int,
+    Float,
+    Bool,
+    StringList,
+}
+
+impl ColumnType {
+    /// Parses the language's spelling: `string`, `int`, `float`, `bool`, `[string]`.
+    pub fn parse(text: &str) -> Option<ColumnType> {
+        match text.trim() {
+            "string" => Some(ColumnType::String),
+            "int" => Some(ColumnType::Int),
+            "float" => Some(ColumnType::Float),
+            "bool" => Some(ColumnType::Bool),
+            "[string]" => Some(ColumnType::StringList),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int => "int",
+            ColumnType::Float => "float",
+            ColumnType::Bool => "bool",
+            ColumnType::StringList => "[string]",
+        }
+    }
+
+    /// Whether a JSON value has this type.
+    fn accepts(self, value: &Value) -> bool {
+        match self {
+            ColumnType::String => value.is_string(),
+            ColumnType::Int => value.is_i64() || value.is_u64(),
+            ColumnType::Float => value.is_number(),
+            ColumnType::Bool => value.is_boolean(),
+            ColumnType::StringList => value.as_array().is_some_and(|items| items.iter().all(Value::is_string)),
+        }
+    }
+
+    /// The typed value of a CSV cell; `None` when the cell does not parse.
+    fn parse_cell(self, cell: &str) -> Option<Value> {
+        match self {
+            ColumnType::String => Some(Value::String(cell.to_string())),
+            ColumnType::Int => cell.trim().parse::<i64>().ok().map(Value::from),
+            ColumnType::Float => {
+                cell.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number)
+            }
+            ColumnType::Bool => match cell.trim().to_ascii_lowercase().as_str() {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            ColumnType::StringList => {
+                serde_json::from_str::<Value>(cell).ok().filter(|v| ColumnType::StringList.accepts(v))
+            }
+        }
+    }
+}
+
+/// A JSON value's kind, for messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(n) if n.is_f64() => "a float",
+        Value::Number(_) => "an int",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The declared columns of a dataset node, in declaration order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    pub columns: Vec<(String, ColumnType)>,
+}
+
+impl Schema {
+    pub fn new(columns: &[(&str, ColumnType)]) -> Schema {
+        Schema { columns: columns.iter().map(|(name, ty)| (name.to_string(), *ty)).collect() }
+    }
+
+    pub fn get(&self, name: &str) -> Option<ColumnType> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, ty)| *ty)
+    }
+
+    /// Checks one record against the declared columns.
+    pub fn check(&self, raw: &RawRow) -> Result<Row, RowError> {
+        let at = raw.at;
+        let values = match &raw.record {
+            Record::Json(line) => self.check_object(at, parse_object(at, line)?)?,
+            Record::Object(object) => self.check_object(at, object.clone())?,
+            Record::Csv(cells) => self.check_cells(at, cells)?,
+            Record::Invalid(message) => return Err(RowError::Unreadable { at, message: message.clone() }),
+        };
+        Ok(Row { at, values })
+    }
+
+    fn check_object(&self, at: RowPos, mut object: Map<String, Value>) -> Result<Map<String, Value>, RowError> {
+        let mut values = Map::new();
+        for (name, ty) in &self.columns {
+            let Some(value) = object.remove(name) else {
+                return Err(RowError::MissingColumn { at, column: name.clone() });
+            };
+            if !ty.accepts(&value) {
+                return Err(RowError::WrongType { at, column: name.clone(), expected: *ty, found: json_kind(&value) });
+            }
+            values.insert(name.clone(), value);
+        }
+        Ok(values)
+    }
+
+    /// `cells` holds the declared columns' cells in declaration order (`None`: the record is short).
+    fn check_cells(&self, at: RowPos, cells: &[Option<String>]) -> Result<Map<String, Value>, RowError> {
+        let mut values = Map::new();
+        for ((name, ty), cell) in self.columns.iter().zip(cells) {
+            let missing = || RowError::MissingColumn { at, column: name.clone() };
+            let cell = cell.as_deref().ok_or_else(missing)?;
+            if cell.is_empty() && *ty != ColumnType::String {
+                return Err(missing());
+            }
+            let value = ty.parse_cell(cell).ok_or_else(|| RowError::WrongType {
+                at,
+                column: name.clone(),
+                expected: *ty,
+                found: "text that does not parse",
+            })?;
+            values.insert(name.clone(), value);
+        }
+        Ok(values)
+    }
+}
+
+fn parse_object(at: RowPos, line: &str) -> Result<Map<String, Value>, RowError> {
+    match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(other) => Err(RowError::NotAnObject { at, found: json_kind(&other) }),
+        Err(e) => Err(RowError::BadJson { at, message: e.to_string() }),
+    }
+}
+
+/// Where a record is in its file: its number among the records and the line it starts on, from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RowPos {
+    pub row: u64,
+    pub line: u64,
+}
+
+impl std::fmt::Display for RowPos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "row {} (line {})", self.row, self.line)
+    }
+}
+
+/// Why one record is malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowError {
+    /// A JSONL line that is not valid JSON.
+    BadJson { at: RowPos, message: String },
+    /// Valid JSON, but not an object.
+    NotAnObject { at: RowPos, found: &'static str },
+    /// A declared column is absent (or an empty CSV cell for a non-string column).
+    MissingColumn { at: RowPos, column: String },
+    /// A declared column holds a value of another type.
+    WrongType { at: RowPos, column: String, expected: ColumnType, found: &'static str },
+    /// The record could not be read (not UTF-8, a CSV quoting error, a Parquet decoding error).
+    Unreadable { at: RowPos, message: String },
+}
+
+impl RowError {
+    pub fn at(&self) -> RowPos {
+        match self {
+            RowError::BadJson { at, .. }
+            | RowError::NotAnObject { at, .. }
+            | RowError::MissingColumn { at, .. }
+            | RowError::WrongType { at, .. }
+            | RowError::Unreadable { at, .. } => *at,
+        }
+    }
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowError::BadJson { at, message } => write!(f, "{at}: not valid JSON: {message}"),
+            RowError::NotAnObject { at, found } => write!(f, "{at}: expected a JSON object, found {found}"),
+            RowError::MissingColumn { at, column } => write!(f, "{at}: missing column `{column}`"),
+            RowError::WrongType { at, column, expected, found } => {
+                write!(f, "{at}: column `{column}` should be {}, found {found}", expected.as_str())
+            }
+            RowError::Unreadable { at, message } => write!(f, "{at}: unreadable: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for RowError {}
+
+/// Why a source cannot be read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceError {
+    Io {
+        path: String,
+        message: String,
+    },
+    /// A source kind this part of the runtime does not read (`s3://`, the Hub).
+    Unsupported {
+        source: String,
+        reason: String,
+    },
+    /// `format = auto` and the extension says nothing.
+    UnknownFormat {
+        path: String,
+    },
+    /// The split slice does not parse.
+    BadSplit {
+        split: String,
+        reason: String,
+    },
+    /// A declared column is not in the CSV header.
+    MissingCsvColumn {
+        path: String,
+        column: String,
+        header: Vec<String>,
+    },
+    /// A Parquet file whose metadata cannot be read.
+    Parquet {
+        path: String,
+        message: String,
+    },
+    /// A malformed record under `on_bad_row = fail`.
+    BadRow {
+        path: String,
+        error: RowError,
+    },
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceError::Io { path, message } => write!(f, "cannot read {path}: {message}"),
+            SourceError::Unsupported { source, reason } => write!(f, "{source}: {reason}"),
+            SourceError::UnknownFormat { path } => {
+                write!(f, "{path}: cannot tell the format from the extension; set `format` to jsonl, csv or parquet")
+            }
+            SourceError::BadSplit { split, reason } => write!(f, "split `{split}`: {reason}"),
+            SourceError::MissingCsvColumn { path, column, header } => {
+                write!(f, "{path}: the CSV header has no column `{column}` (it has: {})", header.join(", "))
+            }
+            SourceError::Parquet { path, message } => write!(f, "{path}: {message}"),
+            SourceError::BadRow { path, error } => write!(f, "{path}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// A file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    /// The language's `format` field (`auto`, `jsonl`, `csv`, `parquet`); `auto` or `None` looks at the
+    /// extension (`.jsonl`, `.json`, `.ndjson`, `.csv`, `.parquet`, `.pq`).
+    pub fn resolve(declared: Option<&str>, path: &str) -> Result<Format, SourceError> {
+        match declared {
+            Some("jsonl") => return Ok(Format::Jsonl),
+            Some("csv") => return Ok(Format::Csv),
+            Some("parquet") => return Ok(Format::Parquet),
+            _ => {}
+        }
+        let extension = Path::new(path).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match extension.as_str() {
+            "jsonl" | "json" | "ndjson" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            "parquet" | "pq" => Ok(Format::Parquet),
+            _ => Err(SourceError::UnknownFormat { path: path.to_string() }),
+        }
+    }
+}
+
+/// What a malformed record does: stop the step (with its position) or be counted and left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRowPolicy {
+    Fail,
+    Skip,
+}
+
+/// One bound of a slice: a record index (negative from the end) or a percentage of the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Rows(i64),
+    Percent(i64),
+}
+
+/// A Hub split with an optional slice: `train`, `train[:10000]`, `train[10%:]`, `train[5:50%]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitSlice {
+    pub split: String,
+    pub from: Option<Bound>,
+    pub to: Option<Bound>,
+}
+
+impl SplitSlice {
+    pub fn parse(text: &str) -> Result<SplitSlice, SourceError> {
+        let bad = |reason: &str| SourceError::BadSplit { split: text.to_string(), reason: reason.to_string() };
+        let text = text.trim();
+        let Some(open) = text.find('[') else {
+            return Ok(SplitSlice { split: text.to_string(), from: None, to: None });
+        };
+        let inner = text[open + 1..].strip_suffix(']').ok_or_else(|| bad("expected `]` at the end"))?;
+        let (from, to) = inner.split_once(':').ok_or_else(|| bad("expected `[from:to]`"))?;
+        let split = text[..open].trim().to_string();
+        if split.is_empty() {
+            return Err(bad("the split name is missing"));
+        }
+        let bound = |part: &str| -> Result<Option<Bound>, SourceError> {
+            let part = part.trim();
+            if part.is_empty() {
+                return Ok(None);
+            }
+            let (digits, percent) = match part.strip_suffix('%') {
+                Some(digits) => (digits, true),
+                None => (part, false),
+            };
+            let n: i64 = digits.trim().parse().map_err(|_| bad("a bound must be an integer or a percentage"))?;
+            if percent && !(-100..=100).contains(&n) {
+                return Err(bad("a percentage must be between -100% and 100%"));
+            }
+            Ok(Some(if percent { Bound::Percent(n) } else { Bound::Rows(n) }))
+        };
+        Ok(SplitSlice { split, from: bound(from)?, to: bound(to)? })
+    }
+
+    /// Whether resolving the slice needs the record count.
+    pub fn needs_count(&self) -> bool {
+        [self.from, self.to].iter().any(|b| matches!(b, Some(Bound::Percent(_)) | Some(Bound::Rows(i64::MIN..=-1))))
+    }
+
+    /// The half-open range of record indices (from 0) the slice selects among `count` records
+    /// (`None`: unknown, only valid when [`SplitSlice::needs_count`] is false).
+    pub fn range(&self, count: Option<u64>) -> (u64, Option<u64>) {
+        let resolve = |bound: Bound| -> u64 {
+            let n = count.unwrap_or(u64::MAX) as i128;
+            let index = match bound {
+                Bound::Rows(i) => i128::from(i),
+                Bound::Percent(p) => round_half_even(i128::from(p) * n, 100),
+            };
+            let index = if index < 0 { n + index } else { index };
+            index.clamp(0, n) as u64
+        };
+        let from = self.from.map(resolve).unwrap_or(0);
+        let to = self.to.map(resolve);
+        (from, to.map(|to| to.max(from)))
+    }
+}
+
+/// `round(a / b)` with Python's rounding (half to even), for `b > 0`.
+fn round_half_even(a: i128, b: i128) -> i128 {
+    let (q, r) = (a.div_euclid(b), a.rem_euclid(b));
+    match (2 * r).cmp(&b) {
+        std::cmp::Ordering::Less => q,
+        std::cmp::Ordering::Greater => q + 1,
+        std::cmp::Ordering::Equal => q + (q & 1),
+    }
+}
+
+/// Where a dataset node's rows come from, as the checked program declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// `file(path, format = ...)`: a local path or an `s3://` URI.
+    File { path: String, format: Option<String> },
+    /// `hf_dataset(id)`.
+    HfDataset { id: String },
+}
+
+/// A dataset node: where its rows are, which slice, which columns, and what a bad row does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    pub origin: Origin,
+    pub split: Option<SplitSlice>,
+    pub schema: Schema,
+    pub on_bad_row: BadRowPolicy,
+}
+
+impl SourceSpec {
+    /// A local file with its format from the extension, no slice, `on_bad_row = fail`.
+    pub fn file(path: &Path, schema: Schema) -> SourceSpec {
+        SourceSpec {
+            origin: Origin::File { path: path.display().to_string(), format: None },
+            split: None,
+            schema,
+            on_bad_row: BadRowPolicy::Fail,
+        }
+    }
+
+    /// The local path and format, or why this source is not read here.
+    pub fn local(&self) -> Result<(PathBuf, Format), SourceError> {
+        match &self.origin {
+            Origin::HfDataset { id } => Err(SourceError::Unsupported {
+                source: format!("hf_dataset(\"{id}\")"),
+                reason: "Hub datasets are not read by the local data step yet; download the split to a \
+                         JSONL, CSV or Parquet file and use `file(...)`"
+                    .to_string(),
+            }),
+            Origin::File { path, .. } if path.starts_with("s3://") => Err(SourceError::Unsupported {
+                source: path.clone(),
+                reason: "S3 sources are not read by the local data step yet; copy the object to a local \
+                         file first"
+                    .to_string(),
+            }),
+            Origin::File { path, format } => Ok((PathBuf::from(path), Format::resolve(format.as_deref(), path)?)),
+        }
+    }
+
+    /// Opens the source: its records in order, restricted to the slice.
+    pub fn open(&self) -> Result<RawRows, SourceError> {
+        let (path, format) = self.local()?;
+        let (from, to) = match &self.split {
+            Some(slice) if slice.needs_count() => slice.range(Some(count_records(&path, format, &self.schema)?)),
+            Some(slice) => slice.range(None),
+            None => (0, None),
+        };
+        let reader = RecordReader::open(&path, format, &self.schema)?;
+        Ok(RawRows { reader, next_index: 0, from, to, path: path.display().to_string() })
+    }
+}
+
+/// One record, not yet checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A JSONL line.
+    Json(String),
+    /// An already decoded object (a Parquet record's declared columns).
+    Object(Map<String, Value>),
+    /// The declared columns' CSV cells, in declaration order (`None`: the record is too short).
+    Csv(Vec<Option<String>>),
+    /// A record that could not be read.
+    Invalid(String),
+}
+
+/// A record and its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    pub at: RowPos,
+    pub record: Record,
+}
+
+/// A checked row: the declared columns' typed values, in declaration order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub at: RowPos,
+    pub values: Map<String, Value>,
+}
+
+/// Reads records in file order, whatever the format.
+enum RecordReader {
+    Jsonl { reader: BufReader<File>, line: u64, buf: Vec<u8> },
+    Csv { reader: csv::Reader<File>, indices: Vec<usize>, record: csv::ByteRecord },
+    Parquet { rows: parquet::record::reader::RowIter<'static>, columns: Vec<String> },
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> SourceError {
+    SourceError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+impl RecordReader {
+    fn open(path: &Path, format: Format, schema: &Schema) -> Result<RecordReader, SourceError> {
+        match format {
+            Format::Jsonl => {
+                let file = File::open(path).map_err(|e| io_error(path, e))?;
+                Ok(RecordReader::Jsonl { reader: BufReader::with_capacity(1 << 20, file), line: 0, buf: Vec::new() })
+            }
+            Format::Csv => {
+                let mut reader = csv_reader(path)?;
+                let header = reader.headers().map_err(|e| io_error(path, e))?.clone();
+                let names: Vec<String> = header.iter().map(str::to_string).collect();
+                let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+                let mut indices = Vec::new();
+                for (column, _) in &schema.columns {
+                    let Some(&i) = index.get(column.as_str()) else {
+                        return Err(SourceError::MissingCsvColumn {
+                            path: path.display().to_string(),
+                            column: column.clone(),
+                            header: names.clone(),
+                        });
+                    };
+                    indices.push(i);
+                }
+                Ok(RecordReader::Csv { reader, indices, record: csv::ByteRecord::new() })
+            }
+            Format::Parquet => {
+                let reader = parquet_reader(path)?;
+                let columns = schema.columns.iter().map(|(name, _)| name.clone()).collect();
+                Ok(RecordReader::Parquet { rows: reader.into_iter(), columns })
+            }
+        }
+    }
+
+    /// The next record, and the physical line it starts on; `None` at the end of the file. `row` is
+    /// the record's number, for formats without lines.
+    fn next(&mut self, row: u64) -> Option<Result<(u64, Record), SourceError>> {
+        match self {
+            RecordReader::Jsonl { reader, line, buf } => next_jsonl(reader, line, buf).transpose(),
+            RecordReader::Csv { reader, indices, record } => next_csv(reader, indices, record).transpose(),
+            RecordReader::Parquet { rows, columns } => {
+                rows.next().map(|result| Ok((row, parquet_record(result, columns))))
+            }
+        }
+    }
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<File>, SourceError> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    Ok(csv::ReaderBuilder::new().flexible(true).from_reader(file))
+}
+
+fn parquet_reader(path: &Path) -> Result<parquet::file::serialized_reader::SerializedFileReader<File>, SourceError> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    parquet::file::serialized_reader::SerializedFileReader::new(file)
+        .map_err(|e| SourceError::Parquet { path: path.display().to_string(), message: e.to_string() })
+}
+
+fn next_jsonl(
+    reader: &mut BufReader<File>,
+    line: &mut u64,
+    buf: &mut Vec<u8>,
+) -> Result<Option<(u64, Record)>, SourceError> {
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', buf)
+            .map_err(|e| SourceError::Io { path: String::new(), message: format!("line {}: {e}", *line + 1) })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        *line += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let record = match std::str::from_utf8(buf) {
+            Ok(text) => Record::Json(text.trim_end().to_string()),
+            Err(e) => Record::Invalid(format!("not UTF-8: {e}")),
+        };
+        return Ok(Some((*line, record)));
+    }
+}
+
+fn next_csv(
+    reader: &mut csv::Reader<File>,
+    indices: &[usize],
+    record: &mut csv::ByteRecord,
+) -> Result<Option<(u64, Record)>, SourceError> {
+    match reader.read_byte_record(record) {
+        Ok(false) => Ok(None),
+        Ok(true) => {
+            let line = record.position().map_or(0, |p| p.line());
+            let mut cells = Vec::with_capacity(indices.len());
+            for &i in indices {
+                match record.get(i).map(std::str::from_utf8) {
+                    None => cells.push(None),
+                    Some(Ok(cell)) => cells.push(Some(cell.to_string())),
+                    Some(Err(e)) => return Ok(Some((line, Record::Invalid(format!("not UTF-8: {e}"))))),
+                }
+            }
+            Ok(Some((line, Record::Csv(cells))))
+        }
+        Err(e) => {
+            let line = e.position().map_or(0, |p| p.line());
+            match e.kind() {
+                csv::ErrorKind::Io(_) => Err(SourceError::Io { path: String::new(), message: e.to_string() }),
+                _ => Ok(Some((line, Record::Invalid(e.to_string())))),
+            }
+        }
+    }
+}
+
+/// The declared columns of a Parquet record as JSON values (an absent column stays absent).
+fn parquet_record(result: parquet::errors::Result<parquet::record::Row>, columns: &[String]) -> Record {
+    let row = match result {
+        Ok(row) => row,
+        Err(e) => return Record::Invalid(e.to_string()),
+    };
+    let mut object = Map::new();
+    for (name, field) in row.get_column_iter() {
+        if columns.contains(name) {
+            object.insert(name.clone(), field.to_json_value());
+        }
+    }
+    Record::Object(object)
+}
+
+/// Names the file in a read error raised below the point where the path is known.
+fn with_path(error: SourceError, path: &str) -> SourceError {
+    match error {
+        SourceError::Io { message, .. } => SourceError::Io { path: path.to_string(), message },
+        other => other,
+    }
+}
+
+/// How many records the file holds (a pass over it, except for Parquet).
+pub fn count_records(path: &Path, format: Format, schema: &Schema) -> Result<u64, SourceError> {
+    if format == Format::Parquet {
+        use parquet::file::reader::FileReader as _;
+        let rows = parquet_reader(path)?.metadata().file_metadata().num_rows();
+        return Ok(u64::try_from(rows).unwrap_or(0));
+    }
+    let mut reader = RecordReader::open(path, format, schema)?;
+    let mut count = 0;
+    while let Some(next) = reader.next(count + 1) {
+        next.map_err(|e| with_path(e, &path.display().to_string()))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The records of a source in file order, restricted to its slice.
+pub struct RawRows {
+    reader: RecordReader,
+    /// The index (from 0) of the next record in the file.
+    next_index: u64,
+    from: u64,
+    to: Option<u64>,
+    path: String,
+}
+
+impl RawRows {
+    /// The path, for messages.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Up to `n` records; an empty batch at the end.
+    pub fn batch(&mut self, n: usize) -> Result<Vec<RawRow>, SourceError> {
+        let mut batch = Vec::with_capacity(n);
+        while batch.len() < n {
+            match self.next() {
+                Some(row) => batch.push(row?),
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The checked rows: under `fail` the first bad row ends the stream with its error; under
+    /// `skip` bad rows are counted in `skipped`.
+    pub fn checked<'a>(
+        self,
+        schema: &'a Schema,
+        policy: BadRowPolicy,
+        skipped: &'a mut u64,
+    ) -> impl Iterator<Item = Result<Row, SourceError>> + 'a {
+        let path = self.path.clone();
+        let mut failed = false;
+        self.filter_map(move |raw| {
+            if failed {
+                return None;
+            }
+            let checked = raw
+                .and_then(|raw| schema.check(&raw).map_err(|error| SourceError::BadRow { path: path.clone(), error }));
+            match checked {
+                Err(SourceError::BadRow { .. }) if policy == BadRowPolicy::Skip => {
+                    *skipped += 1;
+                    None
+                }
+                Err(e) => {
+                    failed = true;
+                    Some(Err(e))
+                }
+                Ok(row) => Some(Ok(row)),
+            }
+        })
+    }
+}
+
+impl Iterator for RawRows {
+    type Item = Result<RawRow, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.to.is_some_and(|to| self.next_index >= to) {
+                return None;
+            }
+            let index = self.next_index;
+            let next = self.reader.next(index + 1)?.map_err(|e| with_path(e, &self.path));
+            self.next_index += 1;
+            if index < self.from {
+                if let Err(e) = next {
+                    return Some(Err(e));
+                }
+                continue;
+            }
+            return Some(next.map(|(line, record)| RawRow { at: RowPos { row: index + 1, line }, record }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_resolve_as_the_hub_does() {
+        let range = |s: &str, n: u64| SplitSlice::parse(s).expect("parses").range(Some(n));
+        assert_eq!(range("train", 10), (0, None));
+        assert_eq!(range("train[:4]", 10), (0, Some(4)));
+        assert_eq!(range("train[10%:]", 30), (3, None));
+        assert_eq!(range("train[5:50%]", 30), (5, Some(15)));
+        assert_eq!(range("train[-3:]", 10), (7, None));
+        assert_eq!(range("train[:100]", 10), (0, Some(10)));
+        assert_eq!(range("train[8:2]", 10), (8, Some(8)));
+        // 25% of 10 is 2.5 and 15% of 10 is 1.5: both round to the even neighbour, as Python's round.
+        assert_eq!(range("train[:25%]", 10), (0, Some(2)));
+        assert_eq!(range("train[:15%]", 10), (0, Some(2)));
+        assert!(!SplitSlice::parse("train[:10]").expect("parses").needs_count());
+        assert!(SplitSlice::parse("train[-10:]").expect("parses").needs_count());
+        assert!(SplitSlice::parse("train[10%:]").expect("parses").needs_count());
+        for bad in ["train[", "train[5]", "train[a:]", "[1:2]", "train[:101%]"] {
+            assert!(matches!(SplitSlice::parse(bad), Err(SourceError::BadSplit { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_values_are_checked_against_the_declared_types() {
+        let schema = Schema::new(&[
+            ("q", ColumnType::String),
+            ("n", ColumnType::Int),
+            ("x", ColumnType::Float),
+            ("b", ColumnType::Bool),
+            ("o", ColumnType::StringList),
+        ]);
+        let at = RowPos { row: 3, line: 4 };
+        let raw = |line: &str| RawRow { at, record: Record::Json(line.to_string()) };
+        let row = schema.check(&raw(r#"{"o":["a"],"b":true,"x":1,"n":2,"q":"hi","extra":0}"#)).expect("checks");
+        assert_eq!(row.values.keys().collect::<Vec<_>>(), ["q", "n", "x", "b", "o"]);
+        let wrong = schema.check(&raw(r#"{"q":"hi","n":2.5,"x":1,"b":true,"o":[]}"#));
+        assert_eq!(
+            wrong,
+            Err(RowError::WrongType { at, column: "n".into(), expected: ColumnType::Int, found: "a float" })
+        );
+        let missing = schema.check(&raw(r#"{"q":"hi","n":2,"x":1,"b":true}"#));
+        assert_eq!(missing, Err(RowError::MissingColumn { at, column: "o".into() }));
+        assert!(matches!(schema.check(&raw("[1]")), Err(RowError::NotAnObject { found: "a list", .. })));
+        let bad = schema.check(&raw("{\"q\": ")).expect_err("bad JSON");
+        assert!(bad.to_string().starts_with("row 3 (line 4): not valid JSON"), "{bad}");
+    }
+
+    #[test]
+    fn csv_cells_are_parsed() {
+        let schema = Schema::new(&[("n", ColumnType::Int), ("b", ColumnType::Bool), ("o", ColumnType::StringList)]);
+        let at = RowPos { row: 1, line: 2 };
+        let raw = |cells: &[Option<&str>]| RawRow {
+            at,
+            record: Record::Csv(cells.iter().map(|c| c.map(str::to_string)).collect()),
+        };
+        let row = schema.check(&raw(&[Some("7"), Some("TRUE"), Some(r#"["a","b"]"#)])).expect("checks");
+        assert_eq!(Value::Object(row.values), serde_json::json!({"n": 7, "b": true, "o": ["a", "b"]}));
+        assert!(matches!(
+            schema.check(&raw(&[Some(""), Some("true"), Some("[]")])),
+            Err(RowError::MissingColumn { column, .. }) if column == "n"
+        ));
+        assert!(matches!(
+            schema.check(&raw(&[Some("7"), Some("yes"), Some("[]")])),
+            Err(RowError::WrongType { column, .. }) if column == "b"
+        ));
+        assert!(matches!(
+            schema.check(&raw(&[Some("7"), Some("true"), None])),
+            Err(RowError::MissingColumn { column, .. }) if column == "o"
+        ));
+    }
+
+    #[test]
+    fn remote_sources_are_not_read_here() {
+        let schema = Schema::new(&[("q", ColumnType::String)]);
+        let mut spec = SourceSpec::file(Path::new("s3://bucket/data.jsonl"), schema.clone());
+        assert!(matches!(spec.open(), Err(SourceError::Unsupported { .. })));
+        spec.origin = Origin::HfDataset { id: "UCSC-VLAA/MedReason".into() };
+        let error = spec.open().err().expect("unsupported");
+        assert!(error.to_string().contains("hf_dataset(\"UCSC-VLAA/MedReason\")"), "{error}");
+        assert!(matches!(Format::resolve(None, "data.txt"), Err(SourceError::UnknownFormat { .. })));
+        assert_eq!(Format::resolve(Some("auto"), "d.PARQUET"), Ok(Format::Parquet));
+    }
+}

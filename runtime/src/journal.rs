@@ -1,0 +1,427 @@
+//! The state journal: what every node of a pipeline's runs produced, kept in `.tunec/<pipeline>/`
+//! beside the pipeline file, so that a run can be resumed and every node is either reused or run
+//! for a stated reason.
+//!
+//! `state.json` holds one record per node: its content key, status, attempt, job name, the outputs
+//! it wrote with their SHA-256 digests, and times. Every change is written atomically: a temporary
+//! file in the same folder is written and fsynced, renamed over `state.json`, and the folder is
+//! fsynced, so a crash at any moment leaves either the old or the new state, never a torn one.
+//!
+//! A run holds an exclusive lock (`lock`, created with `create_new`, holding the owner's pid and
+//! start time). A second run on the same pipeline is refused with a message naming the owner. A
+//! lock whose process is gone (a killed run) is stale: it is reported as such, and
+//! [`clear_stale_lock`] removes it only after checking that its process no longer exists.
+//!
+//! A node is reused only when its record has the same key, succeeded, and every recorded output
+//! still exists with the same digest; otherwise [`Journal::decide`] says which of these failed.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The version of the `state.json` schema.
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One file a node produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Output {
+    /// Relative to the journal's folder's parent (the pipeline's folder), or an `s3://` URI.
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub key: String,
+    pub status: Status,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    #[serde(default)]
+    pub outputs: Vec<Output>,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub pipeline: String,
+    pub nodes: BTreeMap<String, NodeRecord>,
+}
+
+/// What goes wrong with the journal, as data.
+#[derive(Debug)]
+pub enum JournalError {
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Another live process holds the lock.
+    Locked {
+        path: PathBuf,
+        pid: u32,
+        since: String,
+    },
+    /// The lock's process is gone: a run was killed.
+    StaleLock {
+        path: PathBuf,
+        pid: u32,
+        since: String,
+    },
+    /// `state.json` cannot be read as a state.
+    Corrupt {
+        path: PathBuf,
+        message: String,
+    },
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::Io { path, error } => write!(f, "cannot use `{}`: {error}", path.display()),
+            JournalError::Locked { path, pid, since } => write!(
+                f,
+                "another tunec run (pid {pid}, started {since}) holds `{}`; wait for it to finish, or stop it",
+                path.display()
+            ),
+            JournalError::StaleLock { path, pid, since } => write!(
+                f,
+                "`{}` is left by a run that is gone (pid {pid}, started {since}); clear it with `tunec status --clear-stale-lock FILE`",
+                path.display()
+            ),
+            JournalError::Corrupt { path, message } => write!(
+                f,
+                "`{}` is not a tunec state file ({message}); move it away to start the pipeline's state afresh",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |error| JournalError::Io { path: path.to_path_buf(), error }
+}
+
+/// Now, as an RFC 3339 timestamp in UTC.
+pub fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// The journal folder of `pipeline` for a pipeline file in `base`.
+pub fn folder(base: &Path, pipeline: &str) -> PathBuf {
+    base.join(".tunec").join(pipeline)
+}
+
+/// SHA-256 of a file, in hex, and its size.
+pub fn digest_file(path: &Path) -> Result<(String, u64), JournalError> {
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
+    Ok((hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(), bytes))
+}
+
+/// Writes `contents` to `path` atomically: temp file, fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let name = path.file_name().map_or("state".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(contents).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LockInfo {
+    pid: u32,
+    since: String,
+}
+
+fn read_lock(path: &Path) -> Option<LockInfo> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Removes the lock of `folder` if the process that took it no longer exists. Returns whether a
+/// lock was removed; a live owner is an error, so a running pipeline is never unlocked.
+pub fn clear_stale_lock(folder: &Path) -> Result<bool, JournalError> {
+    let path = folder.join("lock");
+    if !path.exists() {
+        return Ok(false);
+    }
+    match read_lock(&path) {
+        Some(info) if process_alive(info.pid) => Err(JournalError::Locked { path, pid: info.pid, since: info.since }),
+        _ => {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            Ok(true)
+        }
+    }
+}
+
+/// Reads the state of a pipeline without taking the lock (for `tunec status` and `tunec plan`).
+pub fn read_state(folder: &Path) -> Result<Option<State>, JournalError> {
+    let path = folder.join("state.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).map(Some).map_err(|e| JournalError::Corrupt { path, message: e.to_string() })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(JournalError::Io { path, error }),
+    }
+}
+
+/// Why a node runs, or that it is reused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Reuse,
+    Run(Reason),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    NeverRun,
+    KeyChanged { recorded: String },
+    NotSucceeded(Status),
+    OutputMissing(String),
+    OutputChanged(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NeverRun => f.write_str("no previous run"),
+            Reason::KeyChanged { recorded } => {
+                write!(f, "its inputs changed (key was {})", &recorded[..recorded.len().min(12)])
+            }
+            Reason::NotSucceeded(Status::Running) => f.write_str("the previous run did not finish"),
+            Reason::NotSucceeded(_) => f.write_str("the previous run failed"),
+            Reason::OutputMissing(path) => write!(f, "its output `{path}` is gone"),
+            Reason::OutputChanged(path) => write!(f, "its output `{path}` changed since it was written"),
+        }
+    }
+}
+
+/// Reuse or run, for a node with content key `key` given its record; local outputs are checked
+/// against `base` (the pipeline's folder).
+pub fn decide(record: Option<&NodeRecord>, key: &str, base: &Path) -> Result<Decision, JournalError> {
+    let Some(record) = record else { return Ok(Decision::Run(Reason::NeverRun)) };
+    if record.key != key {
+        return Ok(Decision::Run(Reason::KeyChanged { recorded: record.key.clone() }));
+    }
+    if record.status != Status::Succeeded {
+        return Ok(Decision::Run(Reason::NotSucceeded(record.status)));
+    }
+    for output in record.outputs.iter().filter(|o| !o.path.starts_with("s3://")) {
+        let path = base.join(&output.path);
+        if !path.exists() {
+            return Ok(Decision::Run(Reason::OutputMissing(output.path.clone())));
+        }
+        if digest_file(&path)?.0 != output.sha256 {
+            return Ok(Decision::Run(Reason::OutputChanged(output.path.clone())));
+        }
+    }
+    Ok(Decision::Reuse)
+}
+
+/// An open journal: the lock is held until it is dropped.
+#[derive(Debug)]
+pub struct Journal {
+    folder: PathBuf,
+    state: State,
+}
+
+impl Journal {
+    /// Takes the lock of `pipeline`'s journal under `base` and loads its state.
+    pub fn open(base: &Path, pipeline: &str) -> Result<Journal, JournalError> {
+        let folder = folder(base, pipeline);
+        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+        let lock = folder.join("lock");
+        let info = LockInfo { pid: std::process::id(), since: now() };
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&lock);
+        match created {
+            Ok(mut file) => {
+                let text = serde_json::to_string(&info).unwrap_or_default();
+                file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(io(&lock))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let (pid, since) = read_lock(&lock).map_or((0, "at an unknown time".to_owned()), |i| (i.pid, i.since));
+                return Err(if pid != 0 && process_alive(pid) {
+                    JournalError::Locked { path: lock, pid, since }
+                } else {
+                    JournalError::StaleLock { path: lock, pid, since }
+                });
+            }
+            Err(error) => return Err(JournalError::Io { path: lock, error }),
+        }
+        let state = match read_state(&folder) {
+            Ok(state) => {
+                state.unwrap_or(State { version: STATE_VERSION, pipeline: pipeline.to_owned(), nodes: BTreeMap::new() })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(folder.join("lock"));
+                return Err(e);
+            }
+        };
+        Ok(Journal { folder, state })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// Records a node's new state and writes the journal atomically before returning.
+    pub fn record(&mut self, node: &str, record: NodeRecord) -> Result<(), JournalError> {
+        self.state.nodes.insert(node.to_owned(), record);
+        let text = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
+        write_atomic(&self.folder.join("state.json"), &text)
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.folder.join("lock"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tunec-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    fn record(key: &str, status: Status, outputs: Vec<Output>) -> NodeRecord {
+        NodeRecord {
+            key: key.into(),
+            status,
+            attempt: 1,
+            job_name: None,
+            outputs,
+            started_at: now(),
+            finished_at: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn one_run_at_a_time_and_the_state_survives_reopening() {
+        let base = temp("lock");
+        let mut journal = Journal::open(&base, "p").expect("first open");
+        let second = Journal::open(&base, "p").expect_err("the lock is held");
+        assert!(matches!(second, JournalError::Locked { pid, .. } if pid == std::process::id()));
+        assert!(second.to_string().contains("another tunec run"), "{second}");
+        journal.record("sft", record("k1", Status::Succeeded, Vec::new())).expect("record");
+        drop(journal);
+        let again = Journal::open(&base, "p").expect("the lock is released on drop");
+        assert_eq!(again.state().nodes["sft"].key, "k1");
+        assert_eq!(again.state().version, STATE_VERSION);
+    }
+
+    #[test]
+    fn a_killed_runs_lock_is_stale_and_only_then_cleared() {
+        let base = temp("stale");
+        let folder = folder(&base, "p");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        // A pid no process has: Linux pids stay below 2^22.
+        std::fs::write(folder.join("lock"), r#"{"pid": 4294967, "since": "2026-01-01T00:00:00Z"}"#).expect("write");
+        let err = Journal::open(&base, "p").expect_err("stale");
+        assert!(matches!(err, JournalError::StaleLock { pid: 4_294_967, .. }), "{err}");
+        assert!(err.to_string().contains("--clear-stale-lock"), "{err}");
+        assert!(clear_stale_lock(&folder).expect("cleared"));
+        let journal = Journal::open(&base, "p").expect("open after clearing");
+        // The lock of a live run (this one) is never cleared.
+        assert!(matches!(clear_stale_lock(journal.folder()), Err(JournalError::Locked { .. })));
+        assert!(journal.folder().join("lock").exists());
+    }
+
+    #[test]
+    fn live_locks_are_not_cleared() {
+        let base = temp("live");
+        let folder = folder(&base, "p");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        // pid 1 is alive on every Linux system.
+        std::fs::write(folder.join("lock"), r#"{"pid": 1, "since": "2026-01-01T00:00:00Z"}"#).expect("write");
+        assert!(matches!(clear_stale_lock(&folder), Err(JournalError::Locked { pid: 1, .. })));
+        assert!(folder.join("lock").exists());
+    }
+
+    #[test]
+    fn reuse_needs_the_same_key_success_and_intact_outputs() {
+        let base = temp("decide");
+        std::fs::write(base.join("out.jsonl"), "a\n").expect("write");
+        let (sha256, bytes) = digest_file(&base.join("out.jsonl")).expect("digest");
+        let out = vec![Output { path: "out.jsonl".into(), sha256, bytes }];
+        assert_eq!(decide(None, "k", &base).expect("decide"), Decision::Run(Reason::NeverRun));
+        let ok = record("k", Status::Succeeded, out.clone());
+        assert_eq!(decide(Some(&ok), "k", &base).expect("decide"), Decision::Reuse);
+        assert_eq!(
+            decide(Some(&ok), "k2", &base).expect("decide"),
+            Decision::Run(Reason::KeyChanged { recorded: "k".into() })
+        );
+        let running = record("k", Status::Running, out.clone());
+        assert_eq!(
+            decide(Some(&running), "k", &base).expect("decide"),
+            Decision::Run(Reason::NotSucceeded(Status::Running))
+        );
+        std::fs::write(base.join("out.jsonl"), "b\n").expect("write");
+        assert_eq!(
+            decide(Some(&ok), "k", &base).expect("decide"),
+            Decision::Run(Reason::OutputChanged("out.jsonl".into()))
+        );
+        std::fs::remove_file(base.join("out.jsonl")).expect("remove");
+        assert_eq!(
+            decide(Some(&ok), "k", &base).expect("decide"),
+            Decision::Run(Reason::OutputMissing("out.jsonl".into()))
+        );
+    }
+
+    #[test]
+    fn atomic_writes_leave_no_partial_state() {
+        let base = temp("atomic");
+        let path = base.join("state.json");
+        write_atomic(&path, b"{\"v\": 1}").expect("write");
+        write_atomic(&path, b"{\"v\": 2}").expect("overwrite");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"v\": 2}");
+        let leftovers: Vec<_> = std::fs::read_dir(&base)
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files are renamed away");
+        std::fs::write(base.join("state.json"), "not json").expect("write");
+        assert!(matches!(read_state(&base), Err(JournalError::Corrupt { .. })));
+    }
+}
