@@ -12,6 +12,7 @@ mod local_model;
 mod resolve;
 mod rules;
 pub mod schema;
+pub mod slice;
 mod suggest;
 #[cfg(test)]
 mod tests;

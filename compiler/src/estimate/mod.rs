@@ -712,16 +712,14 @@ fn largest(terms: &[Term], n: usize) -> Vec<&Term> {
     sorted
 }
 
-/// The row bound of a `train[:N]` or `train[M:N]` slice, when both bounds are absolute.
+/// The rows a `train[:N]` or `train[M:N]` slice selects, when that is known without the data.
 fn slice_rows(split: &str) -> Option<u64> {
-    let inner = split.split_once('[')?.1.strip_suffix(']')?;
-    let (start, end) = inner.split_once(':')?;
-    if start.contains('%') || end.contains('%') {
+    let slice = crate::check::slice::SplitSlice::parse(split).ok()?;
+    if slice.needs_count() {
         return None;
     }
-    let start: u64 = if start.trim().is_empty() { 0 } else { start.trim().parse().ok()? };
-    let end: u64 = end.trim().parse().ok()?;
-    end.checked_sub(start)
+    let (from, to) = slice.range(None);
+    to.map(|to| to - from)
 }
 
 /// Memory of a train setup: re-exported for calibration.

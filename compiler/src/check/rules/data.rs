@@ -116,37 +116,18 @@ pub(super) fn run(r: &mut Report<'_>) {
     }
 }
 
-/// Validates `name[start:end]` where bounds are integers or percentages.
+/// Validates a split slice: the shared parser, a split name of letters, digits, `_` and `-`, and a
+/// slice that is not empty by construction.
 pub(super) fn check_slice(text: &str) -> Result<(), String> {
-    let (name, slice) = match text.find('[') {
-        Some(i) => (&text[..i], Some(&text[i..])),
-        None => (text, None),
-    };
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    use crate::check::slice::{Bound, SplitSlice};
+    let slice = SplitSlice::parse(text)?;
+    if slice.split.is_empty() || !slice.split.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err("the split name is missing or has characters other than letters, digits, `_` and `-`".into());
     }
-    let Some(slice) = slice else { return Ok(()) };
-    let inner = slice.strip_prefix('[').and_then(|s| s.strip_suffix(']')).ok_or("a slice is closed with `]`")?;
-    let (start, end) = inner.split_once(':').ok_or("a slice has a `:` between its bounds")?;
-    let bound = |b: &str| -> Result<Option<f64>, String> {
-        let b = b.trim();
-        if b.is_empty() {
-            return Ok(None);
-        }
-        let (num, pct) = match b.strip_suffix('%') {
-            Some(n) => (n, true),
-            None => (b, false),
-        };
-        let value: i64 = num.parse().map_err(|_| format!("`{b}` is not an integer or a percentage"))?;
-        if pct && !(-100..=100).contains(&value) {
-            return Err(format!("`{b}` is not a percentage between -100% and 100%"));
-        }
-        Ok(Some(value as f64))
-    };
-    let (s, e) = (bound(start)?, bound(end)?);
-    let same_kind = start.trim().ends_with('%') == end.trim().ends_with('%');
-    if let (Some(s), Some(e)) = (s, e) {
-        if same_kind && s >= 0.0 && e >= 0.0 && e <= s {
+    if let (Some(Bound::Rows(s)), Some(Bound::Rows(e))) | (Some(Bound::Percent(s)), Some(Bound::Percent(e))) =
+        (slice.from, slice.to)
+    {
+        if s >= 0 && e >= 0 && e <= s {
             return Err("the slice is empty: its end is not after its start".into());
         }
     }
