@@ -1,15 +1,19 @@
 //! Argument parsing (clap) and dispatch to the subcommands.
 //!
-//! `check`, `plan`, `build`, `graph`, `iam-policy`, `status` and `explain` are complete. `run` and
-//! `fmt` belong to later stages of the project (runtime, formatter); until they exist each one
-//! says so in one line and exits 2, rather than printing anything that could be mistaken for a
-//! result.
+//! `check`, `plan`, `build`, `graph`, `iam-policy`, `status` and `explain` are complete. `run`
+//! carries out the data nodes of local pipelines and stops, saying so, before the first job node
+//! (train, merge, evaluate) or on the SageMaker target. `fmt` belongs to a later stage (the
+//! formatter); until it exists it says so in one line and exits 2, rather than printing anything
+//! that could be mistaken for a result.
 
+use crate::check::compiled;
 use crate::{check, emit, errors_doc, plan};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tunec_compiler::diagnostics::Code;
+use tunec_runtime::journal::Journal;
+use tunec_runtime::run::{self as runner, Outcome, RunError};
 
 #[derive(Parser, Debug)]
 #[command(name = "tunec", version, about = "A compiler and runtime for LLM fine-tuning pipelines", long_about = None)]
@@ -96,8 +100,14 @@ enum Command {
         #[command(flatten)]
         input: Input,
     },
-    /// Run the pipeline (resumable).
-    Run { file: PathBuf },
+    /// Run the pipeline (resumable): today the data nodes of a local pipeline.
+    Run {
+        #[command(flatten)]
+        input: Input,
+        /// Stop after this node.
+        #[arg(long, value_name = "NODE")]
+        until: Option<String>,
+    },
     /// Show the state journal of a pipeline's runs (`.tunec/<pipeline>/` beside the file).
     Status {
         /// The `.tune` file.
@@ -133,9 +143,45 @@ pub(crate) fn main() -> ExitCode {
         Command::Graph { input, format } => plan::graph(&input, format),
         Command::IamPolicy { input } => plan::iam_policy(&input),
         Command::Explain { code } => explain(code.as_deref()),
-        Command::Run { .. } => not_yet("run", "the runtime"),
+        Command::Run { input, until } => run(&input, until.as_deref()),
         Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
         Command::Fmt { .. } => not_yet("fmt", "the formatter"),
+    }
+}
+
+/// `tunec run`: exit 0 when every node up to the end (or `--until`) is done, 1 when the pipeline
+/// does not compile or a node fails, 2 for usage errors, a held lock, the SageMaker target, or a
+/// job node that would have to run.
+fn run(input: &Input, until: Option<&str>) -> ExitCode {
+    let (checked, graph) = match compiled(input) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(program) = &checked.program else { return ExitCode::from(1) };
+    if graph.target != "local" {
+        return usage_error(
+            "run: the SageMaker target is not available yet in this version (it comes later); `tunec build` writes its requests today",
+        );
+    }
+    if let Err(e) = runner::last_node(&graph, until) {
+        return usage_error(&e.to_string());
+    }
+    let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut journal = match Journal::open(&base, &graph.pipeline) {
+        Ok(journal) => journal,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    match runner::run_local(program, &graph, &base, until, &mut journal, &mut std::io::stdout()) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::StoppedBefore(name)) => {
+            eprintln!("stop before {name}: running entry scripts locally is not built yet");
+            ExitCode::from(2)
+        }
+        Err(e @ RunError::NodeFailed { .. }) => {
+            eprintln!("tunec: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => usage_error(&e.to_string()),
     }
 }
 

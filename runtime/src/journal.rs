@@ -205,10 +205,15 @@ pub enum Decision {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
     NeverRun,
-    KeyChanged { recorded: String },
+    KeyChanged {
+        recorded: String,
+    },
     NotSucceeded(Status),
     OutputMissing(String),
     OutputChanged(String),
+    /// A node it reads ran again in this run and produced different outputs (a changed dataset
+    /// file or model directory), which its key does not capture.
+    InputRan(String),
 }
 
 impl fmt::Display for Reason {
@@ -222,6 +227,7 @@ impl fmt::Display for Reason {
             Reason::NotSucceeded(_) => f.write_str("the previous run failed"),
             Reason::OutputMissing(path) => write!(f, "its output `{path}` is gone"),
             Reason::OutputChanged(path) => write!(f, "its output `{path}` changed since it was written"),
+            Reason::InputRan(node) => write!(f, "its input `{node}` ran again with different outputs"),
         }
     }
 }

@@ -1,0 +1,211 @@
+//! The data nodes of a local run: what each one reads, writes and records as its outputs.
+//!
+//! - `model`: a `local_model` directory's `config.json`, `tokenizer.json`, `tokenizer_config.json`
+//!   (and `chat_template.jinja` when present) are recorded with their digests, so that a changed
+//!   model runs its dependents again; a Hub model records nothing (jobs download it).
+//! - `dataset`: a local `file(...)` is recorded with its digest; `hf_dataset` and `s3://` sources are
+//!   not read offline yet and say so.
+//! - `chat`: nothing of its own; its settings are used by the split below.
+//! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and
+//!   tokenizer into `.tunec/<pipeline>/data/<split>/<key>/`, and `profile.json` is copied to
+//!   `.tunec/<pipeline>/profiles/<chat>.json`, where `tunec check` reads it for estimates.
+//!
+//! Output paths are relative to the pipeline's folder (`base`), as the journal records them.
+
+use std::fmt;
+use std::path::Path;
+
+use serde_json::json;
+use tunec_compiler::check::{Program, TypedNode, Val};
+use tunec_compiler::syntax::ast::NodeKind;
+
+use crate::data::conversation::ChatSpec;
+use crate::data::prepare::{prepare, PrepareConfig, Split, SplitFractions, TrainOn};
+use crate::data::source::{parse_split, BadRowPolicy, ColumnType, Origin, Schema, SourceSpec};
+use crate::data::tokenize::{ChatTokenizer, OverflowPolicy};
+use crate::journal::{self, Output};
+
+/// Why a data node failed, as the journal records it and the run prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError(pub String);
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StepError {}
+
+fn fail<T>(message: impl Into<String>) -> Result<T, StepError> {
+    Err(StepError(message.into()))
+}
+
+fn err(e: impl fmt::Display) -> StepError {
+    StepError(e.to_string())
+}
+
+/// Where a pipeline's data-step outputs go, relative to the pipeline's folder.
+fn tunec_dir(pipeline: &str) -> String {
+    format!(".tunec/{pipeline}")
+}
+
+/// A recorded output: `rel` (relative to `base`) with its digest.
+fn output(base: &Path, rel: &str) -> Result<Output, StepError> {
+    let (sha256, bytes) = journal::digest_file(&base.join(rel)).map_err(err)?;
+    Ok(Output { path: rel.to_owned(), sha256, bytes })
+}
+
+fn node<'p>(program: &'p Program, name: &str) -> Result<&'p TypedNode, StepError> {
+    program.node(name).ok_or_else(|| StepError(format!("the program has no node `{name}`")))
+}
+
+fn referenced<'p>(program: &'p Program, from: &TypedNode, field: &str) -> Result<&'p TypedNode, StepError> {
+    match from.fields.reference(field) {
+        Some(r) => node(program, &r.node),
+        None => fail(format!("`{}` has no `{field}`", from.name)),
+    }
+}
+
+/// Carries out a data node (model, dataset, chat or split) and returns the outputs to record.
+pub fn run_node(program: &Program, name: &str, key: &str, base: &Path) -> Result<Vec<Output>, StepError> {
+    let n = node(program, name)?;
+    match n.kind {
+        NodeKind::Model => model_outputs(n, base),
+        NodeKind::Dataset => dataset_outputs(n, base),
+        NodeKind::Chat => Ok(Vec::new()),
+        NodeKind::Split => split(program, n, key, base),
+        _ => fail(format!("`{name}` is a {} node, not a data step", n.kind.as_str())),
+    }
+}
+
+/// The files of a local model directory that decide what its tokenizer does.
+fn model_outputs(n: &TypedNode, base: &Path) -> Result<Vec<Output>, StepError> {
+    if n.func != "local_model" {
+        return Ok(Vec::new());
+    }
+    let dir = n.fields.str("path").unwrap_or_default();
+    let mut outputs = Vec::new();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        let rel = Path::new(dir).join(file).display().to_string();
+        if file == "chat_template.jinja" && !base.join(&rel).is_file() {
+            continue;
+        }
+        outputs.push(output(base, &rel)?);
+    }
+    Ok(outputs)
+}
+
+/// The dataset node's source as the data engine reads it, with a local path resolved against `base`.
+fn source_spec(n: &TypedNode, base: &Path) -> Result<SourceSpec, StepError> {
+    let origin = match n.func.as_str() {
+        "file" => {
+            let path = n.fields.str("path").unwrap_or_default();
+            let path = if path.starts_with("s3://") { path.to_owned() } else { base.join(path).display().to_string() };
+            Origin::File { path, format: n.fields.word("format").map(str::to_owned) }
+        }
+        _ => Origin::HfDataset { id: n.fields.str("id").unwrap_or_default().to_owned() },
+    };
+    let columns = match n.fields.get("columns").map(|f| &f.val) {
+        Some(Val::Columns(columns)) => columns
+            .iter()
+            .map(|c| match ColumnType::parse(&c.ty) {
+                Some(ty) => Ok((c.name.clone(), ty)),
+                None => fail(format!("column `{}` has a type the data step does not read: {}", c.name, c.ty)),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return fail(format!("dataset `{}` declares no columns", n.name)),
+    };
+    Ok(SourceSpec {
+        origin,
+        split: n.fields.str("split").map(parse_split).transpose().map_err(err)?,
+        schema: Schema { columns },
+        on_bad_row: if n.fields.word("on_bad_row") == Some("skip") { BadRowPolicy::Skip } else { BadRowPolicy::Fail },
+    })
+}
+
+fn dataset_outputs(n: &TypedNode, base: &Path) -> Result<Vec<Output>, StepError> {
+    let spec = source_spec(n, base)?;
+    let (path, _) = spec.local().map_err(err)?;
+    if !path.is_file() {
+        return fail(format!("dataset `{}`: no file at {}", n.name, path.display()));
+    }
+    Ok(vec![output(base, n.fields.str("path").unwrap_or_default())?])
+}
+
+/// The tokenizer of the chat node's model: a local directory only, for now.
+fn tokenizer(model: &TypedNode, base: &Path) -> Result<ChatTokenizer, StepError> {
+    if model.func != "local_model" {
+        return fail(format!(
+            "the tokenizer of `{}` is on the Hugging Face Hub, which the local data step does not download yet; \
+             download the model and use local_model(...)",
+            model.name
+        ));
+    }
+    let dir = base.join(model.fields.str("path").unwrap_or_default());
+    ChatTokenizer::from_files(&dir)
+        .map_err(|e| StepError(format!("cannot load the tokenizer of `{}`: {e}", model.name)))
+}
+
+fn prepare_config(chat: &TypedNode, split: &TypedNode, schema: &Schema) -> Result<PrepareConfig, StepError> {
+    let f = &chat.fields;
+    if f.bool("add_special_tokens") == Some(true) {
+        return fail(format!(
+            "chat `{}`: add_special_tokens = true is not supported by the data step (the chat template already \
+             writes BOS, so it would be doubled); remove it",
+            chat.name
+        ));
+    }
+    let spec = ChatSpec::new(
+        f.str("system"),
+        f.str("user").unwrap_or_default(),
+        f.str("assistant").unwrap_or_default(),
+        schema,
+    )
+    .map_err(|e| StepError(format!("chat `{}`: {e}", chat.name)))?;
+    let seq_len = f.int("seq_len").and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+    let overflow = match f.word("overflow") {
+        Some("drop") => OverflowPolicy::Drop,
+        Some("truncate") => OverflowPolicy::Truncate,
+        _ => OverflowPolicy::Error,
+    };
+    let s = &split.fields;
+    let fractions = SplitFractions {
+        train: s.float("train").unwrap_or(0.0),
+        val: s.float("val").unwrap_or(0.0),
+        test: s.float("test").unwrap_or(0.0),
+        seed: s.int("seed").and_then(|n| u64::try_from(n).ok()).unwrap_or(42),
+    };
+    let mut config = PrepareConfig::new(spec, seq_len, overflow, fractions);
+    config.train_on = if f.word("train_on") == Some("all") { TrainOn::All } else { TrainOn::Assistant };
+    config.dedup = s.bool("dedup").unwrap_or(true);
+    if let Some(date) = f.str("date_string") {
+        config.template_vars.insert("date_string".into(), json!(date));
+    }
+    Ok(config)
+}
+
+/// Prepares the split's files and the chat node's data profile.
+fn split(program: &Program, split: &TypedNode, key: &str, base: &Path) -> Result<Vec<Output>, StepError> {
+    let chat = referenced(program, split, "data")?;
+    let dataset = referenced(program, chat, "data")?;
+    let model = referenced(program, chat, "tokenizer")?;
+    let source = source_spec(dataset, base)?;
+    let config = prepare_config(chat, split, &source.schema)?;
+    let tokenizer = tokenizer(model, base)?;
+    let dir = tunec_dir(&program.name);
+    let out_rel = format!("{dir}/data/{}/{key}", split.name);
+    let out = base.join(&out_rel);
+    let profile = prepare(&source, &tokenizer, &config, &out)
+        .map_err(|e| StepError(format!("split `{}` of chat `{}`: {e}", split.name, chat.name)))?;
+    let profile_rel = format!("{dir}/profiles/{}.json", chat.name);
+    let text = serde_json::to_vec_pretty(&profile).map_err(err)?;
+    journal::write_atomic(&base.join(&profile_rel), &text).map_err(err)?;
+    let mut outputs = Vec::new();
+    for part in Split::ALL {
+        outputs.push(output(base, &format!("{out_rel}/{0}/{0}.jsonl", part.name()))?);
+    }
+    outputs.push(output(base, &format!("{out_rel}/profile.json"))?);
+    outputs.push(output(base, &profile_rel)?);
+    Ok(outputs)
+}

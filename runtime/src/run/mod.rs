@@ -1,0 +1,145 @@
+//! `tunec run` on the local target: walk the job graph in order, reuse what the journal says is
+//! intact, run the rest, and record every attempt.
+//!
+//! The graph is already topological, so nodes are visited in its order, one at a time, up to the
+//! end or to `--until`. Each node is either reused (same key, succeeded, outputs intact, per
+//! [`journal::decide`]) or run, and the caller is told which with one line. A node also runs when
+//! one of its inputs ran in this run and produced different outputs (a changed dataset file or
+//! model directory, which no key captures). A run is recorded as `running` (attempt + 1) before the
+//! work and as `succeeded` with its outputs, or `failed` with the error, after it; a failure stops
+//! the walk.
+//!
+//! Only the data nodes are carried out here ([`data`]). Job nodes (train, merge, evaluate) need the
+//! entry scripts run locally, which is not built yet: the walk stops before the first one that
+//! would run and says so, rather than pretending.
+
+pub mod data;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use tunec_compiler::check::Program;
+use tunec_compiler::lower::{Execution, JobGraph};
+
+use crate::journal::{self, Decision, Journal, JournalError, NodeRecord, Reason, Status};
+
+/// Why a run stopped with an error.
+#[derive(Debug)]
+pub enum RunError {
+    /// `--until` names no node of the graph.
+    UnknownNode { name: String, known: Vec<String> },
+    /// The journal cannot be read or written.
+    Journal(JournalError),
+    /// A node failed; the failure is recorded in the journal.
+    NodeFailed { node: String, message: String },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::UnknownNode { name, known } => {
+                write!(f, "`--until {name}`: no node `{name}` in this pipeline (its nodes: {})", known.join(", "))
+            }
+            RunError::Journal(e) => e.fmt(f),
+            RunError::NodeFailed { node, message } => write!(f, "{node} failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<JournalError> for RunError {
+    fn from(e: JournalError) -> Self {
+        RunError::Journal(e)
+    }
+}
+
+/// How a run that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every node up to the end (or `--until`) is done or reused.
+    Done,
+    /// This job node would run, and running entry scripts locally is not built yet.
+    StoppedBefore(String),
+}
+
+/// The index of the last node to visit: `until`'s, or the graph's last.
+pub fn last_node(graph: &JobGraph, until: Option<&str>) -> Result<usize, RunError> {
+    match until {
+        None => Ok(graph.nodes.len().saturating_sub(1)),
+        Some(name) => graph.nodes.iter().position(|n| n.name == name).ok_or_else(|| RunError::UnknownNode {
+            name: name.to_owned(),
+            known: graph.nodes.iter().map(|n| n.name.clone()).collect(),
+        }),
+    }
+}
+
+fn is_data(execution: &Execution) -> bool {
+    matches!(execution, Execution::Model { .. } | Execution::Data { .. })
+}
+
+/// Runs `graph` (lowered from `program`, for the local target) up to `until`, with `base` the
+/// pipeline's folder, recording in `journal` and writing one line per node to `out`.
+pub fn run_local(
+    program: &Program,
+    graph: &JobGraph,
+    base: &Path,
+    until: Option<&str>,
+    journal: &mut Journal,
+    out: &mut dyn Write,
+) -> Result<Outcome, RunError> {
+    let last = last_node(graph, until)?;
+    // Nodes that ran in this run and whose outputs differ from the recorded ones.
+    let mut changed: BTreeSet<&str> = BTreeSet::new();
+    for node in graph.nodes.iter().take(last + 1) {
+        let previous = journal.state().nodes.get(&node.name).cloned();
+        let reason = match journal::decide(previous.as_ref(), &node.key, base)? {
+            Decision::Run(reason) => reason,
+            Decision::Reuse => match node.deps.iter().find(|d| changed.contains(d.as_str())) {
+                Some(dep) => Reason::InputRan(dep.clone()),
+                None => {
+                    let _ = writeln!(out, "reuse {}: same inputs, outputs intact", node.name);
+                    continue;
+                }
+            },
+        };
+        if !is_data(&node.execution) {
+            return Ok(Outcome::StoppedBefore(node.name.clone()));
+        }
+        let _ = writeln!(out, "run {}: {reason}", node.name);
+        let mut record = NodeRecord {
+            key: node.key.clone(),
+            status: Status::Running,
+            attempt: previous.as_ref().map_or(0, |p| p.attempt) + 1,
+            job_name: None,
+            outputs: Vec::new(),
+            started_at: journal::now(),
+            finished_at: None,
+            error: None,
+        };
+        journal.record(&node.name, record.clone())?;
+        let result = data::run_node(program, &node.name, &node.key, base);
+        record.finished_at = Some(journal::now());
+        match result {
+            Ok(outputs) => {
+                let differs = matches!(reason, Reason::InputRan(_))
+                    || previous.as_ref().is_none_or(|p| p.status != Status::Succeeded || p.outputs != outputs);
+                record.status = Status::Succeeded;
+                record.outputs = outputs;
+                journal.record(&node.name, record)?;
+                if differs {
+                    changed.insert(&node.name);
+                }
+            }
+            Err(e) => {
+                record.status = Status::Failed;
+                record.error = Some(e.to_string());
+                journal.record(&node.name, record)?;
+                return Err(RunError::NodeFailed { node: node.name.clone(), message: e.to_string() });
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
