@@ -1,8 +1,9 @@
 //! `tunec run` on the local target, driven as a user drives it: the data nodes run, are journaled,
-//! and are reused or run again for a stated reason; locks, unknown nodes, job nodes and the
-//! SageMaker target stop the run with exit code 2.
+//! and are reused or run again for a stated reason; locks, unknown nodes, a job without a Python
+//! and the SageMaker target stop the run with exit code 2; and examples/tiny-local runs end to end
+//! (data step, train.py, merge.py, evaluate.py on the CPU) with `TUNEC_TEST_PYTHON`.
 //!
-//! Each test builds its own folder: a `local_model("model")` directory made from the real Llama
+//! The data-node tests build their own folder: a `local_model("model")` directory made from the real Llama
 //! 3.1 tokenizer (`TUNEC_FIXTURES`, `.ci/fixtures.sh`) with Llama 3.1 Instruct's chat template,
 //! `tests/data/medreason.jsonl` (31 records, two bad and skipped with `on_bad_row = skip`) and
 //! a pipeline whose split is followed by a train node, so that `--until parts` stops before it.
@@ -21,13 +22,18 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs the tunec binary without a Python for the entry scripts (`TUNEC_PYTHON` removed).
 fn tunec(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_tunec"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "80")
-        .output()
-        .expect("the tunec binary runs");
+    tunec_with(args, None)
+}
+
+fn tunec_with(args: &[&str], python: Option<&str>) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tunec"));
+    command.args(args).env("NO_COLOR", "1").env("COLUMNS", "80").env_remove("TUNEC_PYTHON");
+    if let Some(python) = python {
+        command.env("TUNEC_PYTHON", python);
+    }
+    let out = command.output().expect("the tunec binary runs");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -218,7 +224,7 @@ fn a_failed_node_is_recorded_and_stops_the_run() {
 }
 
 #[test]
-fn locks_job_nodes_and_unknown_nodes_stop_with_exit_2() {
+fn locks_a_job_without_python_and_unknown_nodes_stop_with_exit_2() {
     let (dir, file) = setup("locks");
     std::fs::create_dir_all(dir.join(".tunec/p")).expect("mkdir");
     // pid 1 is alive on every Linux system.
@@ -241,17 +247,146 @@ fn locks_job_nodes_and_unknown_nodes_stop_with_exit_2() {
     let whole = tunec(&["run", &file]);
     assert_eq!(whole.code, 2, "{}", whole.stderr);
     assert_eq!(lines(&whole).len(), 4, "the data nodes run first: {}", whole.stdout);
-    assert_eq!(
-        whole.stderr.lines().last(),
-        Some("stop before sft: running entry scripts locally is not built yet"),
-        "{}",
-        whole.stderr
+    let last = whole.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("tunec: cannot run sft: no Python to run the entry scripts with"), "{}", whole.stderr);
+    assert!(last.contains("TUNEC_PYTHON") && last.contains(".ci/venv.sh"), "{last}");
+    assert!(
+        tunec(&["status", &file]).stdout.contains("sft    not run"),
+        "nothing is recorded for a job that cannot start"
     );
-    assert!(!tunec(&["status", &file]).stdout.contains("sft    succeeded"));
+    let missing = tunec(&["run", &file, "--python", "/nonexistent/python3"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("`/nonexistent/python3`, does not exist"), "{}", missing.stderr);
 
     let sagemaker = tunec(&["run", &root().join("examples/medreason/medreason.tune").display().to_string()]);
     assert_eq!(sagemaker.code, 2);
     assert!(sagemaker.stderr.contains("SageMaker target"), "{}", sagemaker.stderr);
     assert!(!root().join("examples/medreason/.tunec").exists(), "no journal for a target that does not run");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// The Python with the entry scripts' packages (`.ci/run` exports it); the end-to-end test fails
+/// without it rather than passing without having run anything.
+fn test_python() -> String {
+    match std::env::var("TUNEC_TEST_PYTHON") {
+        Ok(python) if !python.is_empty() => python,
+        _ => panic!(
+            "TUNEC_TEST_PYTHON is not set: the end-to-end run needs a Python with torch and the packages of \
+             stdlib/python/requirements.txt (.ci/run creates the venv and exports it)"
+        ),
+    }
+}
+
+/// Every file of examples/tiny-local that is committed, copied to a fresh folder.
+fn copy_tiny_local(dir: &Path) {
+    let example = root().join("examples/tiny-local");
+    std::fs::create_dir_all(dir.join("model")).expect("mkdir");
+    for file in ["tiny.tune", "data.jsonl", "make_model.py"] {
+        std::fs::copy(example.join(file), dir.join(file)).expect("copy");
+    }
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        std::fs::copy(example.join("model").join(file), dir.join("model").join(file)).expect("copy");
+    }
+}
+
+#[test]
+fn the_tiny_local_example_trains_merges_and_evaluates() {
+    let python = test_python();
+    let dir = std::env::temp_dir().join(format!("tunec-run-tiny-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tiny_local(&dir);
+    let committed: Vec<String> = ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join("model").join(f)).expect("read"))
+        .collect();
+    let made = Command::new(&python).arg("make_model.py").current_dir(&dir).output().expect("python runs");
+    assert!(made.status.success(), "make_model.py: {}", String::from_utf8_lossy(&made.stderr));
+    for (file, before) in
+        ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"].iter().zip(&committed)
+    {
+        let after = std::fs::read_to_string(dir.join("model").join(file)).expect("read");
+        assert_eq!(&after, before, "make_model.py rewrites the committed {file} identically");
+    }
+    assert!(dir.join("model/model.safetensors").is_file());
+
+    let file = dir.join("tiny.tune").display().to_string();
+    let run = tunec_with(&["run", &file], Some(&python));
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for node in ["sft", "merged", "report"] {
+        assert!(run.stdout.contains(&format!("run {node}: no previous run")), "{}", run.stdout);
+        assert!(run.stdout.contains(&format!("  {node} done in ")), "{}", run.stdout);
+        let log = dir.join(format!(".tunec/tiny/logs/{node}.log"));
+        assert!(std::fs::metadata(&log).expect("a log per job").len() > 0);
+    }
+
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".tunec/tiny/state.json")).expect("state"))
+            .expect("json");
+    let outputs = |node: &str| -> Vec<String> {
+        state["nodes"][node]["outputs"]
+            .as_array()
+            .expect("outputs")
+            .iter()
+            .map(|o| o["path"].as_str().expect("path").to_owned())
+            .collect()
+    };
+    let has = |node: &str, suffix: &str| outputs(node).iter().any(|p| p.ends_with(suffix));
+    assert!(has("sft", "/model/adapter_model.safetensors") && has("sft", "/model/adapter_config.json"));
+    assert!(has("sft", "/output/data/metrics.json"));
+    assert!(has("merged", "/model/model.safetensors") && has("merged", "/output/data/smoke.json"));
+    assert!(has("report", "/output/data/report.json") && has("report", "/output/data/predictions.jsonl"));
+    for node in ["sft", "merged", "report"] {
+        for path in outputs(node) {
+            assert!(path.starts_with(&format!(".tunec/tiny/jobs/{node}/")), "{path}");
+            assert!(dir.join(&path).is_file(), "{path}");
+        }
+    }
+    let report_path = outputs("report").into_iter().find(|p| p.ends_with("output/data/report.json")).expect("report");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(report_path)).expect("report")).expect("json");
+    assert_eq!(report["schema"], "tunec.eval-report/1");
+    assert!(report["num_examples"].as_u64().expect("num_examples") > 0, "{report}");
+    assert!(report["metrics"]["rouge_l"].is_number(), "{report}");
+    let metrics_path = outputs("sft").into_iter().find(|p| p.ends_with("output/data/metrics.json")).expect("metrics");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(metrics_path)).expect("metrics")).expect("json");
+    assert_eq!(metrics["global_step"], 20, "{metrics}");
+
+    let status = tunec(&["status", &file]);
+    assert!(status.stdout.contains("7 of 7 nodes recorded"), "{}", status.stdout);
+    for name in ["base", "facts", "convo", "parts", "sft", "merged", "report"] {
+        let line = status.stdout.lines().find(|l| l.trim_start().starts_with(name)).expect("a line per node");
+        assert!(line.contains("succeeded"), "{line}");
+    }
+
+    // Everything is reused, without even needing the Python.
+    let again = tunec(&["run", &file]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(lines(&again).len(), 7, "{}", again.stdout);
+    assert!(lines(&again).iter().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn a_failed_job_is_recorded_with_the_reason_the_script_wrote() {
+    let python = test_python();
+    let dir = std::env::temp_dir().join(format!("tunec-run-tiny-failed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // The committed files without make_model.py's weights: the data step runs, train.py cannot load.
+    copy_tiny_local(&dir);
+    let file = dir.join("tiny.tune").display().to_string();
+    let run = tunec_with(&["run", &file], Some(&python));
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("  sft failed after "), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("tunec: sft failed: OSError: ") && run.stderr.contains("model.safetensors"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(train.py exit status 1; log: .tunec/tiny/logs/sft.log)"), "{}", run.stderr);
+    let status = tunec(&["status", &file]);
+    assert!(status.stdout.contains("failed     attempt 1"), "{}", status.stdout);
+    assert!(status.stdout.contains("merged  not run"), "{}", status.stdout);
+    assert!(!dir.join(".tunec/tiny/lock").exists());
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

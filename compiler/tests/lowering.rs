@@ -8,7 +8,7 @@
 use std::path::Path;
 use tunec_compiler::catalog::Catalog;
 use tunec_compiler::lower::{self, graph, names, pipeline, Execution, JobGraph, LowerInput};
-use tunec_compiler::{check, NoFiles, Override};
+use tunec_compiler::{check, NoFiles, Override, World};
 
 const BUNDLE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -16,8 +16,21 @@ fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// Local model directories resolve relative to the example's folder, as the CLI resolves them.
+struct Dir(std::path::PathBuf);
+
+impl World for Dir {
+    fn read(&self, dir: &str, file: &str) -> Result<String, String> {
+        std::fs::read_to_string(self.0.join(dir).join(file)).map_err(|e| format!("{dir}/{file}: {}", e.kind()))
+    }
+}
+
 fn lowered(text: &str, overrides: &[Override]) -> JobGraph {
-    let checked = check("pipeline.tune", text, overrides, &NoFiles);
+    lowered_in(text, overrides, &NoFiles)
+}
+
+fn lowered_in(text: &str, overrides: &[Override], world: &dyn World) -> JobGraph {
+    let checked = check("pipeline.tune", text, overrides, world);
     assert!(!checked.has_errors(), "{:#?}", checked.diagnostics);
     let program = checked.program.as_ref().expect("a program");
     lower::lower(&LowerInput {
@@ -37,7 +50,7 @@ fn examples_lower_to_snapshotted_requests() {
     insta::glob!("../../examples", "*/*.tune", |path| {
         let text = std::fs::read_to_string(path).expect("example");
         let example = path.file_stem().and_then(|s| s.to_str()).unwrap_or("example").to_owned();
-        let graph = lowered(&text, &[]);
+        let graph = lowered_in(&text, &[], &Dir(path.parent().expect("a folder").to_path_buf()));
         for node in &graph.nodes {
             match &node.execution {
                 Execution::SagemakerJob { request, args_yaml, job_name, .. } => {

@@ -5,7 +5,7 @@ include!(concat!(env!("OUT_DIR"), "/bundle.rs"));
 
 /// SHA-256 over every file's path, length and bytes, in path order: a change to any script gives
 /// every job a new key.
-pub(crate) fn digest() -> String {
+pub fn digest() -> String {
     let mut data = Vec::new();
     for (path, bytes) in FILES {
         data.extend_from_slice(path.as_bytes());
@@ -18,7 +18,7 @@ pub(crate) fn digest() -> String {
 }
 
 /// Writes the bundle under `dir`, creating folders as needed.
-pub(crate) fn write(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+pub fn write(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
     let mut written = Vec::new();
     for (path, bytes) in FILES {
         let target = dir.join(path);

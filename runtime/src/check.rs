@@ -1,7 +1,6 @@
 //! `tunec check`, and the compile step every command shares: read the file, check it, print the
 //! diagnostics, and hand back the checked program (and its job graph) when there are no errors.
 
-use crate::bundle;
 use crate::cli::{usage_error, Color, Format, Input};
 use crate::world::FsWorld;
 use std::io::{IsTerminal, Write};
@@ -10,6 +9,7 @@ use tunec_compiler::catalog::Catalog;
 use tunec_compiler::lower::{self, JobGraph, LowerInput};
 use tunec_compiler::render::{self, Style};
 use tunec_compiler::{Checked, Override};
+use tunec_runtime::bundle;
 
 fn parse_overrides(set: &[String]) -> Result<Vec<Override>, String> {
     set.iter()

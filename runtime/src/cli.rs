@@ -1,8 +1,8 @@
 //! Argument parsing (clap) and dispatch to the subcommands.
 //!
 //! `check`, `plan`, `build`, `graph`, `iam-policy`, `status` and `explain` are complete. `run`
-//! carries out the data nodes of local pipelines and stops, saying so, before the first job node
-//! (train, merge, evaluate) or on the SageMaker target. `fmt` belongs to a later stage (the
+//! carries out local pipelines, data nodes and entry scripts; on the SageMaker target it stops,
+//! saying so. `fmt` belongs to a later stage (the
 //! formatter); until it exists it says so in one line and exits 2, rather than printing anything
 //! that could be mistaken for a result.
 
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tunec_compiler::diagnostics::Code;
 use tunec_runtime::journal::Journal;
-use tunec_runtime::run::{self as runner, Outcome, RunError};
+use tunec_runtime::run::{self as runner, LocalOptions, Outcome, RunError};
 
 #[derive(Parser, Debug)]
 #[command(name = "tunec", version, about = "A compiler and runtime for LLM fine-tuning pipelines", long_about = None)]
@@ -100,13 +100,16 @@ enum Command {
         #[command(flatten)]
         input: Input,
     },
-    /// Run the pipeline (resumable): today the data nodes of a local pipeline.
+    /// Run a local pipeline (resumable): data steps, then train, merge and evaluate scripts.
     Run {
         #[command(flatten)]
         input: Input,
         /// Stop after this node.
         #[arg(long, value_name = "NODE")]
         until: Option<String>,
+        /// The Python that runs the entry scripts (else TUNEC_PYTHON, else `target local { python }`).
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
     },
     /// Show the state journal of a pipeline's runs (`.tunec/<pipeline>/` beside the file).
     Status {
@@ -143,7 +146,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Graph { input, format } => plan::graph(&input, format),
         Command::IamPolicy { input } => plan::iam_policy(&input),
         Command::Explain { code } => explain(code.as_deref()),
-        Command::Run { input, until } => run(&input, until.as_deref()),
+        Command::Run { input, until, python } => run(&input, until.as_deref(), python),
         Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
         Command::Fmt { .. } => not_yet("fmt", "the formatter"),
     }
@@ -151,8 +154,8 @@ pub(crate) fn main() -> ExitCode {
 
 /// `tunec run`: exit 0 when every node up to the end (or `--until`) is done, 1 when the pipeline
 /// does not compile or a node fails, 2 for usage errors, a held lock, the SageMaker target, or a
-/// job node that would have to run.
-fn run(input: &Input, until: Option<&str>) -> ExitCode {
+/// job that cannot start here (no Python, a Hub model).
+fn run(input: &Input, until: Option<&str>, python: Option<PathBuf>) -> ExitCode {
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
         Err(code) => return code,
@@ -171,12 +174,9 @@ fn run(input: &Input, until: Option<&str>) -> ExitCode {
         Ok(journal) => journal,
         Err(e) => return usage_error(&e.to_string()),
     };
-    match runner::run_local(program, &graph, &base, until, &mut journal, &mut std::io::stdout()) {
+    let options = LocalOptions { python };
+    match runner::run_local(program, &graph, &base, until, &options, &mut journal, &mut std::io::stdout()) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::StoppedBefore(name)) => {
-            eprintln!("stop before {name}: running entry scripts locally is not built yet");
-            ExitCode::from(2)
-        }
         Err(e @ RunError::NodeFailed { .. }) => {
             eprintln!("tunec: {e}");
             ExitCode::from(1)

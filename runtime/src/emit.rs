@@ -11,12 +11,12 @@
 //!
 //! Values from `env()` stay `${env:NAME}` placeholders in every file.
 
-use crate::bundle;
 use crate::check::compiled;
 use crate::cli::{usage_error, Input};
 use std::path::Path;
 use std::process::ExitCode;
 use tunec_compiler::lower::{pipeline, Execution};
+use tunec_runtime::bundle;
 
 fn write(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {

@@ -21,7 +21,6 @@ macro_rules! out_raw {
     }};
 }
 
-mod bundle;
 mod check;
 mod cli;
 mod emit;

@@ -15,7 +15,7 @@ from tinyllm import REPO
 from tunec_entry import builders
 from tunec_entry.config import parse_args_mapping
 
-SNAPSHOTS = sorted((REPO / "compiler" / "tests" / "snapshots").glob("*-args.snap"))
+SNAPSHOTS = sorted((REPO / "compiler" / "tests" / "snapshots").glob("*-args@*.snap"))
 
 
 def args_yaml(snapshot: Path) -> str:

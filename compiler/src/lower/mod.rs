@@ -184,6 +184,60 @@ pub(crate) fn model_inputs(program: &Program, node: &TypedNode) -> (Option<Strin
     }
 }
 
+/// Where a job channel's files come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelSource {
+    /// A part (`train`, `val`, `test`) of a split node's output; `None` for the whole split.
+    Data { node: String, part: Option<String> },
+    /// A `local_model` node's directory.
+    LocalModel(String),
+    /// What another job wrote to its model folder (an adapter, a merged or fully trained model).
+    JobOutput(String),
+    /// A Hugging Face Hub model (`hf_model` node, id): no channel, the job downloads it.
+    Hub { node: String, id: String },
+}
+
+/// One input channel of a job: its name (`train`, `val`, `test`, `base_model`, `model`, `adapter`)
+/// and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobChannel {
+    pub name: &'static str,
+    pub source: ChannelSource,
+}
+
+/// The input channels of a train, merge or evaluate node, in the order the SageMaker request lists
+/// them: the adapter, the starting model, then the data. A Hub model is listed with its id although
+/// it is no channel; the SageMaker request leaves it out, the local runtime refuses it.
+pub fn job_channels(program: &Program, node: &TypedNode) -> Vec<JobChannel> {
+    let mut channels = Vec::new();
+    let (adapter, model) = model_inputs(program, node);
+    if let Some(adapter) = &adapter {
+        channels.push(JobChannel { name: "adapter", source: ChannelSource::JobOutput(adapter.clone()) });
+    }
+    let name = request::model_channel_name(node.kind, adapter.is_some());
+    match model.as_deref().and_then(|m| model_source(program, m)) {
+        Some(ModelSource::Hub(id)) => channels
+            .push(JobChannel { name, source: ChannelSource::Hub { node: model.clone().unwrap_or_default(), id } }),
+        Some(ModelSource::Upload(n)) => channels.push(JobChannel { name, source: ChannelSource::LocalModel(n) }),
+        Some(ModelSource::Output(n)) => channels.push(JobChannel { name, source: ChannelSource::JobOutput(n) }),
+        None => {}
+    }
+    let data = |field: &str| {
+        node.fields.reference(field).map(|r| ChannelSource::Data { node: r.node.clone(), part: r.part.clone() })
+    };
+    let parts: &[(&'static str, &str)] = match node.kind {
+        NodeKind::Train => &[("train", "data"), ("val", "eval")],
+        NodeKind::Merge => &[],
+        _ => &[("test", "data")],
+    };
+    for (name, field) in parts {
+        if let Some(source) = data(field) {
+            channels.push(JobChannel { name, source });
+        }
+    }
+    channels
+}
+
 fn script_of(kind: NodeKind) -> Option<&'static str> {
     match kind {
         NodeKind::Train => Some("train.py"),

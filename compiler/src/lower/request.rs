@@ -13,7 +13,7 @@
 //! `.../code/<bundle digest>/`, `.../models/<node>/<key>/` (local models),
 //! `.../output/<node>/` (SageMaker adds `<job>/output/model/`) and `.../checkpoints/<node>/<key>/`.
 
-use super::{env_placeholder, model_inputs, model_source, names, string_or_env, ModelSource};
+use super::{env_placeholder, job_channels, model_inputs, names, string_or_env, ChannelSource, JobChannel};
 
 /// The channel a job's starting weights arrive in: `model` for an evaluation of a finished model,
 /// `base_model` for what an adapter is trained on or merged into.
@@ -105,38 +105,21 @@ fn channel(name: &str, uri: &str) -> Json {
     })
 }
 
-/// The channel a model arrives in; none for a Hub model, which the job downloads itself.
-fn model_channel(input: &RequestInput<'_>, source: Option<&ModelSource>, name: &str) -> Option<Json> {
-    match source? {
-        ModelSource::Hub(_) => None,
-        ModelSource::Upload(node) => {
-            let key = input.keys.get(node).map_or("", String::as_str);
-            Some(channel(name, &format!("{}/models/{node}/{key}/", base(input.program))))
-        }
-        ModelSource::Output(node) => Some(channel(name, &model_output_prefix(input.program, input.keys, node))),
-    }
-}
-
 pub(crate) fn create_training_job(input: &RequestInput<'_>) -> Json {
     let program = input.program;
     let node = input.node;
     let mut channels: Vec<Json> = Vec::new();
-    let data = |field: &str| {
-        node.fields.reference(field).map(|r| data_prefix(program, input.keys, &r.node, r.part.as_deref()))
-    };
-    let (adapter, model) = model_inputs(program, node);
-    if let Some(adapter) = &adapter {
-        channels.push(channel("adapter", &model_output_prefix(program, input.keys, adapter)));
-    }
-    let source = model.as_deref().and_then(|m| model_source(program, m));
-    channels.extend(model_channel(input, source.as_ref(), model_channel_name(node.kind, adapter.is_some())));
-    match node.kind {
-        NodeKind::Train => {
-            channels.extend(data("data").map(|uri| channel("train", &uri)));
-            channels.extend(data("eval").map(|uri| channel("val", &uri)));
-        }
-        NodeKind::Merge => {}
-        _ => channels.extend(data("data").map(|uri| channel("test", &uri))),
+    for JobChannel { name, source } in job_channels(program, node) {
+        let uri = match &source {
+            ChannelSource::Hub { .. } => continue,
+            ChannelSource::LocalModel(model) => {
+                let key = input.keys.get(model).map_or("", String::as_str);
+                format!("{}/models/{model}/{key}/", base(program))
+            }
+            ChannelSource::JobOutput(job) => model_output_prefix(program, input.keys, job),
+            ChannelSource::Data { node, part } => data_prefix(program, input.keys, node, part.as_deref()),
+        };
+        channels.push(channel(name, &uri));
     }
     channels.push(channel("config", &config_prefix(program, &node.name, input.key)));
     channels.push(channel("code", &code_prefix(program, input.bundle_digest)));
