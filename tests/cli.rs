@@ -1,32 +1,14 @@
 //! The `tunec` binary, driven as a user drives it: arguments in; stdout, stderr and the exit code
 //! out. Exit codes are part of the interface (0 clean or warnings only, 1 errors, 2 usage or IO).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::{root, tunec_with, Run};
 
 fn tunec(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_tunec"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "80")
-        .output()
-        .expect("the tunec binary runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    tunec_with(args, |_| {})
 }
 
 fn json(run: &Run) -> serde_json::Value {
@@ -164,13 +146,11 @@ fn usage_errors_exit_2() {
 fn local_models_resolve_relative_to_the_pipeline() {
     let run = tunec(&["check", "tests/cases/local_model_ok.tune"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let elsewhere = std::env::temp_dir();
-    let out = Command::new(env!("CARGO_BIN_EXE_tunec"))
-        .args(["check", &root().join("tests/cases/local_model_ok.tune").display().to_string()])
-        .current_dir(elsewhere)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = root().join("tests/cases/local_model_ok.tune").display().to_string();
+    let elsewhere = tunec_with(&["check", &file], |c| {
+        c.current_dir(std::env::temp_dir());
+    });
+    assert_eq!(elsewhere.code, 0, "{}", elsewhere.stderr);
 }
 
 #[test]
@@ -245,14 +225,11 @@ fn build_writes_requests_args_bundle_manifest_and_pipeline() {
 fn build_does_not_inline_environment_values() {
     let out = std::env::temp_dir().join(format!("tunec-build-env-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let status = Command::new(env!("CARGO_BIN_EXE_tunec"))
-        .args(["build", "examples/medreason/medreason.tune", "-o", &out.display().to_string()])
-        .current_dir(root())
-        .env("HF_TOKEN", "hf_secret_value_that_must_not_leak")
-        .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::111122223333:role/secret-role")
-        .status()
-        .expect("runs");
-    assert!(status.success());
+    let build = tunec_with(&["build", "examples/medreason/medreason.tune", "-o", &out.display().to_string()], |c| {
+        c.env("HF_TOKEN", "hf_secret_value_that_must_not_leak")
+            .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::111122223333:role/secret-role");
+    });
+    assert_eq!(build.code, 0, "{}", build.stderr);
     for entry in walk(&out) {
         let text = std::fs::read(&entry).expect("readable");
         let text = String::from_utf8_lossy(&text);
@@ -288,15 +265,12 @@ fn graph_draws_dot_and_mermaid() {
 
 #[test]
 fn iam_policies_name_exact_prefixes() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tunec"))
-        .args(["iam-policy", "examples/medreason/medreason.tune"])
-        .current_dir(root())
-        .env("TUNEC_BUCKET", "s3://acme-ml/tuning")
-        .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::111122223333:role/tunec-exec")
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run = tunec_with(&["iam-policy", "examples/medreason/medreason.tune"], |c| {
+        c.env("TUNEC_BUCKET", "s3://acme-ml/tuning")
+            .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::111122223333:role/tunec-exec");
+    });
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = json(&run);
     let text = doc.to_string();
     assert!(text.contains("arn:aws:s3:::acme-ml/tuning/medreason/data/*"), "{text}");
     assert!(text.contains("arn:aws:sagemaker:us-east-1:*:training-job/medreason-*"), "{text}");

@@ -8,19 +8,12 @@
 //! `tests/data/medreason.jsonl` (31 records, two bad and skipped with `on_bad_row = skip`) and
 //! a pipeline whose split is followed by a train node, so that `--until parts` stops before it.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::{root, Run};
 
 /// Runs the tunec binary without a Python for the entry scripts (`TUNEC_PYTHON` removed).
 fn tunec(args: &[&str]) -> Run {
@@ -28,17 +21,12 @@ fn tunec(args: &[&str]) -> Run {
 }
 
 fn tunec_with(args: &[&str], python: Option<&str>) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tunec"));
-    command.args(args).env("NO_COLOR", "1").env("COLUMNS", "80").env_remove("TUNEC_PYTHON");
-    if let Some(python) = python {
-        command.env("TUNEC_PYTHON", python);
-    }
-    let out = command.output().expect("the tunec binary runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    support::tunec_with(args, |command| {
+        command.env_remove("TUNEC_PYTHON");
+        if let Some(python) = python {
+            command.env("TUNEC_PYTHON", python);
+        }
+    })
 }
 
 fn pipeline(seq_len: u32, overflow: &str) -> String {
