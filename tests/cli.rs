@@ -394,13 +394,30 @@ fn status_and_plan_read_the_journal() {
     assert!(status.stdout.contains("raw") && status.stdout.contains("succeeded"), "{}", status.stdout);
     assert!(status.stdout.contains("sft") && status.stdout.contains("not run"), "{}", status.stdout);
 
-    // A killed run's lock: plan still reads, status clears it, and says so.
-    std::fs::write(dir.join(".tunec/medreason/lock"), r#"{"pid": 4294967, "since": "2026-01-01T00:00:00Z"}"#)
+    // A run's lock is an advisory lock on `.tunec/<p>/lock`: held here by this test, as a live run
+    // holds it, `status` names the holder and refuses to clear it; released (the process ended,
+    // however it ended), nothing is locked and nothing needs clearing.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join(".tunec/medreason/lock"))
+        .expect("open the lock");
+    held.lock().expect("take the lock");
+    std::fs::write(dir.join(".tunec/medreason/lock"), r#"{"pid": 4242, "since": "2026-01-01T00:00:00Z"}"#)
         .expect("write");
-    assert!(tunec(&["status", &file]).stdout.contains("locked"));
+    let locked = tunec(&["status", &file]);
+    assert!(locked.stdout.contains("locked: a run is in progress (pid 4242"), "{}", locked.stdout);
+    let refused = tunec(&["status", "--clear-stale-lock", &file]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(refused.stderr.contains("a live run (pid 4242"), "{}", refused.stderr);
+    let doc = json(&tunec(&["status", "--format", "json", &file]));
+    assert_eq!(doc["locked"], true);
+    assert_eq!(doc["lock_holder"]["pid"], 4242);
+    drop(held);
+    assert!(!tunec(&["status", &file]).stdout.contains("locked"));
     let cleared = tunec(&["status", "--clear-stale-lock", &file]);
     assert_eq!(cleared.code, 0, "{}", cleared.stderr);
-    assert!(cleared.stdout.contains("cleared the stale lock"));
-    assert!(!dir.join(".tunec/medreason/lock").exists());
+    assert!(cleared.stdout.contains("no run holds the lock"), "{}", cleared.stdout);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

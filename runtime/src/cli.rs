@@ -11,8 +11,10 @@ use crate::{check, emit, errors_doc, plan};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use tunec_compiler::diagnostics::Code;
 use tunec_runtime::journal::Journal;
+use tunec_runtime::run::progress::{Mode, Reporter};
 use tunec_runtime::run::{self as runner, LocalOptions, Outcome, RunError};
 
 #[derive(Parser, Debug)]
@@ -39,6 +41,16 @@ pub(crate) enum Color {
 pub(crate) enum GraphFormat {
     Dot,
     Mermaid,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Bars on a terminal, plain lines otherwise (and when CI is set).
+    Auto,
+    /// Live progress bars.
+    Bars,
+    /// One line per event, with the jobs' log lines streamed.
+    Plain,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -104,12 +116,16 @@ enum Command {
     Run {
         #[command(flatten)]
         input: Input,
-        /// Stop after this node.
+        /// Run this node and what it depends on, nothing else.
         #[arg(long, value_name = "NODE")]
         until: Option<String>,
-        /// The Python that runs the entry scripts (else TUNEC_PYTHON, else `target local { python }`).
+        /// The Python that runs the entry scripts (else TUNEC_PYTHON, else `target local { python }`,
+        /// else an environment tunec provisions on first use).
         #[arg(long, value_name = "PATH")]
         python: Option<PathBuf>,
+        /// How to show progress.
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: Progress,
     },
     /// Show the state journal of a pipeline's runs (`.tunec/<pipeline>/` beside the file).
     Status {
@@ -146,7 +162,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Graph { input, format } => plan::graph(&input, format),
         Command::IamPolicy { input } => plan::iam_policy(&input),
         Command::Explain { code } => explain(code.as_deref()),
-        Command::Run { input, until, python } => run(&input, until.as_deref(), python),
+        Command::Run { input, until, python, progress } => run(&input, until, python, progress),
         Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
         Command::Fmt { .. } => not_yet("fmt", "the formatter"),
     }
@@ -154,8 +170,8 @@ pub(crate) fn main() -> ExitCode {
 
 /// `tunec run`: exit 0 when every node up to the end (or `--until`) is done, 1 when the pipeline
 /// does not compile or a node fails, 2 for usage errors, a held lock, the SageMaker target, or a
-/// job that cannot start here (no Python, a Hub model).
-fn run(input: &Input, until: Option<&str>, python: Option<PathBuf>) -> ExitCode {
+/// job that cannot start here (a Hub model, no usable Python), 130 when interrupted (Ctrl-C).
+fn run(input: &Input, until: Option<String>, python: Option<PathBuf>, progress: Progress) -> ExitCode {
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
         Err(code) => return code,
@@ -166,17 +182,27 @@ fn run(input: &Input, until: Option<&str>, python: Option<PathBuf>) -> ExitCode 
             "run: the SageMaker target is not available yet in this version (it comes later); `tunec build` writes its requests today",
         );
     }
-    if let Err(e) = runner::last_node(&graph, until) {
+    if let Err(e) = runner::check_until(&graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
     let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut journal = match Journal::open(&base, &graph.pipeline) {
+    let journal = match Journal::open(&base, &graph.pipeline) {
         Ok(journal) => journal,
         Err(e) => return usage_error(&e.to_string()),
     };
-    let options = LocalOptions { python };
-    match runner::run_local(program, &graph, &base, until, &options, &mut journal, &mut std::io::stdout()) {
+    let mode = match progress {
+        Progress::Auto => Mode::detect(),
+        Progress::Bars => Mode::Bars,
+        Progress::Plain => Mode::Plain,
+    };
+    let reporter = Arc::new(Reporter::new(mode, Box::new(std::io::stdout())));
+    let options = LocalOptions { python, until, signals: true };
+    match runner::run_local(program, &graph, &base, &options, journal, reporter) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted) => {
+            eprintln!("tunec: interrupted; what finished is recorded, and `tunec run` resumes the rest");
+            ExitCode::from(130)
+        }
         Err(e @ RunError::NodeFailed { .. }) => {
             eprintln!("tunec: {e}");
             ExitCode::from(1)

@@ -7,10 +7,12 @@
 //! file in the same folder is written and fsynced, renamed over `state.json`, and the folder is
 //! fsynced, so a crash at any moment leaves either the old or the new state, never a torn one.
 //!
-//! A run holds an exclusive lock (`lock`, created with `create_new`, holding the owner's pid and
-//! start time). A second run on the same pipeline is refused with a message naming the owner. A
-//! lock whose process is gone (a killed run) is stale: it is reported as such, and
-//! [`clear_stale_lock`] removes it only after checking that its process no longer exists.
+//! A run holds an exclusive lock: an advisory lock (`flock`) on the file `lock`, which also names
+//! the owner's pid and start time. A second run on the same pipeline is refused with a message
+//! naming the owner. The operating system releases the lock when its process ends, however it
+//! ends, so a killed run never leaves a stale lock behind and the next run simply takes it (the
+//! file stays; its contents only describe the last owner). The file is never deleted while held,
+//! so two runs can never lock two different files of the same name.
 //!
 //! A node is reused only when its record has the same key, succeeded, and every recorded output
 //! still exists with the same digest; otherwise [`Journal::decide`] says which of these failed.
@@ -31,6 +33,19 @@ pub enum Status {
     Running,
     Succeeded,
     Failed,
+    /// Stopped on request (Ctrl-C); the next run resumes it.
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// One file a node produced.
@@ -78,12 +93,6 @@ pub enum JournalError {
         pid: u32,
         since: String,
     },
-    /// The lock's process is gone: a run was killed.
-    StaleLock {
-        path: PathBuf,
-        pid: u32,
-        since: String,
-    },
     /// `state.json` cannot be read as a state.
     Corrupt {
         path: PathBuf,
@@ -98,11 +107,6 @@ impl fmt::Display for JournalError {
             JournalError::Locked { path, pid, since } => write!(
                 f,
                 "another tunec run (pid {pid}, started {since}) holds `{}`; wait for it to finish, or stop it",
-                path.display()
-            ),
-            JournalError::StaleLock { path, pid, since } => write!(
-                f,
-                "`{}` is left by a run that is gone (pid {pid}, started {since}); clear it with `tunec status --clear-stale-lock FILE`",
                 path.display()
             ),
             JournalError::Corrupt { path, message } => write!(
@@ -153,33 +157,31 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-fn process_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct LockInfo {
-    pid: u32,
-    since: String,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub pid: u32,
+    pub since: String,
 }
 
 fn read_lock(path: &Path) -> Option<LockInfo> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
-/// Removes the lock of `folder` if the process that took it no longer exists. Returns whether a
-/// lock was removed; a live owner is an error, so a running pipeline is never unlocked.
-pub fn clear_stale_lock(folder: &Path) -> Result<bool, JournalError> {
+/// Who holds the lock of the journal in `folder`, if a run does: `None` when no process holds it
+/// (no run, or one that ended, however it ended). Reads only; takes nothing.
+pub fn lock_holder(folder: &Path) -> Result<Option<LockInfo>, JournalError> {
     let path = folder.join("lock");
-    if !path.exists() {
-        return Ok(false);
-    }
-    match read_lock(&path) {
-        Some(info) if process_alive(info.pid) => Err(JournalError::Locked { path, pid: info.pid, since: info.since }),
-        _ => {
-            std::fs::remove_file(&path).map_err(io(&path))?;
-            Ok(true)
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(JournalError::Io { path, error }),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(None),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Ok(Some(read_lock(&path).unwrap_or(LockInfo { pid: 0, since: "at an unknown time".to_owned() })))
         }
+        Err(std::fs::TryLockError::Error(error)) => Err(JournalError::Io { path, error }),
     }
 }
 
@@ -224,6 +226,7 @@ impl fmt::Display for Reason {
                 write!(f, "its inputs changed (key was {})", &recorded[..recorded.len().min(12)])
             }
             Reason::NotSucceeded(Status::Running) => f.write_str("the previous run did not finish"),
+            Reason::NotSucceeded(Status::Interrupted) => f.write_str("the previous run was interrupted"),
             Reason::NotSucceeded(_) => f.write_str("the previous run failed"),
             Reason::OutputMissing(path) => write!(f, "its output `{path}` is gone"),
             Reason::OutputChanged(path) => write!(f, "its output `{path}` changed since it was written"),
@@ -254,11 +257,13 @@ pub fn decide(record: Option<&NodeRecord>, key: &str, base: &Path) -> Result<Dec
     Ok(Decision::Reuse)
 }
 
-/// An open journal: the lock is held until it is dropped.
+/// An open journal: the lock is held until it is dropped (or the process ends).
 #[derive(Debug)]
 pub struct Journal {
     folder: PathBuf,
     state: State,
+    /// The locked `lock` file; closing it releases the lock.
+    _lock: std::fs::File,
 }
 
 impl Journal {
@@ -266,34 +271,34 @@ impl Journal {
     pub fn open(base: &Path, pipeline: &str) -> Result<Journal, JournalError> {
         let folder = folder(base, pipeline);
         std::fs::create_dir_all(&folder).map_err(io(&folder))?;
-        let lock = folder.join("lock");
-        let info = LockInfo { pid: std::process::id(), since: now() };
-        let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&lock);
-        match created {
-            Ok(mut file) => {
-                let text = serde_json::to_string(&info).unwrap_or_default();
-                file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(io(&lock))?;
+        let path = folder.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let info = read_lock(&path).unwrap_or(LockInfo { pid: 0, since: "at an unknown time".to_owned() });
+                return Err(JournalError::Locked { path, pid: info.pid, since: info.since });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let (pid, since) = read_lock(&lock).map_or((0, "at an unknown time".to_owned()), |i| (i.pid, i.since));
-                return Err(if pid != 0 && process_alive(pid) {
-                    JournalError::Locked { path: lock, pid, since }
-                } else {
-                    JournalError::StaleLock { path: lock, pid, since }
-                });
-            }
-            Err(error) => return Err(JournalError::Io { path: lock, error }),
+            Err(std::fs::TryLockError::Error(error)) => return Err(JournalError::Io { path, error }),
         }
-        let state = match read_state(&folder) {
-            Ok(state) => {
-                state.unwrap_or(State { version: STATE_VERSION, pipeline: pipeline.to_owned(), nodes: BTreeMap::new() })
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(folder.join("lock"));
-                return Err(e);
-            }
-        };
-        Ok(Journal { folder, state })
+        let info = LockInfo { pid: std::process::id(), since: now() };
+        let text = serde_json::to_string(&info).unwrap_or_default();
+        file.set_len(0)
+            .and_then(|()| file.write_all(text.as_bytes()))
+            .and_then(|()| file.sync_all())
+            .map_err(io(&path))?;
+        let state = read_state(&folder)?.unwrap_or(State {
+            version: STATE_VERSION,
+            pipeline: pipeline.to_owned(),
+            nodes: BTreeMap::new(),
+        });
+        Ok(Journal { folder, state, _lock: file })
     }
 
     pub fn state(&self) -> &State {
@@ -309,12 +314,6 @@ impl Journal {
         self.state.nodes.insert(node.to_owned(), record);
         let text = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
         write_atomic(&self.folder.join("state.json"), &text)
-    }
-}
-
-impl Drop for Journal {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.folder.join("lock"));
     }
 }
 
@@ -357,31 +356,21 @@ mod tests {
     }
 
     #[test]
-    fn a_killed_runs_lock_is_stale_and_only_then_cleared() {
-        let base = temp("stale");
+    fn the_lock_names_its_holder_and_is_released_by_the_operating_system() {
+        let base = temp("holder");
         let folder = folder(&base, "p");
-        std::fs::create_dir_all(&folder).expect("mkdir");
-        // A pid no process has: Linux pids stay below 2^22.
+        assert_eq!(lock_holder(&folder).expect("no journal yet"), None);
+        let journal = Journal::open(&base, "p").expect("open");
+        let holder = lock_holder(&folder).expect("read").expect("held");
+        assert_eq!(holder.pid, std::process::id());
+        drop(journal);
+        assert_eq!(lock_holder(&folder).expect("read"), None, "closing the file releases the lock");
+        // A file left by a run that ended (killed or not) names a process but is not locked: the
+        // next run takes it.
         std::fs::write(folder.join("lock"), r#"{"pid": 4294967, "since": "2026-01-01T00:00:00Z"}"#).expect("write");
-        let err = Journal::open(&base, "p").expect_err("stale");
-        assert!(matches!(err, JournalError::StaleLock { pid: 4_294_967, .. }), "{err}");
-        assert!(err.to_string().contains("--clear-stale-lock"), "{err}");
-        assert!(clear_stale_lock(&folder).expect("cleared"));
-        let journal = Journal::open(&base, "p").expect("open after clearing");
-        // The lock of a live run (this one) is never cleared.
-        assert!(matches!(clear_stale_lock(journal.folder()), Err(JournalError::Locked { .. })));
-        assert!(journal.folder().join("lock").exists());
-    }
-
-    #[test]
-    fn live_locks_are_not_cleared() {
-        let base = temp("live");
-        let folder = folder(&base, "p");
-        std::fs::create_dir_all(&folder).expect("mkdir");
-        // pid 1 is alive on every Linux system.
-        std::fs::write(folder.join("lock"), r#"{"pid": 1, "since": "2026-01-01T00:00:00Z"}"#).expect("write");
-        assert!(matches!(clear_stale_lock(&folder), Err(JournalError::Locked { pid: 1, .. })));
-        assert!(folder.join("lock").exists());
+        assert_eq!(lock_holder(&folder).expect("read"), None);
+        let journal = Journal::open(&base, "p").expect("a dead run's lock is taken over");
+        assert_eq!(read_lock(&journal.folder().join("lock")).expect("info").pid, std::process::id());
     }
 
     #[test]

@@ -174,24 +174,27 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
     };
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let folder = journal::folder(&base, &program.name);
+    let holder = match journal::lock_holder(&folder) {
+        Ok(holder) => holder,
+        Err(e) => return usage_error(&e.to_string()),
+    };
     if clear_stale_lock {
-        return match journal::clear_stale_lock(&folder) {
-            Ok(true) => {
-                out!("cleared the stale lock of `{}`", program.name);
-                ExitCode::SUCCESS
-            }
-            Ok(false) => {
-                out!("`{}` has no lock", program.name);
-                ExitCode::SUCCESS
-            }
-            Err(e) => usage_error(&e.to_string()),
-        };
+        if let Some(h) = &holder {
+            return usage_error(&format!(
+                "a live run (pid {}, started {}) holds the lock of `{}`; it is not cleared",
+                h.pid, h.since, program.name
+            ));
+        }
+        out!(
+            "no run holds the lock of `{}`: a run's lock ends with its process, so a killed run leaves nothing to clear",
+            program.name
+        );
+        return ExitCode::SUCCESS;
     }
     let state = match journal::read_state(&folder) {
         Ok(state) => state,
         Err(e) => return usage_error(&e.to_string()),
     };
-    let lock = folder.join("lock");
     if format == Format::Json {
         out!(
             "{}",
@@ -199,7 +202,8 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
                 "version": 1,
                 "pipeline": program.name,
                 "journal": folder.display().to_string(),
-                "locked": lock.exists(),
+                "locked": holder.is_some(),
+                "lock_holder": holder,
                 "state": state,
             }))
             .unwrap_or_default()
@@ -211,18 +215,18 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
         return ExitCode::SUCCESS;
     };
     out!("`{}`: {} of {} nodes recorded in {}", program.name, state.nodes.len(), program.nodes.len(), folder.display());
-    if lock.exists() {
-        out!("locked: a run is in progress (or was killed: `tunec status --clear-stale-lock {}`)", file.display());
+    if let Some(h) = &holder {
+        out!("locked: a run is in progress (pid {}, started {})", h.pid, h.since);
     }
     let width = program.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     for &i in &program.order {
         let name = &program.nodes[i].name;
         match state.nodes.get(name) {
             Some(r) => {
+                // A `running` record with no run holding the lock belongs to a run that was killed.
                 let status = match r.status {
-                    journal::Status::Running => "running",
-                    journal::Status::Succeeded => "succeeded",
-                    journal::Status::Failed => "failed",
+                    journal::Status::Running if holder.is_none() => "unfinished",
+                    status => status.as_str(),
                 };
                 let job = r.job_name.as_deref().map(|j| format!("  job {j}")).unwrap_or_default();
                 let when = r.finished_at.as_deref().unwrap_or(&r.started_at);

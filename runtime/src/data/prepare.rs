@@ -35,6 +35,8 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -78,6 +80,17 @@ pub struct PrepareConfig {
     pub batch_rows: usize,
     /// Worker threads; 0 uses rayon's default (one per core).
     pub threads: usize,
+    /// Progress and cancellation shared with the caller (the executor's progress display and
+    /// Ctrl-C).
+    pub control: Arc<StepControl>,
+}
+
+/// What a caller sees of a running step and how it stops one: the records read so far, and a flag
+/// that stops the step between two batches (its outputs are then left as they were).
+#[derive(Debug, Default)]
+pub struct StepControl {
+    pub rows_read: AtomicU64,
+    pub cancelled: AtomicBool,
 }
 
 impl PrepareConfig {
@@ -94,6 +107,7 @@ impl PrepareConfig {
             dedup: true,
             batch_rows: 4096,
             threads: 0,
+            control: Arc::default(),
         }
     }
 }
@@ -177,6 +191,8 @@ pub enum PrepareError {
     Io { path: String, message: String },
     /// The config is unusable (fractions, sizes, thread pool).
     Config(String),
+    /// Stopped through [`StepControl::cancelled`]; nothing was written.
+    Cancelled,
 }
 
 impl std::fmt::Display for PrepareError {
@@ -192,6 +208,7 @@ impl std::fmt::Display for PrepareError {
             ),
             PrepareError::Io { path, message } => write!(f, "cannot write {path}: {message}"),
             PrepareError::Config(message) => f.write_str(message),
+            PrepareError::Cancelled => f.write_str("interrupted before it finished; nothing was written"),
         }
     }
 }
@@ -224,10 +241,14 @@ pub fn prepare(
     let mut outputs = Outputs::create(out)?;
     let mut tally = Tally::default();
     loop {
+        if config.control.cancelled.load(Ordering::Relaxed) {
+            return Err(PrepareError::Cancelled);
+        }
         let batch = rows.batch(config.batch_rows)?;
         if batch.is_empty() {
             break;
         }
+        config.control.rows_read.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let processed: Vec<Processed> = pool.install(|| batch.par_iter().map(|raw| step.process(raw)).collect());
         for item in processed {
             tally.take(item, &step, &mut outputs, rows.path())?;

@@ -14,13 +14,14 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::json;
 use tunec_compiler::check::{Program, TypedNode, Val};
 use tunec_compiler::syntax::ast::NodeKind;
 
 use crate::data::conversation::ChatSpec;
-use crate::data::prepare::{prepare, PrepareConfig, Split, SplitFractions, TrainOn};
+use crate::data::prepare::{prepare, PrepareConfig, Split, SplitFractions, StepControl, TrainOn};
 use crate::data::source::{parse_split, BadRowPolicy, ColumnType, Origin, Schema, SourceSpec};
 use crate::data::tokenize::{ChatTokenizer, OverflowPolicy};
 use crate::journal::{self, Output};
@@ -67,14 +68,21 @@ fn referenced<'p>(program: &'p Program, from: &TypedNode, field: &str) -> Result
     }
 }
 
-/// Carries out a data node (model, dataset, chat or split) and returns the outputs to record.
-pub fn run_node(program: &Program, name: &str, key: &str, base: &Path) -> Result<Vec<Output>, StepError> {
+/// Carries out a data node (model, dataset, chat or split) and returns the outputs to record;
+/// `control` counts the records a split reads and stops it when cancelled.
+pub fn run_node(
+    program: &Program,
+    name: &str,
+    key: &str,
+    base: &Path,
+    control: &Arc<StepControl>,
+) -> Result<Vec<Output>, StepError> {
     let n = node(program, name)?;
     match n.kind {
         NodeKind::Model => model_outputs(n, base),
         NodeKind::Dataset => dataset_outputs(n, base),
         NodeKind::Chat => Ok(Vec::new()),
-        NodeKind::Split => split(program, n, key, base),
+        NodeKind::Split => split(program, n, key, base, control),
         _ => fail(format!("`{name}` is a {} node, not a data step", n.kind.as_str())),
     }
 }
@@ -186,12 +194,19 @@ fn prepare_config(chat: &TypedNode, split: &TypedNode, schema: &Schema) -> Resul
 }
 
 /// Prepares the split's files and the chat node's data profile.
-fn split(program: &Program, split: &TypedNode, key: &str, base: &Path) -> Result<Vec<Output>, StepError> {
+fn split(
+    program: &Program,
+    split: &TypedNode,
+    key: &str,
+    base: &Path,
+    control: &Arc<StepControl>,
+) -> Result<Vec<Output>, StepError> {
     let chat = referenced(program, split, "data")?;
     let dataset = referenced(program, chat, "data")?;
     let model = referenced(program, chat, "tokenizer")?;
     let source = source_spec(dataset, base)?;
-    let config = prepare_config(chat, split, &source.schema)?;
+    let mut config = prepare_config(chat, split, &source.schema)?;
+    config.control = control.clone();
     let tokenizer = tokenizer(model, base)?;
     let dir = tunec_dir(&program.name);
     let out_rel = format!("{dir}/data/{}/{key}", split.name);

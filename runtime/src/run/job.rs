@@ -13,9 +13,15 @@
 //! The script bundle is written once per digest to `.tunec/<pipeline>/code/<digest[..16]>/`, and
 //! the script runs from there as `<python> <script> --config <args.yaml>` with the `SM_*`
 //! variables pointing into the folder, `SM_NUM_GPUS` the number of NVIDIA devices of the machine,
-//! and the Hub offline. Its stdout and stderr go to `.tunec/<pipeline>/logs/<node>.log`. The
-//! outputs recorded are every file under `model/` and `output/data/`; a failure is recorded with
-//! the reason the script wrote to its failure file.
+//! and the Hub offline. Its stdout and stderr go to `.tunec/<pipeline>/logs/<node>.log` and, live,
+//! to the run's progress display. The outputs recorded are every file under `model/` and
+//! `output/data/`; a failure is recorded with the reason the script wrote to its failure file.
+//!
+//! The script runs in its own process group, so a Ctrl-C reaches tunec only; tunec then sends it
+//! SIGTERM (train.py saves a checkpoint and exits) and records the node as interrupted. If tunec is
+//! killed instead, the script notices that its parent is gone and stops the same way
+//! (`TUNEC_PARENT_PID`), and the next run waits for it on the job's lock (`TUNEC_JOB_LOCK`) before
+//! touching the folder: see `stdlib/python/tunec_entry/supervisor.py`.
 //!
 //! Checkpoints are kept only for a rerun of a node whose previous run did not succeed with the same
 //! key (train.py then resumes from the last complete one); any other run starts from an empty
@@ -23,13 +29,16 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tunec_compiler::check::Program;
 use tunec_compiler::lower::{job_channels, ChannelSource, Execution, JobGraph, JobNode};
 
 use super::data::StepError;
+use super::progress::Reporter;
+use super::{NodeError, Stop, StopLevel};
 use crate::bundle;
 use crate::journal::{self, Output};
 
@@ -177,46 +186,127 @@ fn last_log_line(log: &Path) -> Option<String> {
     text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned())
 }
 
+/// How long a run waits for the process of an earlier, killed run of the same job to stop (it is
+/// saving a checkpoint) before giving up.
+const ORPHAN_WAIT: Duration = Duration::from_secs(600);
+
+/// Waits until no process holds the job's lock (`<root>/.job.lock`, held by the entry script for
+/// its whole life, see `tunec_entry/supervisor.py`): the process of a killed earlier run may still
+/// be saving a checkpoint into this folder.
+async fn wait_for_orphan(lock: &Path, node: &str, reporter: &Reporter, stop: &mut Stop) -> Result<(), NodeError> {
+    let io = |e: std::io::Error| NodeError::Failed(format!("cannot use the job lock `{}`: {e}", lock.display()));
+    if let Some(dir) = lock.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(lock).map_err(io)?;
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let holder = std::fs::read_to_string(lock).unwrap_or_default().trim().to_owned();
+        if !said {
+            reporter.line(&format!(
+                "  {node}: waiting for the process of an earlier run (pid {holder}) to stop; it is saving its checkpoint"
+            ));
+            said = true;
+        }
+        if started.elapsed() > ORPHAN_WAIT {
+            return Err(NodeError::Failed(format!(
+                "the process of an earlier run of `{node}` (pid {holder}) still runs after {} s; stop it \
+                 (`kill {holder}`) and run again",
+                ORPHAN_WAIT.as_secs()
+            )));
+        }
+        if stop.wait_or(Duration::from_millis(200)).await {
+            return Err(NodeError::Interrupted);
+        }
+    }
+}
+
+/// Copies a child's output to the log file and, split into lines at `\n` and `\r` (progress bars),
+/// to the reporter.
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    log: Arc<Mutex<std::fs::File>>,
+    reporter: Arc<Reporter>,
+    node: String,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut line = Vec::new();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Ok(mut file) = log.lock() {
+            let _ = file.write_all(&buf[..n]);
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' || b == b'\r' {
+                reporter.log(&node, &String::from_utf8_lossy(&line));
+                line.clear();
+            } else {
+                line.push(b);
+            }
+        }
+    }
+    if !line.is_empty() {
+        reporter.log(&node, &String::from_utf8_lossy(&line));
+    }
+}
+
 /// Runs a planned job with `python`; `resume` keeps the checkpoints of an unfinished earlier run.
-/// `summary` receives one line when the script ends. Returns the outputs to record.
-pub fn run(
+/// The script's output goes to its log file and, live, to `reporter`. A stop request sends the
+/// script SIGTERM (train.py saves a checkpoint and exits), a second one kills it. Returns the
+/// outputs to record.
+pub async fn run(
     job: &JobPlan,
     python: &Path,
     base: &Path,
     pipeline: &str,
     resume: bool,
-    summary: &mut dyn std::io::Write,
-) -> Result<Vec<Output>, StepError> {
-    let abs = absolute(base).map_err(StepError)?;
-    let code = bundle_dir(&abs, pipeline)?;
+    reporter: Arc<Reporter>,
+    mut stop: Stop,
+) -> Result<Vec<Output>, NodeError> {
+    let failed = |e: StepError| NodeError::Failed(e.0);
+    let abs = absolute(base).map_err(NodeError::Failed)?;
     let root = abs.join(&job.root);
+    let lock = root.join(".job.lock");
+    wait_for_orphan(&lock, &job.node, &reporter, &mut stop).await?;
+    let code = bundle_dir(&abs, pipeline).map_err(failed)?;
     let data = root.join("input/data");
-    fresh_dir(&root.join("input"))?;
-    fresh_dir(&data)?;
+    fresh_dir(&root.join("input")).map_err(failed)?;
+    fresh_dir(&data).map_err(failed)?;
     for (name, target) in &job.channels {
         if !target.exists() {
-            return Err(StepError(format!("input channel `{name}`: `{}` does not exist", target.display())));
+            return Err(NodeError::Failed(format!("input channel `{name}`: `{}` does not exist", target.display())));
         }
         std::os::unix::fs::symlink(target, data.join(name))
-            .map_err(|e| StepError(format!("cannot link channel `{name}` to `{}`: {e}", target.display())))?;
+            .map_err(|e| NodeError::Failed(format!("cannot link channel `{name}` to `{}`: {e}", target.display())))?;
     }
     let config = data.join("config/args.yaml");
     let root_text = root.display().to_string();
     let args = job.args_yaml.replace("\"/opt/ml/", &format!("\"{root_text}/"));
-    journal::write_atomic(&config, args.as_bytes()).map_err(|e| StepError(e.to_string()))?;
-    fresh_dir(&root.join("model"))?;
-    fresh_dir(&root.join("output"))?;
-    fresh_dir(&root.join("output/data"))?;
+    journal::write_atomic(&config, args.as_bytes()).map_err(|e| NodeError::Failed(e.to_string()))?;
+    for dir in ["model", "output", "output/data"] {
+        fresh_dir(&root.join(dir)).map_err(failed)?;
+    }
     let checkpoints = root.join("checkpoints");
     if resume {
-        std::fs::create_dir_all(&checkpoints).map_err(|e| StepError(e.to_string()))?;
+        std::fs::create_dir_all(&checkpoints).map_err(|e| NodeError::Failed(e.to_string()))?;
     } else {
-        fresh_dir(&checkpoints)?;
+        fresh_dir(&checkpoints).map_err(failed)?;
     }
 
     let log_rel = format!(".tunec/{pipeline}/logs/{}.log", job.node);
     let log_path = abs.join(&log_rel);
-    let log_err = |e: std::io::Error| StepError(format!("cannot write the log `{}`: {e}", log_path.display()));
+    let log_err = |e: std::io::Error| NodeError::Failed(format!("cannot write the log `{}`: {e}", log_path.display()));
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).map_err(log_err)?;
     }
@@ -230,15 +320,19 @@ pub fn run(
         config.display(),
         root.display()
     );
-    let mut command = Command::new(python);
+    let mut command = tokio::process::Command::new(python);
     command
         .arg(&script)
         .arg("--config")
         .arg(&config)
         .current_dir(&code)
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(log_err)?)
-        .stderr(log);
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C in the terminal reaches tunec only, which then asks the
+        // script to stop with SIGTERM (train.py saves a checkpoint first).
+        .process_group(0)
+        .kill_on_drop(true);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("SM_") {
             command.env_remove(key);
@@ -258,6 +352,8 @@ pub fn run(
             r#"{"current_host": "algo-1", "hosts": ["algo-1"], "current_instance_type": "local"}"#,
         )
         .env("TUNEC_CHECKPOINT_DIR", path(checkpoints))
+        .env("TUNEC_PARENT_PID", std::process::id().to_string())
+        .env("TUNEC_JOB_LOCK", path(lock.clone()))
         .env("HF_HUB_OFFLINE", "1")
         .env("TRANSFORMERS_OFFLINE", "1")
         .env("PYTHONUNBUFFERED", "1");
@@ -267,9 +363,41 @@ pub fn run(
     command.env("SM_CHANNEL_CONFIG", path(data.join("config")));
 
     let started = Instant::now();
-    let status = command.status().map_err(|e| StepError(format!("cannot start `{}`: {e}", python.display())))?;
+    let mut child =
+        command.spawn().map_err(|e| NodeError::Failed(format!("cannot start `{}`: {e}", python.display())))?;
+    let log = Arc::new(Mutex::new(log));
+    let pumps = [
+        child.stdout.take().map(|o| tokio::spawn(pump(o, log.clone(), reporter.clone(), job.node.clone()))),
+        child.stderr.take().map(|e| tokio::spawn(pump(e, log.clone(), reporter.clone(), job.node.clone()))),
+    ];
+    let mut asked = StopLevel::No;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            level = stop.next() => {
+                asked = asked.max(level);
+                match level {
+                    StopLevel::Gracefully => {
+                        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                        }
+                    }
+                    StopLevel::Now => { let _ = child.start_kill(); }
+                    StopLevel::No => {}
+                }
+            }
+        }
+    };
+    for pump in pumps.into_iter().flatten() {
+        let _ = pump.await;
+    }
+    let status = status.map_err(|e| NodeError::Failed(format!("cannot wait for `{}`: {e}", python.display())))?;
     let seconds = started.elapsed().as_secs_f64();
     if !status.success() {
+        if asked != StopLevel::No {
+            reporter.line(&format!("  {} stopped after {seconds:.1} s; log: {log_rel}", job.node));
+            return Err(NodeError::Interrupted);
+        }
         let how = match status.code() {
             Some(code) => format!("exit status {code}"),
             None => "killed by a signal".to_owned(),
@@ -280,12 +408,12 @@ pub fn run(
             .filter(|r| !r.is_empty())
             .or_else(|| last_log_line(&log_path))
             .unwrap_or_else(|| "no failure reason was written".to_owned());
-        let _ = writeln!(summary, "  {} failed after {seconds:.1} s ({how}); log: {log_rel}", job.node);
-        return Err(StepError(format!("{reason} ({} {how}; log: {log_rel})", job.script)));
+        reporter.line(&format!("  {} failed after {seconds:.1} s ({how}); log: {log_rel}", job.node));
+        return Err(NodeError::Failed(format!("{reason} ({} {how}; log: {log_rel})", job.script)));
     }
     let mut outputs = Vec::new();
-    collect_outputs(base, &format!("{}/model", job.root), &mut outputs)?;
-    collect_outputs(base, &format!("{}/output/data", job.root), &mut outputs)?;
-    let _ = writeln!(summary, "  {} done in {seconds:.1} s, {} output files; log: {log_rel}", job.node, outputs.len());
+    collect_outputs(base, &format!("{}/model", job.root), &mut outputs).map_err(failed)?;
+    collect_outputs(base, &format!("{}/output/data", job.root), &mut outputs).map_err(failed)?;
+    reporter.line(&format!("  {} done in {seconds:.1} s, {} output files; log: {log_rel}", job.node, outputs.len()));
     Ok(outputs)
 }

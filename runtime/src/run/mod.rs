@@ -1,31 +1,49 @@
-//! `tunec run` on the local target: walk the job graph in order, reuse what the journal says is
-//! intact, run the rest, and record every attempt.
+//! `tunec run` on the local target: schedule the job graph's nodes as their inputs become ready,
+//! reuse what the journal says is intact, run the rest (independent nodes at the same time), and
+//! record every attempt.
 //!
-//! The graph is already topological, so nodes are visited in its order, one at a time, up to the
-//! end or to `--until`. Each node is either reused (same key, succeeded, outputs intact, per
-//! [`journal::decide`]) or run, and the caller is told which with one line. A node also runs when
-//! one of its inputs ran in this run and produced different outputs (a changed dataset file or
-//! model directory, which no key captures). A run is recorded as `running` (attempt + 1) before the
-//! work and as `succeeded` with its outputs, or `failed` with the error, after it; a failure stops
-//! the walk.
+//! The graph becomes a petgraph DAG ([`schedule`]); `--until NODE` keeps that node and what it
+//! depends on. The executor runs on tokio: a node whose inputs are all done is decided on and, if it
+//! runs, started as a task. Data nodes run on a blocking thread (the data engine uses every core
+//! with rayon); job nodes (train, merge, evaluate) run their entry script as a child process
+//! ([`job`]), one at a time, since they share the machine's accelerator. Each node is either reused
+//! (same key, succeeded, outputs intact, per [`journal::decide`]) or run, and the caller is told
+//! which with one line. A node also runs when one of its inputs ran in this run and produced
+//! different outputs (a changed dataset file or model directory, which no key captures). A run is
+//! recorded as `running` (attempt + 1) before the work and as `succeeded` with its outputs, `failed`
+//! with the error, or `interrupted` after it.
 //!
-//! Data nodes are carried out by the data engine ([`data`]); job nodes (train, merge, evaluate) run
-//! their entry script as a local process in an emulated `/opt/ml` ([`job`]), with the Python of
-//! [`resolve_python`]. What a job reads is resolved before it is recorded as running: a Hub model
-//! or a missing Python stops the walk as a setup error, with nothing recorded.
+//! A failure lets the nodes already running finish and starts no new one. Ctrl-C (or SIGTERM) does
+//! the same, asking running jobs to stop (train.py saves a checkpoint) and data steps to stop
+//! between batches; a second Ctrl-C kills the jobs. Either way the journal is written before tunec
+//! exits, and the next run resumes: an interrupted training continues from its checkpoint.
+//!
+//! What a job reads is resolved before it is recorded as running: a Hub model stops the run as a
+//! setup error, with nothing recorded. The Python comes from [`python`]: one the user names, or a
+//! managed environment provisioned on first use.
 
 pub mod data;
 pub mod job;
+pub mod progress;
+pub mod python;
+pub mod schedule;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::sync::watch;
 use tunec_compiler::check::Program;
 use tunec_compiler::lower::{Execution, JobGraph};
 
-use crate::journal::{self, Decision, Journal, JournalError, NodeRecord, Reason, Status};
+use crate::data::prepare::StepControl;
+use crate::journal::{self, Decision, Journal, JournalError, NodeRecord, Output, Reason, Status};
+use progress::{Reporter, Work};
+use python::PythonChoice;
+use schedule::Dag;
 
 /// Why a run stopped with an error.
 #[derive(Debug)]
@@ -36,8 +54,10 @@ pub enum RunError {
     Journal(JournalError),
     /// A node failed; the failure is recorded in the journal.
     NodeFailed { node: String, message: String },
-    /// A job node cannot start here (no Python, a Hub model); nothing is recorded.
+    /// A job node cannot start here (a Hub model, no usable Python); nothing is recorded.
     Setup { node: String, message: String },
+    /// The async runtime cannot start.
+    Runtime(String),
 }
 
 impl fmt::Display for RunError {
@@ -49,6 +69,7 @@ impl fmt::Display for RunError {
             RunError::Journal(e) => e.fmt(f),
             RunError::NodeFailed { node, message } => write!(f, "{node} failed: {message}"),
             RunError::Setup { node, message } => write!(f, "cannot run {node}: {message}"),
+            RunError::Runtime(message) => write!(f, "cannot start the executor: {message}"),
         }
     }
 }
@@ -66,48 +87,76 @@ impl From<JournalError> for RunError {
 pub enum Outcome {
     /// Every node up to the end (or `--until`) is done or reused.
     Done,
+    /// Stopped by Ctrl-C or SIGTERM; what finished is recorded, the rest resumes next time.
+    Interrupted,
+}
+
+/// How a node's work ended, when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeError {
+    Failed(String),
+    /// Stopped on request (Ctrl-C); nothing of it is lost that a rerun needs.
+    Interrupted,
+}
+
+/// How urgently a run is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StopLevel {
+    No,
+    /// Finish nothing new; ask running work to stop cleanly (SIGTERM to scripts).
+    Gracefully,
+    /// Kill running scripts.
+    Now,
+}
+
+/// A node task's view of stop requests.
+#[derive(Clone, Debug)]
+pub struct Stop(watch::Receiver<StopLevel>);
+
+impl Stop {
+    pub fn level(&self) -> StopLevel {
+        *self.0.borrow()
+    }
+
+    /// The next requested level; waits forever once nothing can request one.
+    pub async fn next(&mut self) -> StopLevel {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        *self.0.borrow_and_update()
+    }
+
+    /// Waits `period`, or less if a stop is (or already was) requested; returns whether one was.
+    pub async fn wait_or(&mut self, period: Duration) -> bool {
+        if self.level() != StopLevel::No {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(period) => false,
+            level = self.next() => level != StopLevel::No,
+        }
+    }
 }
 
 /// What a local run needs besides the pipeline.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LocalOptions {
     /// `--python PATH`: the interpreter for the entry scripts, before `TUNEC_PYTHON` and the target's.
     pub python: Option<PathBuf>,
+    /// `--until NODE`: run this node and what it depends on only.
+    pub until: Option<String>,
+    /// Listen for Ctrl-C and SIGTERM (the command line does; tests that drive the library do not).
+    pub signals: bool,
 }
 
-/// The Python that runs the entry scripts: `--python`, else `TUNEC_PYTHON`, else the pipeline's
-/// `target local { python = "..." }` (a path with a `/` is relative to the pipeline's folder, a
-/// bare name is looked up in `PATH`).
-pub fn resolve_python(flag: Option<&Path>, program: &Program, base: &Path) -> Result<PathBuf, String> {
-    let (python, origin) = if let Some(flag) = flag {
-        (flag.to_path_buf(), "--python")
-    } else if let Some(env) = std::env::var_os("TUNEC_PYTHON").filter(|v| !v.is_empty()) {
-        (PathBuf::from(env), "TUNEC_PYTHON")
-    } else if let Some(target) = program.target.fields.str("python") {
-        let path = if target.contains('/') { base.join(target) } else { PathBuf::from(target) };
-        (path, "`target local { python }`")
-    } else {
-        return Err("no Python to run the entry scripts with: pass `--python PATH`, set TUNEC_PYTHON, or write \
-                    `target local { python = \"...\" }`. It needs the packages of stdlib/python/requirements.txt \
-                    and torch 2.8.0, e.g. the virtualenv that .ci/venv.sh creates \
-                    (`source .ci/venv.sh && tunec_venv && export TUNEC_PYTHON=$VENV/bin/python`); \
-                    tunec does not provision one itself yet (a later version will)"
-            .to_owned());
-    };
-    if python.components().count() > 1 && !python.is_file() {
-        return Err(format!("the Python named by {origin}, `{}`, does not exist", python.display()));
-    }
-    Ok(python)
-}
-
-/// The index of the last node to visit: `until`'s, or the graph's last.
-pub fn last_node(graph: &JobGraph, until: Option<&str>) -> Result<usize, RunError> {
+/// Checks `--until` against the graph.
+pub fn check_until(graph: &JobGraph, until: Option<&str>) -> Result<(), RunError> {
     match until {
-        None => Ok(graph.nodes.len().saturating_sub(1)),
-        Some(name) => graph.nodes.iter().position(|n| n.name == name).ok_or_else(|| RunError::UnknownNode {
+        Some(name) if graph.node(name).is_none() => Err(RunError::UnknownNode {
             name: name.to_owned(),
             known: graph.nodes.iter().map(|n| n.name.clone()).collect(),
         }),
+        _ => Ok(()),
     }
 }
 
@@ -115,82 +164,340 @@ fn is_data(execution: &Execution) -> bool {
     matches!(execution, Execution::Model { .. } | Execution::Data { .. })
 }
 
-/// Runs `graph` (lowered from `program`, for the local target) up to `until`, with `base` the
-/// pipeline's folder, recording in `journal` and writing one line per node to `out` (and a
-/// summary line when a job ends).
+/// What a finished node task reports to the scheduler.
+struct Finished {
+    index: usize,
+    result: Result<Vec<Output>, NodeError>,
+}
+
+/// The state the scheduler shares with nothing: what ran, what changed, what failed.
+struct Walk {
+    done: BTreeSet<usize>,
+    /// Nodes that ran in this run and whose outputs differ from the recorded ones.
+    changed: BTreeSet<usize>,
+    /// Node records in flight, by index: the `running` record and the reason it ran.
+    records: BTreeMap<usize, (NodeRecord, Reason, Option<NodeRecord>)>,
+    /// Nodes that failed or were interrupted in this run.
+    ended: BTreeSet<usize>,
+    failure: Option<RunError>,
+}
+
+impl Walk {
+    fn started(&self) -> BTreeSet<usize> {
+        self.records.keys().chain(&self.ended).copied().collect()
+    }
+}
+
+/// Runs `graph` (lowered from `program`, for the local target) with `base` the pipeline's folder,
+/// recording in `journal` and reporting to `reporter`. Starts its own tokio runtime.
 pub fn run_local(
     program: &Program,
     graph: &JobGraph,
     base: &Path,
-    until: Option<&str>,
     options: &LocalOptions,
-    journal: &mut Journal,
-    out: &mut dyn Write,
+    journal: Journal,
+    reporter: Arc<Reporter>,
 ) -> Result<Outcome, RunError> {
-    let last = last_node(graph, until)?;
+    check_until(graph, options.until.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Runtime(e.to_string()))?;
+    runtime.block_on(execute(program, graph, base, options, journal, reporter))
+}
+
+async fn execute(
+    program: &Program,
+    graph: &JobGraph,
+    base: &Path,
+    options: &LocalOptions,
+    journal: Journal,
+    reporter: Arc<Reporter>,
+) -> Result<Outcome, RunError> {
+    let dag = Dag::new(graph, options.until.as_deref());
+    let journal = Arc::new(Mutex::new(journal));
+    let (stop_tx, stop_rx) = watch::channel(StopLevel::No);
+    let stop = Stop(stop_rx);
+    let mut signals = Signals::new(options.signals);
+    let mut walk = Walk {
+        done: BTreeSet::new(),
+        changed: BTreeSet::new(),
+        records: BTreeMap::new(),
+        ended: BTreeSet::new(),
+        failure: None,
+    };
+    let mut tasks: tokio::task::JoinSet<Finished> = tokio::task::JoinSet::new();
+    let mut job_running = false;
     let mut python: Option<PathBuf> = None;
-    // Nodes that ran in this run and whose outputs differ from the recorded ones.
-    let mut changed: BTreeSet<&str> = BTreeSet::new();
-    for node in graph.nodes.iter().take(last + 1) {
-        let previous = journal.state().nodes.get(&node.name).cloned();
-        let reason = match journal::decide(previous.as_ref(), &node.key, base)? {
-            Decision::Run(reason) => reason,
-            Decision::Reuse => match node.deps.iter().find(|d| changed.contains(d.as_str())) {
-                Some(dep) => Reason::InputRan(dep.clone()),
-                None => {
-                    let _ = writeln!(out, "reuse {}: same inputs, outputs intact", node.name);
+    let mut stopping = StopLevel::No;
+    let program = Arc::new(program.clone());
+    let base_buf = base.to_path_buf();
+
+    loop {
+        // Start every ready node, reusing what can be reused (which may make more nodes ready).
+        while stopping == StopLevel::No && walk.failure.is_none() {
+            let started = tasks.len();
+            let reused = walk.done.len();
+            for index in dag.ready(&walk.done, &walk.started()) {
+                let node = &graph.nodes[index];
+                let is_job = !is_data(&node.execution);
+                if is_job && job_running {
                     continue;
                 }
-            },
-        };
-        let setup = |message: String| RunError::Setup { node: node.name.clone(), message };
-        let job = if is_data(&node.execution) {
-            None
-        } else {
-            let planned = job::plan(program, graph, node, base).map_err(setup)?;
-            if python.is_none() {
-                python = Some(resolve_python(options.python.as_deref(), program, base).map_err(setup)?);
-            }
-            Some(planned)
-        };
-        let _ = writeln!(out, "run {}: {reason}", node.name);
-        let mut record = NodeRecord {
-            key: node.key.clone(),
-            status: Status::Running,
-            attempt: previous.as_ref().map_or(0, |p| p.attempt) + 1,
-            job_name: None,
-            outputs: Vec::new(),
-            started_at: journal::now(),
-            finished_at: None,
-            error: None,
-        };
-        journal.record(&node.name, record.clone())?;
-        let result = match (&job, &python) {
-            (Some(job), Some(python)) => {
+                let previous = journal.lock().unwrap_or_else(|e| e.into_inner()).state().nodes.get(&node.name).cloned();
+                let reason = match journal::decide(previous.as_ref(), &node.key, base)? {
+                    Decision::Run(reason) => reason,
+                    Decision::Reuse => match dag.deps(index).find(|d| walk.changed.contains(d)) {
+                        Some(dep) => Reason::InputRan(graph.nodes[dep].name.clone()),
+                        None => {
+                            reporter.line(&format!("reuse {}: same inputs, outputs intact", node.name));
+                            walk.done.insert(index);
+                            continue;
+                        }
+                    },
+                };
+                let setup = |message: String| RunError::Setup { node: node.name.clone(), message };
+                let planned = if is_job {
+                    let planned = match job::plan(&program, graph, node, base) {
+                        Ok(planned) => planned,
+                        Err(message) => {
+                            walk.failure = Some(setup(message));
+                            break;
+                        }
+                    };
+                    if python.is_none() {
+                        let found = match python::choose(options.python.as_deref(), &program, base) {
+                            Ok(PythonChoice::Named { path, .. }) => Ok(path),
+                            Ok(PythonChoice::Managed) => {
+                                // Provisioning takes minutes: keep listening for Ctrl-C meanwhile.
+                                let provision = python::managed(reporter.clone(), stop.clone());
+                                tokio::pin!(provision);
+                                let provisioned = loop {
+                                    tokio::select! {
+                                        result = &mut provision => break result,
+                                        level = signals.next() => {
+                                            stopping = stopping.max(level);
+                                            let _ = stop_tx.send(stopping);
+                                        }
+                                    }
+                                };
+                                provisioned.map_err(|e| match e {
+                                    NodeError::Failed(message) => Some(message),
+                                    NodeError::Interrupted => None,
+                                })
+                            }
+                            Err(message) => Err(Some(message)),
+                        };
+                        match found {
+                            Ok(path) => python = Some(path),
+                            Err(Some(message)) => {
+                                walk.failure = Some(setup(message));
+                                break;
+                            }
+                            Err(None) => break,
+                        }
+                    }
+                    Some(planned)
+                } else {
+                    None
+                };
+                reporter.line(&format!("run {}: {reason}", node.name));
+                let record = NodeRecord {
+                    key: node.key.clone(),
+                    status: Status::Running,
+                    attempt: previous.as_ref().map_or(0, |p| p.attempt) + 1,
+                    job_name: None,
+                    outputs: Vec::new(),
+                    started_at: journal::now(),
+                    finished_at: None,
+                    error: None,
+                };
+                journal.lock().unwrap_or_else(|e| e.into_inner()).record(&node.name, record.clone())?;
                 let resume = matches!(reason, Reason::NotSucceeded(_));
-                job::run(job, python, base, &graph.pipeline, resume, out).map_err(|e| e.to_string())
-            }
-            _ => data::run_node(program, &node.name, &node.key, base).map_err(|e| e.to_string()),
-        };
-        record.finished_at = Some(journal::now());
-        match result {
-            Ok(outputs) => {
-                let differs = matches!(reason, Reason::InputRan(_))
-                    || previous.as_ref().is_none_or(|p| p.status != Status::Succeeded || p.outputs != outputs);
-                record.status = Status::Succeeded;
-                record.outputs = outputs;
-                journal.record(&node.name, record)?;
-                if differs {
-                    changed.insert(&node.name);
+                walk.records.insert(index, (record, reason, previous));
+                match planned {
+                    Some(planned) => {
+                        job_running = true;
+                        let python = python.clone().unwrap_or_default();
+                        let (base, pipeline, reporter, stop) =
+                            (base_buf.clone(), graph.pipeline.clone(), reporter.clone(), stop.clone());
+                        let name = node.name.clone();
+                        tasks.spawn(async move {
+                            reporter.start(&name, Work::Process);
+                            let result =
+                                job::run(&planned, &python, &base, &pipeline, resume, reporter.clone(), stop).await;
+                            reporter.finish(&name);
+                            Finished { index, result }
+                        });
+                    }
+                    None => {
+                        let (program, base, reporter, stop) =
+                            (program.clone(), base_buf.clone(), reporter.clone(), stop.clone());
+                        let (name, key) = (node.name.clone(), node.key.clone());
+                        tasks.spawn(async move {
+                            let result = data_node(&program, &name, &key, &base, &reporter, stop).await;
+                            Finished { index, result }
+                        });
+                    }
                 }
             }
-            Err(message) => {
-                record.status = Status::Failed;
-                record.error = Some(message.clone());
-                journal.record(&node.name, record)?;
-                return Err(RunError::NodeFailed { node: node.name.clone(), message });
+            if tasks.len() == started && walk.done.len() == reused {
+                break;
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            finished = tasks.join_next() => {
+                let Some(finished) = finished else { continue };
+                let finished = match finished {
+                    Ok(finished) => finished,
+                    Err(e) => {
+                        // A node task panicked: its record stays `running`, which the next run redoes.
+                        walk.failure.get_or_insert(RunError::Runtime(format!("a node task ended abnormally: {e}")));
+                        continue;
+                    }
+                };
+                if !is_data(&graph.nodes[finished.index].execution) {
+                    job_running = false;
+                }
+                settle(graph, &journal, &reporter, &mut walk, finished)?;
+            }
+            level = signals.next() => {
+                stopping = stopping.max(level);
+                let _ = stop_tx.send(stopping);
+                reporter.line(match stopping {
+                    StopLevel::Now => "interrupted again: killing the running jobs",
+                    _ => "interrupted: stopping the running nodes (train.py saves a checkpoint); Ctrl-C again kills them",
+                });
             }
         }
     }
+    if let Some(failure) = walk.failure {
+        return Err(failure);
+    }
+    if stopping != StopLevel::No {
+        return Ok(Outcome::Interrupted);
+    }
     Ok(Outcome::Done)
+}
+
+/// Records how a node task ended.
+fn settle(
+    graph: &JobGraph,
+    journal: &Mutex<Journal>,
+    reporter: &Reporter,
+    walk: &mut Walk,
+    finished: Finished,
+) -> Result<(), RunError> {
+    let index = finished.index;
+    let name = &graph.nodes[index].name;
+    let Some((mut record, reason, previous)) = walk.records.remove(&index) else { return Ok(()) };
+    record.finished_at = Some(journal::now());
+    let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+    match finished.result {
+        Ok(outputs) => {
+            let differs = matches!(reason, Reason::InputRan(_))
+                || previous.as_ref().is_none_or(|p| p.status != Status::Succeeded || p.outputs != outputs);
+            record.status = Status::Succeeded;
+            record.outputs = outputs;
+            journal.record(name, record)?;
+            if differs {
+                walk.changed.insert(index);
+            }
+            walk.done.insert(index);
+        }
+        Err(NodeError::Interrupted) => {
+            walk.ended.insert(index);
+            record.status = Status::Interrupted;
+            journal.record(name, record)?;
+            reporter.line(&format!("  {name} interrupted; `tunec run` resumes it"));
+        }
+        Err(NodeError::Failed(message)) => {
+            walk.ended.insert(index);
+            record.status = Status::Failed;
+            record.error = Some(message.clone());
+            journal.record(name, record)?;
+            walk.failure.get_or_insert(RunError::NodeFailed { node: name.clone(), message });
+        }
+    }
+    Ok(())
+}
+
+/// Runs a data node on a blocking thread, reporting the records it reads.
+async fn data_node(
+    program: &Program,
+    name: &str,
+    key: &str,
+    base: &Path,
+    reporter: &Arc<Reporter>,
+    mut stop: Stop,
+) -> Result<Vec<Output>, NodeError> {
+    let control = Arc::new(StepControl::default());
+    let task = {
+        let (program, name, key, base, control) =
+            (program.clone(), name.to_owned(), key.to_owned(), base.to_path_buf(), control.clone());
+        tokio::task::spawn_blocking(move || data::run_node(&program, &name, &key, &base, &control))
+    };
+    tokio::pin!(task);
+    reporter.start(name, Work::Rows);
+    let result = loop {
+        tokio::select! {
+            result = &mut task => break result,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                reporter.rows(name, control.rows_read.load(Ordering::Relaxed));
+            }
+            level = stop.next() => if level != StopLevel::No {
+                control.cancelled.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    reporter.finish(name);
+    match result {
+        Ok(Ok(outputs)) => Ok(outputs),
+        Ok(Err(_)) if control.cancelled.load(Ordering::Relaxed) => Err(NodeError::Interrupted),
+        Ok(Err(e)) => Err(NodeError::Failed(e.0)),
+        Err(e) => Err(NodeError::Failed(format!("the data step ended abnormally: {e}"))),
+    }
+}
+
+/// Ctrl-C and SIGTERM as stop levels: the first asks to stop gracefully, the next to stop now.
+struct Signals {
+    count: u32,
+    term: Option<tokio::signal::unix::Signal>,
+    enabled: bool,
+}
+
+impl Signals {
+    fn new(enabled: bool) -> Signals {
+        let term =
+            enabled.then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()).flatten();
+        Signals { count: 0, term, enabled }
+    }
+
+    async fn next(&mut self) -> StopLevel {
+        if !self.enabled {
+            std::future::pending::<()>().await;
+        }
+        let term = async {
+            match &mut self.term {
+                Some(term) => {
+                    term.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        self.count += 1;
+        if self.count == 1 {
+            StopLevel::Gracefully
+        } else {
+            StopLevel::Now
+        }
+    }
 }

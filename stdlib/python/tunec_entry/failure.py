@@ -80,10 +80,13 @@ def run_entry(main: Callable[[], int], environ: Mapping[str, str]) -> int:
     A stale failure file from an earlier attempt in the same folder (the local target re-runs a node in place) is
     removed first, by rank 0 only.
     """
+    from tunec_entry.supervisor import supervise
+
     path = failure_path(environ)
     if is_rank_zero(environ):
         path.unlink(missing_ok=True)
     try:
+        supervise(environ)
         return main()
     except Exception as exc:  # every failure must reach the failure file
         reason = failure_reason(exc)

@@ -1,0 +1,191 @@
+//! What a run shows while it works: one permanent line per decision and per finished node, and,
+//! while nodes run, either live progress bars (a terminal) or plain timestamped lines (CI logs,
+//! pipes).
+//!
+//! The executor and its node tasks talk to a [`Reporter`] from several threads; the reporter owns
+//! the output. In [`Mode::Bars`] (indicatif, drawn on stdout) each running node has a bar: a data
+//! step counts the records it has read, a job shows its elapsed time and the last line its script
+//! printed, and permanent lines are printed above the bars. In [`Mode::Plain`] permanent lines go
+//! straight to the output, a job's log lines are streamed as `  <node> | <line>`, and a data step
+//! prints its count at most every few seconds, so a log stays readable and diffable.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Live bars on a terminal.
+    Bars,
+    /// One line per event, for logs and pipes.
+    Plain,
+}
+
+impl Mode {
+    /// Bars when stdout is a terminal and neither `CI` nor `TERM=dumb` says otherwise.
+    pub fn detect() -> Mode {
+        use std::io::IsTerminal as _;
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        if std::io::stdout().is_terminal() && !ci && !dumb {
+            Mode::Bars
+        } else {
+            Mode::Plain
+        }
+    }
+}
+
+/// What kind of work a bar follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// A data step: records read.
+    Rows,
+    /// A process (an entry script, pip): elapsed time and its last line.
+    Process,
+}
+
+/// How often a plain-mode data step reports its count.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+struct Live {
+    bar: Option<ProgressBar>,
+    last_plain: Instant,
+}
+
+/// The output of a run, shared by the executor and its node tasks.
+pub struct Reporter {
+    mode: Mode,
+    out: Mutex<Box<dyn Write + Send>>,
+    multi: Option<MultiProgress>,
+    live: Mutex<HashMap<String, Live>>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter").field("mode", &self.mode).finish_non_exhaustive()
+    }
+}
+
+impl Reporter {
+    /// A reporter writing to `out` in `mode`; bars are drawn on stdout, so [`Mode::Bars`] is meant
+    /// for `out` = stdout.
+    pub fn new(mode: Mode, out: Box<dyn Write + Send>) -> Reporter {
+        let multi = (mode == Mode::Bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+        Reporter { mode, out: Mutex::new(out), multi, live: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// A permanent line (a decision, a summary, an error).
+    pub fn line(&self, text: &str) {
+        if let Some(multi) = &self.multi {
+            if multi.println(text).is_ok() {
+                return;
+            }
+        }
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    /// `node` starts `work`.
+    pub fn start(&self, node: &str, work: Work) {
+        let bar = self.multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            let template = match work {
+                Work::Rows => "{spinner} {prefix}: {pos} records read ({per_sec}) {msg}",
+                Work::Process => "{spinner} {prefix} [{elapsed}] {wide_msg}",
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style);
+            }
+            bar.set_prefix(node.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.insert(node.to_owned(), Live { bar, last_plain: Instant::now() });
+    }
+
+    /// A data step's count of records read so far.
+    pub fn rows(&self, node: &str, rows: u64) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = live.get_mut(node) else { return };
+        match &entry.bar {
+            Some(bar) => bar.set_position(rows),
+            None if entry.last_plain.elapsed() >= PLAIN_EVERY && rows > 0 => {
+                entry.last_plain = Instant::now();
+                drop(live);
+                self.line(&format!("  {node} | {rows} records read"));
+            }
+            None => {}
+        }
+    }
+
+    /// A line a running process printed (already stripped of its line ending).
+    pub fn log(&self, node: &str, text: &str) {
+        let text = text.trim_end();
+        if text.is_empty() {
+            return;
+        }
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        match live.get(node).and_then(|l| l.bar.as_ref()) {
+            Some(bar) => bar.set_message(text.to_owned()),
+            None => {
+                drop(live);
+                self.line(&format!("  {node} | {text}"));
+            }
+        }
+    }
+
+    /// `node` stopped working; its bar goes away (the caller prints the summary line).
+    pub fn finish(&self, node: &str) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Live { bar: Some(bar), .. }) = live.remove(node) {
+            bar.finish_and_clear();
+            if let Some(multi) = &self.multi {
+                multi.remove(&bar);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn plain_mode_streams_log_lines_with_the_node_name_and_skips_blank_ones() {
+        let buffer = Shared::default();
+        let reporter = Reporter::new(Mode::Plain, Box::new(buffer.clone()));
+        reporter.line("run sft: no previous run");
+        reporter.start("sft", Work::Process);
+        reporter.log("sft", "{'loss': 2.5}\r\n");
+        reporter.log("sft", "   ");
+        reporter.rows("sft", 10);
+        reporter.finish("sft");
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text, "run sft: no previous run\n  sft | {'loss': 2.5}\n");
+    }
+}
