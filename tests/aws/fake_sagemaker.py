@@ -297,7 +297,9 @@ class Job:
             self.transitions.append(
                 {"Status": secondary, "StartTime": t, "StatusMessage": STATUS_MESSAGES.get(secondary, secondary)}
             )
-        if self.training_start is None and secondary not in ("Starting", "Pending"):
+        if self.training_start is None and status == "InProgress" and secondary not in ("Starting", "Pending"):
+            self.training_start = t
+        if self.training_start is None and status == "Completed":
             self.training_start = t
         if status in ("Completed", "Failed", "Stopped"):
             self.end_time = t
