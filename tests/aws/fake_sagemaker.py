@@ -29,8 +29,8 @@ Lifecycle script (`--script FILE`, or `POST /_control/script` with the JSON as b
       "default": {"polls": 2, "end": "Completed"},
       "jobs": [
         {"match": "sft", "attempts": [
-          {"polls": 1, "end": "Failed", "failure_reason": "CapacityError: Unable to provision requested ML compute
-                                                           capacity. Please retry using a different ML instance type."},
+          {"polls": 1, "end": "Failed",
+           "failure_reason": "CapacityError: Unable to provision requested ML compute capacity. ..."},
           {"polls": 3, "end": "Completed"}]}],
       "throttle": {"CreateTrainingJob": 2, "DescribeTrainingJob": 0},
       "errors": [{"operation": "CreateTrainingJob", "match": "merge", "code": "ResourceLimitExceeded",
@@ -41,7 +41,8 @@ Lifecycle script (`--script FILE`, or `POST /_control/script` with the JSON as b
   `polls` (default 2) is how many DescribeTrainingJob calls show InProgress before the end shows; their secondary
   statuses are Starting, Downloading, then Training, with Uploading last before Completed when polls >= 4, unless
   `secondary` lists them one per poll (it then replaces `polls`). END is one of
-    Completed            -> Completed / Completed, with ModelArtifacts (written to S3 when --s3-endpoint is given)
+    Completed            -> Completed / Completed, with ModelArtifacts (absent before; written to S3 when
+                            --s3-endpoint is given)
     Failed               -> Failed / Failed, FailureReason = failure_reason (default an AlgorithmError)
     Stopped              -> Stopping / Stopping, then Stopped / Stopped
     MaxRuntimeExceeded   -> Stopping / Stopping, then Stopped / MaxRuntimeExceeded
