@@ -13,14 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tinyllm import REPO
-
-
-def tunec_binary() -> str:
-    for candidate in (os.environ.get("TUNEC_BIN"), REPO / "target/debug/tunec", REPO / "target/release/tunec"):
-        if candidate and Path(candidate).is_file():
-            return str(candidate)
-    raise AssertionError("no tunec binary: run the tests through .ci/run, or cargo build -p tunec-runtime first")
+from tinyllm import REPO, tunec_binary
 
 
 def test_the_harness_runs_train_py_and_reports_the_estimate(tmp_path: Path) -> None:

@@ -27,6 +27,15 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "stdlib" / "python"
 
+
+def tunec_binary() -> str:
+    """The tunec binary: $TUNEC_BIN (set by .ci/run), else the repository's target folder."""
+    for candidate in (os.environ.get("TUNEC_BIN"), REPO / "target/debug/tunec", REPO / "target/release/tunec"):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    raise AssertionError("no tunec binary: run the tests through .ci/run, or cargo build -p tunec-runtime first")
+
+
 BOS, END_OF_TEXT, EOT, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>"
 SPECIAL_TOKENS = [BOS, END_OF_TEXT, "<|start_header_id|>", "<|end_header_id|>", EOT, PAD, "<|eom_id|>"]
 CHAT_TEMPLATE = (
