@@ -9,11 +9,14 @@
 //! a pipeline whose split is followed by a train node, so that `--until parts` stops before it.
 
 mod support;
+#[path = "support/tiny.rs"]
+mod tiny;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 use support::{root, Run};
+use tiny::{copy_tiny_local, test_python};
 
 /// Runs the tunec binary without a Python for the entry scripts (`TUNEC_PYTHON` removed) and
 /// unable to provision one (no base Python), so that no test installs PyTorch by accident.
@@ -262,30 +265,6 @@ fn locks_a_job_without_python_and_unknown_nodes_stop_with_exit_2() {
     assert!(sagemaker.stderr.contains("SageMaker target"), "{}", sagemaker.stderr);
     assert!(!root().join("examples/medreason/.tunec").exists(), "no journal for a target that does not run");
     std::fs::remove_dir_all(&dir).expect("clean up");
-}
-
-/// The Python with the entry scripts' packages (`.ci/run` exports it); the end-to-end test fails
-/// without it rather than passing without having run anything.
-fn test_python() -> String {
-    match std::env::var("TUNEC_TEST_PYTHON") {
-        Ok(python) if !python.is_empty() => python,
-        _ => panic!(
-            "TUNEC_TEST_PYTHON is not set: the end-to-end run needs a Python with torch and the packages of \
-             stdlib/python/requirements.txt (.ci/run creates the venv and exports it)"
-        ),
-    }
-}
-
-/// Every file of examples/tiny-local that is committed, copied to a fresh folder.
-fn copy_tiny_local(dir: &Path) {
-    let example = root().join("examples/tiny-local");
-    std::fs::create_dir_all(dir.join("model")).expect("mkdir");
-    for file in ["tiny.tune", "data.jsonl", "make_model.py"] {
-        std::fs::copy(example.join(file), dir.join(file)).expect("copy");
-    }
-    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
-        std::fs::copy(example.join("model").join(file), dir.join("model").join(file)).expect("copy");
-    }
 }
 
 #[test]

@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         scored.append(result)
         records.append(prediction_record(index, row, generation, result, scores))
 
-    report = build_report(source, adapter_dir, metrics, scored, generations, args, special)
+    # Channel paths as SageMaker names them: a report does not depend on the folder a job ran in.
+    named_adapter = Path(env.portable(adapter_dir)) if adapter_dir is not None else None
+    report = build_report(env.portable(source), named_adapter, metrics, scored, generations, args, special)
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
     with (env.output_data_dir / PREDICTIONS_FILE).open("w", encoding="utf-8") as f:
         f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)

@@ -36,13 +36,15 @@ from transformers import (
     PreTrainedModel,
     Trainer,
     TrainerCallback,
+    TrainerState,
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from tunec_entry import builders
 from tunec_entry.artifacts import check_adapter_shapes
-from tunec_entry.checkpoints import checkpoint_step, newest_checkpoint
+from tunec_entry.checkpoints import TRAINER_STATE, checkpoint_step, newest_checkpoint, training_finished
 from tunec_entry.config import TunecArgs, load_args
 from tunec_entry.data import (
     EpochSampler,
@@ -186,6 +188,27 @@ def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def portable_adapter_metadata(model: torch.nn.Module, env: JobEnv) -> None:
+    """Make the adapter's files the same wherever and however often the same training runs.
+
+    The adapter (adapter_config.json, the README model card) names its base as SageMaker names the channel, not
+    the folder this job happened to run in (the local target's run folder); and PEFT keeps `target_modules` as a
+    set, which JSON would list in an order that changes with Python's per-process string hashing.
+    """
+    for peft_config in getattr(model, "peft_config", {}).values():
+        if peft_config.base_model_name_or_path:
+            peft_config.base_model_name_or_path = env.portable(peft_config.base_model_name_or_path)
+        if isinstance(peft_config.target_modules, set):
+            peft_config.target_modules = sorted(peft_config.target_modules)
+    get_base = getattr(model, "get_base_model", None)
+    base = get_base() if get_base is not None else None
+    config = getattr(base, "config", None)
+    if config is not None and getattr(config, "_name_or_path", None):
+        config._name_or_path = env.portable(config._name_or_path)
+    if getattr(base, "name_or_path", None):  # the model card's `base_model:adapter:` tag
+        base.name_or_path = env.portable(base.name_or_path)
+
+
 def save_final_model(
     trainer: Trainer, model: torch.nn.Module, args: TunecArgs, env: JobEnv, special: SpecialTokens
 ) -> None:
@@ -194,7 +217,12 @@ def save_final_model(
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     if not args.uses_peft:
         prepare_for_inference(model, special)
+    portable_adapter_metadata(model, env)
     trainer.save_model(str(env.model_dir))
+    # The Trainer also pickles its TrainingArguments beside the model. args.yaml is the job's record; the pickle
+    # names this machine's folders, differs from run to run, and is unsafe to load from an untrusted artifact.
+    if trainer.is_world_process_zero():
+        (env.model_dir / TRAINING_ARGS_NAME).unlink(missing_ok=True)
     if args.uses_peft and trainer.is_world_process_zero():
         count = check_adapter_shapes(env.model_dir / ADAPTER_WEIGHTS, args.lora_r)
         log.info("saved the adapter (%d LoRA matrices) to %s", count, env.model_dir)
@@ -270,8 +298,16 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    with sigterm_handler(stop):
-        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    if resume is not None and training_finished(resume):
+        log.info(
+            "the checkpoint of step %d ends the training: it is saved as the result, with no further step", resumed_from
+        )
+        # transformers is pinned (4.56.2): its checkpoint loader handles adapters and sharded weights alike.
+        trainer._load_from_checkpoint(str(resume))
+        trainer.state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
+    else:
+        with sigterm_handler(stop):
+            trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     runtime = time.perf_counter() - started
     if stop.stopped_at is not None:
         log.warning(

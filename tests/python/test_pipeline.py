@@ -34,6 +34,8 @@ def test_train_saves_adapter_with_resolved_targets_and_tokenizer(lora_run: LoraR
     model_dir = lora_run.train.model_dir
     config = read_json(model_dir / "adapter_config.json")
     assert sorted(config["target_modules"]) == LLAMA_LINEAR  # "all-linear" resolved; lm_head is not a target
+    assert config["target_modules"] == LLAMA_LINEAR, "sorted, not in the order of Python's string hashing"
+    assert not (model_dir / "training_args.bin").exists(), "no pickle in the artifact; args.yaml is the record"
     assert (config["r"], config["lora_alpha"], config["task_type"]) == (R, 16, "CAUSAL_LM")
     assert config["modules_to_save"] == ["lm_head"]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -184,7 +186,7 @@ def test_evaluating_base_plus_adapter_gives_the_merged_models_answers(lora_run: 
     assert [p["prediction"] for p in adapted] == [p["prediction"] for p in merged]
     report = read_json(lora_run.evaluate_adapter.output_data_dir / "report.json")
     assert report["metrics"] == read_json(lora_run.evaluate.output_data_dir / "report.json")["metrics"]
-    assert report["adapter"] == str(lora_run.evaluate_adapter.channel("adapter"))
+    assert report["adapter"] == "/opt/ml/input/data/adapter", "channel paths are named as SageMaker names them"
 
 
 def test_evaluate_copies_the_report_into_the_model_artifact(lora_run: LoraRun) -> None:

@@ -47,6 +47,39 @@ def test_rerun_after_a_kill_continues_from_the_newest_complete_checkpoint(lora_r
     assert read_json(job.checkpoint_dir / "checkpoint-30" / "trainer_state.json")["global_step"] == 30
 
 
+def test_rerun_after_the_last_checkpoint_trains_no_further_step(lora_run: LoraRun, tmp_path: Path) -> None:
+    # A kill after the last step's checkpoint (global_step == max_steps) but before the final save: a rerun must
+    # not train on (the Trainer, resumed there, would take one step more), it saves that checkpoint as the result.
+    job = Layout(tmp_path / "train")
+    shutil.copytree(lora_run.train.root / "input", job.root / "input")
+    shutil.copytree(lora_run.train.checkpoint_dir, job.checkpoint_dir)
+    last = max(job.checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    state = read_json(last / "trainer_state.json")
+    assert state["global_step"] == state["max_steps"], "the fixture's last checkpoint ends the training"
+
+    result = run_script("train.py", job)
+    expect_ok(result)
+
+    assert "ends the training: it is saved as the result, with no further step" in result.stderr
+    metrics = read_json(job.output_data_dir / "metrics.json")
+    assert (metrics["resumed_from_step"], metrics["global_step"], metrics["steps_this_run"]) == (
+        state["global_step"],
+        state["global_step"],
+        0,
+    )
+    assert sorted(p.name for p in job.checkpoint_dir.iterdir()) == sorted(
+        p.name for p in lora_run.train.checkpoint_dir.iterdir()
+    ), "no new checkpoint"
+    adapter = load_file(job.model_dir / "adapter_model.safetensors")
+    reference = load_file(lora_run.train.model_dir / "adapter_model.safetensors")
+    assert adapter.keys() == reference.keys()
+    for key, tensor in adapter.items():
+        assert torch.equal(tensor, reference[key]), key
+    original = read_json(lora_run.train.output_data_dir / "metrics.json")
+    assert metrics["history"] == original["history"]
+    assert metrics["final_train_loss"] == original["final_train_loss"]
+
+
 def test_sigterm_saves_a_checkpoint_and_exits_143(base_model: Path, tokenizer, tmp_path: Path) -> None:
     job = Layout(tmp_path / "train")
     write_jsonl(job.add_channel("train") / "train.jsonl", [tokenized_row(tokenizer, q, a) for q, a in FACTS])

@@ -26,6 +26,23 @@ def checkpoint_step(checkpoint: Path) -> int | None:
     return step if isinstance(step, int) else None
 
 
+def training_finished(checkpoint: Path) -> bool:
+    """Whether a checkpoint is the last step of its training (global_step reached the planned max_steps).
+
+    The Trainer, resumed from such a checkpoint, would run one step more before noticing that it is done (its loop
+    checks max_steps after a step, not before), so a job killed between its final checkpoint and its final save
+    would otherwise train on every restart.
+    """
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(state, dict):
+        return False
+    step, planned = state.get("global_step"), state.get("max_steps")
+    return isinstance(step, int) and isinstance(planned, int) and 0 < planned <= step
+
+
 def newest_checkpoint(checkpoint_dir: Path) -> Path | None:
     """The complete `checkpoint-<n>` folder with the largest n, or None."""
     if not checkpoint_dir.is_dir():

@@ -82,11 +82,11 @@ def run_entry(main: Callable[[], int], environ: Mapping[str, str]) -> int:
     """
     from tunec_entry.supervisor import supervise
 
+    supervise(environ)  # first: a job that outlived its local tunec stops before it touches anything
     path = failure_path(environ)
     if is_rank_zero(environ):
         path.unlink(missing_ok=True)
     try:
-        supervise(environ)
         return main()
     except Exception as exc:  # every failure must reach the failure file
         reason = failure_reason(exc)

@@ -58,6 +58,16 @@ class JobEnv:
     def channel(self, name: str) -> Path | None:
         return self.channels.get(name)
 
+    def portable(self, location: str | Path) -> str:
+        """A channel path as SageMaker names it (/opt/ml/input/data/<channel>/...), whatever folder the local
+        target emulates /opt/ml in, so that reports do not depend on where a job ran; other values unchanged."""
+        text = str(location)
+        for name, path in sorted(self.channels.items()):
+            root = str(path)
+            if text == root or text.startswith(root + "/"):
+                return f"/opt/ml/input/data/{name}{text[len(root) :]}"
+        return text
+
     def checkpoint_dir(self, output_dir: str | None) -> Path:
         """TUNEC_CHECKPOINT_DIR, else args.yaml's `output_dir`, else /opt/ml/checkpoints."""
         return self.checkpoint_override or Path(output_dir or DEFAULT_CHECKPOINT_DIR)

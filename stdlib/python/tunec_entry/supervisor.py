@@ -31,6 +31,8 @@ def hold_job_lock(path: str) -> None:
     """Take the job's lock for the life of this process (released by the kernel when it ends)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())  # named by tunec while it waits for this process
     _held.append(fd)
 
 
@@ -50,11 +52,13 @@ def supervise(environ: Mapping[str, str]) -> None:
     """
     if "TORCHELASTIC_RUN_ID" in environ:
         return
+    # The parent first: a job whose tunec died while it was still importing must stop before it takes the lock
+    # (which a newer run's job may hold) or touches anything in the folder.
+    parent = environ.get("TUNEC_PARENT_PID")
+    if parent and parent.isdigit():
+        if os.getppid() != int(parent):
+            os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=_watch, args=(int(parent),), name="tunec-parent-watch", daemon=True).start()
     lock = environ.get("TUNEC_JOB_LOCK")
     if lock:
         hold_job_lock(lock)
-    parent = environ.get("TUNEC_PARENT_PID")
-    if parent and parent.isdigit():
-        if os.getppid() != int(parent):  # the parent died before we got here
-            os.kill(os.getpid(), signal.SIGTERM)
-        threading.Thread(target=_watch, args=(int(parent),), name="tunec-parent-watch", daemon=True).start()

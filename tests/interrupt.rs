@@ -1,0 +1,330 @@
+//! `tunec run` interrupted, the hard way and the polite way, on examples/tiny-local (data step,
+//! train.py, merge.py, evaluate.py on the CPU; `TUNEC_TEST_PYTHON`, `TUNEC_FIXTURES` not needed).
+//!
+//! - **SIGKILL at random moments.** A run is killed again and again at pseudo-random times (a fixed
+//!   seed, so a failure can be replayed), then allowed to finish. After every kill the journal must
+//!   parse and every node it records as succeeded must still have its outputs with their digests;
+//!   the next run must reuse every node that was succeeded before it started (finished work is
+//!   never redone); and the final outputs must be identical, file for file and digest for digest, to
+//!   those of a run that was never interrupted. `metrics.json` alone is compared field by field
+//!   without the figures of the last process (time, throughput, memory), which no two runs share.
+//! - **Ctrl-C.** SIGINT during training stops the run with exit status 130, the node is recorded as
+//!   interrupted, and the next run resumes it and finishes.
+//! - **A managed Python environment**, provisioned on first use and reused after, with a
+//!   requirements file that installs nothing new (so the test needs no network and no PyTorch
+//!   download): the job then runs with that interpreter and fails without torch, as it must.
+
+mod support;
+#[path = "support/tiny.rs"]
+mod tiny;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::root;
+use tiny::{copy_tiny_local, test_python};
+
+/// `tunec run <file>` as a child process with its stdout piped.
+fn spawn_run(file: &Path, python: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tunec"))
+        .args(["run", &file.display().to_string(), "--progress", "plain"])
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env("TUNEC_PYTHON", python)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tunec starts")
+}
+
+/// A fresh copy of examples/tiny-local with the weights made once and shared.
+fn tiny_dir(name: &str, python: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tunec-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tiny_local(&dir);
+    let weights = std::env::temp_dir().join(format!("tunec-tiny-weights-{}", std::process::id()));
+    if !weights.join("model/model.safetensors").is_file() {
+        let _ = std::fs::remove_dir_all(&weights);
+        copy_tiny_local(&weights);
+        let made = Command::new(python).arg("make_model.py").current_dir(&weights).output().expect("python runs");
+        assert!(made.status.success(), "make_model.py: {}", String::from_utf8_lossy(&made.stderr));
+    }
+    std::fs::copy(weights.join("model/model.safetensors"), dir.join("model/model.safetensors")).expect("copy");
+    dir
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(".tunec/tiny/state.json")).unwrap_or_else(|_| "{}".into());
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("state.json is torn: {e}\n{text}"))
+}
+
+/// The nodes the journal records as succeeded.
+fn succeeded(state: &serde_json::Value) -> Vec<String> {
+    state["nodes"]
+        .as_object()
+        .map(|nodes| nodes.iter().filter(|(_, r)| r["status"] == "succeeded").map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest as _;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every recorded output of every node: path → digest, checked against the file on disk.
+fn intact_outputs(dir: &Path, state: &serde_json::Value) -> BTreeMap<String, String> {
+    let mut all = BTreeMap::new();
+    for node in succeeded(state) {
+        for output in state["nodes"][&node]["outputs"].as_array().expect("outputs") {
+            let path = output["path"].as_str().expect("path");
+            let recorded = output["sha256"].as_str().expect("sha256");
+            assert_eq!(sha256(&dir.join(path)), recorded, "{node}'s output {path} is lost or half-written");
+            all.insert(path.to_owned(), recorded.to_owned());
+        }
+    }
+    all
+}
+
+/// What metrics.json says about the training itself, without the figures of the last process
+/// only (its wall-clock time, throughput, tokens, peak memory and the step it resumed from), which
+/// differ between any two runs.
+fn stable_metrics(path: &Path) -> serde_json::Value {
+    let mut metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("metrics")).expect("json");
+    let object = metrics.as_object_mut().expect("an object");
+    object.retain(|key, _| {
+        ["schema", "method", "global_step", "final_train_loss", "final_eval_loss", "history", "trainable_parameters"]
+            .contains(&key.as_str())
+    });
+    assert_eq!(object.len(), 7, "metrics.json has the fields compared: {metrics}");
+    metrics
+}
+
+/// A small deterministic generator (64-bit LCG), so the kill times are random but replayable.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
+    let python = test_python();
+    let reference = tiny_dir("kill-reference", &python);
+    let run = spawn_run(&reference.join("tiny.tune"), &python).wait_with_output().expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let expected = intact_outputs(&reference, &state(&reference));
+    assert_eq!(succeeded(&state(&reference)).len(), 7);
+
+    let dir = tiny_dir("kill", &python);
+    let file = dir.join("tiny.tune");
+    let seed = 0x7475_6e65_63u64;
+    let mut rng = Lcg(seed);
+    let mut kills = 0;
+    for attempt in 0..40 {
+        let before = state(&dir);
+        let done_before = succeeded(&before);
+        if done_before.len() == 7 {
+            break;
+        }
+        // Between 0.3 s and 9 s: the data step, model loading, training steps, checkpoint saves,
+        // the merge and the evaluation are all hit over the loop.
+        let delay = Duration::from_secs_f64(0.3 + 8.7 * rng.next_f64());
+        let mut child = spawn_run(&file, &python);
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let started = Instant::now();
+        let mut finished = false;
+        while started.elapsed() < delay {
+            if child.try_wait().expect("wait").is_some() {
+                finished = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !finished {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        let status = child.wait().expect("wait");
+        reader.join().expect("reader");
+        let lines: Vec<String> = rx.try_iter().collect();
+        if finished {
+            assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed: {lines:?}");
+        }
+        // Finished work is never redone: what had succeeded before this run is reused by it.
+        for node in &done_before {
+            assert!(
+                !lines.iter().any(|l| l.starts_with(&format!("run {node}:"))),
+                "attempt {attempt} (seed {seed:#x}, killed after {delay:?}) ran `{node}` again: {lines:?}"
+            );
+        }
+        // The journal parses and every succeeded node's outputs are whole.
+        intact_outputs(&dir, &state(&dir));
+    }
+    assert!(kills >= 3, "the loop killed the run {kills} times; the delays are too long for this machine");
+
+    // Finish, then compare with the uninterrupted run.
+    let last = spawn_run(&file, &python).wait_with_output().expect("run");
+    assert!(last.status.success(), "{}", String::from_utf8_lossy(&last.stderr));
+    let final_state = state(&dir);
+    assert_eq!(succeeded(&final_state).len(), 7);
+    let got = intact_outputs(&dir, &final_state);
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same files");
+    for (path, digest) in &expected {
+        if path.ends_with("/metrics.json") {
+            assert_eq!(stable_metrics(&dir.join(path)), stable_metrics(&reference.join(path)), "{path}");
+        } else {
+            assert_eq!(&got[path], digest, "{path} differs from the uninterrupted run's (seed {seed:#x})");
+        }
+    }
+    // No job process outlived its run: every job's lock is free.
+    for entry in walk(&dir.join(".tunec/tiny/jobs")) {
+        if entry.file_name().is_some_and(|n| n == ".job.lock") {
+            let file = std::fs::File::open(&entry).expect("open");
+            assert!(file.try_lock().is_ok(), "{} is still held by a job process", entry.display());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&reference);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn ctrl_c_stops_training_at_a_checkpoint_and_the_next_run_resumes_it() {
+    let python = test_python();
+    let dir = tiny_dir("ctrl-c", &python);
+    let file = dir.join("tiny.tune");
+    let mut child = spawn_run(&file, &python);
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Wait for the first training step's log line, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => {
+                let training = line.starts_with("  sft | ") && line.contains("'loss'");
+                seen.push(line);
+                if training {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("'loss'")), "training never logged a step: {seen:?}");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let status = child.wait().expect("wait");
+    reader.join().expect("reader");
+    seen.extend(rx.try_iter());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert_eq!(status.code(), Some(130), "{seen:?}\n{stderr}");
+    assert!(stderr.contains("interrupted; what finished is recorded"), "{stderr}");
+    assert!(seen.iter().any(|l| l == "  sft interrupted; `tunec run` resumes it"), "{seen:?}");
+    let after = state(&dir);
+    assert_eq!(after["nodes"]["sft"]["status"], "interrupted", "{after}");
+    assert!(after["nodes"].get("merged").is_none(), "nothing after sft started");
+
+    let again = spawn_run(&file, &python).wait_with_output().expect("run");
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{text}{}", String::from_utf8_lossy(&again.stderr));
+    assert!(text.contains("run sft: the previous run was interrupted"), "{text}");
+    let done = state(&dir);
+    assert_eq!(done["nodes"]["sft"]["attempt"], 2);
+    assert_eq!(succeeded(&done).len(), 7);
+    // train.py saved a checkpoint on SIGTERM and the second attempt started from it.
+    let metrics = done["nodes"]["sft"]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("/metrics.json")))
+        .expect("metrics.json");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(metrics)).expect("read")).expect("json");
+    assert!(metrics["resumed_from_step"].as_u64().is_some_and(|s| s > 0), "{metrics}");
+    assert_eq!(metrics["global_step"], 20);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_managed_environment_is_provisioned_once_and_runs_the_jobs() {
+    let home = std::env::temp_dir().join(format!("tunec-managed-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).expect("mkdir");
+    // pip is in every new virtualenv: "already satisfied", no network.
+    std::fs::write(home.join("requirements.txt"), "pip\n").expect("write");
+    let dir = std::env::temp_dir().join(format!("tunec-managed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tiny_local(&dir);
+    let file = dir.join("tiny.tune").display().to_string();
+    let run = || {
+        support::tunec_with(&["run", &file, "--until", "sft"], |command| {
+            command
+                .env_remove("TUNEC_PYTHON")
+                .env("TUNEC_HOME", &home)
+                .env("TUNEC_MANAGED_REQUIREMENTS", home.join("requirements.txt"));
+        })
+    };
+    let first = run();
+    assert_eq!(first.code, 1, "{}{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains("python: creating tunec's environment for the entry scripts in "),
+        "{}",
+        first.stdout
+    );
+    assert!(first.stdout.contains("python: environment ready"), "{}", first.stdout);
+    let envs: Vec<PathBuf> = std::fs::read_dir(home.join("python"))
+        .expect("python/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    assert!(envs[0].join(".tunec-ready").is_file());
+    let log = std::fs::read_to_string(dir.join(".tunec/tiny/logs/sft.log")).expect("log");
+    assert!(log.starts_with(&format!("== tunec: {}", envs[0].join("bin/python").display())), "{log}");
+    assert!(first.stderr.contains("No module named 'torch'"), "the environment has no torch: {}", first.stderr);
+
+    let second = run();
+    assert_eq!(second.code, 1);
+    assert!(!second.stdout.contains("creating tunec's environment"), "reused: {}", second.stdout);
+    assert!(second.stdout.contains("run sft: the previous run failed"), "{}", second.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&home);
+}
