@@ -26,7 +26,7 @@ fn terminal_width() -> usize {
     std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(100)
 }
 
-fn style(color: Color) -> Style {
+pub(crate) fn style(color: Color) -> Style {
     let use_color = match color {
         Color::Always => true,
         Color::Never => false,

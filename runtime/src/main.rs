@@ -25,6 +25,7 @@ mod check;
 mod cli;
 mod emit;
 mod errors_doc;
+mod fmt;
 mod plan;
 mod world;
 
