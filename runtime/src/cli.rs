@@ -1,7 +1,7 @@
 //! Argument parsing (clap) and dispatch to the subcommands.
 //!
-//! `check`, `plan`, `build`, `graph`, `iam-policy`, `status`, `explain` and `fmt` (the formatter,
-//! `fmt.rs`) are complete. `run` carries out local
+//! `check`, `plan`, `build`, `graph`, `iam-policy`, `status`, `explain`, `fmt` (the formatter,
+//! `fmt.rs`) and `lsp` (the language server, `tunec_runtime::lsp`) are complete. `run` carries out local
 //! pipelines, data nodes and entry scripts; on the SageMaker target it stops, saying so in one line
 //! and exiting 2, rather than printing anything that could be mistaken for a result.
 
@@ -131,6 +131,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         color: Color,
     },
+    /// Run the language server on stdin and stdout (for editors).
+    Lsp,
     /// Print the documentation page of a diagnostic code (`tunec explain fsdp_qlora_storage`).
     Explain {
         /// A full (`tunec::check::x`) or short (`x`) code; omit to list all codes.
@@ -157,6 +159,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Run { input, until, python } => run(&input, until.as_deref(), python),
         Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
         Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),
+        Command::Lsp => ExitCode::from(tunec_runtime::lsp::serve_stdio()),
     }
 }
 
