@@ -541,3 +541,42 @@ pub(super) fn hover_value(markdown: String, range: Range) -> Hover {
         range: Some(range),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEDREASON: &str = include_str!("../../../examples/medreason/medreason.tune");
+
+    #[test]
+    fn every_offset_answers_without_panicking() {
+        let text = MEDREASON.replace("pipeline medreason {", "pipeline medreason { // é😀 ü");
+        let analysis = analyze("m.tune", &text, None);
+        let doc = Document::new(text.clone(), 1);
+        for offset in 0..=text.len() + 2 {
+            let _ = hover(&analysis, offset);
+            let _ = definition(&analysis, offset);
+            let _ = references(&analysis, offset, true);
+        }
+        assert!(!symbols(&analysis, &doc).is_empty());
+    }
+
+    #[test]
+    fn a_text_that_does_not_parse_has_diagnostics_and_no_answers() {
+        let analysis = analyze("m.tune", "pipeline p { model m hf_model() }", None);
+        assert_eq!(analysis.checked.diagnostics.len(), 1);
+        assert!(analysis.file.is_none());
+        assert!(hover(&analysis, 20).is_none());
+        assert!(references(&analysis, 20, true).is_empty());
+    }
+
+    #[test]
+    fn hover_on_a_parameter_use_and_a_default_value() {
+        let text = "pipeline p {\n  param lr = 2e-4\n  model m = hf_model(\"meta-llama/Llama-3.1-8B-Instruct\")\n  train t = sft(m, data = c) { learning_rate = lr }\n}";
+        let analysis = analyze("m.tune", text, None);
+        let (markdown, _) = hover(&analysis, text.rfind("lr").expect("use")).expect("hover");
+        assert!(markdown.contains("param lr = `0.0002`"), "{markdown}");
+        let refs = references(&analysis, text.find("lr").expect("decl"), true);
+        assert_eq!(refs.len(), 2);
+    }
+}

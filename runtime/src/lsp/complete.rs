@@ -97,6 +97,9 @@ fn tokens(text: &str) -> Vec<&str> {
                 i += 1;
             }
             i += 1;
+        } else if !b.is_ascii() {
+            // Only in comments and strings; skip the whole character.
+            i += text[i..].chars().next().map_or(1, char::len_utf8);
         } else {
             if !b.is_ascii_whitespace() {
                 out.push(&text[i..i + 1]);
@@ -414,6 +417,14 @@ mod tests {
         assert_eq!(labels("pipeline p {\n  model m = |\n}"), ["hf_model", "local_model"]);
         let got = labels("pipeline p {\n  |\n}");
         assert!(got.contains(&"train".to_owned()) && got.contains(&"budget".to_owned()), "{got:?}");
+    }
+
+    #[test]
+    fn any_offset_of_any_text_is_safe() {
+        let text = "// é😀 {\npipeline p { /* ü ( */ train t = sft(m, data = \"é{\") {\n method = qlora { r = 8, é\n compute = \"ml.\u{1F600}";
+        for offset in 0..=text.len() + 3 {
+            let _ = complete(text, offset);
+        }
     }
 
     #[test]
