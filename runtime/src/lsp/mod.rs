@@ -29,6 +29,24 @@ pub use analysis::{analyze, Analysis};
 pub use document::{Document, LineIndex};
 pub use transport::read_frame;
 
+/// The per-request functions, for `runtime/benches/lsp.rs`; the server calls the same ones.
+pub mod bench {
+    use super::{analysis, complete, Analysis, Document, DOCS_URL};
+    use lsp_types::{CompletionItem, Url};
+
+    pub fn diagnostics(analysis: &Analysis, doc: &Document, uri: &Url) -> Vec<lsp_types::Diagnostic> {
+        analysis::diagnostics(analysis, doc, uri, DOCS_URL)
+    }
+
+    pub fn hover(analysis: &Analysis, offset: usize) -> Option<String> {
+        analysis::hover(analysis, offset).map(|(markdown, _)| markdown)
+    }
+
+    pub fn complete(text: &str, offset: usize) -> Vec<CompletionItem> {
+        complete::complete(text, offset)
+    }
+}
+
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
 use lsp_types::notification::{
     DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification as _, PublishDiagnostics,
