@@ -126,13 +126,94 @@ fn explain_prints_the_page_and_lists_codes() {
 
 #[test]
 fn later_subcommands_say_so_and_exit_2() {
-    for args in [&["run", "examples/medreason/medreason.tune"][..], &["fmt", "examples/medreason/medreason.tune"]] {
-        let run = tunec(args);
-        assert_eq!(run.code, 2, "{args:?}");
-        assert!(run.stdout.is_empty(), "{args:?} printed output: {}", run.stdout);
-        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: one line");
-        assert!(run.stderr.contains("not available yet"), "{args:?}: {}", run.stderr);
+    let run = tunec(&["run", "examples/medreason/medreason.tune"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stdout.is_empty(), "printed output: {}", run.stdout);
+    assert_eq!(run.stderr.lines().count(), 1, "one line");
+    assert!(run.stderr.contains("not available yet"), "{}", run.stderr);
+}
+
+/// A scratch folder holding `files` (name, text), removed first if it exists.
+fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tunec-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("folder");
+        std::fs::write(path, text).expect("write");
     }
+    dir
+}
+
+const MESSY: &str = "pipeline p {   budget=$1 // money\n model m = hf_model(\"Qwen/Qwen2.5-0.5B-Instruct\") }";
+const TIDY: &str = "pipeline p {\n  budget = $1 // money\n  model m = hf_model(\"Qwen/Qwen2.5-0.5B-Instruct\")\n}\n";
+
+#[test]
+fn fmt_rewrites_files_in_place_and_check_lists_what_would_change() {
+    let dir =
+        scratch("fmt", &[("a.tune", MESSY), ("sub/b.tune", TIDY), (".hidden/c.tune", MESSY), ("notes.txt", MESSY)]);
+    let arg = dir.display().to_string();
+    let check = tunec(&["fmt", "--check", &arg]);
+    assert_eq!(check.code, 1, "{}", check.stderr);
+    assert_eq!(check.stdout.trim(), dir.join("a.tune").display().to_string(), "only a.tune would change");
+    assert_eq!(std::fs::read_to_string(dir.join("a.tune")).expect("a"), MESSY, "--check writes nothing");
+
+    let write = tunec(&["fmt", &arg]);
+    assert_eq!(write.code, 0, "{}", write.stderr);
+    assert!(write.stdout.is_empty(), "{}", write.stdout);
+    assert_eq!(std::fs::read_to_string(dir.join("a.tune")).expect("a"), TIDY);
+    assert_eq!(std::fs::read_to_string(dir.join(".hidden/c.tune")).expect("c"), MESSY, "hidden folders are skipped");
+    assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).expect("notes"), MESSY, "only .tune files");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "the temporary file is renamed away");
+
+    let again = tunec(&["fmt", "--check", &arg]);
+    assert_eq!(again.code, 0, "formatted files pass --check: {}", again.stdout);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn fmt_leaves_a_file_that_does_not_parse_untouched() {
+    let broken = "pipeline p { model m hf_model(\"x\") }\n";
+    let dir = scratch("fmt-broken", &[("broken.tune", broken), ("ok.tune", MESSY)]);
+    let run =
+        tunec(&["fmt", &dir.join("broken.tune").display().to_string(), &dir.join("ok.tune").display().to_string()]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("tunec::parse::syntax"), "{}", run.stderr);
+    assert!(run.stderr.contains("does not parse; left as it is"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(dir.join("broken.tune")).expect("broken"), broken);
+    assert_eq!(std::fs::read_to_string(dir.join("ok.tune")).expect("ok"), TIDY, "the other files are still formatted");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn fmt_dash_formats_standard_input_to_standard_output() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tunec"))
+        .args(["fmt", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tunec starts");
+    child.stdin.take().expect("stdin").write_all(MESSY.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("tunec ends");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), TIDY);
+}
+
+#[test]
+fn fmt_without_files_and_on_missing_files_is_a_usage_error() {
+    let none = tunec(&["fmt"]);
+    assert_eq!(none.code, 2);
+    assert!(none.stderr.contains("`-` for standard input"), "{}", none.stderr);
+    let missing = tunec(&["fmt", "no/such/file.tune"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("cannot read"), "{}", missing.stderr);
 }
 
 #[test]

@@ -126,7 +126,7 @@ fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
 
     let dir = tiny_dir("kill", &python);
     let file = dir.join("tiny.tune");
-    let seed = 0x7475_6e65_63u64;
+    let seed = 0x0074_756e_6563_u64;
     let mut rng = Lcg(seed);
     let mut kills = 0;
     for attempt in 0..40 {

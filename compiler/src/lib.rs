@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod check;
 pub mod diagnostics;
 pub mod estimate;
+pub mod format;
 pub mod lower;
 pub mod render;
 pub mod syntax;

@@ -2,7 +2,6 @@
 //! diagnostics, and hand back the checked program (and its job graph) when there are no errors.
 
 use crate::cli::{usage_error, Color, Format, Input};
-use crate::world::FsWorld;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use tunec_compiler::catalog::Catalog;
@@ -10,6 +9,7 @@ use tunec_compiler::lower::{self, JobGraph, LowerInput};
 use tunec_compiler::render::{self, Style};
 use tunec_compiler::{Checked, Override};
 use tunec_runtime::bundle;
+use tunec_runtime::world::FsWorld;
 
 fn parse_overrides(set: &[String]) -> Result<Vec<Override>, String> {
     set.iter()
@@ -26,7 +26,7 @@ fn terminal_width() -> usize {
     std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(100)
 }
 
-fn style(color: Color) -> Style {
+pub(crate) fn style(color: Color) -> Style {
     let use_color = match color {
         Color::Always => true,
         Color::Never => false,

@@ -1,13 +1,12 @@
 //! Argument parsing (clap) and dispatch to the subcommands.
 //!
-//! `check`, `plan`, `build`, `graph`, `iam-policy`, `status` and `explain` are complete. `run`
-//! carries out local pipelines, data nodes and entry scripts; on the SageMaker target it stops,
-//! saying so. `fmt` belongs to a later stage (the
-//! formatter); until it exists it says so in one line and exits 2, rather than printing anything
-//! that could be mistaken for a result.
+//! `check`, `plan`, `build`, `graph`, `iam-policy`, `status`, `explain`, `fmt` (the formatter,
+//! `fmt.rs`) and `lsp` (the language server, `tunec_runtime::lsp`) are complete. `run` carries out local
+//! pipelines, data nodes and entry scripts; on the SageMaker target it stops, saying so in one line
+//! and exiting 2, rather than printing anything that could be mistaken for a result.
 
 use crate::check::compiled;
-use crate::{check, emit, errors_doc, plan};
+use crate::{check, emit, errors_doc, fmt, plan};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -137,8 +136,19 @@ enum Command {
         #[arg(long)]
         clear_stale_lock: bool,
     },
-    /// Format `.tune` files.
-    Fmt { files: Vec<PathBuf> },
+    /// Format `.tune` files in place (folders: every `*.tune` below; `-`: stdin to stdout).
+    Fmt {
+        /// Files, folders, or `-` for standard input.
+        files: Vec<PathBuf>,
+        /// Write nothing; list the files that would change and exit 1 if any would (for CI).
+        #[arg(long)]
+        check: bool,
+        /// When to colour diagnostics.
+        #[arg(long, value_enum, default_value = "auto")]
+        color: Color,
+    },
+    /// Run the language server on stdin and stdout (for editors).
+    Lsp,
     /// Print the documentation page of a diagnostic code (`tunec explain fsdp_qlora_storage`).
     Explain {
         /// A full (`tunec::check::x`) or short (`x`) code; omit to list all codes.
@@ -164,7 +174,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Explain { code } => explain(code.as_deref()),
         Command::Run { input, until, python, progress } => run(&input, until, python, progress),
         Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
-        Command::Fmt { .. } => not_yet("fmt", "the formatter"),
+        Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),
+        Command::Lsp => ExitCode::from(tunec_runtime::lsp::serve_stdio()),
     }
 }
 
@@ -209,11 +220,6 @@ fn run(input: &Input, until: Option<String>, python: Option<PathBuf>, progress: 
         }
         Err(e) => usage_error(&e.to_string()),
     }
-}
-
-fn not_yet(command: &str, part: &str) -> ExitCode {
-    eprintln!("tunec {command}: not available yet in this version (it comes with {part}); `tunec check` works today");
-    ExitCode::from(2)
 }
 
 pub(crate) fn usage_error(message: &str) -> ExitCode {

@@ -1,4 +1,4 @@
-//! The `tunec` command line: check, plan, build, graph, iam-policy, explain, run, status and fmt.
+//! The `tunec` command line: check, plan, build, graph, iam-policy, explain, run, status, fmt and lsp.
 //!
 //! The binary does the IO the compiler crate may not: it reads files, resolves local model
 //! directories relative to the pipeline file, chooses colours for terminals, and maps outcomes to
@@ -25,8 +25,8 @@ mod check;
 mod cli;
 mod emit;
 mod errors_doc;
+mod fmt;
 mod plan;
-mod world;
 
 use std::process::ExitCode;
 

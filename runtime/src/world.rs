@@ -1,17 +1,17 @@
 //! The file-system [`World`]: local model directories and the runtime's data profiles, both
 //! resolved relative to the pipeline file (profiles live in `.tunec/<pipeline>/profiles/<node>.json`
-//! beside it, where the data engine writes them).
+//! beside it, where the data engine writes them). `tunec check` and the language server use it alike.
 
 use std::path::{Path, PathBuf};
 use tunec_compiler::World;
 
-pub(crate) struct FsWorld {
+pub struct FsWorld {
     base: PathBuf,
 }
 
 impl FsWorld {
     /// A world whose relative paths start at the directory holding `pipeline_file`.
-    pub(crate) fn for_pipeline(pipeline_file: &Path) -> Self {
+    pub fn for_pipeline(pipeline_file: &Path) -> Self {
         let base = pipeline_file.parent().map(Path::to_path_buf).unwrap_or_default();
         FsWorld { base }
     }

@@ -241,3 +241,89 @@ impl Value {
         }
     }
 }
+
+impl File {
+    /// The same tree with every span set to `0..0`: two texts that differ only in layout and
+    /// comments give equal trees. The formatter's tests compare files this way.
+    #[must_use]
+    pub fn without_spans(&self) -> File {
+        let mut file = self.clone();
+        for p in &mut file.pipelines {
+            p.span = Span::default();
+            p.name.span = Span::default();
+            for item in &mut p.items {
+                match item {
+                    Item::Target(t) => {
+                        t.span = Span::default();
+                        t.kind.span = Span::default();
+                        t.fields.iter_mut().for_each(erase_field);
+                    }
+                    Item::Param(param) => {
+                        param.span = Span::default();
+                        param.name.span = Span::default();
+                        erase_value(&mut param.value);
+                    }
+                    Item::Defaults(d) => erase_defaults(d),
+                    Item::Node(n) => {
+                        n.span = Span::default();
+                        n.kind_span = Span::default();
+                        n.name.span = Span::default();
+                        erase_call(&mut n.call);
+                        n.body.iter_mut().for_each(erase_field);
+                    }
+                    Item::Setting(f) => erase_field(f),
+                }
+            }
+        }
+        file.defaults.iter_mut().for_each(erase_defaults);
+        file
+    }
+}
+
+fn erase_defaults(d: &mut Defaults) {
+    d.span = Span::default();
+    d.path.iter_mut().for_each(|seg| seg.span = Span::default());
+    d.fields.iter_mut().for_each(erase_field);
+}
+
+fn erase_field(f: &mut Field) {
+    f.span = Span::default();
+    f.key.span = Span::default();
+    erase_value(&mut f.value);
+}
+
+fn erase_call(c: &mut Call) {
+    c.span = Span::default();
+    c.func.span = Span::default();
+    for arg in &mut c.args {
+        if let Some(name) = &mut arg.name {
+            name.span = Span::default();
+        }
+        erase_value(&mut arg.value);
+    }
+}
+
+fn erase_value(v: &mut Value) {
+    v.span = Span::default();
+    match &mut v.kind {
+        ValueKind::List(items) => items.iter_mut().for_each(erase_value),
+        ValueKind::Record(fields) => fields.iter_mut().for_each(erase_field),
+        ValueKind::Variant { name, fields } => {
+            name.span = Span::default();
+            fields.iter_mut().for_each(erase_field);
+        }
+        ValueKind::Path(segments) => segments.iter_mut().for_each(|seg| seg.span = Span::default()),
+        ValueKind::Call(c) => erase_call(c),
+        ValueKind::Times { value, count_span, .. } => {
+            *count_span = Span::default();
+            erase_value(value);
+        }
+        ValueKind::Str(_)
+        | ValueKind::Int(_)
+        | ValueKind::Float(_)
+        | ValueKind::Bool(_)
+        | ValueKind::Duration(_)
+        | ValueKind::Size(_)
+        | ValueKind::Money(_) => {}
+    }
+}

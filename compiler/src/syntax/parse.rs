@@ -208,9 +208,17 @@ struct Ctx {
     errors: Vec<Diagnostic>,
 }
 
+/// The span of a pair, from its first to its last token. pest's own span of a rule that ends in
+/// an optional part (`value = { term ~ times? }`, `node = { ... ~ record? }`) also covers the
+/// whitespace and comments it skipped looking for that part; the AST's spans never do.
 fn span_of(pair: &Pair<'_, Rule>) -> Span {
     let s = pair.as_span();
-    Span::new(s.start(), s.end())
+    if matches!(pair.as_rule(), Rule::string | Rule::plain_string | Rule::triple_string) {
+        // Compound-atomic: no trivia inside, and the last inner pair stops before the quotes.
+        return Span::new(s.start(), s.end());
+    }
+    let end = pair.clone().into_inner().last().map_or(s.end(), |last| span_of(&last).end as usize);
+    Span::new(s.start(), end.min(s.end()))
 }
 
 /// The children of a pair without punctuation.
@@ -510,6 +518,23 @@ mod tests {
         let text = format!("pipeline p {{ a = {}{} }}", "[".repeat(10_000), "]".repeat(10_000));
         let err = parse_file(&text, FileId(0)).unwrap_err();
         assert!(err[0].message.contains("nest"));
+    }
+
+    #[test]
+    fn spans_end_at_the_last_token() {
+        let text = "pipeline p { budget = $1  // c\n\n  model m = f()  /* d */\n  param n = 2 \n}";
+        let file = parse(text);
+        let ends: Vec<&str> = file.pipelines[0]
+            .items
+            .iter()
+            .map(|item| match item {
+                Item::Setting(f) => &text[f.span.range()],
+                Item::Node(n) => &text[n.span.range()],
+                Item::Param(p) => &text[p.span.range()],
+                _ => "",
+            })
+            .collect();
+        assert_eq!(ends, ["budget = $1", "model m = f()", "param n = 2"]);
     }
 
     #[test]
