@@ -124,15 +124,6 @@ fn explain_prints_the_page_and_lists_codes() {
     assert_eq!(unknown.code, 2);
 }
 
-#[test]
-fn later_subcommands_say_so_and_exit_2() {
-    let run = tunec(&["run", "examples/medreason/medreason.tune"]);
-    assert_eq!(run.code, 2);
-    assert!(run.stdout.is_empty(), "printed output: {}", run.stdout);
-    assert_eq!(run.stderr.lines().count(), 1, "one line");
-    assert!(run.stderr.contains("not available yet"), "{}", run.stderr);
-}
-
 /// A scratch folder holding `files` (name, text), removed first if it exists.
 fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tunec-{name}-{}", std::process::id()));

@@ -260,10 +260,19 @@ fn locks_a_job_without_python_and_unknown_nodes_stop_with_exit_2() {
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("`/nonexistent/python3`, does not exist"), "{}", missing.stderr);
 
-    let sagemaker = tunec(&["run", &root().join("examples/medreason/medreason.tune").display().to_string()]);
+    let sagemaker = support::tunec_with(
+        &["run", &root().join("examples/medreason/medreason.tune").display().to_string()],
+        |command| {
+            command.env_remove("TUNEC_BUCKET").env_remove("TUNEC_SAGEMAKER_ROLE").env_remove("HF_TOKEN");
+        },
+    );
     assert_eq!(sagemaker.code, 2);
-    assert!(sagemaker.stderr.contains("SageMaker target"), "{}", sagemaker.stderr);
-    assert!(!root().join("examples/medreason/.tunec").exists(), "no journal for a target that does not run");
+    assert!(
+        sagemaker.stderr.contains("the pipeline reads HF_TOKEN, TUNEC_BUCKET, TUNEC_SAGEMAKER_ROLE with env(...)"),
+        "{}",
+        sagemaker.stderr
+    );
+    assert!(!root().join("examples/medreason/.tunec").exists(), "nothing runs, and no journal, without them");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 

@@ -5,15 +5,12 @@
 //! the runtime does at submission.
 
 use aws_sdk_sagemaker::operation::create_training_job::CreateTrainingJobInput;
-use aws_sdk_sagemaker::types::{
-    AlgorithmSpecification, Channel, CheckpointConfig, DataSource, OutputCompressionType, OutputDataConfig,
-    ResourceConfig, S3DataDistribution, S3DataSource, S3DataType, StoppingCondition, Tag, TrainingInputMode,
-    TrainingInstanceType,
-};
+use aws_sdk_sagemaker::types::TrainingInstanceType;
 use serde_json::Value;
 use std::path::Path;
 use tunec_compiler::catalog::Catalog;
 use tunec_compiler::lower::{self, Execution, LowerInput};
+use tunec_runtime::run::sagemaker::request::to_input;
 
 fn fill(value: &Value) -> Value {
     let text = serde_json::to_string(value)
@@ -25,132 +22,20 @@ fn fill(value: &Value) -> Value {
     serde_json::from_str(&text).expect("json")
 }
 
-fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("{pointer} is a string"))
-}
-
-fn i(v: &Value, pointer: &str) -> i32 {
-    v.pointer(pointer)
-        .and_then(Value::as_i64)
-        .and_then(|n| i32::try_from(n).ok())
-        .unwrap_or_else(|| panic!("{pointer} is an int"))
-}
-
-fn known<T>(value: &str, values: &[&str], what: &str) -> T
-where
-    T: From<&'static str>,
-{
-    assert!(values.contains(&value), "`{value}` is not a {what} the SDK knows");
-    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
-    T::from(leaked)
-}
-
-fn strings(v: &Value, pointer: &str) -> Vec<String> {
-    v.pointer(pointer)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(|x| x.as_str().expect("string").to_owned()).collect())
-        .unwrap_or_default()
-}
-
+/// The runtime's conversion (the one `tunec run` submits with), plus the API's limits that the
+/// SDK's builders do not check.
 fn to_sdk(req: &Value) -> CreateTrainingJobInput {
-    let algorithm = AlgorithmSpecification::builder()
-        .training_image(s(req, "/AlgorithmSpecification/TrainingImage"))
-        .training_input_mode(known::<TrainingInputMode>(
-            s(req, "/AlgorithmSpecification/TrainingInputMode"),
-            TrainingInputMode::values(),
-            "input mode",
-        ))
-        .set_container_entrypoint(Some(strings(req, "/AlgorithmSpecification/ContainerEntrypoint")))
-        .set_container_arguments(Some(strings(req, "/AlgorithmSpecification/ContainerArguments")))
-        .build();
-    // The SDK's builders do not enforce the API's required members; the API model does
-    // (service-2.json), so check them here.
-    assert!(algorithm.training_input_mode().is_some() && algorithm.training_image().is_some());
-    let channels: Vec<Channel> = req["InputDataConfig"]
-        .as_array()
-        .expect("channels")
-        .iter()
-        .map(|c| {
-            let source = S3DataSource::builder()
-                .s3_data_type(known::<S3DataType>(
-                    s(c, "/DataSource/S3DataSource/S3DataType"),
-                    S3DataType::values(),
-                    "S3 data type",
-                ))
-                .s3_uri(s(c, "/DataSource/S3DataSource/S3Uri"))
-                .s3_data_distribution_type(known::<S3DataDistribution>(
-                    s(c, "/DataSource/S3DataSource/S3DataDistributionType"),
-                    S3DataDistribution::values(),
-                    "distribution",
-                ))
-                .build();
-            assert!(source.s3_data_type().is_some() && source.s3_uri().is_some());
-            assert!(s(c, "/DataSource/S3DataSource/S3Uri").starts_with("s3://"));
-            Channel::builder()
-                .channel_name(s(c, "/ChannelName"))
-                .data_source(DataSource::builder().s3_data_source(source).build())
-                .input_mode(known::<TrainingInputMode>(s(c, "/InputMode"), TrainingInputMode::values(), "input mode"))
-                .build()
-        })
-        .collect();
-    assert!(channels.len() <= 20, "SageMaker accepts at most 20 channels");
-    let output = OutputDataConfig::builder()
-        .s3_output_path(s(req, "/OutputDataConfig/S3OutputPath"))
-        .compression_type(known::<OutputCompressionType>(
-            s(req, "/OutputDataConfig/CompressionType"),
-            OutputCompressionType::values(),
-            "compression",
-        ))
-        .build();
-    assert!(output.s3_output_path().is_some());
-    let resources = ResourceConfig::builder()
-        .instance_type(known::<TrainingInstanceType>(
-            s(req, "/ResourceConfig/InstanceType"),
-            TrainingInstanceType::values(),
-            "training instance type",
-        ))
-        .instance_count(i(req, "/ResourceConfig/InstanceCount"))
-        .volume_size_in_gb(i(req, "/ResourceConfig/VolumeSizeInGB"))
-        .keep_alive_period_in_seconds(i(req, "/ResourceConfig/KeepAlivePeriodInSeconds"))
-        .build();
-    let mut stopping =
-        StoppingCondition::builder().max_runtime_in_seconds(i(req, "/StoppingCondition/MaxRuntimeInSeconds"));
-    if req.pointer("/StoppingCondition/MaxWaitTimeInSeconds").is_some() {
-        stopping = stopping.max_wait_time_in_seconds(i(req, "/StoppingCondition/MaxWaitTimeInSeconds"));
-    }
-    let mut input = CreateTrainingJobInput::builder()
-        .training_job_name(s(req, "/TrainingJobName"))
-        .algorithm_specification(algorithm)
-        .role_arn(s(req, "/RoleArn"))
-        .set_input_data_config(Some(channels))
-        .output_data_config(output)
-        .resource_config(resources)
-        .stopping_condition(stopping.build())
-        .enable_managed_spot_training(req["EnableManagedSpotTraining"].as_bool().expect("bool"));
-    for (k, v) in req["HyperParameters"].as_object().expect("hyperparameters") {
-        input = input.hyper_parameters(k, v.as_str().expect("hyperparameters are strings"));
-    }
-    for (k, v) in req["Environment"].as_object().expect("environment") {
-        assert!(k.len() <= 512 && v.as_str().expect("string").len() <= 512, "environment limits");
-        input = input.environment(k, v.as_str().expect("environment values are strings"));
-    }
-    for tag in req["Tags"].as_array().expect("tags") {
-        input = input.tags(Tag::builder().key(s(tag, "/Key")).value(s(tag, "/Value")).build());
-    }
-    if req.get("CheckpointConfig").is_some() {
-        input = input.checkpoint_config(
-            CheckpointConfig::builder()
-                .s3_uri(s(req, "/CheckpointConfig/S3Uri"))
-                .local_path(s(req, "/CheckpointConfig/LocalPath"))
-                .build(),
-        );
-    }
-    let input = input.build().expect("CreateTrainingJobInput builds");
+    let input = to_input(req).unwrap_or_else(|e| panic!("the request does not convert: {e}"));
+    assert!(input.algorithm_specification().is_some_and(|a| a.training_input_mode().is_some()));
     for channel in input.input_data_config() {
         assert!(channel.channel_name().is_some_and(|n| n.len() <= 64) && channel.data_source().is_some());
+        let uri = channel.data_source().and_then(|d| d.s3_data_source()).and_then(|s| s.s3_uri());
+        assert!(uri.is_some_and(|u| u.starts_with("s3://")), "{uri:?}");
     }
-    assert!(input.resource_config().is_some_and(|r| r.volume_size_in_gb().is_some()));
+    assert!(input.input_data_config().len() <= 20, "SageMaker accepts at most 20 channels");
+    assert!(input.resource_config().is_some_and(|r| r.volume_size_in_gb().is_some() && r.instance_type().is_some()));
     assert!(input.stopping_condition().is_some() && input.role_arn().is_some());
+    assert!(input.output_data_config().is_some_and(|o| o.s3_output_path().is_some()));
     input
 }
 

@@ -1,9 +1,8 @@
 //! Argument parsing (clap) and dispatch to the subcommands.
 //!
 //! `check`, `plan`, `build`, `graph`, `iam-policy`, `status`, `explain`, `fmt` (the formatter,
-//! `fmt.rs`) and `lsp` (the language server, `tunec_runtime::lsp`) are complete. `run` carries out local
-//! pipelines, data nodes and entry scripts; on the SageMaker target it stops, saying so in one line
-//! and exiting 2, rather than printing anything that could be mistaken for a result.
+//! `fmt.rs`), `lsp` (the language server, `tunec_runtime::lsp`) and `run` (the executor,
+//! `tunec_runtime::run`, on the local and SageMaker targets) are complete.
 
 use crate::check::compiled;
 use crate::{check, emit, errors_doc, fmt, plan};
@@ -14,7 +13,7 @@ use std::sync::Arc;
 use tunec_compiler::diagnostics::Code;
 use tunec_runtime::journal::Journal;
 use tunec_runtime::run::progress::{Mode, Reporter};
-use tunec_runtime::run::{self as runner, LocalOptions, Outcome, RunError};
+use tunec_runtime::run::{self as runner, LocalOptions, Outcome, RunError, SageMakerOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "tunec", version, about = "A compiler and runtime for LLM fine-tuning pipelines", long_about = None)]
@@ -125,6 +124,10 @@ enum Command {
         /// How to show progress.
         #[arg(long, value_enum, default_value = "auto")]
         progress: Progress,
+        /// SageMaker target: send every AWS call to this endpoint (a local AWS API server);
+        /// AWS_ENDPOINT_URL and the per-service AWS_ENDPOINT_URL_S3 / _SAGEMAKER work too.
+        #[arg(long, value_name = "URL")]
+        endpoint_url: Option<String>,
     },
     /// Show the state journal of a pipeline's runs (`.tunec/<pipeline>/` beside the file).
     Status {
@@ -172,7 +175,9 @@ pub(crate) fn main() -> ExitCode {
         Command::Graph { input, format } => plan::graph(&input, format),
         Command::IamPolicy { input } => plan::iam_policy(&input),
         Command::Explain { code } => explain(code.as_deref()),
-        Command::Run { input, until, python, progress } => run(&input, until, python, progress),
+        Command::Run { input, until, python, progress, endpoint_url } => {
+            run(&input, until, python, progress, endpoint_url)
+        }
         Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
         Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),
         Command::Lsp => ExitCode::from(tunec_runtime::lsp::serve_stdio()),
@@ -180,22 +185,43 @@ pub(crate) fn main() -> ExitCode {
 }
 
 /// `tunec run`: exit 0 when every node up to the end (or `--until`) is done, 1 when the pipeline
-/// does not compile or a node fails, 2 for usage errors, a held lock, the SageMaker target, or a
-/// job that cannot start here (a Hub model, no usable Python), 130 when interrupted (Ctrl-C).
-fn run(input: &Input, until: Option<String>, python: Option<PathBuf>, progress: Progress) -> ExitCode {
+/// does not compile or a node fails, 2 for usage errors, a held lock, or a job that cannot start
+/// (a Hub model locally, no usable Python, an unset `env()` variable, no AWS region), 130 when
+/// interrupted (Ctrl-C).
+fn run(
+    input: &Input,
+    until: Option<String>,
+    python: Option<PathBuf>,
+    progress: Progress,
+    endpoint_url: Option<String>,
+) -> ExitCode {
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let Some(program) = &checked.program else { return ExitCode::from(1) };
-    if graph.target != "local" {
-        return usage_error(
-            "run: the SageMaker target is not available yet in this version (it comes later); `tunec build` writes its requests today",
-        );
-    }
     if let Err(e) = runner::check_until(&graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
+    let sagemaker = if graph.target == "sagemaker" {
+        // Every env() the jobs read must be set before anything runs, not discovered at the first job.
+        let missing: Vec<&str> =
+            graph.env.iter().map(String::as_str).filter(|v| std::env::var(v).map_or(true, |x| x.is_empty())).collect();
+        if !missing.is_empty() {
+            return usage_error(&format!(
+                "the pipeline reads {} with env(...), and {} not set: export {} (`tunec plan` lists what it reads)",
+                missing.join(", "),
+                if missing.len() == 1 { "it is" } else { "they are" },
+                missing.iter().map(|m| format!("{m}=...")).collect::<Vec<_>>().join(" ")
+            ));
+        }
+        match sagemaker_options(&checked, program, endpoint_url) {
+            Ok(options) => Some(options),
+            Err(message) => return usage_error(&message),
+        }
+    } else {
+        None
+    };
     let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
     let journal = match Journal::open(&base, &graph.pipeline) {
         Ok(journal) => journal,
@@ -207,7 +233,7 @@ fn run(input: &Input, until: Option<String>, python: Option<PathBuf>, progress: 
         Progress::Plain => Mode::Plain,
     };
     let reporter = Arc::new(Reporter::new(mode, Box::new(std::io::stdout())));
-    let options = LocalOptions { python, until, signals: true };
+    let options = LocalOptions { python, until, signals: true, sagemaker };
     match runner::run_local(program, &graph, &base, &options, journal, reporter) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => {
@@ -220,6 +246,54 @@ fn run(input: &Input, until: Option<String>, python: Option<PathBuf>, progress: 
         }
         Err(e) => usage_error(&e.to_string()),
     }
+}
+
+/// The SageMaker target's region and KMS key (placeholders resolved from the environment), the
+/// endpoint override, and each node's place in the file and memory estimate.
+fn sagemaker_options(
+    checked: &tunec_compiler::check::Checked,
+    program: &tunec_compiler::check::Program,
+    endpoint_url: Option<String>,
+) -> Result<SageMakerOptions, String> {
+    use tunec_runtime::run::sagemaker::{contexts, request::resolve_placeholders};
+    let field = |name: &str| -> Result<Option<String>, String> {
+        match program.target.fields.get(name).map(|f| &f.val) {
+            Some(tunec_compiler::check::Val::Str(s)) => Ok(Some(s.clone())),
+            Some(tunec_compiler::check::Val::Env(var)) => {
+                resolve_placeholders(&tunec_compiler::lower::env_placeholder(var)).map(Some)
+            }
+            _ => Ok(None),
+        }
+    };
+    let (file, text) = checked.sources.get(checked.main).map(|f| (f.name.clone(), f.text.clone())).unwrap_or_default();
+    let memory = checked
+        .estimates
+        .as_ref()
+        .map(|e| {
+            e.nodes
+                .iter()
+                .map(|n| {
+                    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+                    (
+                        n.node.clone(),
+                        format!(
+                            "{:.1} GiB of {:.1} GiB per GPU on {} x {}",
+                            gib(n.gpu_peak_bytes),
+                            gib(n.gpu_capacity_bytes),
+                            n.instance_count,
+                            n.instance
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(SageMakerOptions {
+        region: field("region")?,
+        endpoint_url,
+        kms_key: field("kms_key")?,
+        contexts: contexts(&file, &text, program, &memory),
+    })
 }
 
 pub(crate) fn usage_error(message: &str) -> ExitCode {

@@ -136,7 +136,7 @@ fn num_gpus() -> usize {
 
 /// Writes the script bundle under `.tunec/<pipeline>/code/<digest[..16]>/` unless a complete copy
 /// is there; returns its absolute path.
-fn bundle_dir(abs: &Path, pipeline: &str) -> Result<PathBuf, StepError> {
+pub(crate) fn bundle_dir(abs: &Path, pipeline: &str) -> Result<PathBuf, StepError> {
     let digest = bundle::digest();
     let dir = abs.join(format!(".tunec/{pipeline}/code/{}", &digest[..16]));
     let stamp = dir.join(".tunec-complete");

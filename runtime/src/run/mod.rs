@@ -26,6 +26,7 @@ pub mod data;
 pub mod job;
 pub mod progress;
 pub mod python;
+pub mod sagemaker;
 pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,6 +98,9 @@ pub enum NodeError {
     Failed(String),
     /// Stopped on request (Ctrl-C); nothing of it is lost that a rerun needs.
     Interrupted,
+    /// Left running elsewhere (a SageMaker job after one Ctrl-C); the record stays `running` with
+    /// its job name, and the next run re-attaches.
+    Detached,
 }
 
 /// How urgently a run is asked to stop.
@@ -147,6 +151,21 @@ pub struct LocalOptions {
     pub until: Option<String>,
     /// Listen for Ctrl-C and SIGTERM (the command line does; tests that drive the library do not).
     pub signals: bool,
+    /// The SageMaker target's settings, when the pipeline's target is `sagemaker`.
+    pub sagemaker: Option<SageMakerOptions>,
+}
+
+/// What a run on the SageMaker target needs besides the graph.
+#[derive(Debug, Clone, Default)]
+pub struct SageMakerOptions {
+    /// The target's `region`, placeholders resolved; `None` leaves it to the AWS configuration.
+    pub region: Option<String>,
+    /// `--endpoint-url`: one endpoint for every AWS service (a local AWS API server).
+    pub endpoint_url: Option<String>,
+    /// The target's `kms_key`, placeholders resolved.
+    pub kms_key: Option<String>,
+    /// Where each node is in the `.tune` file, and its memory estimate, for messages.
+    pub contexts: BTreeMap<String, sagemaker::NodeContext>,
 }
 
 /// Checks `--until` against the graph.
@@ -233,6 +252,16 @@ async fn execute(
     let mut stopping = StopLevel::No;
     let program = Arc::new(program.clone());
     let base_buf = base.to_path_buf();
+    let aws = match &options.sagemaker {
+        Some(o) => {
+            match sagemaker::aws::connect(o.region.clone(), o.endpoint_url.as_deref(), o.kms_key.clone()).await {
+                Ok(aws) => Some(Arc::new(aws)),
+                Err(message) => return Err(RunError::Setup { node: "the SageMaker target".to_owned(), message }),
+            }
+        }
+        None => None,
+    };
+    let timing = sagemaker::Timing::from_env();
 
     loop {
         // Start every ready node, reusing what can be reused (which may make more nodes ready).
@@ -242,7 +271,8 @@ async fn execute(
             for index in dag.ready(&walk.done, &walk.started()) {
                 let node = &graph.nodes[index];
                 let is_job = !is_data(&node.execution);
-                if is_job && job_running {
+                // Local jobs share the machine's accelerator; SageMaker jobs run on their own instances.
+                if is_job && job_running && aws.is_none() {
                     continue;
                 }
                 let previous = journal.lock().unwrap_or_else(|e| e.into_inner()).state().nodes.get(&node.name).cloned();
@@ -258,7 +288,20 @@ async fn execute(
                     },
                 };
                 let setup = |message: String| RunError::Setup { node: node.name.clone(), message };
-                let planned = if is_job {
+                let remote = if is_job && aws.is_some() {
+                    let journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+                    match sagemaker::plan(&program, graph, node, base, &journal) {
+                        Ok(planned) => Some(planned),
+                        Err(message) => {
+                            drop(journal);
+                            walk.failure = Some(setup(message));
+                            break;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let planned = if is_job && remote.is_none() {
                     let planned = match job::plan(&program, graph, node, base) {
                         Ok(planned) => planned,
                         Err(message) => {
@@ -284,7 +327,7 @@ async fn execute(
                                 };
                                 provisioned.map_err(|e| match e {
                                     NodeError::Failed(message) => Some(message),
-                                    NodeError::Interrupted => None,
+                                    NodeError::Interrupted | NodeError::Detached => None,
                                 })
                             }
                             Err(message) => Err(Some(message)),
@@ -303,11 +346,24 @@ async fn execute(
                     None
                 };
                 reporter.line(&format!("run {}: {reason}", node.name));
+                // A SageMaker job recorded as running under this key may still exist: the same
+                // attempt and name, so that the job task re-attaches instead of creating another.
+                let reattach = previous
+                    .as_ref()
+                    .filter(|p| p.key == node.key && p.status == Status::Running && p.job_name.is_some());
+                let attempt = match reattach {
+                    Some(p) => p.attempt,
+                    None => previous.as_ref().map_or(0, |p| p.attempt) + 1,
+                };
+                let job_name = remote.as_ref().map(|plan| match reattach.and_then(|p| p.job_name.clone()) {
+                    Some(name) => name,
+                    None => sagemaker::attempt_name(plan.lowered_name(), attempt),
+                });
                 let record = NodeRecord {
                     key: node.key.clone(),
                     status: Status::Running,
-                    attempt: previous.as_ref().map_or(0, |p| p.attempt) + 1,
-                    job_name: None,
+                    attempt,
+                    job_name: job_name.clone(),
                     outputs: Vec::new(),
                     started_at: journal::now(),
                     finished_at: None,
@@ -316,6 +372,27 @@ async fn execute(
                 journal.lock().unwrap_or_else(|e| e.into_inner()).record(&node.name, record.clone())?;
                 let resume = matches!(reason, Reason::NotSucceeded(_));
                 walk.records.insert(index, (record, reason, previous));
+                if let (Some(plan), Some(aws), Some(name)) = (remote, aws.clone(), job_name) {
+                    let run = sagemaker::JobRun {
+                        aws,
+                        journal: journal.clone(),
+                        reporter: reporter.clone(),
+                        stop: stop.clone(),
+                        timing,
+                        context: options
+                            .sagemaker
+                            .as_ref()
+                            .and_then(|o| o.contexts.get(&node.name).cloned())
+                            .unwrap_or_default(),
+                        base: base_buf.clone(),
+                        pipeline: graph.pipeline.clone(),
+                    };
+                    tasks.spawn(async move {
+                        let result = run.run(&plan, attempt, name).await;
+                        Finished { index, result }
+                    });
+                    continue;
+                }
                 match planned {
                     Some(planned) => {
                         job_running = true;
@@ -397,6 +474,12 @@ fn settle(
     let Some((mut record, reason, previous)) = walk.records.remove(&index) else { return Ok(()) };
     record.finished_at = Some(journal::now());
     let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+    // A SageMaker job task records its retries (attempt, job name) as it goes: keep them.
+    if let Some(current) = journal.state().nodes.get(name).filter(|c| c.key == record.key) {
+        record.attempt = current.attempt;
+        record.job_name.clone_from(&current.job_name);
+        record.started_at.clone_from(&current.started_at);
+    }
     match finished.result {
         Ok(outputs) => {
             let differs = matches!(reason, Reason::InputRan(_))
@@ -408,6 +491,11 @@ fn settle(
                 walk.changed.insert(index);
             }
             walk.done.insert(index);
+        }
+        Err(NodeError::Detached) => {
+            // The record stays `running` with its job name: the next run re-attaches.
+            walk.ended.insert(index);
+            let _ = record;
         }
         Err(NodeError::Interrupted) => {
             walk.ended.insert(index);

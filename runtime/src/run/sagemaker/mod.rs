@@ -1,0 +1,596 @@
+//! The SageMaker target: a train, merge or evaluate node becomes a SageMaker training job, created
+//! from its lowered request, watched until it ends, retried when the failure is transient, and
+//! re-attached to after tunec itself was interrupted or killed.
+//!
+//! **Names and attempts.** Attempt 1 of a node uses the lowered job name
+//! (`<pipeline>-<node>-<key10>`); attempt `n` appends `-a<n>` ([`attempt_name`]). The executor
+//! records the job name in the journal *before* anything is created. A rerun that finds a node
+//! `running` with a job name asks SageMaker about that job first (`DescribeTrainingJob`): a job
+//! that exists is re-attached to (watched, or taken as finished); "Requested resource not found"
+//! means it was never created, and only then is it created. So a run killed at any moment never
+//! creates a job twice.
+//!
+//! **Inputs.** Before `CreateTrainingJob`, what the job reads is uploaded under the prefixes its
+//! request names ([`upload`]): the split parts the data engine wrote locally, a `local_model`
+//! directory, the job's args.yaml and the script bundle; a model another job wrote is read where
+//! that job wrote it, under the job name that actually produced it (a retried upstream job has an
+//! `-a<n>` name, and the request is rewritten to match). `${env:NAME}` placeholders are resolved
+//! in memory at submission ([`request`]).
+//!
+//! **Watching.** `DescribeTrainingJob` is polled with a backoff (from `TUNEC_SAGEMAKER_POLL_SECONDS`,
+//! default 10 s, growing to six times that while nothing changes) and jitter; status and
+//! secondary status are shown as progress. A throttled call waits and asks again.
+//!
+//! **Failures** are classified ([`classify`]): capacity, spot interruption and SageMaker's
+//! internal errors are retried as a new attempt after a backoff (a spot job's new attempt restores
+//! the same checkpoint prefix, so training resumes); out of memory, script errors, permissions,
+//! quotas and `max_runtime` are not. The message names the node's place in the `.tune` file, the
+//! class, SageMaker's reason and what to change (for out of memory, the estimate).
+//!
+//! **Stopping.** On Ctrl-C the job keeps running on SageMaker: tunec says so and waits five seconds
+//! for a second Ctrl-C, which stops it (`StopTrainingJob`, then watched until `Stopped`);
+//! otherwise it detaches, the node stays `running` with its job name, and the next `tunec run`
+//! re-attaches.
+
+pub mod aws;
+pub mod classify;
+pub mod request;
+pub mod upload;
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_sagemaker::types::TrainingJobStatus;
+use serde_json::Value;
+use tunec_compiler::check::Program;
+use tunec_compiler::lower::{job_channels, ChannelSource, Execution, JobGraph, JobNode};
+
+use super::progress::{Reporter, Work};
+use super::{NodeError, Stop, StopLevel};
+use crate::journal::{self, Journal, Output, Status};
+use aws::{error_parts, Aws};
+use classify::{classify_api, classify_job, FailureClass};
+
+/// The name of `attempt` of a job whose lowered (attempt 1) name is `lowered`: `-a<n>` appended,
+/// the name cut before its key suffix when it would pass SageMaker's 63 characters.
+pub fn attempt_name(lowered: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        return lowered.to_owned();
+    }
+    let suffix = format!("-a{attempt}");
+    if lowered.len() + suffix.len() <= 63 {
+        return format!("{lowered}{suffix}");
+    }
+    // `<prefix>-<key10>`: shorten the prefix, keep the key.
+    let (head, key) = lowered.rsplit_once('-').unwrap_or(("", lowered));
+    let room = 63usize.saturating_sub(key.len() + 1 + suffix.len());
+    let head = head[..head.len().min(room)].trim_end_matches('-');
+    if head.is_empty() {
+        format!("{key}{suffix}")
+    } else {
+        format!("{head}-{key}{suffix}")
+    }
+}
+
+/// Where the messages about a node point, and what the estimator said about it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeContext {
+    /// `file:line:column` of the node in the `.tune` file.
+    pub location: String,
+    /// The memory estimate in one line (`34.6 GiB of 40 GiB per GPU`), for out-of-memory advice.
+    pub memory: Option<String>,
+}
+
+/// How often to poll, and how long to wait before a retry.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub poll: Duration,
+    pub poll_max: Duration,
+    pub retry: Duration,
+}
+
+impl Timing {
+    /// From `TUNEC_SAGEMAKER_POLL_SECONDS` (default 10): polls back off to 6× that while nothing
+    /// changes, and a retry waits 6× that, doubling with each attempt.
+    pub fn from_env() -> Timing {
+        let poll = std::env::var("TUNEC_SAGEMAKER_POLL_SECONDS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or(10.0);
+        let poll = Duration::from_secs_f64(poll);
+        Timing { poll, poll_max: poll * 6, retry: poll * 6 }
+    }
+}
+
+/// `base` ± 20%, from a per-call random seed (std's hasher keys), so many runs do not poll in step.
+fn jitter(base: Duration) -> Duration {
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let factor = 0.8 + 0.4 * ((random >> 11) as f64 / (1u64 << 53) as f64);
+    base.mul_f64(factor)
+}
+
+/// A job node ready to submit: its request and what must be uploaded first.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    pub node: String,
+    /// The lowered request, placeholders unresolved.
+    request: Value,
+    lowered_name: String,
+    args_yaml: String,
+    /// (local folder, S3 prefix) pairs to upload; prefixes unresolved.
+    uploads: Vec<(PathBuf, String)>,
+    /// (lowered upstream job name, the name that produced its output).
+    upstream: Vec<(String, String)>,
+}
+
+/// Resolves what a SageMaker job reads, before anything is recorded: a split part the data step
+/// has not written, or an upstream job without a recorded name, is an error of the run's order.
+pub fn plan(
+    program: &Program,
+    graph: &JobGraph,
+    node: &JobNode,
+    base: &Path,
+    journal: &Journal,
+) -> Result<JobPlan, String> {
+    let Execution::SagemakerJob { request, job_name, args_yaml, .. } = &node.execution else {
+        return Err(format!("`{}` is not a SageMaker job", node.name));
+    };
+    let typed = program.node(&node.name).ok_or_else(|| format!("the program has no node `{}`", node.name))?;
+    let channel_uri = |name: &str| -> Option<String> {
+        request["InputDataConfig"]
+            .as_array()?
+            .iter()
+            .find(|c| c["ChannelName"] == name)
+            .and_then(|c| c.pointer("/DataSource/S3DataSource/S3Uri").and_then(Value::as_str).map(str::to_owned))
+    };
+    let key_of = |n: &str| graph.node(n).map(|n| n.key.clone()).ok_or_else(|| format!("no node `{n}`"));
+    let mut uploads = Vec::new();
+    let mut upstream = Vec::new();
+    for channel in job_channels(program, typed) {
+        match &channel.source {
+            ChannelSource::Hub { .. } => {}
+            ChannelSource::Data { node: split, part: Some(part) } => {
+                let local = base.join(format!(".tunec/{}/data/{split}/{}/{part}", graph.pipeline, key_of(split)?));
+                let uri = channel_uri(channel.name).ok_or_else(|| format!("no `{}` channel", channel.name))?;
+                uploads.push((local, uri));
+            }
+            ChannelSource::Data { node: split, part: None } => {
+                return Err(format!(
+                    "`{}` reads the whole split `{split}`; name the part it reads (`{split}.train`, `.val` or `.test`)",
+                    node.name
+                ));
+            }
+            ChannelSource::LocalModel(model) => {
+                let path = program.node(model).and_then(|m| m.fields.str("path")).unwrap_or_default();
+                let uri = channel_uri(channel.name).ok_or_else(|| format!("no `{}` channel", channel.name))?;
+                uploads.push((base.join(path), uri));
+            }
+            ChannelSource::JobOutput(job) => {
+                let lowered = match graph.node(job).map(|n| &n.execution) {
+                    Some(Execution::SagemakerJob { job_name, .. }) => job_name.clone(),
+                    _ => return Err(format!("`{job}` is not a SageMaker job")),
+                };
+                let actual = journal
+                    .state()
+                    .nodes
+                    .get(job)
+                    .filter(|r| r.status == Status::Succeeded)
+                    .and_then(|r| r.job_name.clone())
+                    .ok_or_else(|| format!("`{job}` has not succeeded, so `{}` cannot read its output", node.name))?;
+                upstream.push((lowered, actual));
+            }
+        }
+    }
+    Ok(JobPlan {
+        node: node.name.clone(),
+        request: request.clone(),
+        lowered_name: job_name.clone(),
+        args_yaml: args_yaml.clone(),
+        uploads,
+        upstream,
+    })
+}
+
+impl JobPlan {
+    pub fn lowered_name(&self) -> &str {
+        &self.lowered_name
+    }
+
+    /// The request for the job `name`: placeholders resolved, upstream outputs renamed.
+    fn request_for(&self, name: &str) -> Result<Value, String> {
+        let mut text = serde_json::to_string(&self.request).map_err(|e| e.to_string())?;
+        for (lowered, actual) in &self.upstream {
+            text = text.replace(&format!("/{lowered}/"), &format!("/{actual}/"));
+        }
+        let mut request: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        request["TrainingJobName"] = Value::String(name.to_owned());
+        request::resolve_value(&request)
+    }
+}
+
+/// What a job task needs besides its plan.
+pub struct JobRun {
+    pub aws: Arc<Aws>,
+    pub journal: Arc<Mutex<Journal>>,
+    pub reporter: Arc<Reporter>,
+    pub stop: Stop,
+    pub timing: Timing,
+    pub context: NodeContext,
+    /// The pipeline's folder (for the script bundle).
+    pub base: PathBuf,
+    pub pipeline: String,
+}
+
+/// How a watched job ended.
+enum Ended {
+    Completed { outputs: Vec<Output> },
+    Failed { class: FailureClass, status: String, secondary: String, reason: String },
+}
+
+fn is_not_found(code: &str, message: &str) -> bool {
+    code == "ValidationException" && message.contains("Requested resource not found") || code == "ResourceNotFound"
+}
+
+impl JobRun {
+    fn log(&self, node: &str, text: &str) {
+        self.reporter.log(node, text);
+    }
+
+    /// Uploads the job's inputs: split parts, local models, args.yaml, the script bundle.
+    async fn upload_inputs(&self, plan: &JobPlan, request: &Value) -> Result<(), NodeError> {
+        let failed = |e: String| NodeError::Failed(format!("uploading the inputs of `{}`: {e}", plan.node));
+        let node = plan.node.clone();
+        let progress = |text: &str| self.log(&node, text);
+        for (local, uri) in &plan.uploads {
+            let uri = request::resolve_placeholders(uri).map_err(failed)?;
+            if !local.is_dir() {
+                return Err(failed(format!("`{}` is not a folder", local.display())));
+            }
+            upload::upload_dir(&self.aws, local, &uri, &progress).await.map_err(failed)?;
+        }
+        let channel =
+            |name: &str| -> Option<String> {
+                request["InputDataConfig"].as_array()?.iter().find(|c| c["ChannelName"] == name).and_then(|c| {
+                    c.pointer("/DataSource/S3DataSource/S3Uri").and_then(Value::as_str).map(str::to_owned)
+                })
+            };
+        if let Some(uri) = channel("config") {
+            let target = format!("{}/args.yaml", uri.trim_end_matches('/'));
+            upload::upload_bytes(&self.aws, plan.args_yaml.as_bytes(), &target).await.map_err(failed)?;
+        }
+        if let Some(uri) = channel("code") {
+            let abs = std::path::absolute(&self.base).map_err(|e| failed(e.to_string()))?;
+            let dir = super::job::bundle_dir(&abs, &self.pipeline).map_err(|e| failed(e.0))?;
+            upload::upload_dir(&self.aws, &dir, &uri, &progress).await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// Records a new attempt (its number and job name) before its job is created.
+    fn record_attempt(&self, node: &str, attempt: u32, name: &str) -> Result<(), NodeError> {
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut record) = journal.state().nodes.get(node).cloned() else {
+            return Err(NodeError::Failed(format!("`{node}` has no record")));
+        };
+        record.attempt = attempt;
+        record.job_name = Some(name.to_owned());
+        record.status = Status::Running;
+        record.started_at = journal::now();
+        journal.record(node, record).map_err(|e| NodeError::Failed(e.to_string()))
+    }
+
+    /// Creates the job unless it exists; `Ok(true)` when it was created now.
+    async fn ensure_created(&self, plan: &JobPlan, name: &str) -> Result<bool, NodeError> {
+        let mut throttled = 0u32;
+        loop {
+            match self.aws.sagemaker.describe_training_job().training_job_name(name).send().await {
+                Ok(_) => {
+                    self.log(&plan.node, &format!("{name}: found on SageMaker; watching it"));
+                    return Ok(false);
+                }
+                Err(e) => {
+                    let (code, message) = error_parts(&e);
+                    if is_not_found(&code, &message) {
+                        break;
+                    }
+                    self.api_retry(&plan.node, "DescribeTrainingJob", &code, &message, &mut throttled).await?;
+                }
+            }
+        }
+        let request = self.request_for(plan, name)?;
+        self.upload_inputs(plan, &request).await?;
+        let input = request::to_input(&request).map_err(NodeError::Failed)?;
+        let mut throttled = 0u32;
+        loop {
+            let call = self
+                .aws
+                .sagemaker
+                .create_training_job()
+                .set_training_job_name(input.training_job_name.clone())
+                .set_algorithm_specification(input.algorithm_specification.clone())
+                .set_role_arn(input.role_arn.clone())
+                .set_input_data_config(input.input_data_config.clone())
+                .set_output_data_config(input.output_data_config.clone())
+                .set_resource_config(input.resource_config.clone())
+                .set_stopping_condition(input.stopping_condition.clone())
+                .set_enable_managed_spot_training(input.enable_managed_spot_training)
+                .set_hyper_parameters(input.hyper_parameters.clone())
+                .set_environment(input.environment.clone())
+                .set_tags(input.tags.clone())
+                .set_checkpoint_config(input.checkpoint_config.clone());
+            match call.send().await {
+                Ok(_) => {
+                    self.log(&plan.node, &format!("{name}: created"));
+                    return Ok(true);
+                }
+                Err(e) => {
+                    let (code, message) = error_parts(&e);
+                    if code == "ResourceInUse" {
+                        // Created by an earlier call whose answer was lost: watch it.
+                        return Ok(false);
+                    }
+                    self.api_retry(&plan.node, "CreateTrainingJob", &code, &message, &mut throttled).await?;
+                }
+            }
+        }
+    }
+
+    fn request_for(&self, plan: &JobPlan, name: &str) -> Result<Value, NodeError> {
+        plan.request_for(name).map_err(|e| NodeError::Failed(format!("`{}`: {e}", plan.node)))
+    }
+
+    /// After a failed API call: wait and return for a retry when it is transient, or the error.
+    async fn api_retry(
+        &self,
+        node: &str,
+        operation: &str,
+        code: &str,
+        message: &str,
+        tries: &mut u32,
+    ) -> Result<(), NodeError> {
+        let class = classify_api(code, message);
+        *tries += 1;
+        if class.attempts() <= 1 || *tries >= 8 {
+            return Err(NodeError::Failed(format!(
+                "{operation} for `{node}` failed: {code}: {message} ({}: {})\n  at {}",
+                class.as_str(),
+                class.advice(),
+                self.context.location
+            )));
+        }
+        let wait = jitter(self.timing.poll.mul_f64(f64::from(1u32 << (*tries).min(5))));
+        self.log(node, &format!("{operation}: {code} ({message}); trying again in {:.1} s", wait.as_secs_f64()));
+        let mut stop = self.stop.clone();
+        if stop.wait_or(wait).await {
+            return Err(NodeError::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Watches job `name` until it ends or a stop is requested.
+    async fn watch(&self, node: &str, name: &str) -> Result<Ended, NodeError> {
+        let mut wait = self.timing.poll;
+        let mut last = String::new();
+        let mut throttled = 0u32;
+        let mut stop = self.stop.clone();
+        loop {
+            let described = match self.aws.sagemaker.describe_training_job().training_job_name(name).send().await {
+                Ok(d) => d,
+                Err(e) => {
+                    let (code, message) = error_parts(&e);
+                    self.api_retry(node, "DescribeTrainingJob", &code, &message, &mut throttled).await?;
+                    continue;
+                }
+            };
+            throttled = 0;
+            let status = described.training_job_status().map(|s| s.as_str().to_owned()).unwrap_or_default();
+            let secondary = described.secondary_status().map(|s| s.as_str().to_owned()).unwrap_or_default();
+            let shown = format!("{name}: {status} / {secondary}");
+            if shown != last {
+                self.log(node, &shown);
+                last = shown;
+                wait = self.timing.poll;
+            } else {
+                wait = (wait.mul_f64(1.5)).min(self.timing.poll_max);
+            }
+            match described.training_job_status() {
+                Some(TrainingJobStatus::Completed) => {
+                    let mut outputs = Vec::new();
+                    let artifacts = described
+                        .model_artifacts()
+                        .and_then(|m| m.s3_model_artifacts())
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_owned)
+                        .or_else(|| {
+                            described
+                                .output_data_config()
+                                .and_then(|o| o.s3_output_path())
+                                .map(|p| format!("{}/{name}/output/model/", p.trim_end_matches('/')))
+                        });
+                    if let Some(path) = artifacts {
+                        outputs.push(Output { path, sha256: String::new(), bytes: 0 });
+                    }
+                    if let Some(uri) = described.checkpoint_config().and_then(|c| c.s3_uri()) {
+                        outputs.push(Output { path: uri.to_owned(), sha256: String::new(), bytes: 0 });
+                    }
+                    return Ok(Ended::Completed { outputs });
+                }
+                Some(TrainingJobStatus::Failed) | Some(TrainingJobStatus::Stopped) => {
+                    let reason = described.failure_reason().unwrap_or_default().to_owned();
+                    return Ok(Ended::Failed {
+                        class: classify_job(&status, &secondary, &reason),
+                        status,
+                        secondary,
+                        reason,
+                    });
+                }
+                _ => {}
+            }
+            match stop.level() {
+                StopLevel::No => {}
+                StopLevel::Gracefully => return Err(self.detach_or_stop(node, name).await),
+                StopLevel::Now => return Err(self.stop_job(node, name).await),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(jitter(wait)) => {}
+                level = stop.next() => match level {
+                    StopLevel::No => {}
+                    StopLevel::Gracefully => return Err(self.detach_or_stop(node, name).await),
+                    StopLevel::Now => return Err(self.stop_job(node, name).await),
+                },
+            }
+        }
+    }
+
+    /// The first Ctrl-C: offer to stop the job, and detach unless asked again within 5 s.
+    async fn detach_or_stop(&self, node: &str, name: &str) -> NodeError {
+        self.reporter.line(&format!(
+            "  {node}: the job {name} keeps running on SageMaker; press Ctrl-C again within 5 s to stop it, or \
+             `tunec run` re-attaches to it later"
+        ));
+        let mut stop = self.stop.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if stop.level() == StopLevel::Now {
+                return self.stop_job(node, name).await;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                _ = stop.next() => {}
+            }
+        }
+        if stop.level() == StopLevel::Now {
+            return self.stop_job(node, name).await;
+        }
+        NodeError::Detached
+    }
+
+    /// StopTrainingJob, then wait until the job is no longer running.
+    async fn stop_job(&self, node: &str, name: &str) -> NodeError {
+        self.reporter.line(&format!("  {node}: stopping the job {name} (StopTrainingJob)"));
+        if let Err(e) = self.aws.sagemaker.stop_training_job().training_job_name(name).send().await {
+            let (code, message) = error_parts(&e);
+            return NodeError::Failed(format!("StopTrainingJob {name}: {code}: {message}; stop it in the console"));
+        }
+        for _ in 0..600 {
+            if let Ok(d) = self.aws.sagemaker.describe_training_job().training_job_name(name).send().await {
+                if !matches!(d.training_job_status(), Some(TrainingJobStatus::InProgress | TrainingJobStatus::Stopping))
+                {
+                    break;
+                }
+            }
+            tokio::time::sleep(self.timing.poll).await;
+        }
+        NodeError::Interrupted
+    }
+
+    /// Runs the node's job to the end, from attempt `attempt` named `name` (as recorded), retrying
+    /// transient failures as new attempts. Returns the outputs to record.
+    pub async fn run(&self, plan: &JobPlan, mut attempt: u32, mut name: String) -> Result<Vec<Output>, NodeError> {
+        let node = plan.node.clone();
+        self.reporter.start(&node, Work::Process);
+        let result = async {
+            let first_attempt = attempt;
+            loop {
+                self.ensure_created(plan, &name).await?;
+                match self.watch(&node, &name).await? {
+                    Ended::Completed { outputs } => {
+                        self.reporter.line(&format!("  {node} done: {name} completed"));
+                        return Ok(outputs);
+                    }
+                    Ended::Failed { class, status, secondary, reason } => {
+                        let tried = attempt - first_attempt + 1;
+                        if tried < class.attempts() {
+                            let wait = jitter(self.timing.retry.mul_f64(f64::from(1u32 << tried.min(5))));
+                            self.reporter.line(&format!(
+                                "  {node}: {name} ended {status} ({}: {}); a new attempt in {:.0} s",
+                                class.as_str(),
+                                if reason.is_empty() { &secondary } else { &reason },
+                                wait.as_secs_f64()
+                            ));
+                            let mut stop = self.stop.clone();
+                            if stop.wait_or(wait).await {
+                                return Err(NodeError::Interrupted);
+                            }
+                            attempt += 1;
+                            name = attempt_name(plan.lowered_name(), attempt);
+                            self.record_attempt(&node, attempt, &name)?;
+                            continue;
+                        }
+                        let mut message = format!(
+                            "the SageMaker job {name} ended {status} ({secondary}): {}: {}\n  at {}\n  {}",
+                            class.as_str(),
+                            if reason.is_empty() { "no reason given" } else { &reason },
+                            self.context.location,
+                            class.advice()
+                        );
+                        if class == FailureClass::OutOfMemory {
+                            if let Some(memory) = &self.context.memory {
+                                message.push_str(&format!("\n  the estimate was {memory}"));
+                            }
+                        }
+                        return Err(NodeError::Failed(message));
+                    }
+                }
+            }
+        }
+        .await;
+        self.reporter.finish(&node);
+        result
+    }
+}
+
+/// The `file:line:column` and memory line of every job node, for messages.
+pub fn contexts(
+    file: &str,
+    text: &str,
+    program: &Program,
+    memory: &BTreeMap<String, String>,
+) -> BTreeMap<String, NodeContext> {
+    program
+        .nodes
+        .iter()
+        .map(|n| {
+            let (line, column) = tunec_compiler::diagnostics::line_col(text, n.span.start as usize);
+            let location = format!("{file}:{line}:{column} ({} {})", n.kind.as_str(), n.name);
+            (n.name.clone(), NodeContext { location, memory: memory.get(&n.name).cloned() })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_names_are_distinct_valid_and_keep_the_key() {
+        assert_eq!(attempt_name("medreason-sft-860e02665b", 1), "medreason-sft-860e02665b");
+        assert_eq!(attempt_name("medreason-sft-860e02665b", 2), "medreason-sft-860e02665b-a2");
+        let long = format!("{}-0123456789", "p".repeat(52));
+        assert_eq!(long.len(), 63);
+        let second = attempt_name(&long, 12);
+        assert!(second.len() <= 63 && second.ends_with("-0123456789-a12"), "{second}");
+        let pattern = |s: &str| {
+            s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+                && s.len() <= 63
+        };
+        for attempt in 1..30 {
+            assert!(pattern(&attempt_name(&long, attempt)));
+            assert!(pattern(&attempt_name("a-0123456789", attempt)));
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_secs(10)).as_secs_f64();
+            assert!((8.0..=12.0).contains(&d), "{d}");
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! `tunec run` on the SageMaker target against real local AWS API servers: moto for S3 (started by
+//! `.ci/run` as `TUNEC_TEST_MOTO_URL`, or here when that is unset) and the scripted SageMaker server
+//! of `tests/aws/fake_sagemaker.py` (one per test), which moves each training job one step per
+//! DescribeTrainingJob along a lifecycle the test scripts, and logs every call.
+//!
+//! The pipeline is the reference workflow's shape with local inputs (MedReason-shaped rows, the
+//! real Llama 3.1 tokenizer from `TUNEC_FIXTURES`): the data engine runs locally, its splits, the
+//! model directory, each job's args.yaml and the script bundle are uploaded to moto, and the three
+//! jobs are created, watched and chained through their outputs. Covered: the whole run and a rerun
+//! that reuses everything with no call; SIGKILL at random moments with zero duplicate
+//! CreateTrainingJob calls; a capacity error retried as a new attempt whose output the merge then
+//! reads; a script error not retried and reported with its place in the file; a spot interruption
+//! resumed from the same checkpoint prefix; throttled calls; Ctrl-C that detaches (and a rerun
+//! re-attaches) and a second Ctrl-C that stops the job.
+
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{root, Run};
+
+fn python() -> String {
+    match std::env::var("TUNEC_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => panic!("TUNEC_TEST_PYTHON is not set: these tests run moto and the scripted SageMaker server (.ci/run)"),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The servers of one test, its folder and its bucket; both servers stop when it is dropped.
+struct Aws {
+    dir: PathBuf,
+    moto: String,
+    fake: String,
+    calls: PathBuf,
+    bucket: String,
+    children: Vec<Child>,
+}
+
+impl Drop for Aws {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Aws {
+    /// Starts the scripted server with `script`, and moto unless one runs; makes the bucket and the
+    /// pipeline folder (the pipeline of [`pipeline`] with `train_extra` in the train node).
+    fn start(name: &str, script: &str, train_extra: &str) -> Aws {
+        let dir = std::env::temp_dir().join(format!("tunec-sm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("model")).expect("mkdir");
+        let mut children = Vec::new();
+        let moto = match std::env::var("TUNEC_TEST_MOTO_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                let port = free_port();
+                let server = Path::new(&python()).with_file_name("moto_server");
+                let child = Command::new(server)
+                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("moto_server starts (it is in the test virtualenv)");
+                children.push(child);
+                wait_for_port(port);
+                format!("http://127.0.0.1:{port}")
+            }
+        };
+        std::fs::write(dir.join("script.json"), script).expect("write");
+        let port_file = dir.join("port");
+        let calls = dir.join("calls.jsonl");
+        let child = Command::new(python())
+            .arg(root().join("tests/aws/fake_sagemaker.py"))
+            .args(["--host", "127.0.0.1", "--port", "0", "--port-file"])
+            .arg(&port_file)
+            .arg("--script")
+            .arg(dir.join("script.json"))
+            .arg("--calls-log")
+            .arg(&calls)
+            .args(["--s3-endpoint", &moto])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("fake.log")).expect("log"))
+            .spawn()
+            .expect("the scripted server starts");
+        children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                if let Ok(port) = text.trim().parse::<u16>() {
+                    break port;
+                }
+            }
+            assert!(Instant::now() < deadline, "the scripted server wrote no port file");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let bucket = format!("tunec-{}-{}", name.replace('_', "-"), std::process::id());
+        let made = Command::new(python())
+            .args(["-c", "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket=sys.argv[2])"])
+            .args([&moto, &bucket])
+            .output()
+            .expect("python runs");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        setup_pipeline(&dir, train_extra);
+        Aws { dir, moto, fake: format!("http://127.0.0.1:{port}"), calls, bucket, children }
+    }
+
+    fn file(&self) -> String {
+        self.dir.join("p.tune").display().to_string()
+    }
+
+    /// The environment of every tunec run of this test: the local servers and test credentials.
+    fn configure(&self, command: &mut Command) {
+        command
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("AWS_ENDPOINT_URL_S3", &self.moto)
+            .env("AWS_ENDPOINT_URL_SAGEMAKER", &self.fake)
+            .env("TUNEC_SAGEMAKER_POLL_SECONDS", "0.05")
+            .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::123456789012:role/tunec-test")
+            .env("TUNEC_BUCKET", format!("s3://{}/team", self.bucket))
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_PROFILE");
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tunec"));
+        command.args(args).current_dir(root()).env("NO_COLOR", "1");
+        self.configure(&mut command);
+        command
+    }
+
+    fn tunec(&self, args: &[&str]) -> Run {
+        support::tunec_with(args, |command| self.configure(command))
+    }
+
+    fn run(&self) -> Run {
+        self.tunec(&["run", &self.file(), "--progress", "plain"])
+    }
+
+    /// The scripted server's call log.
+    fn calls(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.calls)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    /// Successful CreateTrainingJob calls, by job name.
+    fn created(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .filter(|c| c["operation"] == "CreateTrainingJob" && c["outcome"] == "ok")
+            .map(|c| c["job"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Every job as the server holds it (with the request as received).
+    fn jobs(&self) -> Value {
+        let out = Command::new(python())
+            .args(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/_control/jobs').read().decode())"])
+            .arg(&self.fake)
+            .output()
+            .expect("python runs");
+        serde_json::from_slice(&out.stdout).expect("jobs JSON")
+    }
+
+    /// The keys under the bucket.
+    fn objects(&self) -> Vec<String> {
+        let out = Command::new(python())
+            .args(["-c", "import boto3, sys\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nfor page in s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[2]):\n    for o in page.get('Contents', []):\n        print(o['Key'])"])
+            .args([&self.moto, &self.bucket])
+            .output()
+            .expect("python runs");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir.join(".tunec/p/state.json")).expect("state"))
+            .expect("json")
+    }
+}
+
+/// The request the server received for a job, by the node it belongs to and its attempt order.
+fn requests_of(jobs: &Value, node: &str) -> Vec<Value> {
+    let mut found: Vec<Value> = jobs
+        .as_array()
+        .or_else(|| jobs["jobs"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|j| j["request"]["Environment"]["TUNEC_NODE"] == node)
+        .map(|j| j["request"].clone())
+        .collect();
+    found.sort_by_key(|r| r["TrainingJobName"].as_str().map(|n| (n.len(), n.to_owned())));
+    found
+}
+
+fn channel_uri(request: &Value, channel: &str) -> String {
+    request["InputDataConfig"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["ChannelName"] == channel))
+        .and_then(|c| c.pointer("/DataSource/S3DataSource/S3Uri"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn setup_pipeline(dir: &Path, train_extra: &str) {
+    let fixtures = match std::env::var_os("TUNEC_FIXTURES") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("llama3_1"),
+        _ => panic!("TUNEC_FIXTURES is not set: the data step uses the real Llama 3.1 tokenizer (.ci/fixtures.sh)"),
+    };
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixtures.join(file), dir.join("model").join(file)).expect("copy the tokenizer");
+    }
+    let config = std::fs::read_to_string(root().join("tests/cases/models/tiny/config.json")).expect("config");
+    std::fs::write(dir.join("model/config.json"), config.replace("\"vocab_size\": 512", "\"vocab_size\": 128256"))
+        .expect("write");
+    std::fs::copy(root().join("tests/data/llama3_1_instruct.jinja"), dir.join("model/chat_template.jinja"))
+        .expect("copy");
+    std::fs::copy(root().join("tests/data/medreason.jsonl"), dir.join("medreason.jsonl")).expect("copy");
+    let pipeline = format!(
+        r#"pipeline p {{
+  target sagemaker {{
+    region = "us-east-1"
+    role   = env("TUNEC_SAGEMAKER_ROLE")
+    bucket = env("TUNEC_BUCKET")
+  }}
+  model llama = local_model("model") {{
+    pad_token = "<|finetune_right_pad_id|>"
+  }}
+  dataset raw = file("medreason.jsonl") {{
+    columns = {{ question: string, answer: string, reasoning: string }}
+    on_bad_row = skip
+  }}
+  chat convo = chat_template(raw, tokenizer = llama) {{
+    system = "You are a deep-thinking AI assistant."
+    user = "{{question}}"
+    assistant = "<think>\n{{reasoning}}\n</think>\n\n{{answer}}"
+    seq_len = 160
+    overflow = drop
+    date_string = "26 Jul 2024"
+  }}
+  split parts = split(convo, train = 0.6, val = 0.2, test = 0.2)
+  train sft = sft(llama, data = parts.train, eval = parts.val) {{
+    method = lora {{ r = 16 }}
+    compute = "ml.g5.2xlarge" x 1
+    {train_extra}
+  }}
+  merge merged = merge(sft)
+  evaluate report = evaluate(merged, parts.test) {{ metrics = [exact_match, rouge_l] }}
+}}
+"#
+    );
+    std::fs::write(dir.join("p.tune"), pipeline).expect("write");
+}
+
+const DEFAULT: &str = r#"{"default": {"polls": 3, "end": "Completed"}}"#;
+
+#[test]
+fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
+    let aws = Aws::start("whole", DEFAULT, "");
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for node in ["llama", "raw", "convo", "parts", "sft", "merged", "report"] {
+        assert!(run.stdout.contains(&format!("run {node}: no previous run")), "{}", run.stdout);
+    }
+    let state = aws.state();
+    let created = aws.created();
+    assert_eq!(created.len(), 3, "one job per job node: {created:?}");
+    for node in ["sft", "merged", "report"] {
+        let record = &state["nodes"][node];
+        assert_eq!(record["status"], "succeeded", "{record}");
+        let name = record["job_name"].as_str().expect("a job name");
+        assert!(name.starts_with(&format!("p-{node}-")) && created.contains(&name.to_owned()), "{name}");
+        assert!(run.stdout.contains(&format!("  {node} done: {name} completed")), "{}", run.stdout);
+        let outputs: Vec<&str> =
+            record["outputs"].as_array().expect("outputs").iter().filter_map(|o| o["path"].as_str()).collect();
+        assert!(outputs.iter().any(|o| o.ends_with(&format!("/{name}/output/model/"))), "{outputs:?}");
+    }
+    // What the jobs read was uploaded where their requests say.
+    let objects = aws.objects();
+    let parts_key = state["nodes"]["parts"]["key"].as_str().expect("key");
+    for part in ["train/train.jsonl", "val/val.jsonl", "test/test.jsonl"] {
+        assert!(objects.contains(&format!("team/p/data/parts/{parts_key}/{part}")), "{part}: {objects:?}");
+    }
+    let sft_key = state["nodes"]["sft"]["key"].as_str().expect("key");
+    assert!(objects.contains(&format!("team/p/config/sft/{sft_key}/args.yaml")), "{objects:?}");
+    assert!(objects.iter().any(|o| o.starts_with("team/p/code/") && o.ends_with("/train.py")), "{objects:?}");
+    let llama_key = state["nodes"]["llama"]["key"].as_str().expect("key");
+    assert!(objects.contains(&format!("team/p/models/llama/{llama_key}/tokenizer.json")), "{objects:?}");
+    // The merge reads the adapter the train job wrote, under its job name.
+    let jobs = aws.jobs();
+    let merge = &requests_of(&jobs, "merged")[0];
+    let sft_name = state["nodes"]["sft"]["job_name"].as_str().expect("name");
+    assert!(
+        channel_uri(merge, "adapter").ends_with(&format!("/team/p/output/sft/{sft_name}/output/model/")),
+        "{merge}"
+    );
+    assert_eq!(requests_of(&jobs, "sft")[0]["RoleArn"], "arn:aws:iam::123456789012:role/tunec-test");
+    // Nothing the environment holds is written by tunec, except the bucket's name in output URIs.
+    let journal = std::fs::read_to_string(aws.dir.join(".tunec/p/state.json")).expect("state");
+    assert!(!journal.contains("role/tunec-test") && !journal.contains("${env:"), "{journal}");
+
+    // A second run reuses everything and calls nothing.
+    let before = aws.calls().len();
+    let again = aws.run();
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.lines().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+    assert_eq!(aws.calls().len(), before, "no SageMaker call for a reused pipeline");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+/// A small deterministic generator (64-bit LCG), so the kill times are random but replayable.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_never_creates_a_job_twice() {
+    let aws = Aws::start("kill", r#"{"default": {"polls": 8, "end": "Completed"}}"#, "");
+    let seed = 0x5a6e_0011_u64;
+    let mut rng = Lcg(seed);
+    let mut kills = 0;
+    for attempt in 0..60 {
+        let state = std::fs::read_to_string(aws.dir.join(".tunec/p/state.json")).unwrap_or_default();
+        if state.matches("\"succeeded\"").count() == 7 {
+            break;
+        }
+        let delay = Duration::from_secs_f64(0.2 + 2.3 * rng.next_f64());
+        let mut child = aws
+            .command(&["run", &aws.file(), "--progress", "plain"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        let mut finished = None;
+        while started.elapsed() < delay {
+            if let Some(status) = child.try_wait().expect("wait") {
+                finished = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match finished {
+            Some(status) => assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed"),
+            None => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("wait");
+                kills += 1;
+            }
+        }
+    }
+    assert!(kills >= 3, "only {kills} kills");
+    let last = aws.run();
+    assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);
+    let created = aws.created();
+    assert_eq!(created.len(), 3, "one CreateTrainingJob per job, whatever the kills (seed {seed:#x}): {created:?}");
+    let duplicates: Vec<Value> =
+        aws.calls().into_iter().filter(|c| c["operation"] == "CreateTrainingJob" && c["outcome"] != "ok").collect();
+    assert!(duplicates.is_empty(), "no refused create either: {duplicates:?}");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn a_capacity_error_is_retried_as_a_new_attempt_whose_output_the_merge_reads() {
+    let script = r#"{"default": {"polls": 2, "end": "Completed"},
+      "jobs": [{"match": "-sft-", "attempts": [
+        {"polls": 1, "end": "Failed", "failure_reason": "CapacityError: Unable to provision requested ML compute capacity. Please retry using a different ML instance type."},
+        {"polls": 2, "end": "Completed"}]}],
+      "throttle": {"CreateTrainingJob": 1}}"#;
+    let aws = Aws::start("capacity", script, "");
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let state = aws.state();
+    let first = aws.created().into_iter().find(|n| n.starts_with("p-sft-")).expect("sft");
+    let second = state["nodes"]["sft"]["job_name"].as_str().expect("name");
+    assert_eq!(second, format!("{first}-a2"));
+    assert_eq!(state["nodes"]["sft"]["attempt"], 2);
+    assert!(run.stdout.contains(&format!("  sft: {first} ended Failed (capacity: CapacityError")), "{}", run.stdout);
+    let merge = &requests_of(&aws.jobs(), "merged")[0];
+    assert!(channel_uri(merge, "adapter").ends_with(&format!("/output/sft/{second}/output/model/")), "{merge}");
+    // The throttled first create was retried by the SDK or by tunec, and created nothing twice.
+    assert_eq!(aws.created().len(), 4, "{:?}", aws.created());
+    assert!(aws.calls().iter().any(|c| c["outcome"] == "ThrottlingException"));
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn a_script_error_is_not_retried_and_is_reported_at_the_node() {
+    let script = r#"{"jobs": [{"match": "-sft-", "attempts": [
+        {"polls": 1, "end": "Failed", "failure_reason": "AlgorithmError: input channel `train` has a row without labels"}]}]}"#;
+    let aws = Aws::start("script", script, "");
+    let run = aws.run();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(aws.created().len(), 1, "{:?}", aws.created());
+    let stderr = &run.stderr;
+    assert!(
+        stderr.contains("script error: AlgorithmError: input channel `train` has a row without labels"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("p.tune:") && stderr.contains("(train sft)"), "{stderr}");
+    assert!(stderr.contains("the entry script failed"), "{stderr}");
+    assert_eq!(aws.state()["nodes"]["sft"]["status"], "failed");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn a_spot_interruption_resumes_from_the_same_checkpoints() {
+    let script = r#"{"default": {"polls": 2, "end": "Completed"},
+      "jobs": [{"match": "-sft-", "attempts": [{"polls": 2, "end": "Interrupted"}, {"polls": 2, "end": "Completed"}]}]}"#;
+    let aws = Aws::start("spot", script, "spot = true\n    max_runtime = 2h\n    max_wait = 4h\n    save_steps = 100");
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let sft = requests_of(&aws.jobs(), "sft");
+    assert_eq!(sft.len(), 2, "{sft:?}");
+    assert!(run.stdout.contains("spot interruption"), "{}", run.stdout);
+    let checkpoints: Vec<&Value> = sft.iter().map(|r| &r["CheckpointConfig"]["S3Uri"]).collect();
+    assert!(checkpoints[0].as_str().is_some_and(|u| u.contains("/team/p/checkpoints/sft/")), "{checkpoints:?}");
+    assert_eq!(checkpoints[0], checkpoints[1], "the new attempt restores the same checkpoints");
+    assert_eq!(sft[1]["EnableManagedSpotTraining"], true);
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+/// Starts `tunec run` and waits until the server has created a job for `node`.
+fn start_and_wait_for_job(aws: &Aws, node: &str) -> Child {
+    let mut child = aws
+        .command(&["run", &aws.file(), "--progress", "plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !aws.created().iter().any(|n| n.starts_with(&format!("p-{node}-"))) {
+        assert!(Instant::now() < deadline, "no {node} job was created: {:?}", rx.try_iter().collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn interrupt(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+}
+
+#[test]
+fn ctrl_c_twice_stops_the_job() {
+    let aws = Aws::start("stop", r#"{"default": {"polls": 100000, "end": "Completed"}}"#, "");
+    let mut child = start_and_wait_for_job(&aws, "sft");
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&child);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let stops: Vec<Value> = aws.calls().into_iter().filter(|c| c["operation"] == "StopTrainingJob").collect();
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert!(stops[0]["job"].as_str().is_some_and(|j| j.starts_with("p-sft-")));
+    assert_eq!(aws.state()["nodes"]["sft"]["status"], "interrupted");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn one_ctrl_c_detaches_and_the_next_run_reattaches() {
+    let aws = Aws::start("detach", r#"{"default": {"polls": 30, "end": "Completed"}}"#, "");
+    let mut child = start_and_wait_for_job(&aws, "sft");
+    interrupt(&child);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let state = aws.state();
+    assert_eq!(state["nodes"]["sft"]["status"], "running", "left running on SageMaker: {state}");
+    let name = state["nodes"]["sft"]["job_name"].as_str().expect("name").to_owned();
+    assert!(aws.calls().iter().all(|c| c["operation"] != "StopTrainingJob"));
+
+    let again = aws.run();
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("run sft: the previous run did not finish"), "{}", again.stdout);
+    assert!(again.stdout.contains(&format!("{name}: found on SageMaker; watching it")), "{}", again.stdout);
+    let sft: Vec<String> = aws.created().into_iter().filter(|n| n.starts_with("p-sft-")).collect();
+    assert_eq!(sft, [name], "re-attached, not created again");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
