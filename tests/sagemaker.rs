@@ -516,3 +516,43 @@ fn one_ctrl_c_detaches_and_the_next_run_reattaches() {
     assert_eq!(sft, [name], "re-attached, not created again");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
+
+#[test]
+fn large_files_go_in_parts_with_checksums_and_nothing_is_sent_twice() {
+    use tunec_runtime::run::sagemaker::{aws, upload};
+    let aws_servers = Aws::start("multipart", DEFAULT, "");
+    let dir = aws_servers.dir.join("big");
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    // 70 MiB of varied bytes (5 parts), and a small file beside it.
+    let big: Vec<u8> = (0..70u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(dir.join("sub/weights.bin"), &big).expect("write");
+    std::fs::write(dir.join("config.json"), "{}").expect("write");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (first, second) = runtime.block_on(async {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        let client = aws::connect(Some("us-east-1".into()), Some(&aws_servers.moto), None).await.expect("connect");
+        let uri = format!("s3://{}/team/models/big/k/", aws_servers.bucket);
+        let first = upload::upload_dir(&client, &dir, &uri, &|_| {}).await.expect("upload");
+        let second = upload::upload_dir(&client, &dir, &uri, &|_| {}).await.expect("upload again");
+        (first, second)
+    });
+    assert_eq!((first.sent, first.skipped, first.bytes), (2, 0, big.len() as u64 + 2));
+    assert_eq!((second.sent, second.skipped), (0, 2), "same SHA-256: nothing sent again");
+    // What moto holds is the file, byte for byte.
+    let out = Command::new(python())
+        .args(["-c", "import boto3, hashlib, sys\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nbody = s3.get_object(Bucket=sys.argv[2], Key='team/models/big/k/sub/weights.bin')['Body'].read()\nprint(len(body), hashlib.sha256(body).hexdigest())"])
+        .args([&aws_servers.moto, &aws_servers.bucket])
+        .output()
+        .expect("python runs");
+    use sha2::Digest as _;
+    let digest: String = sha2::Sha256::digest(&big).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{} {digest}", big.len()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&aws_servers.dir);
+}
