@@ -14,17 +14,19 @@
 //!   requirements file that installs nothing new (so the test needs no network and no PyTorch
 //!   download): the job then runs with that interpreter and fails without torch, as it must.
 
+#[path = "support/process.rs"]
+mod process;
 mod support;
 #[path = "support/tiny.rs"]
 mod tiny;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use process::{kill_after, stdout_lines, Lcg};
 use support::root;
 use tiny::{copy_tiny_local, test_python};
 
@@ -105,16 +107,6 @@ fn stable_metrics(path: &Path) -> serde_json::Value {
     metrics
 }
 
-/// A small deterministic generator (64-bit LCG), so the kill times are random but replayable.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
     let python = test_python();
@@ -139,30 +131,14 @@ fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
         // the merge and the evaluation are all hit over the loop.
         let delay = Duration::from_secs_f64(0.3 + 8.7 * rng.next_f64());
         let mut child = spawn_run(&file, &python);
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let started = Instant::now();
-        let mut finished = false;
-        while started.elapsed() < delay {
-            if child.try_wait().expect("wait").is_some() {
-                finished = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !finished {
-            child.kill().expect("SIGKILL");
+        let (rx, reader) = stdout_lines(&mut child);
+        let ended = kill_after(&mut child, delay);
+        if ended.is_none() {
             kills += 1;
         }
-        let status = child.wait().expect("wait");
         reader.join().expect("reader");
         let lines: Vec<String> = rx.try_iter().collect();
-        if finished {
+        if let Some(status) = ended {
             assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed: {lines:?}");
         }
         // Finished work is never redone: what had succeeded before this run is reused by it.
@@ -223,13 +199,7 @@ fn ctrl_c_stops_training_at_a_checkpoint_and_the_next_run_resumes_it() {
     let dir = tiny_dir("ctrl-c", &python);
     let file = dir.join("tiny.tune");
     let mut child = spawn_run(&file, &python);
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (rx, reader) = stdout_lines(&mut child);
     // Wait for the first training step's log line, then interrupt.
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut seen = Vec::new();

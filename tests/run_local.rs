@@ -8,6 +8,8 @@
 //! `tests/data/medreason.jsonl` (31 records, two bad and skipped with `on_bad_row = skip`) and
 //! a pipeline whose split is followed by a train node, so that `--until parts` stops before it.
 
+#[path = "support/medreason.rs"]
+mod medreason;
 mod support;
 #[path = "support/tiny.rs"]
 mod tiny;
@@ -67,25 +69,9 @@ fn pipeline(seq_len: u32, overflow: &str) -> String {
 
 /// A fresh pipeline folder; returns the pipeline file's path as an argument.
 fn setup(name: &str) -> (PathBuf, String) {
-    let fixtures = match std::env::var_os("TUNEC_FIXTURES") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("llama3_1"),
-        _ => panic!(
-            "TUNEC_FIXTURES is not set: these tests tokenize with the real Llama 3.1 tokenizer (.ci/fixtures.sh)"
-        ),
-    };
     let dir = std::env::temp_dir().join(format!("tunec-run-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("model")).expect("mkdir");
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixtures.join(file), dir.join("model").join(file))
-            .unwrap_or_else(|e| panic!("cannot copy {file} from {} (run .ci/fixtures.sh): {e}", fixtures.display()));
-    }
-    let config = std::fs::read_to_string(root().join("tests/cases/models/tiny/config.json")).expect("config.json");
-    std::fs::write(dir.join("model/config.json"), config.replace("\"vocab_size\": 512", "\"vocab_size\": 128256"))
-        .expect("write");
-    std::fs::copy(root().join("tests/data/llama3_1_instruct.jinja"), dir.join("model/chat_template.jinja"))
-        .expect("copy");
-    std::fs::copy(root().join("tests/data/medreason.jsonl"), dir.join("medreason.jsonl")).expect("copy");
+    medreason::model_and_rows(&dir);
     std::fs::write(dir.join("p.tune"), pipeline(160, "drop")).expect("write");
     let file = dir.join("p.tune").display().to_string();
     (dir, file)

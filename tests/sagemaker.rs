@@ -13,15 +13,18 @@
 //! resumed from the same checkpoint prefix; throttled calls; Ctrl-C that detaches (and a rerun
 //! re-attaches) and a second Ctrl-C that stops the job.
 
+#[path = "support/medreason.rs"]
+mod medreason;
+#[path = "support/process.rs"]
+mod process;
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use process::{kill_after, stdout_lines, Lcg};
 use serde_json::Value;
 use support::{root, Run};
 
@@ -230,19 +233,7 @@ fn channel_uri(request: &Value, channel: &str) -> String {
 }
 
 fn setup_pipeline(dir: &Path, train_extra: &str) {
-    let fixtures = match std::env::var_os("TUNEC_FIXTURES") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("llama3_1"),
-        _ => panic!("TUNEC_FIXTURES is not set: the data step uses the real Llama 3.1 tokenizer (.ci/fixtures.sh)"),
-    };
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixtures.join(file), dir.join("model").join(file)).expect("copy the tokenizer");
-    }
-    let config = std::fs::read_to_string(root().join("tests/cases/models/tiny/config.json")).expect("config");
-    std::fs::write(dir.join("model/config.json"), config.replace("\"vocab_size\": 512", "\"vocab_size\": 128256"))
-        .expect("write");
-    std::fs::copy(root().join("tests/data/llama3_1_instruct.jinja"), dir.join("model/chat_template.jinja"))
-        .expect("copy");
-    std::fs::copy(root().join("tests/data/medreason.jsonl"), dir.join("medreason.jsonl")).expect("copy");
+    medreason::model_and_rows(dir);
     let pipeline = format!(
         r#"pipeline p {{
   target sagemaker {{
@@ -335,16 +326,6 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
-/// A small deterministic generator (64-bit LCG), so the kill times are random but replayable.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[test]
 fn sigkill_at_random_moments_never_creates_a_job_twice() {
     let aws = Aws::start("kill", r#"{"default": {"polls": 30, "end": "Completed"}}"#, "");
@@ -363,22 +344,9 @@ fn sigkill_at_random_moments_never_creates_a_job_twice() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        let started = Instant::now();
-        let mut finished = None;
-        while started.elapsed() < delay {
-            if let Some(status) = child.try_wait().expect("wait") {
-                finished = Some(status);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        match finished {
+        match kill_after(&mut child, delay) {
             Some(status) => assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed"),
-            None => {
-                child.kill().expect("SIGKILL");
-                child.wait().expect("wait");
-                kills += 1;
-            }
+            None => kills += 1,
         }
     }
     // 30 polls per job (the interval backing off from 0.05 s to 0.3 s) outlast any one attempt.
@@ -461,13 +429,7 @@ fn start_and_wait_for_job(aws: &Aws, node: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (rx, _reader) = stdout_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !aws.created().iter().any(|n| n.starts_with(&format!("p-{node}-"))) {
         assert!(Instant::now() < deadline, "no {node} job was created: {:?}", rx.try_iter().collect::<Vec<_>>());
