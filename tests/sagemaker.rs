@@ -519,3 +519,59 @@ fn large_files_go_in_parts_with_checksums_and_nothing_is_sent_twice() {
     );
     let _ = std::fs::remove_dir_all(&aws_servers.dir);
 }
+
+#[test]
+fn an_s3_dataset_is_downloaded_once_and_checked_again_on_every_run() {
+    let aws = Aws::start("s3source", DEFAULT, "");
+    let put = |text: &str| {
+        std::fs::write(aws.dir.join("upload.jsonl"), text).expect("write");
+        let out = Command::new(python())
+            .args(["-c", "import boto3, sys\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\ns3.upload_file(sys.argv[3], sys.argv[2], 'in/medreason.jsonl')"])
+            .args([&aws.moto, &aws.bucket])
+            .arg(aws.dir.join("upload.jsonl"))
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let rows = std::fs::read_to_string(aws.dir.join("medreason.jsonl")).expect("rows");
+    put(&rows);
+    // The same pipeline on the local target, reading the rows from S3.
+    let text = std::fs::read_to_string(aws.dir.join("p.tune")).expect("pipeline");
+    let start = text.find("  target sagemaker").expect("target");
+    let end = start + text[start..].find("  }\n").expect("end of target") + 4;
+    let text = format!("{}  target local {{}}\n{}", &text[..start], &text[end..])
+        .replace("file(\"medreason.jsonl\")", &format!("file(\"s3://{}/in/medreason.jsonl\")", aws.bucket));
+    std::fs::write(aws.dir.join("p.tune"), text).expect("write");
+    let run = |until: &str| {
+        support::tunec_with(&["run", &aws.file(), "--until", until, "--progress", "plain"], |command| {
+            aws.configure(command);
+            command.env("AWS_REGION", "us-east-1");
+        })
+    };
+    let first = run("parts");
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains(&format!("  raw: s3://{}/in/medreason.jsonl downloaded", aws.bucket)),
+        "{}",
+        first.stdout
+    );
+    let profile: Value =
+        serde_json::from_str(&std::fs::read_to_string(aws.dir.join(".tunec/p/profiles/convo.json")).expect("profile"))
+            .expect("json");
+    assert_eq!(profile["rows"], 27, "the same rows as the local file give: {profile}");
+
+    let second = run("parts");
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.stdout.contains("run raw: its source s3://"), "{}", second.stdout);
+    assert!(second.stdout.contains("unchanged since the last download"), "{}", second.stdout);
+    assert!(second.stdout.contains("reuse parts: same inputs, outputs intact"), "{}", second.stdout);
+
+    // A changed object is downloaded again, and what reads it runs again.
+    let fewer: String = rows.lines().take(20).map(|l| format!("{l}\n")).collect();
+    put(&fewer);
+    let third = run("parts");
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(third.stdout.contains("medreason.jsonl downloaded"), "{}", third.stdout);
+    assert!(third.stdout.contains("run parts: its input `convo` ran again with different outputs"), "{}", third.stdout);
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}

@@ -216,6 +216,9 @@ pub enum Reason {
     /// A node it reads ran again in this run and produced different outputs (a changed dataset
     /// file or model directory), which its key does not capture.
     InputRan(String),
+    /// It reads a remote object (an `s3://` dataset), which may have changed since: it is looked
+    /// at again on every run, and downloaded only when it did change.
+    RemoteSource(String),
 }
 
 impl fmt::Display for Reason {
@@ -231,6 +234,7 @@ impl fmt::Display for Reason {
             Reason::OutputMissing(path) => write!(f, "its output `{path}` is gone"),
             Reason::OutputChanged(path) => write!(f, "its output `{path}` changed since it was written"),
             Reason::InputRan(node) => write!(f, "its input `{node}` ran again with different outputs"),
+            Reason::RemoteSource(uri) => write!(f, "its source {uri} is checked for changes"),
         }
     }
 }

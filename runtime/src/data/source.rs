@@ -375,9 +375,7 @@ impl SourceSpec {
             }),
             Origin::File { path, .. } if path.starts_with("s3://") => Err(SourceError::Unsupported {
                 source: path.clone(),
-                reason: "S3 sources are not read by the local data step yet; copy the object to a local \
-                         file first"
-                    .to_string(),
+                reason: "an S3 object is read from its local copy, which `tunec run` downloads first".to_string(),
             }),
             Origin::File { path, format } => Ok((PathBuf::from(path), Format::resolve(format.as_deref(), path)?)),
         }

@@ -3,7 +3,9 @@
 //! - `model`: a `local_model` directory's `config.json`, `tokenizer.json`, `tokenizer_config.json`
 //!   (and `chat_template.jinja` when present) are recorded with their digests, so that a changed
 //!   model runs its dependents again; a Hub model records nothing (jobs download it).
-//! - `dataset`: a local `file(...)` is recorded with its digest; `hf_dataset` and `s3://` sources are
+//! - `dataset`: a local `file(...)` is recorded with its digest; an `s3://` object is read from its
+//!   local copy under `.tunec/<pipeline>/sources/` (downloaded by the executor, [`super::sagemaker::upload::download`])
+//!   and that copy is recorded; `hf_dataset` sources are
 //!   not read offline yet and say so.
 //! - `chat`: nothing of its own; its settings are used by the split below.
 //! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and
@@ -80,7 +82,7 @@ pub fn run_node(
     let n = node(program, name)?;
     match n.kind {
         NodeKind::Model => model_outputs(n, base),
-        NodeKind::Dataset => dataset_outputs(n, base),
+        NodeKind::Dataset => dataset_outputs(n, base, &program.name),
         NodeKind::Chat => Ok(Vec::new()),
         NodeKind::Split => split(program, n, key, base, control),
         _ => fail(format!("`{name}` is a {} node, not a data step", n.kind.as_str())),
@@ -104,12 +106,35 @@ fn model_outputs(n: &TypedNode, base: &Path) -> Result<Vec<Output>, StepError> {
     Ok(outputs)
 }
 
-/// The dataset node's source as the data engine reads it, with a local path resolved against `base`.
-fn source_spec(n: &TypedNode, base: &Path) -> Result<SourceSpec, StepError> {
+/// Where the local copy of an `s3://` source lives, relative to the pipeline's folder:
+/// `.tunec/<pipeline>/sources/<bucket>/<key>` (the key keeps its file name, so its format).
+pub fn s3_copy(pipeline: &str, uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("s3://")?;
+    let clean: Vec<&str> = rest.split('/').filter(|p| !p.is_empty() && *p != "." && *p != "..").collect();
+    (clean.len() >= 2).then(|| format!("{}/sources/{}", tunec_dir(pipeline), clean.join("/")))
+}
+
+/// The `s3://` URI a dataset node reads, if it reads one.
+pub fn s3_source(n: &TypedNode) -> Option<&str> {
+    (n.kind == NodeKind::Dataset && n.func == "file")
+        .then(|| n.fields.str("path"))
+        .flatten()
+        .filter(|p| p.starts_with("s3://"))
+}
+
+/// The dataset node's source as the data engine reads it: a local path resolved against `base`,
+/// an `s3://` object as its local copy (which the executor downloads first).
+fn source_spec(n: &TypedNode, base: &Path, pipeline: &str) -> Result<SourceSpec, StepError> {
     let origin = match n.func.as_str() {
         "file" => {
             let path = n.fields.str("path").unwrap_or_default();
-            let path = if path.starts_with("s3://") { path.to_owned() } else { base.join(path).display().to_string() };
+            let path = match s3_copy(pipeline, path) {
+                Some(copy) if path.starts_with("s3://") => base.join(copy).display().to_string(),
+                _ if path.starts_with("s3://") => {
+                    return fail(format!("dataset `{}`: `{path}` names no object", n.name))
+                }
+                _ => base.join(path).display().to_string(),
+            };
             Origin::File { path, format: n.fields.word("format").map(str::to_owned) }
         }
         _ => Origin::HfDataset { id: n.fields.str("id").unwrap_or_default().to_owned() },
@@ -132,13 +157,17 @@ fn source_spec(n: &TypedNode, base: &Path) -> Result<SourceSpec, StepError> {
     })
 }
 
-fn dataset_outputs(n: &TypedNode, base: &Path) -> Result<Vec<Output>, StepError> {
-    let spec = source_spec(n, base)?;
+fn dataset_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Output>, StepError> {
+    let spec = source_spec(n, base, pipeline)?;
     let (path, _) = spec.local().map_err(err)?;
     if !path.is_file() {
         return fail(format!("dataset `{}`: no file at {}", n.name, path.display()));
     }
-    Ok(vec![output(base, n.fields.str("path").unwrap_or_default())?])
+    let path = n.fields.str("path").unwrap_or_default();
+    match s3_copy(pipeline, path) {
+        Some(copy) => Ok(vec![output(base, &copy)?]),
+        None => Ok(vec![output(base, path)?]),
+    }
 }
 
 /// The tokenizer of the chat node's model: a local directory only, for now.
@@ -204,7 +233,7 @@ fn split(
     let chat = referenced(program, split, "data")?;
     let dataset = referenced(program, chat, "data")?;
     let model = referenced(program, chat, "tokenizer")?;
-    let source = source_spec(dataset, base)?;
+    let source = source_spec(dataset, base, &program.name)?;
     let mut config = prepare_config(chat, split, &source.schema)?;
     config.control = control.clone();
     let tokenizer = tokenizer(model, base)?;

@@ -276,10 +276,14 @@ async fn execute(
                     continue;
                 }
                 let previous = journal.lock().unwrap_or_else(|e| e.into_inner()).state().nodes.get(&node.name).cloned();
+                let remote_source = program.node(&node.name).and_then(data::s3_source).map(str::to_owned);
                 let reason = match journal::decide(previous.as_ref(), &node.key, base)? {
                     Decision::Run(reason) => reason,
                     Decision::Reuse => match dag.deps(index).find(|d| walk.changed.contains(d)) {
                         Some(dep) => Reason::InputRan(graph.nodes[dep].name.clone()),
+                        None if remote_source.is_some() => {
+                            Reason::RemoteSource(remote_source.clone().unwrap_or_default())
+                        }
                         None => {
                             reporter.line(&format!("reuse {}: same inputs, outputs intact", node.name));
                             walk.done.insert(index);
@@ -412,7 +416,15 @@ async fn execute(
                         let (program, base, reporter, stop) =
                             (program.clone(), base_buf.clone(), reporter.clone(), stop.clone());
                         let (name, key) = (node.name.clone(), node.key.clone());
+                        let fetch = remote_source.clone().map(|uri| (uri, aws.clone(), options.sagemaker.clone()));
                         tasks.spawn(async move {
+                            if let Some((uri, aws, sagemaker)) = fetch {
+                                if let Err(message) =
+                                    fetch_source(&program, &base, &uri, aws, sagemaker, &reporter, &name).await
+                                {
+                                    return Finished { index, result: Err(NodeError::Failed(message)) };
+                                }
+                            }
                             let result = data_node(&program, &name, &key, &base, &reporter, stop).await;
                             Finished { index, result }
                         });
@@ -511,6 +523,33 @@ fn settle(
             walk.failure.get_or_insert(RunError::NodeFailed { node: name.clone(), message });
         }
     }
+    Ok(())
+}
+
+/// Brings the local copy of an `s3://` dataset up to date, with the SageMaker target's clients or,
+/// on the local target, clients from the standard AWS configuration.
+async fn fetch_source(
+    program: &Program,
+    base: &Path,
+    uri: &str,
+    aws: Option<Arc<sagemaker::aws::Aws>>,
+    options: Option<SageMakerOptions>,
+    reporter: &Reporter,
+    name: &str,
+) -> Result<(), String> {
+    let aws = match aws {
+        Some(aws) => aws,
+        None => {
+            let endpoint = options.as_ref().and_then(|o| o.endpoint_url.clone());
+            Arc::new(sagemaker::aws::connect(None, endpoint.as_deref(), None).await?)
+        }
+    };
+    let copy = data::s3_copy(&program.name, uri).ok_or_else(|| format!("`{uri}` names no object"))?;
+    let downloaded = sagemaker::upload::download(&aws, uri, &base.join(&copy)).await?;
+    reporter.line(&format!(
+        "  {name}: {uri} {}",
+        if downloaded { "downloaded" } else { "unchanged since the last download" }
+    ));
     Ok(())
 }
 

@@ -258,6 +258,49 @@ async fn multipart(aws: &Aws, path: &Path, bucket: &str, key: &str, digest: &[u8
     Ok(())
 }
 
+/// Downloads the object `uri` to `dest` unless `dest` already holds it: a sidecar file
+/// (`<dest>.etag`) keeps the ETag of the copy, and `HeadObject` says whether the object changed.
+/// The file is written to a temporary name and renamed, so a copy is never half-written. Returns
+/// whether it downloaded.
+pub async fn download(aws: &Aws, uri: &str, dest: &Path) -> Result<bool, String> {
+    let (bucket, key) = split_uri(uri)?;
+    let fail = |what: &str, e: String| format!("cannot read {uri} ({what}): {e}");
+    let head = aws.s3.head_object().bucket(&bucket).key(&key).send().await.map_err(|e| {
+        let (code, message) = error_parts(&e);
+        fail("HeadObject", format!("{code}: {message}"))
+    })?;
+    let etag = head.e_tag().unwrap_or_default().to_owned();
+    let sidecar = dest.with_extension(format!(
+        "{}etag",
+        dest.extension().map(|e| format!("{}.", e.to_string_lossy())).unwrap_or_default()
+    ));
+    if dest.is_file() && !etag.is_empty() && std::fs::read_to_string(&sidecar).is_ok_and(|t| t == etag) {
+        return Ok(false);
+    }
+    let mut object = aws.s3.get_object().bucket(&bucket).key(&key).send().await.map_err(|e| {
+        let (code, message) = error_parts(&e);
+        fail("GetObject", format!("{code}: {message}"))
+    })?;
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| fail("mkdir", e.to_string()))?;
+    let temp = dir.join(format!(
+        ".{}.{}.part",
+        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&temp).map_err(|e| fail("write", e.to_string()))?;
+        while let Some(chunk) = object.body.try_next().await.map_err(|e| fail("body", e.to_string()))? {
+            file.write_all(&chunk).map_err(|e| fail("write", e.to_string()))?;
+        }
+        file.sync_all().map_err(|e| fail("sync", e.to_string()))?;
+    }
+    std::fs::rename(&temp, dest).map_err(|e| fail("rename", e.to_string()))?;
+    std::fs::write(&sidecar, &etag).map_err(|e| fail("etag", e.to_string()))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
