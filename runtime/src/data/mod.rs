@@ -10,7 +10,8 @@
 //!   `strftime_now`, a `json.dumps`-compatible `tojson`, `{% generation %}` tags accepted).
 //! - [`tokenize`] encodes the rendered text with the `tokenizers` crate without adding special tokens
 //!   (the template wrote them), builds assistant-only labels by checking that the rendered prompt's ids
-//!   are a prefix of the conversation's, and applies the pipeline's overflow policy for `seq_len`.
+//!   are a prefix of the conversation's (from one encoding of the conversation), and applies the
+//!   pipeline's overflow policy for `seq_len`.
 //!
 //! - [`source`] reads a dataset node's rows from local JSONL, CSV and Parquet files, applies the
 //!   Hub's split-slice syntax (`train[:10000]`, `train[10%:]`), checks the declared columns with
