@@ -21,12 +21,14 @@
 //!   overflow policy, deduplication, a seeded content-hash split, and the per-split JSONL files of
 //!   docs/entry-scripts.md §3 plus `profile.json`, all written atomically and identical whatever the
 //!   number of threads.
+//! - [`output`] writes those files, and each split's rows again as Parquet.
 //!
 //! `tests/chat_template_parity.rs` compares the first two, case by case, with `transformers` itself
 //! on the real Llama 3.1 tokenizer; `tests/data_prepare.rs` runs the whole step on MedReason-shaped
 //! JSONL, CSV and Parquet files with the same tokenizer.
 
 pub mod conversation;
+pub mod output;
 pub mod prepare;
 pub mod source;
 pub mod template;
