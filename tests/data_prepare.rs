@@ -96,7 +96,7 @@ fn ints(row: &Map<String, Value>, key: &str) -> Vec<i64> {
 }
 
 fn all_files(out: &Path) -> Vec<Vec<u8>> {
-    let mut files: Vec<PathBuf> = Split::ALL.iter().map(|s| s.path(out)).collect();
+    let mut files: Vec<PathBuf> = Split::ALL.iter().flat_map(|s| [s.path(out), s.parquet_path(out)]).collect();
     files.push(out.join("profile.json"));
     files.iter().map(|f| std::fs::read(f).expect("output file")).collect()
 }
@@ -140,8 +140,10 @@ fn skip_policy_counts_every_record() {
     // No temporary file is left behind.
     for split in Split::ALL {
         let dir = out.join(split.name());
-        let names: Vec<_> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name()).collect();
-        assert_eq!(names.len(), 1, "{names:?}");
+        let mut names: Vec<_> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+        names.sort();
+        let want = [format!("{}.jsonl", split.name()), format!("{}.parquet", split.name())];
+        assert_eq!(names, want.map(std::ffi::OsString::from), "{names:?}");
     }
 }
 
@@ -195,12 +197,18 @@ fn overflow_truncate_and_error() {
     assert_eq!(ints(&long[0], "input_ids").len(), SEQ_LEN);
     assert_eq!(ints(&long[0], "labels").len(), SEQ_LEN);
 
-    let error = prepare(&skip, llama(), &config(OverflowPolicy::Error), &out_dir("too-long")).expect_err("too long");
+    let failed = out_dir("too-long");
+    let error = prepare(&skip, llama(), &config(OverflowPolicy::Error), &failed).expect_err("too long");
     let PrepareError::TooLong { at, tokens, seq_len } = error else { panic!("expected TooLong, got {error:?}") };
     assert_eq!((at, seq_len), (RowPos { row: 12, line: 12 }, SEQ_LEN));
     assert!(tokens > SEQ_LEN);
-    // A failed step leaves no output behind.
-    assert!(!Split::Train.path(&out_dir("too-long")).exists());
+    // A failed step leaves no output behind, and no temporary file either.
+    for split in Split::ALL {
+        let dir = failed.join(split.name());
+        let left: Vec<_> =
+            std::fs::read_dir(&dir).map(|d| d.map(|e| e.expect("entry").path()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 #[test]
@@ -271,6 +279,44 @@ fn test_rows_carry_prompt_and_reference() {
     }
     for split in [Split::Train, Split::Val] {
         assert!(read_split(&out, split).iter().all(|r| !r.contains_key("prompt") && !r.contains_key("reference")));
+    }
+}
+
+/// A split's Parquet file read back with the parquet crate's record reader, each row as JSON, and
+/// the number of row groups.
+fn read_parquet(out: &Path, split: Split) -> (Vec<Map<String, Value>>, usize) {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    let file = std::fs::File::open(split.parquet_path(out)).expect("parquet file");
+    let reader = SerializedFileReader::new(file).expect("a Parquet file");
+    let groups = reader.metadata().num_row_groups();
+    let rows = (reader.get_row_iter(None).expect("rows"))
+        .map(|row| row.expect("a row").to_json_value().as_object().cloned().expect("object"))
+        .collect();
+    (rows, groups)
+}
+
+#[test]
+fn parquet_files_hold_the_jsonl_rows() {
+    let mut config = config(OverflowPolicy::Truncate);
+    // Small row groups, so that rows span several and a group ends mid-batch.
+    config.row_group_bytes = 4000;
+    let (profile, out) = run(&source("medreason.jsonl", BadRowPolicy::Skip), &config, "parquet-output");
+    for split in Split::ALL {
+        let jsonl = read_split(&out, split);
+        let (parquet, groups) = read_parquet(&out, split);
+        assert_eq!(parquet, jsonl, "{split:?}");
+        assert!(!jsonl.is_empty(), "{split:?}");
+        assert!(groups > 1, "{split:?}: {groups} row groups");
+    }
+    assert_eq!(read_parquet(&out, Split::Train).0.len() as u64, profile.splits.train);
+    assert!(read_parquet(&out, Split::Test).0.iter().all(|r| r["prompt"].is_string() && r["reference"].is_string()));
+    assert!(read_parquet(&out, Split::Val).0.iter().all(|r| !r.contains_key("prompt")));
+
+    // The default row groups give the same rows in one group each.
+    let (_, whole) =
+        run(&source("medreason.jsonl", BadRowPolicy::Skip), &crate::config(OverflowPolicy::Truncate), "parquet-whole");
+    for split in Split::ALL {
+        assert_eq!(read_parquet(&whole, split), (read_split(&out, split), 1), "{split:?}");
     }
 }
 

@@ -112,7 +112,11 @@ fn the_data_nodes_run_once_and_are_then_reused() {
         ]
     );
     let files = outputs(&dir);
-    assert_eq!(files.len(), 5, "three split files, profile.json and its copy for the estimator");
+    assert_eq!(
+        files.len(),
+        8,
+        "three JSONL and three Parquet split files, profile.json and its copy for the estimator"
+    );
     assert!(files.iter().all(|f| f.is_file()), "{files:?}");
     assert!(files.iter().any(|f| f.ends_with("train/train.jsonl")));
     let profile: serde_json::Value = serde_json::from_str(
@@ -167,6 +171,13 @@ fn changes_run_what_they_affect() {
     assert!(lines(&run)[3].starts_with("run parts: its output `.tunec/p/data/parts/"), "{}", run.stdout);
     assert!(lines(&run)[3].ends_with("/val/val.jsonl` is gone"), "{}", run.stdout);
     assert!(val.is_file());
+    // The Parquet copies are outputs too.
+    let parquet = outputs(&dir).into_iter().find(|f| f.ends_with("test/test.parquet")).expect("test.parquet");
+    std::fs::remove_file(&parquet).expect("remove");
+    let run = tunec(&["run", &file, "--until", "parts"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(lines(&run)[3].ends_with("/test/test.parquet` is gone"), "{}", run.stdout);
+    assert!(parquet.is_file());
 
     // A changed dataset file is not in any key: its digest runs the dataset and what reads it.
     let mut rows = std::fs::read_to_string(dir.join("medreason.jsonl")).expect("read");
@@ -183,7 +194,7 @@ fn changes_run_what_they_affect() {
     );
     let status = tunec(&["status", &file]);
     let parts = status.stdout.lines().find(|l| l.trim_start().starts_with("parts")).expect("parts");
-    assert!(parts.contains("attempt 4"), "{parts}");
+    assert!(parts.contains("attempt 5"), "{parts}");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 

@@ -15,6 +15,10 @@ use tunec_runtime::data::source::{BadRowPolicy, ColumnType, Schema, SourceSpec};
 use tunec_runtime::data::template::ChatTemplate;
 use tunec_runtime::data::tokenize::{ChatTokenizer, OverflowPolicy};
 
+/// The allocator of the `tunec` binary, so that the figures are the step's as users run it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let rows: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
     let Some(fixtures) = std::env::var_os("TUNEC_FIXTURES") else {

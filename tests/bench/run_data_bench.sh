@@ -8,8 +8,9 @@
 #
 # Environment: WORK (default /tmp/dbench), VENV (default /tmp/bench-venv, created when missing),
 # TUNEC_FIXTURES (default ~/.cache/tunec/fixtures, filled by .ci/fixtures.sh), SEED_NUM_PROC
-# (default "2 1": the seed's Python with num_proc=2 and without num_proc), BENCH_ROWS (rows for the
-# `prepare` bench at the end; default the first size; 0 skips it).
+# (default "2 1": the seed's Python with num_proc=2 and without num_proc; empty skips the seed),
+# BENCH_ROWS (rows for the `prepare` bench at the end; default the first size; 0 skips it),
+# CARGO_TARGET_DIR (where the release binary is built; default target/).
 #
 # tunec is measured twice: `tunec run --until parts` on the same JSONL as the Python scripts (a
 # local pipeline with the same chat settings; includes journaling and file digests), and the
@@ -21,7 +22,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-/tmp/dbench}
 VENV=${VENV:-/tmp/bench-venv}
 FIX=${TUNEC_FIXTURES:-$HOME/.cache/tunec/fixtures}
-SEED_NUM_PROC=${SEED_NUM_PROC:-"2 1"}
+SEED_NUM_PROC=${SEED_NUM_PROC-"2 1"}
 SIZES=("$@")
 [ ${#SIZES[@]} -eq 0 ] && SIZES=(10000 200000)
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=true
@@ -37,7 +38,7 @@ fi
 
 # A copy of the release binary, so that a rebuild in the checkout does not change it mid-run.
 (cd "$ROOT" && cargo build --release -p tunec-runtime --bin tunec)
-cp "$ROOT/target/release/tunec" "$WORK/tunec"
+cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/tunec" "$WORK/tunec"
 
 # The local pipeline: same system prompt, template, date, seq_len as seed_prepare.py.
 PIPE="$WORK/pipe"

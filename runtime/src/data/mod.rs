@@ -10,7 +10,8 @@
 //!   `strftime_now`, a `json.dumps`-compatible `tojson`, `{% generation %}` tags accepted).
 //! - [`tokenize`] encodes the rendered text with the `tokenizers` crate without adding special tokens
 //!   (the template wrote them), builds assistant-only labels by checking that the rendered prompt's ids
-//!   are a prefix of the conversation's, and applies the pipeline's overflow policy for `seq_len`.
+//!   are a prefix of the conversation's (from one encoding of the conversation), and applies the
+//!   pipeline's overflow policy for `seq_len`.
 //!
 //! - [`source`] reads a dataset node's rows from local JSONL, CSV and Parquet files, applies the
 //!   Hub's split-slice syntax (`train[:10000]`, `train[10%:]`), checks the declared columns with
@@ -20,12 +21,14 @@
 //!   overflow policy, deduplication, a seeded content-hash split, and the per-split JSONL files of
 //!   docs/entry-scripts.md §3 plus `profile.json`, all written atomically and identical whatever the
 //!   number of threads.
+//! - [`output`] writes those files, and each split's rows again as Parquet.
 //!
 //! `tests/chat_template_parity.rs` compares the first two, case by case, with `transformers` itself
 //! on the real Llama 3.1 tokenizer; `tests/data_prepare.rs` runs the whole step on MedReason-shaped
 //! JSONL, CSV and Parquet files with the same tokenizer.
 
 pub mod conversation;
+pub mod output;
 pub mod prepare;
 pub mod source;
 pub mod template;

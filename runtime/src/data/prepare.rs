@@ -1,15 +1,15 @@
 //! The data step of a chat node and its split: rows in, per-split training files and a data profile
 //! out.
 //!
-//! The source is read in batches of [`PrepareConfig::batch_rows`] records, so memory holds one batch
+//! The source is read in batches of [`PrepareConfig::batch_rows`] records, so memory holds two batches
 //! (plus 16 bytes per distinct conversation for deduplication). Each batch is processed in parallel
 //! with rayon, row by row: check the declared columns, build the messages ([`super::conversation`]),
 //! render them with the chat template and tokenize them ([`super::template`], [`super::tokenize`];
 //! the same renders and ids as `ChatTokenizer::encode_conversation`, also keeping the rendered text
-//! and prompt), apply the overflow policy, pick the split and serialize the output line. The results
-//! are then taken in file order, on one thread: bad rows are counted or stop the step, duplicates are
-//! left out and lines are appended to their split's file. The output is therefore the same, byte for
-//! byte, whatever the number of threads.
+//! and prompt), apply the overflow policy and pick the split. The results
+//! are then taken in file order, on one thread, while the next batch is processed: bad rows are
+//! counted or stop the step, duplicates are left out and rows are appended to their split's files.
+//! The output is therefore the same, byte for byte, whatever the number of threads.
 //!
 //! - **Counts.** Every record of the slice ends up in exactly one of: `skipped` (a bad row under
 //!   `on_bad_row = skip`), `duplicates`, `dropped` (too long, `overflow = drop`) or `rows` (written);
@@ -25,18 +25,17 @@
 //! - **Outputs** (docs/entry-scripts.md §3): `train/train.jsonl`, `val/val.jsonl`, `test/test.jsonl`
 //!   with `text` (the whole rendered conversation, also for truncated rows), `input_ids` and `labels`,
 //!   plus `prompt` (rendered with the generation prompt) and `reference` (the assistant text) in
-//!   test rows; and `profile.json` ([`Profile`], a superset of the estimator's `DataProfile`). Every
-//!   file is written to a temporary name beside it, synced and renamed, so a failed step leaves no
-//!   partial file and the previous outputs stay whole until the new ones replace them.
+//!   test rows; the same rows in `train/train.parquet`, `val/val.parquet`, `test/test.parquet`; and
+//!   `profile.json` ([`Profile`], a superset of the estimator's `DataProfile`). Every file is written
+//!   to a temporary name beside it, synced and renamed ([`super::output`]), so a failed step leaves
+//!   no partial file and the previous outputs stay whole until the new ones replace them.
 //! - **Not handled here:** the node's `add_special_tokens = true` (it would double the template's
 //!   BOS), multiple-choice `options` / `answer_index` in test rows.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -44,6 +43,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::conversation::{ChatSpec, ConversationError};
+use super::output::{Outputs, Row, ROW_GROUP_BYTES};
 use super::source::{BadRowPolicy, RawRow, RowError, RowPos, SourceError, SourceSpec};
 use super::tokenize::{fit, ChatTokenizer, Encoded, Fit, OverflowPolicy, TokenizeError};
 
@@ -80,6 +80,8 @@ pub struct PrepareConfig {
     pub batch_rows: usize,
     /// Worker threads; 0 uses rayon's default (one per core).
     pub threads: usize,
+    /// Buffered values, in bytes, past which a Parquet file's rows are written as a row group.
+    pub row_group_bytes: usize,
     /// Progress and cancellation shared with the caller (the executor's progress display and
     /// Ctrl-C).
     pub control: Arc<StepControl>,
@@ -95,7 +97,7 @@ pub struct StepControl {
 
 impl PrepareConfig {
     /// A config with the prelude's defaults: assistant-only loss, dedup, batches of 4096 rows, all
-    /// cores.
+    /// cores, Parquet row groups of [`ROW_GROUP_BYTES`].
     pub fn new(chat: ChatSpec, seq_len: usize, overflow: OverflowPolicy, split: SplitFractions) -> PrepareConfig {
         PrepareConfig {
             chat,
@@ -107,6 +109,7 @@ impl PrepareConfig {
             dedup: true,
             batch_rows: 4096,
             threads: 0,
+            row_group_bytes: ROW_GROUP_BYTES,
             control: Arc::default(),
         }
     }
@@ -136,8 +139,9 @@ impl Split {
         out.join(self.name()).join(format!("{}.jsonl", self.name()))
     }
 
-    fn index(self) -> usize {
-        self as usize
+    /// The same rows as Parquet: `<split>/<split>.parquet`.
+    pub fn parquet_path(self, out: &Path) -> PathBuf {
+        out.join(self.name()).join(format!("{}.parquet", self.name()))
     }
 }
 
@@ -238,22 +242,44 @@ pub fn prepare(
         .map_err(|e| PrepareError::Config(format!("cannot start the worker threads: {e}")))?;
     let step = Step { source, tokenizer, config, thresholds };
     let mut rows = source.open()?;
-    let mut outputs = Outputs::create(out)?;
-    let mut tally = Tally::default();
-    loop {
-        if config.control.cancelled.load(Ordering::Relaxed) {
-            return Err(PrepareError::Cancelled);
-        }
-        let batch = rows.batch(config.batch_rows)?;
-        if batch.is_empty() {
-            break;
-        }
-        config.control.rows_read.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let processed: Vec<Processed> = pool.install(|| batch.par_iter().map(|raw| step.process(raw)).collect());
-        for item in processed {
-            tally.take(item, &step, &mut outputs, rows.path())?;
-        }
-    }
+    let path = rows.path().to_string();
+    let outputs = Outputs::create(out, config.row_group_bytes)?;
+    // The ordered writer takes batch n while the workers process batch n + 1.
+    let (sender, receiver) = mpsc::sync_channel::<Vec<Processed>>(1);
+    let (read, written) = std::thread::scope(|scope| {
+        let step = &step;
+        let writer = scope.spawn(move || {
+            let mut outputs = outputs;
+            let mut tally = Tally::default();
+            for batch in receiver {
+                for item in batch {
+                    tally.take(item, step, &mut outputs, &path)?;
+                }
+            }
+            Ok::<_, PrepareError>((tally, outputs))
+        });
+        let read = (|| loop {
+            if config.control.cancelled.load(Ordering::Relaxed) {
+                return Err(PrepareError::Cancelled);
+            }
+            let batch = rows.batch(config.batch_rows)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            config.control.rows_read.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let processed: Vec<Processed> = pool.install(|| batch.par_iter().map(|raw| step.process(raw)).collect());
+            if sender.send(processed).is_err() {
+                // The writer stopped on an error, which it returns.
+                return Ok(());
+            }
+        })();
+        drop(sender);
+        let written =
+            writer.join().unwrap_or_else(|_| Err(PrepareError::Config("the writer thread panicked".to_string())));
+        (read, written)
+    });
+    let (tally, outputs) = written?;
+    read?;
     let profile = tally.profile();
     outputs.commit(out, &profile)?;
     Ok(profile)
@@ -289,21 +315,9 @@ enum Processed {
 
 /// A conversation after the overflow policy.
 enum Fitted {
-    Written { split: Split, tokens: usize, truncated: bool, line: Vec<u8> },
+    Written { split: Split, tokens: usize, truncated: bool, row: Row },
     Dropped,
     TooLong { tokens: usize },
-}
-
-/// One output line (docs/entry-scripts.md §3).
-#[derive(Serialize)]
-struct OutputRow<'a> {
-    text: &'a str,
-    input_ids: &'a [u32],
-    labels: &'a [i64],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reference: Option<&'a str>,
 }
 
 impl Step<'_> {
@@ -359,16 +373,15 @@ impl Step<'_> {
             Fit::TooLong { tokens } => return Fitted::TooLong { tokens },
         };
         let test = split == Split::Test;
-        let row = OutputRow {
-            text: &encoded.text,
-            input_ids: &example.input_ids,
-            labels: &example.labels,
-            prompt: test.then_some(encoded.prompt.as_str()),
-            reference: test.then_some(reference),
+        let tokens = example.input_ids.len();
+        let row = Row {
+            text: encoded.text,
+            input_ids: example.input_ids,
+            labels: example.labels,
+            prompt: test.then_some(encoded.prompt),
+            reference: test.then(|| reference.to_string()),
         };
-        let mut line = serde_json::to_vec(&row).unwrap_or_default();
-        line.push(b'\n');
-        Fitted::Written { split, tokens: example.input_ids.len(), truncated, line }
+        Fitted::Written { split, tokens, truncated, row }
     }
 }
 
@@ -412,8 +425,8 @@ impl Tally {
             Fitted::TooLong { tokens } => {
                 return Err(PrepareError::TooLong { at, tokens, seq_len: step.config.seq_len });
             }
-            Fitted::Written { split, tokens, truncated, line } => {
-                outputs.write(split, &line)?;
+            Fitted::Written { split, tokens, truncated, row } => {
+                outputs.write(split, row)?;
                 self.count(split, tokens, truncated);
             }
         }
@@ -448,80 +461,6 @@ impl Tally {
             .map(|(i, &rows)| Bucket { tokens_up_to: 1 << i, rows })
             .collect();
         profile
-    }
-}
-
-/// The three split files, being written under temporary names.
-struct Outputs {
-    files: Vec<AtomicFile>,
-}
-
-impl Outputs {
-    fn create(out: &Path) -> Result<Outputs, PrepareError> {
-        let files = Split::ALL.iter().map(|split| AtomicFile::create(&split.path(out))).collect::<Result<_, _>>()?;
-        Ok(Outputs { files })
-    }
-
-    fn write(&mut self, split: Split, line: &[u8]) -> Result<(), PrepareError> {
-        self.files[split.index()].write(line)
-    }
-
-    /// Moves the split files and `profile.json` into place.
-    fn commit(self, out: &Path, profile: &Profile) -> Result<(), PrepareError> {
-        let mut json = serde_json::to_vec_pretty(profile).unwrap_or_default();
-        json.push(b'\n');
-        let mut profile_file = AtomicFile::create(&out.join("profile.json"))?;
-        profile_file.write(&json)?;
-        for file in self.files {
-            file.commit()?;
-        }
-        profile_file.commit()
-    }
-}
-
-/// A file written under a temporary name in its final folder and renamed over the final name once
-/// complete and synced; dropped before [`AtomicFile::commit`], it removes the temporary file.
-struct AtomicFile {
-    dest: PathBuf,
-    temp: PathBuf,
-    writer: Option<BufWriter<File>>,
-}
-
-fn io_error(path: &Path, e: std::io::Error) -> PrepareError {
-    PrepareError::Io { path: path.display().to_string(), message: e.to_string() }
-}
-
-impl AtomicFile {
-    fn create(dest: &Path) -> Result<AtomicFile, PrepareError> {
-        let dir = dest.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("output");
-        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let file = File::create(&temp).map_err(|e| io_error(&temp, e))?;
-        Ok(AtomicFile { dest: dest.to_path_buf(), temp, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<(), PrepareError> {
-        match self.writer.as_mut() {
-            Some(writer) => writer.write_all(bytes).map_err(|e| io_error(&self.temp, e)),
-            None => Ok(()),
-        }
-    }
-
-    fn commit(mut self) -> Result<(), PrepareError> {
-        if let Some(writer) = self.writer.take() {
-            let file = writer.into_inner().map_err(|e| io_error(&self.temp, e.into_error()))?;
-            file.sync_all().map_err(|e| io_error(&self.temp, e))?;
-        }
-        std::fs::rename(&self.temp, &self.dest).map_err(|e| io_error(&self.dest, e))
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.temp);
-        }
     }
 }
 

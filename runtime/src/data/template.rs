@@ -156,16 +156,42 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
-        let mut ctx = serde_json::Map::new();
-        ctx.insert("messages".to_string(), serde_json::json!(messages));
-        ctx.insert("tools".to_string(), serde_json::Value::Null);
-        ctx.insert("documents".to_string(), serde_json::Value::Null);
-        ctx.insert("add_generation_prompt".to_string(), serde_json::Value::Bool(add_generation_prompt));
+        let messages: Vec<Value> = messages.iter().map(|m| Value::from(Serde(m))).collect();
+        self.render_values(messages, add_generation_prompt, extra)
+    }
+
+    /// Renders a conversation for training: the prompt (every message but the last, with the
+    /// generation prompt) and the whole conversation, as two calls of [`render`](Self::render)
+    /// would, converting the messages to template values once.
+    pub fn render_conversation(
+        &self,
+        messages: &[Message],
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(String, String), TemplateError> {
+        let values: Vec<Value> = messages.iter().map(|m| Value::from(Serde(m))).collect();
+        let prompt_messages = values[..values.len().saturating_sub(1)].to_vec();
+        let prompt = self.render_values(prompt_messages, true, extra)?;
+        let text = self.render_values(values, false, extra)?;
+        Ok((prompt, text))
+    }
+
+    fn render_values(
+        &self,
+        messages: Vec<Value>,
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, TemplateError> {
+        let mut ctx: Vec<(&str, Value)> = vec![
+            ("messages", Value::from(messages)),
+            ("tools", Value::from(())),
+            ("documents", Value::from(())),
+            ("add_generation_prompt", Value::from(add_generation_prompt)),
+        ];
         for (key, value) in self.special_tokens.iter().chain(extra) {
-            ctx.insert(key.clone(), value.clone());
+            ctx.push((key.as_str(), Value::from(Serde(value))));
         }
         let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Syntax(describe(&e)))?;
-        template.render(Value::from(Serde(ctx))).map_err(|e| match raised_message(&e) {
+        template.render(Value::from_pairs(ctx)).map_err(|e| match raised_message(&e) {
             Some(message) => TemplateError::Raised(message),
             None => TemplateError::Render(describe(&e)),
         })

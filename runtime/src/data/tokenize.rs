@@ -8,7 +8,18 @@
 //! ids (TRL fails with "Mismatch between tokenized prompt and the start of tokenized prompt+completion"
 //! otherwise), and those prompt positions get the label -100. The rest, the assistant's content and its
 //! end-of-turn token, is trained.
+//!
+//! **Tokenizing once.** Encoding the prompt on its own would cost a quarter more tokenizer work on
+//! typical rows, so the prefix check is answered from the conversation's encoding. A tokenizer cuts
+//! its input at added tokens (`<|end_header_id|>`, ...) before anything else and encodes the pieces
+//! independently, so when the rendered prompt is a prefix of the rendered conversation, and the
+//! conversation's encoding has an added token inside that prefix, the prompt's ids up to that token
+//! are the conversation's. Only the prompt's tail from its last such token (on Llama 3,
+//! `<|end_header_id|>\n\n`) is encoded and compared. When any of this does not hold (no added token,
+//! a prompt that is not a textual prefix, a tail that differs) the whole prompt is encoded as before,
+//! so the result and the errors are the same as encoding both texts.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use tokenizers::Tokenizer;
@@ -120,6 +131,8 @@ pub fn fit(example: Example, seq_len: usize, policy: OverflowPolicy) -> Fit {
 pub struct ChatTokenizer {
     template: ChatTemplate,
     tokenizer: Tokenizer,
+    /// The text of each added token by id: the tokens the tokenizer cuts its input at.
+    added: HashMap<u32, String>,
 }
 
 impl ChatTokenizer {
@@ -134,7 +147,8 @@ impl ChatTokenizer {
     }
 
     pub fn new(template: ChatTemplate, tokenizer: Tokenizer) -> ChatTokenizer {
-        ChatTokenizer { template, tokenizer }
+        let added = (tokenizer.get_added_tokens_decoder().into_iter()).map(|(id, token)| (id, token.content)).collect();
+        ChatTokenizer { template, tokenizer, added }
     }
 
     /// The same tokenizer with another template (a pipeline's own `chat_template`).
@@ -172,36 +186,70 @@ impl ChatTokenizer {
         extra: &serde_json::Map<String, serde_json::Value>,
         mask_prompt: bool,
     ) -> Result<Encoded, TokenizeError> {
-        let Some((last, prompt_messages)) = messages.split_last() else {
+        let Some(last) = messages.last() else {
             return Err(TokenizeError::LastNotAssistant { role: None });
         };
         if last.role != "assistant" {
             return Err(TokenizeError::LastNotAssistant { role: Some(last.role.clone()) });
         }
-        let prompt = self.template.render(prompt_messages, true, extra)?;
-        let text = self.template.render(messages, false, extra)?;
-        let prompt_ids = self.encode_text(&prompt)?;
-        let input_ids = self.encode_text(&text)?;
-        if mask_prompt && !input_ids.starts_with(&prompt_ids) {
-            let first_difference = prompt_ids
-                .iter()
-                .zip(&input_ids)
-                .position(|(a, b)| a != b)
-                .unwrap_or(prompt_ids.len().min(input_ids.len()));
-            return Err(TokenizeError::PromptMismatch {
-                prompt_tokens: prompt_ids.len(),
-                conversation_tokens: input_ids.len(),
-                first_difference,
-            });
-        }
-        let masked = if mask_prompt { prompt_ids.len() } else { 0 };
-        let labels = input_ids
-            .iter()
-            .enumerate()
+        let (prompt, text) = self.template.render_conversation(messages, extra)?;
+        let encoding =
+            self.tokenizer.encode(text.as_str(), false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        let prompt_tokens = match self.prompt_tokens_from(&prompt, &text, &encoding)? {
+            Some(n) => n,
+            None => {
+                let prompt_ids = self.encode_text(&prompt)?;
+                let input_ids = encoding.get_ids();
+                if mask_prompt && !input_ids.starts_with(&prompt_ids) {
+                    let first_difference = prompt_ids
+                        .iter()
+                        .zip(input_ids)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(prompt_ids.len().min(input_ids.len()));
+                    return Err(TokenizeError::PromptMismatch {
+                        prompt_tokens: prompt_ids.len(),
+                        conversation_tokens: input_ids.len(),
+                        first_difference,
+                    });
+                }
+                prompt_ids.len()
+            }
+        };
+        let input_ids = encoding.get_ids().to_vec();
+        let masked = if mask_prompt { prompt_tokens } else { 0 };
+        let labels = (input_ids.iter().enumerate())
             .map(|(i, &id)| if i < masked { IGNORE_INDEX } else { i64::from(id) })
             .collect();
-        let example = Example { input_ids, labels, prompt_tokens: prompt_ids.len() };
+        let example = Example { input_ids, labels, prompt_tokens };
         Ok(Encoded { text, prompt, example })
+    }
+
+    /// The number of the prompt's tokens when the conversation's encoding shows that the prompt's
+    /// ids are a prefix of it (see the module docs), without encoding the whole prompt; `None` when
+    /// that cannot be shown this way.
+    fn prompt_tokens_from(
+        &self,
+        prompt: &str,
+        text: &str,
+        encoding: &tokenizers::Encoding,
+    ) -> Result<Option<usize>, TokenizeError> {
+        if !text.starts_with(prompt) {
+            return Ok(None);
+        }
+        let ids = encoding.get_ids();
+        let offsets = encoding.get_offsets();
+        // The last added token that ends inside the prompt, found where its text is.
+        let inside = offsets.partition_point(|&(_, end)| end <= prompt.len());
+        let anchor = (0..inside).rev().find_map(|i| {
+            let content = self.added.get(&ids[i])?;
+            let (start, end) = offsets[i];
+            (end <= prompt.len() && text.get(start..end) == Some(content.as_str())).then_some((i, start))
+        });
+        let Some((index, tail)) = anchor.and_then(|(index, start)| Some((index, prompt.get(start..)?))) else {
+            return Ok(None);
+        };
+        let tail = self.encode_text(tail)?;
+        Ok(ids[index..].starts_with(&tail).then_some(index + tail.len()))
     }
 }
 
@@ -289,6 +337,39 @@ mod tests {
             tok.encode_conversation(&[], &serde_json::Map::new()),
             Err(TokenizeError::LastNotAssistant { role: None })
         ));
+    }
+
+    /// What encoding the prompt and the conversation separately gives: the prompt's length, or the
+    /// mismatch.
+    fn encode_both(tok: &ChatTokenizer, messages: &[Message]) -> Result<usize, TokenizeError> {
+        let extra = serde_json::Map::new();
+        let prompt = tok.template().render(&messages[..messages.len() - 1], true, &extra).expect("renders");
+        let text = tok.template().render(messages, false, &extra).expect("renders");
+        let (prompt_ids, input_ids) = (tok.encode_text(&prompt)?, tok.encode_text(&text)?);
+        match prompt_ids.iter().zip(&input_ids).position(|(a, b)| a != b) {
+            None if prompt_ids.len() <= input_ids.len() => Ok(prompt_ids.len()),
+            first_difference => Err(TokenizeError::PromptMismatch {
+                prompt_tokens: prompt_ids.len(),
+                conversation_tokens: input_ids.len(),
+                first_difference: first_difference.unwrap_or(input_ids.len()),
+            }),
+        }
+    }
+
+    #[test]
+    fn one_encoding_agrees_with_encoding_both_texts() {
+        // Generation prompts that end on an added token, on text that continues into the answer
+        // ("<asst> hello"), on a textual prefix that tokenizes differently ("<asst> hel" is [UNK]),
+        // and ones that are no textual prefix at all.
+        for generation_prompt in
+            ["<asst>", "<asst> hello", "<asst> hel", "<asst> hello there <eot>", "<user>", "", " x"]
+        {
+            let tok = chat_tokenizer(generation_prompt);
+            let got = tok.encode_conversation(&conversation(), &serde_json::Map::new()).map(|e| e.prompt_tokens);
+            assert_eq!(got, encode_both(&tok, &conversation()), "generation prompt {generation_prompt:?}");
+        }
+        let got = chat_tokenizer("<asst> hello").encode_conversation(&conversation(), &serde_json::Map::new());
+        assert_eq!(got.expect("encodes").labels, vec![-100, -100, -100, -100, -100, -100, 6, 1]);
     }
 
     #[test]

@@ -248,6 +248,7 @@ fn split(
     let mut outputs = Vec::new();
     for part in Split::ALL {
         outputs.push(output(base, &format!("{out_rel}/{0}/{0}.jsonl", part.name()))?);
+        outputs.push(output(base, &format!("{out_rel}/{0}/{0}.parquet", part.name()))?);
     }
     outputs.push(output(base, &format!("{out_rel}/profile.json"))?);
     outputs.push(output(base, &profile_rel)?);
