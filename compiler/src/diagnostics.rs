@@ -235,11 +235,23 @@ impl LineIndex {
 
     /// 1-based line and column of a byte offset; the column counts Unicode scalar values.
     pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let (line, start, offset) = self.locate(text, offset);
+        (line + 1, text[start..offset].chars().count() + 1)
+    }
+
+    /// The 0-based line of a byte offset, that line's start, and the offset itself, clamped into
+    /// the text and back onto a character boundary.
+    pub fn locate(&self, text: &str, offset: usize) -> (usize, usize, usize) {
         let offset = offset.min(text.len());
         let offset = (0..=offset).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-        let line = self.starts.partition_point(|s| *s <= offset);
-        let start = self.starts[line - 1];
-        (line, text[start..offset].chars().count() + 1)
+        let line = self.starts.partition_point(|s| *s <= offset) - 1;
+        (line, self.starts[line], offset)
+    }
+
+    /// The byte range of 0-based `line`, without its `\n`; `None` past the last line.
+    pub fn line_range(&self, text: &str, line: usize) -> Option<(usize, usize)> {
+        let start = *self.starts.get(line)?;
+        Some((start, self.starts.get(line + 1).map_or(text.len(), |next| next - 1)))
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod ast;
 mod literal;
+pub mod opaque;
 mod parse;
 
 pub use parse::{parse_file, parse_value};

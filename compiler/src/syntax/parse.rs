@@ -62,38 +62,12 @@ fn check_nesting(text: &str, file: FileId) -> Result<(), Vec<Diagnostic>> {
     let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {
+        // Strings and comments are skipped; an unterminated one is pest's to report.
+        if let Some(opaque) = super::opaque::opaque_at(bytes, i) {
+            i = opaque.end;
+            continue;
+        }
         match bytes[i] {
-            b'"' => {
-                // Skip the string, honouring escapes; an unterminated one is pest's to report.
-                let triple = bytes[i..].starts_with(b"\"\"\"");
-                i += if triple { 3 } else { 1 };
-                while i < bytes.len() {
-                    if bytes[i] == b'\\' {
-                        i += 2;
-                        continue;
-                    }
-                    if triple && bytes[i..].starts_with(b"\"\"\"") {
-                        i += 2;
-                        break;
-                    }
-                    if !triple && (bytes[i] == b'"' || bytes[i] == b'\n') {
-                        break;
-                    }
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < bytes.len() && !bytes[i..].starts_with(b"*/") {
-                    i += 1;
-                }
-                i += 1;
-            }
             b'[' | b'{' | b'(' => {
                 depth += 1;
                 if depth > MAX_NESTING {

@@ -14,6 +14,7 @@ use lsp_types::{CompletionItem, CompletionItemKind, Documentation, MarkupContent
 use tunec_compiler::catalog::Catalog;
 use tunec_compiler::check::schema::{self, FieldSpec, Ty};
 use tunec_compiler::syntax::ast::NodeKind;
+use tunec_compiler::syntax::opaque::opaque_at;
 
 /// An open bracket before the cursor.
 #[derive(Clone, Copy)]
@@ -28,43 +29,14 @@ fn scan(text: &str, offset: usize) -> (Vec<Open>, Option<usize>) {
     let mut stack = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(opaque) = opaque_at(bytes, i) {
+            if opaque.string && !opaque.closed {
+                return (stack, Some(i));
+            }
+            i = opaque.end;
+            continue;
+        }
         match bytes[i] {
-            b'"' => {
-                let start = i;
-                let triple = bytes[i..].starts_with(b"\"\"\"");
-                i += if triple { 3 } else { 1 };
-                loop {
-                    if i >= bytes.len() {
-                        return (stack, Some(start));
-                    }
-                    if bytes[i] == b'\\' {
-                        i += 2;
-                        continue;
-                    }
-                    if triple && bytes[i..].starts_with(b"\"\"\"") {
-                        i += 3;
-                        break;
-                    }
-                    if !triple && (bytes[i] == b'"' || bytes[i] == b'\n') {
-                        i += 1;
-                        break;
-                    }
-                    i += 1;
-                }
-                continue;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < bytes.len() && !bytes[i..].starts_with(b"*/") {
-                    i += 1;
-                }
-                i += 1;
-            }
             ch @ (b'{' | b'(' | b'[') => stack.push(Open { ch, at: i }),
             b'}' | b')' | b']' => {
                 stack.pop();

@@ -10,22 +10,17 @@
 use lsp_types::{Position, Range, TextDocumentContentChangeEvent};
 use tunec_compiler::syntax::ast::Span;
 
-/// Line starts of one text.
-pub struct LineIndex {
-    starts: Vec<usize>,
-}
+/// Line starts of one text (the compiler's index), with UTF-16 columns.
+pub struct LineIndex(tunec_compiler::diagnostics::LineIndex);
 
 impl LineIndex {
     pub fn new(text: &str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { starts }
+        LineIndex(tunec_compiler::diagnostics::LineIndex::new(text))
     }
 
     /// The byte offset of an LSP position, clamped into the text and onto a character boundary.
     pub fn offset(&self, text: &str, position: Position) -> usize {
-        let Some(&start) = self.starts.get(position.line as usize) else { return text.len() };
-        let end = self.starts.get(position.line as usize + 1).map_or(text.len(), |next| next - 1);
+        let Some((start, end)) = self.0.line_range(text, position.line as usize) else { return text.len() };
         let mut units = 0u32;
         for (i, ch) in text[start..end].char_indices() {
             if units >= position.character {
@@ -38,10 +33,7 @@ impl LineIndex {
 
     /// The LSP position of a byte offset (clamped into the text).
     pub fn position(&self, text: &str, offset: usize) -> Position {
-        let offset = offset.min(text.len());
-        let offset = (0..=offset).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-        let line = self.starts.partition_point(|s| *s <= offset) - 1;
-        let start = self.starts[line];
+        let (line, start, offset) = self.0.locate(text, offset);
         let character: usize = text[start..offset].chars().map(char::len_utf16).sum();
         Position {
             line: u32::try_from(line).unwrap_or(u32::MAX),

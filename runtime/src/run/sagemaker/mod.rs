@@ -551,11 +551,12 @@ pub fn contexts(
     program: &Program,
     memory: &BTreeMap<String, String>,
 ) -> BTreeMap<String, NodeContext> {
+    let index = tunec_compiler::diagnostics::LineIndex::new(text);
     program
         .nodes
         .iter()
         .map(|n| {
-            let (line, column) = tunec_compiler::diagnostics::line_col(text, n.span.start as usize);
+            let (line, column) = index.line_col(text, n.span.start as usize);
             let location = format!("{file}:{line}:{column} ({} {})", n.kind.as_str(), n.name);
             (n.name.clone(), NodeContext { location, memory: memory.get(&n.name).cloned() })
         })
