@@ -40,31 +40,14 @@ fn tunec_with(args: &[&str], python: Option<&str>) -> Run {
 }
 
 fn pipeline(seq_len: u32, overflow: &str) -> String {
-    format!(
-        r#"pipeline p {{
-  model llama = local_model("model") {{
-    pad_token = "<|finetune_right_pad_id|>"
-  }}
-  dataset raw = file("medreason.jsonl") {{
-    columns = {{ question: string, answer: string, reasoning: string }}
-    on_bad_row = skip
-  }}
-  chat convo = chat_template(raw, tokenizer = llama) {{
-    system = "You are a deep-thinking AI assistant."
-    user = "{{question}}"
-    assistant = "<think>\n{{reasoning}}\n</think>\n\n{{answer}}"
-    seq_len = {seq_len}
-    overflow = {overflow}
-    date_string = "26 Jul 2024"
-  }}
-  split parts = split(convo, train = 0.6, val = 0.2, test = 0.2)
-  train sft = sft(llama, data = parts.train, eval = parts.val) {{
-    method = lora {{ r = 16 }}
-    compute = "ml.g6e.xlarge" x 1
-  }}
-}}
-"#
-    )
+    medreason::pipeline(&medreason::Shape {
+        target: "",
+        seq_len,
+        overflow,
+        instance: "ml.g6e.xlarge",
+        train_extra: "",
+        after_train: "",
+    })
 }
 
 /// A fresh pipeline folder; returns the pipeline file's path as an argument.

@@ -234,39 +234,14 @@ fn channel_uri(request: &Value, channel: &str) -> String {
 
 fn setup_pipeline(dir: &Path, train_extra: &str) {
     medreason::model_and_rows(dir);
-    let pipeline = format!(
-        r#"pipeline p {{
-  target sagemaker {{
-    region = "us-east-1"
-    role   = env("TUNEC_SAGEMAKER_ROLE")
-    bucket = env("TUNEC_BUCKET")
-  }}
-  model llama = local_model("model") {{
-    pad_token = "<|finetune_right_pad_id|>"
-  }}
-  dataset raw = file("medreason.jsonl") {{
-    columns = {{ question: string, answer: string, reasoning: string }}
-    on_bad_row = skip
-  }}
-  chat convo = chat_template(raw, tokenizer = llama) {{
-    system = "You are a deep-thinking AI assistant."
-    user = "{{question}}"
-    assistant = "<think>\n{{reasoning}}\n</think>\n\n{{answer}}"
-    seq_len = 160
-    overflow = drop
-    date_string = "26 Jul 2024"
-  }}
-  split parts = split(convo, train = 0.6, val = 0.2, test = 0.2)
-  train sft = sft(llama, data = parts.train, eval = parts.val) {{
-    method = lora {{ r = 16 }}
-    compute = "ml.g5.2xlarge" x 1
-    {train_extra}
-  }}
-  merge merged = merge(sft)
-  evaluate report = evaluate(merged, parts.test) {{ metrics = [exact_match, rouge_l] }}
-}}
-"#
-    );
+    let pipeline = medreason::pipeline(&medreason::Shape {
+        target: "  target sagemaker {\n    region = \"us-east-1\"\n    role   = env(\"TUNEC_SAGEMAKER_ROLE\")\n    bucket = env(\"TUNEC_BUCKET\")\n  }",
+        seq_len: 160,
+        overflow: "drop",
+        instance: "ml.g5.2xlarge",
+        train_extra: &format!("    {train_extra}"),
+        after_train: "  merge merged = merge(sft)\n  evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }",
+    });
     std::fs::write(dir.join("p.tune"), pipeline).expect("write");
 }
 
