@@ -9,6 +9,9 @@
 //! newline. The tokenizer comes from `TUNEC_FIXTURES` (`.ci/fixtures.sh`); without it the tests
 //! fail rather than pass without having tokenized anything.
 
+#[path = "support/parquet.rs"]
+mod parquet_file;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -392,7 +395,7 @@ fn csv_reads_as_the_same_rows() {
     // A declared column missing from the header is an error before any row.
     let mut spec = source("medreason.csv", BadRowPolicy::Skip);
     spec.schema.columns.push(("options".into(), ColumnType::StringList));
-    assert!(matches!(spec.open().err(), Some(SourceError::MissingCsvColumn { column, .. }) if column == "options"));
+    assert!(matches!(spec.open().err(), Some(SourceError::MissingFileColumn { column, .. }) if column == "options"));
 }
 
 #[test]
@@ -425,33 +428,11 @@ fn remote_sources_are_reported() {
     assert!(matches!(error, PrepareError::Source(SourceError::Unsupported { .. })), "{error:?}");
     spec.origin = Origin::HfDataset { id: "UCSC-VLAA/MedReason".into() };
     let error = prepare(&spec, llama(), &config(OverflowPolicy::Drop), &out_dir("hub")).expect_err("unsupported");
-    assert!(error.to_string().contains("Hub datasets are not read by the local data step yet"), "{error}");
+    assert!(error.to_string().contains("read from its local copy, which `tunec run` downloads first"), "{error}");
 }
 
-/// Writes rows of three string columns as a snappy-compressed Parquet file, with the parquet
-/// crate's own writer (no arrow).
 fn write_parquet(path: &Path, rows: &[Map<String, Value>]) {
-    use parquet::data_type::{ByteArray, ByteArrayType};
-    use parquet::file::properties::WriterProperties;
-    use parquet::file::writer::SerializedFileWriter;
-    let schema = parquet::schema::parser::parse_message_type(
-        "message schema { REQUIRED BYTE_ARRAY question (UTF8); REQUIRED BYTE_ARRAY answer (UTF8); \
-         REQUIRED BYTE_ARRAY reasoning (UTF8); }",
-    )
-    .expect("schema");
-    let props = WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build();
-    let file = std::fs::File::create(path).expect("create");
-    let mut writer = SerializedFileWriter::new(file, schema.into(), props.into()).expect("writer");
-    let mut group = writer.next_row_group().expect("row group");
-    for column in ["question", "answer", "reasoning"] {
-        let mut out = group.next_column().expect("column").expect("a column left");
-        let values: Vec<ByteArray> =
-            rows.iter().map(|r| ByteArray::from(r[column].as_str().expect("string"))).collect();
-        out.typed::<ByteArrayType>().write_batch(&values, None, None).expect("write");
-        out.close().expect("close column");
-    }
-    group.close().expect("close row group");
-    writer.close().expect("close file");
+    parquet_file::write_parquet(path, rows, &["question", "answer", "reasoning"], parquet::basic::Compression::SNAPPY);
 }
 
 #[test]
@@ -474,9 +455,58 @@ fn parquet_reads_as_the_same_rows() {
     sliced.split = Some(SplitSlice::parse("train[40%:]").expect("slice"));
     let positions: Vec<u64> = sliced.open().expect("opens").map(|r| r.expect("row").at.row).collect();
     assert_eq!(positions, [3, 4, 5]);
-    // A declared column the file lacks is a missing column on the first row.
+    // A declared column the file lacks is an error before any row, naming the file's columns.
     let mut wider = parquet.clone();
     wider.schema.columns.push(("options".into(), ColumnType::StringList));
     let error = prepare(&wider, llama(), &config, &out_dir("parquet-missing")).expect_err("no options column");
-    assert!(error.to_string().contains("row 1 (line 1): missing column `options`"), "{error}");
+    assert!(
+        error.to_string().contains("the Parquet schema has no column `options` (it has: question, answer, reasoning)"),
+        "{error}"
+    );
+}
+
+/// A split stored as shards reads as one file: the records in shard order, slices and row numbers
+/// counted across the shards; shards may use other codecs and carry columns that are not declared.
+#[test]
+fn parquet_shards_read_as_one_split() {
+    use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+    let text = std::fs::read_to_string(data("medreason.jsonl")).expect("fixture");
+    let rows: Vec<Map<String, Value>> = text.lines().take(5).map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let dir = out_dir("shards-input");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let three = ["question", "answer", "reasoning"];
+    let mut with_extra: Vec<Map<String, Value>> = rows[3..].to_vec();
+    for row in &mut with_extra {
+        row.insert("source".into(), json!("an undeclared column"));
+    }
+    let shards = [dir.join("0000.parquet"), dir.join("0001.parquet"), dir.join("0002.parquet")];
+    parquet_file::write_parquet(&shards[0], &rows[..2], &three, Compression::ZSTD(ZstdLevel::default()));
+    parquet_file::write_parquet(&shards[1], &rows[2..3], &three, Compression::GZIP(GzipLevel::default()));
+    parquet_file::write_parquet(
+        &shards[2],
+        &with_extra,
+        &["source", "question", "answer", "reasoning"],
+        Compression::LZ4_RAW,
+    );
+    let sharded = SourceSpec {
+        origin: Origin::Shards { paths: shards.to_vec() },
+        ..source("medreason.jsonl", BadRowPolicy::Fail)
+    };
+    let config = config(OverflowPolicy::Drop);
+    let (profile, out) = run(&sharded, &config, "shards");
+    let mut jsonl = source("medreason.jsonl", BadRowPolicy::Fail);
+    jsonl.split = Some(SplitSlice::parse("train[:5]").expect("slice"));
+    let (_, jsonl_out) = run(&jsonl, &config, "shards-jsonl");
+    assert_eq!((profile.read, profile.rows), (5, 5));
+    assert_eq!(all_files(&out), all_files(&jsonl_out));
+
+    // 40% of the 5 records of all shards: from the third, which is the second shard's only one.
+    let mut sliced = sharded.clone();
+    sliced.split = Some(SplitSlice::parse("train[40%:]").expect("slice"));
+    let mut opened = sliced.open().expect("opens");
+    let first = opened.next().expect("a record").expect("readable");
+    assert_eq!(first.at.row, 3);
+    assert!(opened.path().ends_with("0001.parquet"), "{}", opened.path());
+    let rest: Vec<u64> = opened.map(|r| r.expect("row").at.row).collect();
+    assert_eq!(rest, [4, 5]);
 }

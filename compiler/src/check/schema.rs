@@ -407,6 +407,11 @@ pub const FUNCTIONS: &[FuncSpec] = &[
         positional: &["id"],
         fields: &[
             req("id", Ty::Str, "The Hugging Face Hub dataset id."),
+            opt(
+                "subset",
+                Ty::Str,
+                "The subset (a configuration in `datasets`) when the dataset has several: `main` of `openai/gsm8k`.",
+            ),
             DATASET_FIELDS[0],
             DATASET_FIELDS[1],
             DATASET_FIELDS[2],

@@ -20,10 +20,13 @@
 //!   `float` and `bool` (`true`/`false`, any case) are parsed, `[string]` must be a JSON array of
 //!   strings, and an empty cell is a missing value except for `string` (CSV cannot tell them apart).
 //!   Columns that are not declared are ignored.
+//! - **Shards.** A split stored as several Parquet files ([`Origin::Shards`], a Hub split as the
+//!   runtime downloads it) is read as one: records in shard order, rows and slices counted across
+//!   the shards (as `datasets` concatenates them), each error naming the shard it is in.
 //! - **Sources not handled here.** `s3://` paths and `hf_dataset` nodes fail with
-//!   [`SourceError::Unsupported`]: the runtime's targets fetch them to a local file first.
-//!   Parquet files must be uncompressed or snappy-compressed (the pure-Rust codec; gzip and zstd are
-//!   not built in).
+//!   [`SourceError::Unsupported`]: the runtime fetches them to local files first (`run/data.rs`).
+//!   Parquet pages may be uncompressed or compressed with snappy, zstd, gzip or LZ4 (brotli is not
+//!   built in).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -257,11 +260,13 @@ pub enum SourceError {
         split: String,
         reason: String,
     },
-    /// A declared column is not in the CSV header.
-    MissingCsvColumn {
+    /// A declared column is not in the CSV header or the Parquet schema (`header` lists the file's
+    /// columns).
+    MissingFileColumn {
         path: String,
         column: String,
         header: Vec<String>,
+        format: Format,
     },
     /// A Parquet file whose metadata cannot be read.
     Parquet {
@@ -284,8 +289,9 @@ impl std::fmt::Display for SourceError {
                 write!(f, "{path}: cannot tell the format from the extension; set `format` to jsonl, csv or parquet")
             }
             SourceError::BadSplit { split, reason } => write!(f, "split `{split}`: {reason}"),
-            SourceError::MissingCsvColumn { path, column, header } => {
-                write!(f, "{path}: the CSV header has no column `{column}` (it has: {})", header.join(", "))
+            SourceError::MissingFileColumn { path, column, header, format } => {
+                let container = if *format == Format::Csv { "CSV header" } else { "Parquet schema" };
+                write!(f, "{path}: the {container} has no column `{column}` (it has: {})", header.join(", "))
             }
             SourceError::Parquet { path, message } => write!(f, "{path}: {message}"),
             SourceError::BadRow { path, error } => write!(f, "{path}: {error}"),
@@ -340,8 +346,10 @@ pub fn parse_split(text: &str) -> Result<SplitSlice, SourceError> {
 pub enum Origin {
     /// `file(path, format = ...)`: a local path or an `s3://` URI.
     File { path: String, format: Option<String> },
-    /// `hf_dataset(id)`.
+    /// `hf_dataset(id)`, not yet downloaded.
     HfDataset { id: String },
+    /// Parquet files read one after another as one split, in this order (a Hub split's shards).
+    Shards { paths: Vec<PathBuf> },
 }
 
 /// A dataset node: where its rows are, which slice, which columns, and what a bad row does.
@@ -364,33 +372,50 @@ impl SourceSpec {
         }
     }
 
-    /// The local path and format, or why this source is not read here.
-    pub fn local(&self) -> Result<(PathBuf, Format), SourceError> {
+    /// The local files and their formats, in reading order, or why this source is not read here.
+    pub fn local(&self) -> Result<Vec<(PathBuf, Format)>, SourceError> {
         match &self.origin {
             Origin::HfDataset { id } => Err(SourceError::Unsupported {
                 source: format!("hf_dataset(\"{id}\")"),
-                reason: "Hub datasets are not read by the local data step yet; download the split to a \
-                         JSONL, CSV or Parquet file and use `file(...)`"
-                    .to_string(),
+                reason: "a Hub dataset is read from its local copy, which `tunec run` downloads first".to_string(),
             }),
             Origin::File { path, .. } if path.starts_with("s3://") => Err(SourceError::Unsupported {
                 source: path.clone(),
                 reason: "an S3 object is read from its local copy, which `tunec run` downloads first".to_string(),
             }),
-            Origin::File { path, format } => Ok((PathBuf::from(path), Format::resolve(format.as_deref(), path)?)),
+            Origin::File { path, format } => Ok(vec![(PathBuf::from(path), Format::resolve(format.as_deref(), path)?)]),
+            Origin::Shards { paths } => Ok(paths.iter().map(|p| (p.clone(), Format::Parquet)).collect()),
         }
     }
 
     /// Opens the source: its records in order, restricted to the slice.
     pub fn open(&self) -> Result<RawRows, SourceError> {
-        let (path, format) = self.local()?;
+        let files = self.local()?;
         let (from, to) = match &self.split {
-            Some(slice) if slice.needs_count() => slice.range(Some(count_records(&path, format, &self.schema)?)),
+            Some(slice) if slice.needs_count() => {
+                let mut count = 0;
+                for (path, format) in &files {
+                    count += count_records(path, *format, &self.schema)?;
+                }
+                slice.range(Some(count))
+            }
             Some(slice) => slice.range(None),
             None => (0, None),
         };
+        let mut files = files.into_iter();
+        let (path, format) = files
+            .next()
+            .ok_or_else(|| SourceError::Io { path: String::new(), message: "the source has no files".to_string() })?;
         let reader = RecordReader::open(&path, format, &self.schema)?;
-        Ok(RawRows { reader, next_index: 0, from, to, path: path.display().to_string() })
+        Ok(RawRows {
+            reader,
+            rest: files.collect(),
+            schema: self.schema.clone(),
+            next_index: 0,
+            from,
+            to,
+            path: path.display().to_string(),
+        })
     }
 }
 
@@ -447,10 +472,11 @@ impl RecordReader {
                 let mut indices = Vec::new();
                 for (column, _) in &schema.columns {
                     let Some(&i) = index.get(column.as_str()) else {
-                        return Err(SourceError::MissingCsvColumn {
+                        return Err(SourceError::MissingFileColumn {
                             path: path.display().to_string(),
                             column: column.clone(),
                             header: names.clone(),
+                            format,
                         });
                     };
                     indices.push(i);
@@ -458,9 +484,29 @@ impl RecordReader {
                 Ok(RecordReader::Csv { reader, indices, record: csv::ByteRecord::new() })
             }
             Format::Parquet => {
+                use parquet::file::reader::FileReader as _;
                 let reader = parquet_reader(path)?;
-                let columns = schema.columns.iter().map(|(name, _)| name.clone()).collect();
-                Ok(RecordReader::Parquet { rows: reader.into_iter(), columns })
+                let columns: Vec<String> = schema.columns.iter().map(|(name, _)| name.clone()).collect();
+                // Only the declared columns are decoded: a Hub split may carry others (images, long
+                // metadata) that the pipeline never reads.
+                let all = reader.metadata().file_metadata().schema().get_fields().to_vec();
+                if let Some(column) = columns.iter().find(|c| !all.iter().any(|f| f.name() == c.as_str())) {
+                    return Err(SourceError::MissingFileColumn {
+                        path: path.display().to_string(),
+                        column: column.clone(),
+                        header: all.iter().map(|f| f.name().to_string()).collect(),
+                        format,
+                    });
+                }
+                let fields: Vec<_> = all.into_iter().filter(|f| columns.iter().any(|c| c == f.name())).collect();
+                let projection = parquet::schema::types::Type::group_type_builder("schema")
+                    .with_fields(fields)
+                    .build()
+                    .map_err(|e| SourceError::Parquet { path: path.display().to_string(), message: e.to_string() })?;
+                let rows = parquet::record::reader::RowIter::from_file_into(Box::new(reader))
+                    .project(Some(projection))
+                    .map_err(|e| SourceError::Parquet { path: path.display().to_string(), message: e.to_string() })?;
+                Ok(RecordReader::Parquet { rows, columns })
             }
         }
     }
@@ -585,6 +631,9 @@ pub fn count_records(path: &Path, format: Format, schema: &Schema) -> Result<u64
 /// The records of a source in file order, restricted to its slice.
 pub struct RawRows {
     reader: RecordReader,
+    /// The files still to read after this one (shards).
+    rest: std::collections::VecDeque<(PathBuf, Format)>,
+    schema: Schema,
     /// The index (from 0) of the next record in the file.
     next_index: u64,
     from: u64,
@@ -593,7 +642,7 @@ pub struct RawRows {
 }
 
 impl RawRows {
-    /// The path, for messages.
+    /// The path of the file being read, for messages.
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -650,7 +699,22 @@ impl Iterator for RawRows {
                 return None;
             }
             let index = self.next_index;
-            let next = self.reader.next(index + 1)?.map_err(|e| with_path(e, &self.path));
+            let next = match self.reader.next(index + 1) {
+                Some(next) => next.map_err(|e| with_path(e, &self.path)),
+                None => {
+                    let (path, format) = self.rest.pop_front()?;
+                    self.path = path.display().to_string();
+                    match RecordReader::open(&path, format, &self.schema) {
+                        Ok(reader) => self.reader = reader,
+                        Err(e) => {
+                            self.rest.clear();
+                            self.to = Some(index);
+                            return Some(Err(e));
+                        }
+                    }
+                    continue;
+                }
+            };
             self.next_index += 1;
             if index < self.from {
                 if let Err(e) = next {
@@ -731,6 +795,7 @@ mod tests {
         spec.origin = Origin::HfDataset { id: "UCSC-VLAA/MedReason".into() };
         let error = spec.open().err().expect("unsupported");
         assert!(error.to_string().contains("hf_dataset(\"UCSC-VLAA/MedReason\")"), "{error}");
+        assert!(error.to_string().contains("downloads first"), "{error}");
         assert!(matches!(Format::resolve(None, "data.txt"), Err(SourceError::UnknownFormat { .. })));
         assert_eq!(Format::resolve(Some("auto"), "d.PARQUET"), Ok(Format::Parquet));
     }

@@ -2,11 +2,13 @@
 //!
 //! - `model`: a `local_model` directory's `config.json`, `tokenizer.json`, `tokenizer_config.json`
 //!   (and `chat_template.jinja` when present) are recorded with their digests, so that a changed
-//!   model runs its dependents again; a Hub model records nothing (jobs download it).
+//!   model runs its dependents again. A Hub model that a chat node uses as its tokenizer records its
+//!   local copy of those files (downloaded by the executor, [`super::hub`]); one that none uses
+//!   records nothing (its jobs download it).
 //! - `dataset`: a local `file(...)` is recorded with its digest; an `s3://` object is read from its
-//!   local copy under `.tunec/<pipeline>/sources/` (downloaded by the executor, [`super::sagemaker::upload::download`])
-//!   and that copy is recorded; `hf_dataset` sources are
-//!   not read offline yet and say so.
+//!   local copy under `.tunec/<pipeline>/sources/` (downloaded by the executor, [`super::sagemaker::upload::download`]);
+//!   an `hf_dataset` split from its Parquet shards under `.tunec/<pipeline>/sources/hf/`
+//!   ([`super::hub`]). Each copy is what is recorded.
 //! - `chat`: nothing of its own; its settings are used by the split below.
 //! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and
 //!   tokenizer into `.tunec/<pipeline>/data/<split>/<key>/`, and `profile.json` is copied to
@@ -22,9 +24,10 @@ use serde_json::json;
 use tunec_compiler::check::{Program, TypedNode, Val};
 use tunec_compiler::syntax::ast::NodeKind;
 
+use super::hub::{self, Manifest};
 use crate::data::conversation::ChatSpec;
 use crate::data::prepare::{prepare, PrepareConfig, Split, SplitFractions, StepControl, TrainOn};
-use crate::data::source::{parse_split, BadRowPolicy, ColumnType, Origin, Schema, SourceSpec};
+use crate::data::source::{parse_split, BadRowPolicy, ColumnType, Origin, Schema, SourceSpec, SplitSlice};
 use crate::data::tokenize::{ChatTokenizer, OverflowPolicy};
 use crate::journal::{self, Output};
 
@@ -81,7 +84,7 @@ pub fn run_node(
 ) -> Result<Vec<Output>, StepError> {
     let n = node(program, name)?;
     match n.kind {
-        NodeKind::Model => model_outputs(n, base),
+        NodeKind::Model => model_outputs(n, base, &program.name),
         NodeKind::Dataset => dataset_outputs(n, base, &program.name),
         NodeKind::Chat => Ok(Vec::new()),
         NodeKind::Split => split(program, n, key, base, control),
@@ -89,10 +92,15 @@ pub fn run_node(
     }
 }
 
-/// The files of a local model directory that decide what its tokenizer does.
-fn model_outputs(n: &TypedNode, base: &Path) -> Result<Vec<Output>, StepError> {
-    if n.func != "local_model" {
-        return Ok(Vec::new());
+/// The files of a model that decide what its tokenizer does: a local directory's, or the local
+/// copy of a Hub model's when a chat node uses it.
+fn model_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Output>, StepError> {
+    if n.func == "hf_model" {
+        let dir = hub_model_dir(n, pipeline);
+        return match Manifest::read(&base.join(&dir)) {
+            Some(manifest) => manifest.files.iter().map(|f| output(base, &format!("{dir}/{}", f.name))).collect(),
+            None => Ok(Vec::new()),
+        };
     }
     let dir = n.fields.str("path").unwrap_or_default();
     let mut outputs = Vec::new();
@@ -106,20 +114,94 @@ fn model_outputs(n: &TypedNode, base: &Path) -> Result<Vec<Output>, StepError> {
     Ok(outputs)
 }
 
+/// A source that lives elsewhere and is copied next to the pipeline before its node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remote {
+    /// An `s3://` object.
+    S3(String),
+    /// A Hub dataset split.
+    HubDataset {
+        id: String,
+        subset: Option<String>,
+        split: Option<SplitSlice>,
+        revision: Option<String>,
+        token: Option<String>,
+        dir: String,
+    },
+    /// A Hub model's tokenizer files.
+    HubModel { id: String, revision: Option<String>, token: Option<String>, dir: String },
+}
+
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Remote::S3(uri) => f.write_str(uri),
+            Remote::HubDataset { id, .. } => write!(f, "hf://datasets/{id}"),
+            Remote::HubModel { id, .. } => write!(f, "hf://{id}"),
+        }
+    }
+}
+
+/// The name of the environment variable of a node's `token = env("NAME")`.
+fn token_env(n: &TypedNode) -> Option<String> {
+    match n.fields.get("token").map(|f| &f.val) {
+        Some(Val::Env(name)) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+fn hub_model_dir(n: &TypedNode, pipeline: &str) -> String {
+    hub::model_dir(pipeline, n.fields.str("id").unwrap_or_default(), n.fields.str("revision"))
+}
+
+fn hub_dataset_dir(n: &TypedNode, pipeline: &str) -> String {
+    let split = n.fields.str("split").and_then(|s| SplitSlice::parse(s).ok());
+    hub::dataset_dir(
+        pipeline,
+        n.fields.str("id").unwrap_or_default(),
+        n.fields.str("subset"),
+        split.as_ref().map(|s| s.split.as_str()),
+    )
+}
+
+/// The remote source a data node reads, if any: an `s3://` dataset, a Hub dataset, or the Hub model
+/// that a chat node of the program uses as its tokenizer.
+pub fn remote(program: &Program, n: &TypedNode) -> Option<Remote> {
+    let pipeline = &program.name;
+    match (n.kind, n.func.as_str()) {
+        (NodeKind::Dataset, "file") => {
+            n.fields.str("path").filter(|p| p.starts_with("s3://")).map(|p| Remote::S3(p.to_owned()))
+        }
+        (NodeKind::Dataset, "hf_dataset") => Some(Remote::HubDataset {
+            id: n.fields.str("id").unwrap_or_default().to_owned(),
+            subset: n.fields.str("subset").map(str::to_owned),
+            split: n.fields.str("split").and_then(|s| SplitSlice::parse(s).ok()),
+            revision: n.fields.str("revision").map(str::to_owned),
+            token: token_env(n),
+            dir: hub_dataset_dir(n, pipeline),
+        }),
+        (NodeKind::Model, "hf_model") => {
+            let tokenizer = program
+                .nodes
+                .iter()
+                .any(|c| c.kind == NodeKind::Chat && c.fields.reference("tokenizer").is_some_and(|r| r.node == n.name));
+            tokenizer.then(|| Remote::HubModel {
+                id: n.fields.str("id").unwrap_or_default().to_owned(),
+                revision: n.fields.str("revision").map(str::to_owned),
+                token: token_env(n),
+                dir: hub_model_dir(n, pipeline),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Where the local copy of an `s3://` source lives, relative to the pipeline's folder:
 /// `.tunec/<pipeline>/sources/<bucket>/<key>` (the key keeps its file name, so its format).
 pub fn s3_copy(pipeline: &str, uri: &str) -> Option<String> {
     let rest = uri.strip_prefix("s3://")?;
     let clean: Vec<&str> = rest.split('/').filter(|p| !p.is_empty() && *p != "." && *p != "..").collect();
     (clean.len() >= 2).then(|| format!("{}/sources/{}", tunec_dir(pipeline), clean.join("/")))
-}
-
-/// The `s3://` URI a dataset node reads, if it reads one.
-pub fn s3_source(n: &TypedNode) -> Option<&str> {
-    (n.kind == NodeKind::Dataset && n.func == "file")
-        .then(|| n.fields.str("path"))
-        .flatten()
-        .filter(|p| p.starts_with("s3://"))
 }
 
 /// The dataset node's source as the data engine reads it: a local path resolved against `base`,
@@ -137,7 +219,15 @@ fn source_spec(n: &TypedNode, base: &Path, pipeline: &str) -> Result<SourceSpec,
             };
             Origin::File { path, format: n.fields.word("format").map(str::to_owned) }
         }
-        _ => Origin::HfDataset { id: n.fields.str("id").unwrap_or_default().to_owned() },
+        _ => {
+            let dir = hub_dataset_dir(n, pipeline);
+            match Manifest::read(&base.join(&dir)) {
+                Some(manifest) => {
+                    Origin::Shards { paths: manifest.files.iter().map(|f| base.join(&dir).join(&f.name)).collect() }
+                }
+                None => Origin::HfDataset { id: n.fields.str("id").unwrap_or_default().to_owned() },
+            }
+        }
     };
     let columns = match n.fields.get("columns").map(|f| &f.val) {
         Some(Val::Columns(columns)) => columns
@@ -159,9 +249,16 @@ fn source_spec(n: &TypedNode, base: &Path, pipeline: &str) -> Result<SourceSpec,
 
 fn dataset_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Output>, StepError> {
     let spec = source_spec(n, base, pipeline)?;
-    let (path, _) = spec.local().map_err(err)?;
-    if !path.is_file() {
-        return fail(format!("dataset `{}`: no file at {}", n.name, path.display()));
+    for (path, _) in spec.local().map_err(err)? {
+        if !path.is_file() {
+            return fail(format!("dataset `{}`: no file at {}", n.name, path.display()));
+        }
+    }
+    if n.func == "hf_dataset" {
+        let dir = hub_dataset_dir(n, pipeline);
+        let manifest = Manifest::read(&base.join(&dir))
+            .ok_or_else(|| StepError(format!("dataset `{}`: no local copy", n.name)))?;
+        return manifest.files.iter().map(|f| output(base, &format!("{dir}/{}", f.name))).collect();
     }
     let path = n.fields.str("path").unwrap_or_default();
     match s3_copy(pipeline, path) {
@@ -170,16 +267,14 @@ fn dataset_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Out
     }
 }
 
-/// The tokenizer of the chat node's model: a local directory only, for now.
-fn tokenizer(model: &TypedNode, base: &Path) -> Result<ChatTokenizer, StepError> {
-    if model.func != "local_model" {
-        return fail(format!(
-            "the tokenizer of `{}` is on the Hugging Face Hub, which the local data step does not download yet; \
-             download the model and use local_model(...)",
-            model.name
-        ));
-    }
-    let dir = base.join(model.fields.str("path").unwrap_or_default());
+/// The tokenizer of the chat node's model: a local directory, or the local copy of a Hub model's
+/// tokenizer files.
+fn tokenizer(model: &TypedNode, base: &Path, pipeline: &str) -> Result<ChatTokenizer, StepError> {
+    let dir = if model.func == "hf_model" {
+        base.join(hub_model_dir(model, pipeline))
+    } else {
+        base.join(model.fields.str("path").unwrap_or_default())
+    };
     ChatTokenizer::from_files(&dir)
         .map_err(|e| StepError(format!("cannot load the tokenizer of `{}`: {e}", model.name)))
 }
@@ -236,7 +331,7 @@ fn split(
     let source = source_spec(dataset, base, &program.name)?;
     let mut config = prepare_config(chat, split, &source.schema)?;
     config.control = control.clone();
-    let tokenizer = tokenizer(model, base)?;
+    let tokenizer = tokenizer(model, base, &program.name)?;
     let dir = tunec_dir(&program.name);
     let out_rel = format!("{dir}/data/{}/{key}", split.name);
     let out = base.join(&out_rel);

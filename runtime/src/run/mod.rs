@@ -23,6 +23,7 @@
 //! managed environment provisioned on first use.
 
 pub mod data;
+pub mod hub;
 pub mod job;
 pub mod progress;
 pub mod python;
@@ -276,13 +277,13 @@ async fn execute(
                     continue;
                 }
                 let previous = journal.lock().unwrap_or_else(|e| e.into_inner()).state().nodes.get(&node.name).cloned();
-                let remote_source = program.node(&node.name).and_then(data::s3_source).map(str::to_owned);
+                let remote_source = program.node(&node.name).and_then(|n| data::remote(&program, n));
                 let reason = match journal::decide(previous.as_ref(), &node.key, base)? {
                     Decision::Run(reason) => reason,
                     Decision::Reuse => match dag.deps(index).find(|d| walk.changed.contains(d)) {
                         Some(dep) => Reason::InputRan(graph.nodes[dep].name.clone()),
                         None if remote_source.is_some() => {
-                            Reason::RemoteSource(remote_source.clone().unwrap_or_default())
+                            Reason::RemoteSource(remote_source.as_ref().map(ToString::to_string).unwrap_or_default())
                         }
                         None => {
                             reporter.line(&format!("reuse {}: same inputs, outputs intact", node.name));
@@ -416,11 +417,12 @@ async fn execute(
                         let (program, base, reporter, stop) =
                             (program.clone(), base_buf.clone(), reporter.clone(), stop.clone());
                         let (name, key) = (node.name.clone(), node.key.clone());
-                        let fetch = remote_source.clone().map(|uri| (uri, aws.clone(), options.sagemaker.clone()));
+                        let fetch =
+                            remote_source.clone().map(|remote| (remote, aws.clone(), options.sagemaker.clone()));
                         tasks.spawn(async move {
-                            if let Some((uri, aws, sagemaker)) = fetch {
+                            if let Some((remote, aws, sagemaker)) = fetch {
                                 if let Err(message) =
-                                    fetch_source(&program, &base, &uri, aws, sagemaker, &reporter, &name).await
+                                    fetch_source(&program, &base, &remote, aws, sagemaker, &reporter, &name).await
                                 {
                                     return Finished { index, result: Err(NodeError::Failed(message)) };
                                 }
@@ -526,30 +528,62 @@ fn settle(
     Ok(())
 }
 
-/// Brings the local copy of an `s3://` dataset up to date, with the SageMaker target's clients or,
-/// on the local target, clients from the standard AWS configuration.
+/// Brings the local copy of a remote source up to date: an `s3://` dataset with the SageMaker
+/// target's clients or, on the local target, clients from the standard AWS configuration; a Hub
+/// dataset or tokenizer with [`hub`].
 async fn fetch_source(
     program: &Program,
     base: &Path,
-    uri: &str,
+    remote: &data::Remote,
     aws: Option<Arc<sagemaker::aws::Aws>>,
     options: Option<SageMakerOptions>,
     reporter: &Reporter,
     name: &str,
 ) -> Result<(), String> {
-    let aws = match aws {
-        Some(aws) => aws,
-        None => {
-            let endpoint = options.as_ref().and_then(|o| o.endpoint_url.clone());
-            Arc::new(sagemaker::aws::connect(None, endpoint.as_deref(), None).await?)
+    let synced = match remote {
+        data::Remote::S3(uri) => {
+            let aws = match aws {
+                Some(aws) => aws,
+                None => {
+                    let endpoint = options.as_ref().and_then(|o| o.endpoint_url.clone());
+                    Arc::new(sagemaker::aws::connect(None, endpoint.as_deref(), None).await?)
+                }
+            };
+            let copy = data::s3_copy(&program.name, uri).ok_or_else(|| format!("`{uri}` names no object"))?;
+            let downloaded = sagemaker::upload::download(&aws, uri, &base.join(&copy)).await?;
+            reporter.line(&format!(
+                "  {name}: {uri} {}",
+                if downloaded { "downloaded" } else { "unchanged since the last download" }
+            ));
+            return Ok(());
+        }
+        data::Remote::HubDataset { id, subset, split, revision, token, dir } => {
+            let hub = hub::Hub::from_env(token.as_deref())?;
+            hub.sync_dataset(id, subset.as_deref(), split.as_ref(), revision.as_deref(), &base.join(dir)).await
+        }
+        data::Remote::HubModel { id, revision, token, dir } => {
+            let hub = hub::Hub::from_env(token.as_deref())?;
+            hub.sync_tokenizer(id, revision.as_deref(), &base.join(dir)).await
         }
     };
-    let copy = data::s3_copy(&program.name, uri).ok_or_else(|| format!("`{uri}` names no object"))?;
-    let downloaded = sagemaker::upload::download(&aws, uri, &base.join(&copy)).await?;
-    reporter.line(&format!(
-        "  {name}: {uri} {}",
-        if downloaded { "downloaded" } else { "unchanged since the last download" }
-    ));
+    match synced.map_err(|e| e.to_string())? {
+        hub::Synced::Checked { downloaded: 0, note } => {
+            reporter.line(&format!("  {name}: {remote} unchanged since the last download"));
+            if let Some(note) = note {
+                reporter.line(&format!("  {name}: {note}"));
+            }
+        }
+        hub::Synced::Checked { downloaded, note } => {
+            let files = if downloaded == 1 { "file" } else { "files" };
+            reporter.line(&format!("  {name}: {remote}: downloaded {downloaded} {files}"));
+            if let Some(note) = note {
+                reporter.line(&format!("  {name}: {note}"));
+            }
+        }
+        hub::Synced::Offline { why } => {
+            reporter.line(&format!("  {name}: {remote}: {why}; using the copy downloaded earlier"));
+        }
+    }
     Ok(())
 }
 
