@@ -178,6 +178,36 @@ fn changes_run_what_they_affect() {
     let status = tunec(&["status", &file]);
     let parts = status.stdout.lines().find(|l| l.trim_start().starts_with("parts")).expect("parts");
     assert!(parts.contains("attempt 5"), "{parts}");
+
+    // Weights are recorded by size and modification time; new weights run the model node again,
+    // but not the data step, which reads only the tokenizer's files.
+    std::fs::write(dir.join("model/model.safetensors"), b"weights, first version").expect("write");
+    let run = tunec(&["run", &file, "--until", "parts"]);
+    assert_eq!(lines(&run)[0], "run llama: `model/model.safetensors` is new since it ran", "{}", run.stdout);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".tunec/p/state.json")).expect("state")).expect("json");
+    let weights = state["nodes"]["llama"]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["path"] == "model/model.safetensors")
+        .cloned();
+    assert!(weights.is_some_and(|w| w["sha256"].as_str().is_some_and(|f| f.starts_with("stat:22:"))), "{state}");
+    assert_eq!(
+        lines(&run)[2..],
+        ["reuse convo: same inputs, outputs intact", "reuse parts: same inputs, outputs intact"]
+    );
+    std::fs::write(dir.join("model/model.safetensors"), b"weights, the second version").expect("write");
+    let run = tunec(&["run", &file, "--until", "parts"]);
+    assert_eq!(
+        lines(&run),
+        [
+            "run llama: its output `model/model.safetensors` changed since it was written",
+            "reuse raw: same inputs, outputs intact",
+            "reuse convo: same inputs, outputs intact",
+            "reuse parts: same inputs, outputs intact"
+        ]
+    );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 

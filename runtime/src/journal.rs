@@ -53,6 +53,8 @@ impl Status {
 pub struct Output {
     /// Relative to the journal's folder's parent (the pipeline's folder), or an `s3://` URI.
     pub path: String,
+    /// The file's SHA-256 in hex; for a file fingerprinted by its metadata instead (a local model's
+    /// weights, too large to hash on every run), `stat:<bytes>:<modification time in ns>`.
     pub sha256: String,
     pub bytes: u64,
 }
@@ -142,6 +144,24 @@ pub fn digest_file(path: &Path) -> Result<(String, u64), JournalError> {
     Ok((hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(), bytes))
 }
 
+/// The metadata fingerprint of a file (see [`Output::sha256`]) and its size: what a local model's
+/// weights are recorded with, so that replacing them is seen without hashing gigabytes per run.
+pub fn stat_fingerprint(path: &Path) -> Result<(String, u64), JournalError> {
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    let modified = meta.modified().map_err(io(path))?;
+    let nanos = modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Ok((format!("stat:{}:{nanos}", meta.len()), meta.len()))
+}
+
+/// The file's fingerprint of the same kind as `recorded`: metadata for a `stat:` one, else SHA-256.
+fn fingerprint_like(path: &Path, recorded: &str) -> Result<String, JournalError> {
+    if recorded.starts_with("stat:") {
+        Ok(stat_fingerprint(path)?.0)
+    } else {
+        Ok(digest_file(path)?.0)
+    }
+}
+
 /// Writes `contents` to `path` atomically: temp file, fsync, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -219,6 +239,8 @@ pub enum Reason {
     /// It reads a remote object (an `s3://` dataset), which may have changed since: it is looked
     /// at again on every run, and downloaded only when it did change.
     RemoteSource(String),
+    /// A file that it records (a local model's weights) appeared in its folder since it ran.
+    NewFile(String),
 }
 
 impl fmt::Display for Reason {
@@ -235,6 +257,7 @@ impl fmt::Display for Reason {
             Reason::OutputChanged(path) => write!(f, "its output `{path}` changed since it was written"),
             Reason::InputRan(node) => write!(f, "its input `{node}` ran again with different outputs"),
             Reason::RemoteSource(uri) => write!(f, "its source {uri} is checked for changes"),
+            Reason::NewFile(path) => write!(f, "`{path}` is new since it ran"),
         }
     }
 }
@@ -254,7 +277,7 @@ pub fn decide(record: Option<&NodeRecord>, key: &str, base: &Path) -> Result<Dec
         if !path.exists() {
             return Ok(Decision::Run(Reason::OutputMissing(output.path.clone())));
         }
-        if digest_file(&path)?.0 != output.sha256 {
+        if fingerprint_like(&path, &output.sha256)? != output.sha256 {
             return Ok(Decision::Run(Reason::OutputChanged(output.path.clone())));
         }
     }
@@ -404,6 +427,24 @@ mod tests {
         assert_eq!(
             decide(Some(&ok), "k", &base).expect("decide"),
             Decision::Run(Reason::OutputMissing("out.jsonl".into()))
+        );
+    }
+
+    #[test]
+    fn weights_are_compared_by_size_and_modification_time() {
+        let base = temp("stat");
+        let path = base.join("model.safetensors");
+        std::fs::write(&path, "abcd").expect("write");
+        let (sha256, bytes) = stat_fingerprint(&path).expect("stat");
+        assert!(sha256.starts_with("stat:4:"), "{sha256}");
+        let ok = record("k", Status::Succeeded, vec![Output { path: "model.safetensors".into(), sha256, bytes }]);
+        assert_eq!(decide(Some(&ok), "k", &base).expect("decide"), Decision::Reuse);
+        // Same size, another modification time: changed (no hashing involved).
+        let file = std::fs::File::options().write(true).open(&path).expect("open");
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400)).expect("mtime");
+        assert_eq!(
+            decide(Some(&ok), "k", &base).expect("decide"),
+            Decision::Run(Reason::OutputChanged("model.safetensors".into()))
         );
     }
 

@@ -1,8 +1,9 @@
 //! The data nodes of a local run: what each one reads, writes and records as its outputs.
 //!
 //! - `model`: a `local_model` directory's `config.json`, `tokenizer.json`, `tokenizer_config.json`
-//!   (and `chat_template.jinja` when present) are recorded with their digests, so that a changed
-//!   model runs its dependents again. A Hub model that a chat node uses as its tokenizer records its
+//!   (and `chat_template.jinja`, `generation_config.json` and weight index files when present) are
+//!   recorded with their digests, and its weights (`*.safetensors`, `*.bin`, `*.pt`, `*.pth`,
+//!   `*.gguf`) by size and modification time, so that a changed model runs its dependents again. A Hub model that a chat node uses as its tokenizer records its
 //!   local copy of those files (downloaded by the executor, [`super::hub`]); one that none uses
 //!   records nothing (its jobs download it).
 //! - `dataset`: a local `file(...)` is recorded with its digest; an `s3://` object is read from its
@@ -102,16 +103,61 @@ fn model_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Outpu
             None => Ok(Vec::new()),
         };
     }
-    let dir = n.fields.str("path").unwrap_or_default();
     let mut outputs = Vec::new();
+    for rel in local_model_files(n, base)? {
+        if is_weights(&rel) {
+            // Weights by size and modification time: hashing gigabytes on every run would cost a minute.
+            let (sha256, bytes) = journal::stat_fingerprint(&base.join(&rel)).map_err(err)?;
+            outputs.push(Output { path: rel, sha256, bytes });
+        } else {
+            outputs.push(output(base, &rel)?);
+        }
+    }
+    Ok(outputs)
+}
+
+/// The files of a `local_model` directory that are recorded, relative to `base`: the tokenizer's
+/// and `config.json` first, then the weights, weight indexes and `generation_config.json`, sorted.
+fn local_model_files(n: &TypedNode, base: &Path) -> Result<Vec<String>, StepError> {
+    let dir = n.fields.str("path").unwrap_or_default();
+    let mut files = Vec::new();
     for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
         let rel = Path::new(dir).join(file).display().to_string();
         if file == "chat_template.jinja" && !base.join(&rel).is_file() {
             continue;
         }
-        outputs.push(output(base, &rel)?);
+        files.push(rel);
     }
-    Ok(outputs)
+    let mut others: Vec<String> = std::fs::read_dir(base.join(dir))
+        .map_err(|e| StepError(format!("model `{}`: cannot read {dir}: {e}", n.name)))?
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| is_weights(name) || name.ends_with(".index.json") || name == "generation_config.json")
+        .collect();
+    others.sort();
+    files.extend(others.iter().map(|name| Path::new(dir).join(name).display().to_string()));
+    Ok(files)
+}
+
+/// A file of a `local_model` directory that its record does not list (new weights, say), found
+/// without hashing anything; `None` for other nodes.
+pub fn new_model_file(program: &Program, name: &str, base: &Path, recorded: &[Output]) -> Option<String> {
+    let n = program.node(name).filter(|n| n.kind == NodeKind::Model && n.func == "local_model")?;
+    let files = local_model_files(n, base).ok()?;
+    files.into_iter().find(|f| !recorded.iter().any(|o| &o.path == f))
+}
+
+/// Whether a node of `kind` reads an input's output at `path`: a chat node reads a model's
+/// tokenizer files, not its weights, so new weights rerun the jobs but not the data step.
+pub fn reads(kind: Option<NodeKind>, path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    !(kind == Some(NodeKind::Chat) && (is_weights(name) || name.ends_with(".index.json")))
+}
+
+/// Whether a model file holds weights (`model.safetensors`, `pytorch_model-00001-of-00004.bin`).
+fn is_weights(name: &str) -> bool {
+    [".safetensors", ".bin", ".pt", ".pth", ".gguf"].iter().any(|ext| name.ends_with(ext))
 }
 
 /// A source that lives elsewhere and is copied next to the pipeline before its node runs.
@@ -348,4 +394,22 @@ fn split(
     outputs.push(output(base, &format!("{out_rel}/profile.json"))?);
     outputs.push(output(base, &profile_rel)?);
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_nodes_read_a_models_tokenizer_not_its_weights() {
+        for weights in
+            ["model/model.safetensors", "m/pytorch_model-00001-of-00002.bin", "m/model.safetensors.index.json"]
+        {
+            assert!(!reads(Some(NodeKind::Chat), weights), "{weights}");
+            assert!(reads(Some(NodeKind::Train), weights), "{weights}");
+            assert!(reads(Some(NodeKind::Merge), weights), "{weights}");
+        }
+        assert!(reads(Some(NodeKind::Chat), "model/tokenizer.json"));
+        assert!(reads(Some(NodeKind::Chat), "model/chat_template.jinja"));
+    }
 }

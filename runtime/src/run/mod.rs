@@ -9,7 +9,9 @@
 //! ([`job`]), one at a time, since they share the machine's accelerator. Each node is either reused
 //! (same key, succeeded, outputs intact, per [`journal::decide`]) or run, and the caller is told
 //! which with one line. A node also runs when one of its inputs ran in this run and produced
-//! different outputs (a changed dataset file or model directory, which no key captures). A run is
+//! different outputs that it reads (a changed dataset file or model directory, which no key
+//! captures; a chat node does not read a model's weights), when a file appeared in its
+//! `local_model` folder, and when it reads a remote source (`s3://`, the Hub), which is checked. A run is
 //! recorded as `running` (attempt + 1) before the work and as `succeeded` with its outputs, `failed`
 //! with the error, or `interrupted` after it.
 //!
@@ -193,8 +195,9 @@ struct Finished {
 /// The state the scheduler shares with nothing: what ran, what changed, what failed.
 struct Walk {
     done: BTreeSet<usize>,
-    /// Nodes that ran in this run and whose outputs differ from the recorded ones.
-    changed: BTreeSet<usize>,
+    /// Nodes that ran in this run and whose outputs differ from the recorded ones: the paths that
+    /// differ, or `None` when all of them count as changed (no previous outputs, an input ran).
+    changed: BTreeMap<usize, Option<BTreeSet<String>>>,
     /// Node records in flight, by index: the `running` record and the reason it ran.
     records: BTreeMap<usize, (NodeRecord, Reason, Option<NodeRecord>)>,
     /// Nodes that failed or were interrupted in this run.
@@ -242,7 +245,7 @@ async fn execute(
     let mut signals = Signals::new(options.signals);
     let mut walk = Walk {
         done: BTreeSet::new(),
-        changed: BTreeSet::new(),
+        changed: BTreeMap::new(),
         records: BTreeMap::new(),
         ended: BTreeSet::new(),
         failure: None,
@@ -280,15 +283,24 @@ async fn execute(
                 let remote_source = program.node(&node.name).and_then(|n| data::remote(&program, n));
                 let reason = match journal::decide(previous.as_ref(), &node.key, base)? {
                     Decision::Run(reason) => reason,
-                    Decision::Reuse => match dag.deps(index).find(|d| walk.changed.contains(d)) {
+                    Decision::Reuse => match dag.deps(index).find(|d| {
+                        walk.changed.get(d).is_some_and(|paths| {
+                            let kind = program.node(&node.name).map(|n| n.kind);
+                            paths.as_ref().is_none_or(|paths| paths.iter().any(|p| data::reads(kind, p)))
+                        })
+                    }) {
                         Some(dep) => Reason::InputRan(graph.nodes[dep].name.clone()),
-                        None if remote_source.is_some() => {
-                            Reason::RemoteSource(remote_source.as_ref().map(ToString::to_string).unwrap_or_default())
-                        }
                         None => {
-                            reporter.line(&format!("reuse {}: same inputs, outputs intact", node.name));
-                            walk.done.insert(index);
-                            continue;
+                            let recorded = previous.as_ref().map(|p| p.outputs.as_slice()).unwrap_or_default();
+                            match (data::new_model_file(&program, &node.name, base, recorded), &remote_source) {
+                                (Some(file), _) => Reason::NewFile(file),
+                                (None, Some(remote)) => Reason::RemoteSource(remote.to_string()),
+                                (None, None) => {
+                                    reporter.line(&format!("reuse {}: same inputs, outputs intact", node.name));
+                                    walk.done.insert(index);
+                                    continue;
+                                }
+                            }
                         }
                     },
                 };
@@ -496,13 +508,19 @@ fn settle(
     }
     match finished.result {
         Ok(outputs) => {
-            let differs = matches!(reason, Reason::InputRan(_))
-                || previous.as_ref().is_none_or(|p| p.status != Status::Succeeded || p.outputs != outputs);
+            let differs = match previous.as_ref().filter(|p| p.status == Status::Succeeded) {
+                _ if matches!(reason, Reason::InputRan(_)) => Some(None),
+                None => Some(None),
+                Some(p) => {
+                    let paths = changed_paths(&p.outputs, &outputs);
+                    (!paths.is_empty()).then_some(Some(paths))
+                }
+            };
             record.status = Status::Succeeded;
             record.outputs = outputs;
             journal.record(name, record)?;
-            if differs {
-                walk.changed.insert(index);
+            if let Some(paths) = differs {
+                walk.changed.insert(index, paths);
             }
             walk.done.insert(index);
         }
@@ -526,6 +544,17 @@ fn settle(
         }
     }
     Ok(())
+}
+
+/// The paths whose recorded fingerprint differs between two lists of outputs (or is in one only).
+fn changed_paths(before: &[Output], after: &[Output]) -> BTreeSet<String> {
+    let fingerprints = |outputs: &[Output]| -> BTreeMap<String, String> {
+        outputs.iter().map(|o| (o.path.clone(), o.sha256.clone())).collect()
+    };
+    let (before, after) = (fingerprints(before), fingerprints(after));
+    let mut paths: BTreeSet<String> = before.keys().chain(after.keys()).cloned().collect();
+    paths.retain(|p| before.get(p) != after.get(p));
+    paths
 }
 
 /// Brings the local copy of a remote source up to date: an `s3://` dataset with the SageMaker
