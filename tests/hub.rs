@@ -9,7 +9,7 @@
 //! never written; a rerun downloads nothing; an unreachable Hub or `HF_HUB_OFFLINE` falls back to
 //! the copy with a line that says so; a changed shard is downloaded again and reruns the split; and
 //! the errors for no copy offline, a gated model without a token, several subsets and an unknown
-//! split, each with its remedy.
+//! split, each with its remedy; and a 503 retried.
 
 #[path = "support/medreason.rs"]
 #[allow(dead_code)]
@@ -231,8 +231,18 @@ fn hub_sources_read_like_local_files() {
     assert_eq!(reference.code, 0, "{}{}", reference.stdout, reference.stderr);
 
     let folder = hub.pipeline("hub-run", &hub_dataset(""));
+    // The Hub's first answer is a 503, which is retried.
+    std::fs::write(hub.dir.join("hub/.flaky"), "1").expect("write");
     let first = hub.run(&folder, |_| {});
     assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let requests = hub.requests();
+    let failed = requests.iter().position(|r| r["answered"] == 503).expect("a 503 was answered");
+    let path = &requests[failed]["path"];
+    assert!(
+        requests[failed + 1..].iter().any(|r| &r["path"] == path && r.get("answered").is_none()),
+        "{path} was not retried"
+    );
+    assert!(first.stdout.contains("raw: downloading default/train/0001.parquet ("), "{}", first.stdout);
     assert!(first.stdout.contains("raw: hf://datasets/tunec-tests/medreason: downloaded 3 files"), "{}", first.stdout);
     assert!(
         first.stdout.contains("llama: hf://meta-llama/Llama-3.1-8B-Instruct: downloaded 4 files"),
@@ -242,11 +252,12 @@ fn hub_sources_read_like_local_files() {
     assert!(split_files(&folder) == split_files(&local), "the Hub pipeline's splits differ from the local one's");
 
     // The token went to the Hub for the gated model and was written nowhere.
-    let requests = hub.requests();
-    assert!(requests
+    let downloads: Vec<&Value> = requests
         .iter()
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/meta-llama")))
-        .all(|r| r["token"] == true));
+        .filter(|r| r.get("method").is_some() && r["path"].as_str().is_some_and(|p| p.starts_with("/meta-llama")))
+        .collect();
+    assert_eq!(downloads.len(), 4, "{requests:?}");
+    assert!(downloads.iter().all(|r| r["token"] == true), "{downloads:?}");
     assert!(
         !requests.iter().any(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/cdn/")) && r["token"] == true),
         "the token followed a redirect"

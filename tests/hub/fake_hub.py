@@ -20,6 +20,9 @@ What it answers, as the Hub does:
 - Unknown repository: 401 `RepoNotFound`; unknown revision: 404 `RevisionNotFound`; unknown path:
   404 `EntryNotFound`.
 
+While ROOT/.flaky holds a number N > 0, the next N requests get 503 (and N goes down by one each),
+logged as {"answered": 503, "path": ...}.
+
 Each request is one JSON line in the log: method, path, whether it carried a token.
 """
 
@@ -107,6 +110,15 @@ class Handler(BaseHTTPRequestHandler):
                 "path": url.path,
                 "token": bool(self.headers.get("Authorization")),
             }) + "\n")
+        flaky = os.path.join(self.server.root, ".flaky")
+        with LOCK:
+            left = int(open(flaky).read()) if os.path.exists(flaky) else 0
+            if left > 0:
+                open(flaky, "w").write(str(left - 1))
+        if left > 0:
+            with LOCK, open(self.server.log, "a") as log:
+                log.write(json.dumps({"answered": 503, "path": url.path}) + "\n")
+            return self.error(503, "", "Service Unavailable")
         if parts[0] == "cdn" and len(parts) == 2:
             data = self.server.blobs.get(parts[1])
             if data is None:

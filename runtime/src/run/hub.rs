@@ -127,6 +127,8 @@ struct Entry {
     #[serde(default)]
     oid: String,
     #[serde(default)]
+    size: u64,
+    #[serde(default)]
     lfs: Option<Lfs>,
 }
 
@@ -174,6 +176,13 @@ impl Manifest {
         let manifest: Manifest = serde_json::from_slice(&text).ok()?;
         manifest.files.iter().all(|f| dir.join(&f.name).is_file()).then_some(manifest)
     }
+}
+
+/// What a copy is, for its manifest, and who hears of each download (path, bytes).
+struct Copy<'a> {
+    source: String,
+    note: Option<String>,
+    progress: &'a (dyn Fn(&str, u64) + Sync),
 }
 
 /// How a copy was brought up to date.
@@ -318,12 +327,28 @@ impl Hub {
         format!("{}/{path}", self.endpoint)
     }
 
+    /// GET with the token; a throttled (429) or failing (5xx) answer and a timeout are retried
+    /// twice, after 1 s and 4 s. A refused connection is not: the Hub is out of reach.
     async fn get(&self, url: &str) -> Result<reqwest::Response, Failure> {
-        let mut request = self.client.get(url);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|e| Failure::Unreachable(error_chain(&e)))?;
+        let mut attempt = 0;
+        let response = loop {
+            let mut request = self.client.get(url);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let transient = response.status().as_u16() == 429 || response.status().is_server_error();
+                    if !transient || attempt >= 2 {
+                        break response;
+                    }
+                }
+                Err(e) if e.is_timeout() && attempt < 2 => {}
+                Err(e) => return Err(Failure::Unreachable(error_chain(&e))),
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_secs(if attempt == 1 { 1 } else { 4 })).await;
+        };
         if response.status().is_success() {
             return Ok(response);
         }
@@ -410,21 +435,28 @@ impl Hub {
         revision: &str,
         entries: &[Entry],
         dir: &Path,
-        source: String,
-        note: Option<String>,
+        copy: Copy<'_>,
     ) -> Result<usize, Failure> {
         let previous = Manifest::read(dir);
-        let mut downloaded = 0;
-        for entry in entries {
-            let current = previous
-                .as_ref()
-                .and_then(|m| m.files.iter().find(|f| f.name == entry.name()))
-                .is_some_and(|f| f.id == entry.id() && !f.id.is_empty());
-            if !current {
-                self.download(repo, revision, entry, &dir.join(entry.name())).await?;
-                downloaded += 1;
-            }
+        let stale: Vec<&Entry> = entries
+            .iter()
+            .filter(|entry| {
+                !previous
+                    .as_ref()
+                    .and_then(|m| m.files.iter().find(|f| f.name == entry.name()))
+                    .is_some_and(|f| f.id == entry.id() && !f.id.is_empty())
+            })
+            .collect();
+        if !stale.is_empty() {
+            // From the first replaced file on, the old copy is no longer whole: without its
+            // manifest it is not used offline, and the next run downloads what is missing.
+            let _ = std::fs::remove_file(dir.join("manifest.json"));
         }
+        for entry in &stale {
+            (copy.progress)(&entry.path, entry.size);
+            self.download(repo, revision, entry, &dir.join(entry.name())).await?;
+        }
+        let Copy { source, note, .. } = copy;
         let files = entries
             .iter()
             .map(|e| ManifestFile { name: e.name().to_string(), path: e.path.clone(), id: e.id().to_string() })
@@ -443,15 +475,16 @@ impl Hub {
                 }
             }
         }
-        Ok(downloaded)
+        Ok(stale.len())
     }
 
     /// Decides between the Hub and the local copy: offline mode or an unreachable endpoint falls back
     /// to a complete copy; everything else is an error in the source's terms.
-    async fn checked<F>(&self, what: &str, dir: &Path, work: F) -> Result<Synced, HubError>
+    async fn checked<F>(&self, repo: Repo<'_>, dir: &Path, work: F) -> Result<Synced, HubError>
     where
         F: std::future::Future<Output = Result<Synced, Failure>>,
     {
+        let what = &repo.describe();
         let have_copy = Manifest::read(dir).is_some();
         if self.offline {
             return if have_copy {
@@ -470,18 +503,18 @@ impl Hub {
             }
             Err(Failure::Other(error)) => Err(error),
             Err(Failure::Status { status, code, message, url }) => {
-                Err(self.status_error(what, status, &code, message, url))
+                Err(self.status_error(repo, status, &code, message, url))
             }
         }
     }
 
-    fn status_error(&self, what: &str, status: u16, code: &str, message: String, url: String) -> HubError {
+    fn status_error(&self, repo: Repo<'_>, status: u16, code: &str, message: String, url: String) -> HubError {
         let authenticated = self.token.is_some();
-        let repo = what.split('"').nth(1).unwrap_or_default();
-        let page = if what.starts_with("hf_dataset") { self.url(&format!("datasets/{repo}")) } else { self.url(repo) };
+        let what = repo.describe();
+        let page = self.url(&repo.files());
         match (status, code) {
-            (_, "GatedRepo") | (403, _) => HubError::Gated { what: what.to_string(), page, authenticated },
-            (_, "RepoNotFound") | (401, _) => HubError::RepoNotFound { what: what.to_string(), authenticated },
+            (_, "GatedRepo") | (403, _) => HubError::Gated { what: what.clone(), page, authenticated },
+            (_, "RepoNotFound") | (401, _) => HubError::RepoNotFound { what: what.clone(), authenticated },
             (_, "RevisionNotFound") => HubError::Missing {
                 what: format!("{what}: the repository has no revision named in the request ({message})"),
                 found: Vec::new(),
@@ -499,6 +532,7 @@ impl Hub {
         split: Option<&crate::data::source::SplitSlice>,
         revision: Option<&str>,
         dir: &Path,
+        progress: &(dyn Fn(&str, u64) + Sync),
     ) -> Result<Synced, HubError> {
         let what = format!("hf_dataset(\"{id}\")");
         if let Some(revision) = revision.filter(|r| *r != "main") {
@@ -579,16 +613,21 @@ impl Hub {
                     help: String::new(),
                 }));
             }
-            let source = format!("hf://datasets/{id}/{subset}/{folder}");
-            let downloaded = self.sync(repo, PARQUET_BRANCH, &files, dir, source, note.clone()).await?;
+            let copy = Copy { source: format!("hf://datasets/{id}/{subset}/{folder}"), note: note.clone(), progress };
+            let downloaded = self.sync(repo, PARQUET_BRANCH, &files, dir, copy).await?;
             Ok(Synced::Checked { downloaded, note })
         };
-        self.checked(&what, dir, work).await
+        self.checked(repo, dir, work).await
     }
 
     /// Brings the local copy of a model's tokenizer files up to date in `dir` (absolute).
-    pub async fn sync_tokenizer(&self, id: &str, revision: Option<&str>, dir: &Path) -> Result<Synced, HubError> {
-        let what = format!("hf_model(\"{id}\")");
+    pub async fn sync_tokenizer(
+        &self,
+        id: &str,
+        revision: Option<&str>,
+        dir: &Path,
+        progress: &(dyn Fn(&str, u64) + Sync),
+    ) -> Result<Synced, HubError> {
         let repo = Repo::Model(id);
         let revision = revision.unwrap_or("main");
         let work = async {
@@ -609,11 +648,11 @@ impl Hub {
                     None => {}
                 }
             }
-            let source = format!("hf://{id}@{revision}");
-            let downloaded = self.sync(repo, revision, &files, dir, source, None).await?;
+            let copy = Copy { source: format!("hf://{id}@{revision}"), note: None, progress };
+            let downloaded = self.sync(repo, revision, &files, dir, copy).await?;
             Ok(Synced::Checked { downloaded, note: None })
         };
-        self.checked(&what, dir, work).await
+        self.checked(repo, dir, work).await
     }
 }
 

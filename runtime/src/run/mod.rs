@@ -546,6 +546,21 @@ fn settle(
     Ok(())
 }
 
+/// A size for people: `812 B`, `4.2 MB`, `1.3 GB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// The paths whose recorded fingerprint differs between two lists of outputs (or is in one only).
 fn changed_paths(before: &[Output], after: &[Output]) -> BTreeSet<String> {
     let fingerprints = |outputs: &[Output]| -> BTreeMap<String, String> {
@@ -569,6 +584,9 @@ async fn fetch_source(
     reporter: &Reporter,
     name: &str,
 ) -> Result<(), String> {
+    let progress = |path: &str, bytes: u64| {
+        reporter.line(&format!("  {name}: downloading {path} ({})", human_bytes(bytes)));
+    };
     let synced = match remote {
         data::Remote::S3(uri) => {
             let aws = match aws {
@@ -588,11 +606,12 @@ async fn fetch_source(
         }
         data::Remote::HubDataset { id, subset, split, revision, token, dir } => {
             let hub = hub::Hub::from_env(token.as_deref())?;
-            hub.sync_dataset(id, subset.as_deref(), split.as_ref(), revision.as_deref(), &base.join(dir)).await
+            let dir = base.join(dir);
+            hub.sync_dataset(id, subset.as_deref(), split.as_ref(), revision.as_deref(), &dir, &progress).await
         }
         data::Remote::HubModel { id, revision, token, dir } => {
             let hub = hub::Hub::from_env(token.as_deref())?;
-            hub.sync_tokenizer(id, revision.as_deref(), &base.join(dir)).await
+            hub.sync_tokenizer(id, revision.as_deref(), &base.join(dir), &progress).await
         }
     };
     match synced.map_err(|e| e.to_string())? {
