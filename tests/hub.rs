@@ -299,6 +299,25 @@ fn hub_sources_read_like_local_files() {
     assert_eq!(offline.code, 0, "{}{}", offline.stdout, offline.stderr);
     assert!(offline.stdout.contains("HF_HUB_OFFLINE is set; using the copy downloaded earlier"), "{}", offline.stdout);
 
+    // A local shard changed by hand is downloaded again; the split's inputs are then as before.
+    let local_shard = folder.join(".tunec/p/sources/hf/datasets/tunec-tests/medreason/-/train/0002.parquet");
+    std::fs::write(&local_shard, b"not parquet").expect("write");
+    let repaired = hub.run(&folder, |_| {});
+    assert_eq!(repaired.code, 0, "{}{}", repaired.stdout, repaired.stderr);
+    assert!(
+        repaired.stdout.contains(
+            "run raw: its output `.tunec/p/sources/hf/datasets/tunec-tests/medreason/-/train/0002.parquet` changed"
+        ),
+        "{}",
+        repaired.stdout
+    );
+    assert!(
+        repaired.stdout.contains("raw: hf://datasets/tunec-tests/medreason: downloaded 1 file\n"),
+        "{}",
+        repaired.stdout
+    );
+    assert!(repaired.stdout.contains("reuse convo"), "{}", repaired.stdout);
+
     // A changed shard on the Hub: downloaded again (that one only), and the split runs again.
     let before = split_files(&folder);
     let mut rows = good_rows();
@@ -337,7 +356,7 @@ fn hub_errors_name_the_remedy() {
     });
     assert_ne!(run.code, 0);
     assert!(
-        combined(&run).contains("HF_HUB_OFFLINE is set and there is no copy from an earlier run"),
+        combined(&run).contains("HF_HUB_OFFLINE is set and there is no complete copy from an earlier run"),
         "{}",
         combined(&run)
     );

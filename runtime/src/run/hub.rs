@@ -17,9 +17,11 @@
 //!   main branch, so a `revision` other than `main` cannot be read this way and says so.
 //! - **Models.** `tokenizer.json` and `tokenizer_config.json` (required), `chat_template.jinja` and
 //!   `config.json` (when present) at the node's `revision` (default `main`).
-//! - **Changes.** The Hub's listing gives each file's SHA-256 (LFS) or git blob id; a local copy
-//!   whose recorded id matches is not downloaded again, and a download is checked against its SHA-256
-//!   before it replaces the copy. A manifest, written last, lists the copy's files in order.
+//! - **Changes.** The Hub's listing gives each file's SHA-256 (LFS) or git blob id; a local file
+//!   whose recorded id matches, and whose size and modification time are those it was downloaded
+//!   with, is not downloaded again. A download is checked against its SHA-256 before it replaces
+//!   the file. A manifest, removed before the first file is replaced and written last, lists the
+//!   copy's files in order: a copy without one is not whole. 429, 5xx and timeouts are retried.
 //! - **Offline.** With `HF_HUB_OFFLINE=1`, or when the Hub cannot be reached, a complete copy from an
 //!   earlier run is used and the run says so; without one, the error names the remedies.
 
@@ -74,13 +76,13 @@ impl std::fmt::Display for HubError {
         match self {
             HubError::OfflineMode { what } => write!(
                 f,
-                "{what}: HF_HUB_OFFLINE is set and there is no copy from an earlier run; unset HF_HUB_OFFLINE \
+                "{what}: HF_HUB_OFFLINE is set and there is no complete copy from an earlier run; unset HF_HUB_OFFLINE \
                  to download it, or download the files yourself and use a local source"
             ),
             HubError::Unreachable { endpoint, message, what } => write!(
                 f,
-                "{what}: cannot reach the Hugging Face Hub at {endpoint} ({message}), and there is no copy from \
-                 an earlier run. Connect to the network (behind a proxy, set HTTPS_PROXY), point HF_ENDPOINT at a \
+                "{what}: cannot reach the Hugging Face Hub at {endpoint} ({message}), and there is no complete \
+                 copy from an earlier run. Connect to the network (behind a proxy, set HTTPS_PROXY), point HF_ENDPOINT at a \
                  mirror, or download the files yourself and use a local source"
             ),
             HubError::RepoNotFound { what, authenticated } => write!(
@@ -167,6 +169,10 @@ pub struct ManifestFile {
     pub path: String,
     /// The Hub's content id (SHA-256 or git blob id).
     pub id: String,
+    /// The local file's size and modification time when it was downloaded
+    /// ([`journal::stat_fingerprint`]): a file changed since is downloaded again.
+    #[serde(default)]
+    pub stat: String,
 }
 
 impl Manifest {
@@ -441,10 +447,10 @@ impl Hub {
         let stale: Vec<&Entry> = entries
             .iter()
             .filter(|entry| {
-                !previous
-                    .as_ref()
-                    .and_then(|m| m.files.iter().find(|f| f.name == entry.name()))
-                    .is_some_and(|f| f.id == entry.id() && !f.id.is_empty())
+                !previous.as_ref().and_then(|m| m.files.iter().find(|f| f.name == entry.name())).is_some_and(|f| {
+                    let stat = journal::stat_fingerprint(&dir.join(&f.name)).map(|(s, _)| s).unwrap_or_default();
+                    f.id == entry.id() && !f.id.is_empty() && f.stat == stat
+                })
             })
             .collect();
         if !stale.is_empty() {
@@ -459,7 +465,12 @@ impl Hub {
         let Copy { source, note, .. } = copy;
         let files = entries
             .iter()
-            .map(|e| ManifestFile { name: e.name().to_string(), path: e.path.clone(), id: e.id().to_string() })
+            .map(|e| ManifestFile {
+                name: e.name().to_string(),
+                path: e.path.clone(),
+                id: e.id().to_string(),
+                stat: journal::stat_fingerprint(&dir.join(e.name())).map(|(s, _)| s).unwrap_or_default(),
+            })
             .collect();
         let manifest = Manifest { source, files, note };
         let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
@@ -485,9 +496,8 @@ impl Hub {
         F: std::future::Future<Output = Result<Synced, Failure>>,
     {
         let what = &repo.describe();
-        let have_copy = Manifest::read(dir).is_some();
         if self.offline {
-            return if have_copy {
+            return if Manifest::read(dir).is_some() {
                 Ok(Synced::Offline { why: "HF_HUB_OFFLINE is set".to_string() })
             } else {
                 Err(HubError::OfflineMode { what: what.to_string() })
@@ -495,7 +505,8 @@ impl Hub {
         }
         match work.await {
             Ok(synced) => Ok(synced),
-            Err(Failure::Unreachable(message)) if have_copy => {
+            // The copy is looked at again: a download cut short has dropped its manifest.
+            Err(Failure::Unreachable(message)) if Manifest::read(dir).is_some() => {
                 Ok(Synced::Offline { why: format!("cannot reach {} ({message})", self.endpoint) })
             }
             Err(Failure::Unreachable(message)) => {
