@@ -9,7 +9,8 @@
 //! never written; a rerun downloads nothing; an unreachable Hub or `HF_HUB_OFFLINE` falls back to
 //! the copy with a line that says so; a changed shard is downloaded again and reruns the split; and
 //! the errors for no copy offline, a gated model without a token, several subsets and an unknown
-//! split, each with its remedy; and a 503 retried.
+//! split, each with its remedy; a 503 retried; and a SageMaker pipeline run `--until` its split
+//! without the target's settings.
 
 #[path = "support/medreason.rs"]
 #[allow(dead_code)]
@@ -163,8 +164,14 @@ impl Hub {
 }
 
 fn pipeline_text(model: &str, dataset: &str) -> String {
+    pipeline_on("", model, dataset)
+}
+
+/// The pipeline with a target block (`target` is empty for the local target).
+fn pipeline_on(target: &str, model: &str, dataset: &str) -> String {
     format!(
         r#"pipeline p {{
+{target}
   model llama = {model}
   dataset raw = {dataset}
   chat convo = chat_template(raw, tokenizer = llama) {{
@@ -395,4 +402,23 @@ fn hub_errors_name_the_remedy() {
     let run = hub.run(&hub.pipeline("split", &dataset), |_| {});
     let text = combined(&run);
     assert!(text.contains("(subset `pqa`) has no split `validation` (it has: train); check `split`"), "{text}");
+}
+
+/// A SageMaker pipeline run `--until` its split creates no job, so it needs neither the target's
+/// role nor its bucket: its data nodes run here, Hub sources included.
+#[test]
+fn the_data_step_of_a_sagemaker_pipeline_needs_no_target_settings() {
+    let hub = Hub::start("sagemaker");
+    let folder = hub.dir.join("sagemaker");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let target = "  target sagemaker {\n    region = \"us-east-1\"\n    role = env(\"TUNEC_SAGEMAKER_ROLE\")\n    bucket = env(\"TUNEC_BUCKET\")\n  }";
+    let model = format!(
+        "hf_model(\"{MODEL}\") {{\n    token = env(\"HF_TOKEN\")\n    pad_token = \"<|finetune_right_pad_id|>\"\n  }}"
+    );
+    std::fs::write(folder.join("p.tune"), pipeline_on(target, &model, &hub_dataset(""))).expect("write");
+    let run = hub.run(&folder, |c| {
+        c.env_remove("TUNEC_SAGEMAKER_ROLE").env_remove("TUNEC_BUCKET");
+    });
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("run parts: no previous run"), "{}", run.stdout);
 }

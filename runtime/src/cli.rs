@@ -203,7 +203,9 @@ fn run(
     if let Err(e) = runner::check_until(&graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
-    let sagemaker = if graph.target == "sagemaker" {
+    // A run `--until` a data node creates no job: it needs none of the target's settings, and its
+    // data nodes run as on the local target.
+    let sagemaker = if graph.target == "sagemaker" && runner::runs_jobs(&graph, until.as_deref()) {
         // Every env() the jobs read must be set before anything runs, not discovered at the first job.
         let missing: Vec<&str> =
             graph.env.iter().map(String::as_str).filter(|v| std::env::var(v).map_or(true, |x| x.is_empty())).collect();

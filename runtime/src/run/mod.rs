@@ -182,6 +182,13 @@ pub fn check_until(graph: &JobGraph, until: Option<&str>) -> Result<(), RunError
     }
 }
 
+/// Whether the run covers a job node (train, merge, evaluate): a run `--until` a data node needs
+/// none of the target's settings.
+pub fn runs_jobs(graph: &JobGraph, until: Option<&str>) -> bool {
+    let dag = Dag::new(graph, until);
+    graph.nodes.iter().enumerate().any(|(i, n)| dag.covers(i) && !is_data(&n.execution))
+}
+
 fn is_data(execution: &Execution) -> bool {
     matches!(execution, Execution::Model { .. } | Execution::Data { .. })
 }
@@ -525,9 +532,9 @@ fn settle(
             walk.done.insert(index);
         }
         Err(NodeError::Detached) => {
-            // The record stays `running` with its job name: the next run re-attaches.
+            // Nothing is written: the journal keeps the `running` record with its job name (not
+            // this copy, whose end time is set), and the next run re-attaches to the job.
             walk.ended.insert(index);
-            let _ = record;
         }
         Err(NodeError::Interrupted) => {
             walk.ended.insert(index);
