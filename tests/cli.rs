@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use support::{root, tunec_with, Run};
 
@@ -302,26 +302,13 @@ fn build_does_not_inline_environment_values() {
             .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::111122223333:role/secret-role");
     });
     assert_eq!(build.code, 0, "{}", build.stderr);
-    for entry in walk(&out) {
+    for entry in support::files_under(&out) {
         let text = std::fs::read(&entry).expect("readable");
         let text = String::from_utf8_lossy(&text);
         assert!(!text.contains("hf_secret_value_that_must_not_leak"), "{}", entry.display());
         assert!(!text.contains("secret-role"), "{}", entry.display());
     }
     std::fs::remove_dir_all(&out).expect("clean up");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

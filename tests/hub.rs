@@ -209,19 +209,6 @@ fn resolves(requests: &[Value]) -> usize {
     requests.iter().filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/resolve/"))).count()
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
 fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
@@ -269,7 +256,7 @@ fn hub_sources_read_like_local_files() {
         !requests.iter().any(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/cdn/")) && r["token"] == true),
         "the token followed a redirect"
     );
-    for file in files_under(&folder.join(".tunec")) {
+    for file in support::files_under(&folder.join(".tunec")) {
         let bytes = std::fs::read(&file).expect("read");
         assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "the token is in {}", file.display());
     }

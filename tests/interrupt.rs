@@ -176,7 +176,7 @@ fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
         }
     }
     // No job process outlived its run: every job's lock is free.
-    for entry in walk(&dir.join(".tunec/tiny/jobs")) {
+    for entry in support::files_under(&dir.join(".tunec/tiny/jobs")) {
         if entry.file_name().is_some_and(|n| n == ".job.lock") {
             let file = std::fs::File::open(&entry).expect("open");
             assert!(file.try_lock().is_ok(), "{} is still held by a job process", entry.display());
@@ -184,21 +184,6 @@ fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&reference);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() && !path.is_symlink() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 #[test]
