@@ -17,7 +17,6 @@
 mod medreason;
 #[path = "support/parquet.rs"]
 mod parquet_file;
-#[allow(dead_code)]
 mod support;
 
 use std::net::TcpListener;
@@ -143,23 +142,16 @@ impl Hub {
     /// `tunec run p.tune --until parts` in `folder`, with the Hub's endpoint and token unless
     /// `configure` changes them. No token file is found: HF_HOME is the test's folder.
     fn run(&self, folder: &Path, configure: impl FnOnce(&mut Command)) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tunec"));
-        command
-            .args(["run", "p.tune", "--until", "parts", "--progress", "plain"])
-            .current_dir(folder)
-            .env("NO_COLOR", "1")
-            .env("HF_ENDPOINT", &self.endpoint)
-            .env("HF_TOKEN", TOKEN)
-            .env("HF_HOME", self.dir.join("hf-home"))
-            .env_remove("HF_HUB_OFFLINE")
-            .env_remove("HF_TOKEN_PATH");
-        configure(&mut command);
-        let out = command.output().expect("tunec runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        support::tunec_with(&["run", "p.tune", "--until", "parts", "--progress", "plain"], |command| {
+            command
+                .current_dir(folder)
+                .env("HF_ENDPOINT", &self.endpoint)
+                .env("HF_TOKEN", TOKEN)
+                .env("HF_HOME", self.dir.join("hf-home"))
+                .env_remove("HF_HUB_OFFLINE")
+                .env_remove("HF_TOKEN_PATH");
+            configure(command);
+        })
     }
 }
 
