@@ -3,13 +3,14 @@
 //! - `model`: a `local_model` directory's `config.json`, `tokenizer.json`, `tokenizer_config.json`
 //!   (and `chat_template.jinja`, `generation_config.json` and weight index files when present) are
 //!   recorded with their digests, and its weights (`*.safetensors`, `*.bin`, `*.pt`, `*.pth`,
-//!   `*.gguf`) by size and modification time, so that a changed model runs its dependents again. A Hub model that a chat node uses as its tokenizer records its
-//!   local copy of those files (downloaded by the executor, [`super::hub`]); one that none uses
-//!   records nothing (its jobs download it).
+//!   `*.gguf`) by size and modification time, so that a changed model runs its dependents again.
+//!   A Hub model that a chat node uses as its tokenizer records its local copy of the tokenizer's
+//!   files (downloaded by the executor, [`super::hub`]); one that none uses records nothing (its
+//!   jobs download it).
 //! - `dataset`: a local `file(...)` is recorded with its digest; an `s3://` object is read from its
-//!   local copy under `.tunec/<pipeline>/sources/` (downloaded by the executor, [`super::sagemaker::upload::download`]);
-//!   an `hf_dataset` split from its Parquet shards under `.tunec/<pipeline>/sources/hf/`
-//!   ([`super::hub`]). Each copy is what is recorded.
+//!   local copy under `.tunec/<pipeline>/sources/` (downloaded by the executor,
+//!   [`super::sagemaker::upload::download`]); an `hf_dataset` split from its Parquet shards under
+//!   `.tunec/<pipeline>/sources/hf/` ([`super::hub`]). Each copy is what is recorded.
 //! - `chat`: nothing of its own; its settings are used by the split below.
 //! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and
 //!   tokenizer into `.tunec/<pipeline>/data/<split>/<key>/`, and `profile.json` is copied to

@@ -11,9 +11,9 @@
 //! which with one line. A node also runs when one of its inputs ran in this run and produced
 //! different outputs that it reads (a changed dataset file or model directory, which no key
 //! captures; a chat node does not read a model's weights), when a file appeared in its
-//! `local_model` folder, and when it reads a remote source (`s3://`, the Hub), which is checked. A run is
-//! recorded as `running` (attempt + 1) before the work and as `succeeded` with its outputs, `failed`
-//! with the error, or `interrupted` after it.
+//! `local_model` folder, and when it reads a remote source (`s3://`, the Hub), which is checked.
+//! A run is recorded as `running` (attempt + 1) before the work and as `succeeded` with its
+//! outputs, `failed` with the error, or `interrupted` after it.
 //!
 //! A failure lets the nodes already running finish and starts no new one. Ctrl-C (or SIGTERM) does
 //! the same, asking running jobs to stop (train.py saves a checkpoint) and data steps to stop
