@@ -254,6 +254,17 @@ fn hub_sources_read_like_local_files() {
     }
     assert!(!first.stdout.contains(TOKEN) && !first.stderr.contains(TOKEN));
 
+    // The plan says that the sources will be looked at, and what depends on them may run.
+    let plan = support::tunec_with(&["plan", "p.tune"], |c| {
+        c.current_dir(&folder);
+    });
+    assert!(
+        plan.stdout.contains("checked: its source hf://datasets/tunec-tests/medreason is looked at for changes"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("may run: its input `raw` runs again"), "{}", plan.stdout);
+
     // A rerun asks the Hub for its listings and downloads nothing.
     let before = resolves(&hub.requests());
     let again = hub.run(&folder, |_| {});

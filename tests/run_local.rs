@@ -182,6 +182,13 @@ fn changes_run_what_they_affect() {
     // Weights are recorded by size and modification time; new weights run the model node again,
     // but not the data step, which reads only the tokenizer's files.
     std::fs::write(dir.join("model/model.safetensors"), b"weights, first version").expect("write");
+    let plan = tunec(&["plan", &file]);
+    assert!(plan.stdout.contains("will run: `model/model.safetensors` is new since it ran"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("may run: its input `llama` runs again; it runs too if that changes what it reads"),
+        "{}",
+        plan.stdout
+    );
     let run = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(lines(&run)[0], "run llama: `model/model.safetensors` is new since it ran", "{}", run.stdout);
     let state: serde_json::Value =

@@ -22,18 +22,7 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let decisions: Vec<(String, String)> = graph
-        .nodes
-        .iter()
-        .map(|n| {
-            let record = state.as_ref().and_then(|s| s.nodes.get(&n.name));
-            match journal::decide(record, &n.key, &base) {
-                Ok(Decision::Reuse) => ("reuse".to_owned(), "same inputs, outputs intact".to_owned()),
-                Ok(Decision::Run(reason)) => ("run".to_owned(), reason.to_string()),
-                Err(e) => ("run".to_owned(), e.to_string()),
-            }
-        })
-        .collect();
+    let decisions = decisions(&checked, &graph, state.as_ref(), &base);
     if format == Format::Json {
         let nodes: Vec<serde_json::Value> = graph
             .nodes
@@ -86,7 +75,12 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
             }
         }
         let (action, reason) = &decisions[i];
-        let verb = if action == "reuse" { "reused" } else { "will run" };
+        let verb = match action.as_str() {
+            "reuse" => "reused",
+            "check" => "checked",
+            "may run" => "may run",
+            _ => "will run",
+        };
         out!("    {:<9} {:<width$}  {verb}: {reason}", "", "");
     }
     if let Some(e) = estimates.filter(|e| !e.nodes.is_empty()) {
@@ -96,6 +90,49 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
         out!("reads at run time: {}", graph.env.join(", "));
     }
     ExitCode::SUCCESS
+}
+
+/// What a run would do with each node (in the graph's order, inputs first), and why: `reuse`,
+/// `run`, `check` (a remote source, looked at on every run), or `may run` (an input runs again,
+/// and this node runs too if that changes what it reads, which only the run can tell).
+fn decisions(
+    checked: &tunec_compiler::check::Checked,
+    graph: &tunec_compiler::lower::JobGraph,
+    state: Option<&journal::State>,
+    base: &Path,
+) -> Vec<(String, String)> {
+    use tunec_runtime::run::data;
+    let mut decided: Vec<(String, String)> = Vec::new();
+    for n in &graph.nodes {
+        let record = state.and_then(|s| s.nodes.get(&n.name));
+        let program = checked.program.as_ref();
+        let decision = match journal::decide(record, &n.key, base) {
+            Ok(Decision::Run(reason)) => ("run", reason.to_string()),
+            Err(e) => ("run", e.to_string()),
+            Ok(Decision::Reuse) => {
+                let recorded = record.map(|r| r.outputs.as_slice()).unwrap_or_default();
+                let new_file = program.and_then(|p| data::new_model_file(p, &n.name, base, recorded));
+                let remote = program.and_then(|p| p.node(&n.name).and_then(|node| data::remote(p, node)));
+                let rerun = n.deps.iter().find(|d| {
+                    let i = graph.nodes.iter().position(|m| &m.name == *d);
+                    i.and_then(|i| decided.get(i)).is_some_and(|(action, _)| action != "reuse")
+                });
+                match (new_file, remote, rerun) {
+                    (Some(file), _, _) => ("run", journal::Reason::NewFile(file).to_string()),
+                    (None, Some(remote), _) => (
+                        "check",
+                        format!("its source {remote} is looked at for changes; what reads it runs if it changed"),
+                    ),
+                    (None, None, Some(dep)) => {
+                        ("may run", format!("its input `{dep}` runs again; it runs too if that changes what it reads"))
+                    }
+                    (None, None, None) => ("reuse", "same inputs, outputs intact".to_owned()),
+                }
+            }
+        };
+        decided.push((decision.0.to_owned(), decision.1));
+    }
+    decided
 }
 
 pub(crate) fn graph(input: &Input, format: GraphFormat) -> ExitCode {
