@@ -8,7 +8,8 @@
 //! Hub pipeline's split files must be byte-identical to it. Also covered: the token is sent and
 //! never written; a rerun downloads nothing; an unreachable Hub or `HF_HUB_OFFLINE` falls back to
 //! the copy with a line that says so; a changed shard is downloaded again and reruns the split; and
-//! the errors for no copy offline, a gated model without a token, several subsets and an unknown
+//! the errors for no copy offline, a gated model without a token, a dataset with no Parquet copy,
+//! several subsets and an unknown
 //! split, each with its remedy; a 503 retried; and a SageMaker pipeline run `--until` its split
 //! without the target's settings.
 
@@ -379,6 +380,18 @@ fn hub_errors_name_the_remedy() {
         "{text}"
     );
     assert!(text.contains("no token was sent: set HF_TOKEN"), "{text}");
+
+    // A dataset that the Hub has not converted to Parquet.
+    std::fs::create_dir_all(hub.dir.join("hub/datasets/tunec-tests/raw-only/main")).expect("mkdir");
+    std::fs::write(hub.dir.join("hub/datasets/tunec-tests/raw-only/main/data.jsonl"), "{}\n").expect("write");
+    let dataset = "hf_dataset(\"tunec-tests/raw-only\") {\n    columns = { question: string, answer: string, reasoning: string }\n  }";
+    let run = hub.run(&hub.pipeline("raw-only", dataset), |_| {});
+    let text = combined(&run);
+    assert!(
+        text.contains("hf_dataset(\"tunec-tests/raw-only\") has no Parquet copy on the Hub (refs/convert/parquet)"),
+        "{text}"
+    );
+    assert!(text.contains("download its files and use `file(...)`"), "{text}");
 
     // Two subsets and none chosen; then an unknown split.
     let parquet = hub.dir.join("hub/datasets").join(DATASET).join("refs%2Fconvert%2Fparquet");

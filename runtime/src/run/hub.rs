@@ -555,8 +555,21 @@ impl Hub {
             });
         }
         let repo = Repo::Dataset(id);
+        let no_copy = || HubError::Missing {
+            what: format!(
+                "{what} has no Parquet copy on the Hub ({PARQUET_BRANCH}): the Hub makes one of a public dataset \
+                 shortly after each change, of a private one only on some plans, and not of every dataset"
+            ),
+            found: Vec::new(),
+            help: "download its files and use `file(...)`".to_string(),
+        };
         let work = async {
-            let subsets = dirs(self.tree(repo, PARQUET_BRANCH, "").await?);
+            let subsets = match self.tree(repo, PARQUET_BRANCH, "").await {
+                Err(Failure::Status { code, .. }) if code == "RevisionNotFound" => {
+                    return Err(Failure::Other(no_copy()))
+                }
+                listing => dirs(listing?),
+            };
             let subset = match subset {
                 Some(s) if subsets.iter().any(|x| x == s) => s.to_string(),
                 Some(s) => {
@@ -568,13 +581,7 @@ impl Hub {
                 }
                 None => match subsets.as_slice() {
                     [only] => only.clone(),
-                    [] => {
-                        return Err(Failure::Other(HubError::Missing {
-                            what: format!("{what} has no Parquet copy on the Hub (its viewer could not convert it)"),
-                            found: Vec::new(),
-                            help: "download its files and use `file(...)`".to_string(),
-                        }))
-                    }
+                    [] => return Err(Failure::Other(no_copy())),
                     _ => {
                         return Err(Failure::Other(HubError::Missing {
                             what: format!("{what} has several subsets"),
