@@ -9,9 +9,8 @@
 //! never written; a rerun downloads nothing; an unreachable Hub or `HF_HUB_OFFLINE` falls back to
 //! the copy with a line that says so; a changed shard is downloaded again and reruns the split; and
 //! the errors for no copy offline, a gated model without a token, a dataset with no Parquet copy,
-//! several subsets and an unknown
-//! split, each with its remedy; a 503 retried; and a SageMaker pipeline run `--until` its split
-//! without the target's settings.
+//! several subsets and an unknown split, each with its remedy; a 503 retried; and a SageMaker
+//! pipeline run `--until` its split without the target's settings.
 
 #[path = "support/medreason.rs"]
 #[allow(dead_code)]
