@@ -111,22 +111,20 @@ fn decisions(
             Err(e) => ("run", e.to_string()),
             Ok(Decision::Reuse) => {
                 let recorded = record.map(|r| r.outputs.as_slice()).unwrap_or_default();
-                let new_file = program.and_then(|p| data::new_model_file(p, &n.name, base, recorded));
-                let remote = program.and_then(|p| p.node(&n.name).and_then(|node| data::remote(p, node)));
                 let rerun = n.deps.iter().find(|d| {
                     let i = graph.nodes.iter().position(|m| &m.name == *d);
                     i.and_then(|i| decided.get(i)).is_some_and(|(action, _)| action != "reuse")
                 });
-                match (new_file, remote, rerun) {
-                    (Some(file), _, _) => ("run", journal::Reason::NewFile(file).to_string()),
-                    (None, Some(remote), _) => (
+                match (program.and_then(|p| data::still_runs(p, &n.name, base, recorded)), rerun) {
+                    (Some(journal::Reason::RemoteSource(remote)), _) => (
                         "check",
                         format!("its source {remote} is looked at for changes; what reads it runs if it changed"),
                     ),
-                    (None, None, Some(dep)) => {
+                    (Some(reason), _) => ("run", reason.to_string()),
+                    (None, Some(dep)) => {
                         ("may run", format!("its input `{dep}` runs again; it runs too if that changes what it reads"))
                     }
-                    (None, None, None) => ("reuse", "same inputs, outputs intact".to_owned()),
+                    (None, None) => ("reuse", "same inputs, outputs intact".to_owned()),
                 }
             }
         };

@@ -31,7 +31,7 @@ use crate::data::conversation::ChatSpec;
 use crate::data::prepare::{prepare, PrepareConfig, Split, SplitFractions, StepControl, TrainOn};
 use crate::data::source::{parse_split, BadRowPolicy, ColumnType, Origin, Schema, SourceSpec, SplitSlice};
 use crate::data::tokenize::{ChatTokenizer, OverflowPolicy};
-use crate::journal::{self, Output};
+use crate::journal::{self, Output, Reason};
 
 /// Why a data node failed, as the journal records it and the run prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,12 +141,18 @@ fn local_model_files(n: &TypedNode, base: &Path) -> Result<Vec<String>, StepErro
     Ok(files)
 }
 
-/// A file of a `local_model` directory that its record does not list (new weights, say), found
-/// without hashing anything; `None` for other nodes.
-pub fn new_model_file(program: &Program, name: &str, base: &Path, recorded: &[Output]) -> Option<String> {
-    let n = program.node(name).filter(|n| n.kind == NodeKind::Model && n.func == "local_model")?;
-    let files = local_model_files(n, base).ok()?;
-    files.into_iter().find(|f| !recorded.iter().any(|o| &o.path == f))
+/// Why a data node whose record is intact (same key, outputs unchanged) runs all the same: a file
+/// that its `local_model` folder gained since (found without hashing anything), or a remote source
+/// to look at again. `None`: it is reused. The executor and `tunec plan` both ask this.
+pub fn still_runs(program: &Program, name: &str, base: &Path, recorded: &[Output]) -> Option<Reason> {
+    let n = program.node(name)?;
+    if n.kind == NodeKind::Model && n.func == "local_model" {
+        let files = local_model_files(n, base).ok()?;
+        if let Some(file) = files.into_iter().find(|f| !recorded.iter().any(|o| &o.path == f)) {
+            return Some(Reason::NewFile(file));
+        }
+    }
+    remote(program, n).map(|r| Reason::RemoteSource(r.to_string()))
 }
 
 /// Whether a node of `kind` reads an input's output at `path`: a chat node reads a model's

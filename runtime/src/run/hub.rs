@@ -545,7 +545,8 @@ impl Hub {
         dir: &Path,
         progress: &(dyn Fn(&str, u64) + Sync),
     ) -> Result<Synced, HubError> {
-        let what = format!("hf_dataset(\"{id}\")");
+        let repo = Repo::Dataset(id);
+        let what = repo.describe();
         if let Some(revision) = revision.filter(|r| *r != "main") {
             return Err(HubError::Unsupported {
                 what: format!("{what}: revision `{revision}`"),
@@ -554,7 +555,6 @@ impl Hub {
                     .to_string(),
             });
         }
-        let repo = Repo::Dataset(id);
         let no_copy = || HubError::Missing {
             what: format!(
                 "{what} has no Parquet copy on the Hub ({PARQUET_BRANCH}): the Hub makes one of a public dataset \

@@ -299,10 +299,9 @@ async fn execute(
                         Some(dep) => Reason::InputRan(graph.nodes[dep].name.clone()),
                         None => {
                             let recorded = previous.as_ref().map(|p| p.outputs.as_slice()).unwrap_or_default();
-                            match (data::new_model_file(&program, &node.name, base, recorded), &remote_source) {
-                                (Some(file), _) => Reason::NewFile(file),
-                                (None, Some(remote)) => Reason::RemoteSource(remote.to_string()),
-                                (None, None) => {
+                            match data::still_runs(&program, &node.name, base, recorded) {
+                                Some(reason) => reason,
+                                None => {
                                     reporter.line(&format!("reuse {}: same inputs, outputs intact", node.name));
                                     walk.done.insert(index);
                                     continue;
