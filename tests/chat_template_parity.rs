@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Map, Value};
-use tunec_runtime::data::template::{ChatTemplate, Message, TemplateError};
-use tunec_runtime::data::tokenize::{ChatTokenizer, TokenizeError, IGNORE_INDEX};
+use tunec_runtime::data::template::{ChatTemplate, Message, TemplateError, Vars};
+use tunec_runtime::data::tokenize::{ChatTokenizer, TokenizeError, Trained, IGNORE_INDEX};
 
 /// Llama 3's `<|begin_of_text|>`.
 const BOS_ID: u32 = 128_000;
@@ -285,16 +285,7 @@ fn conversations() -> Vec<(&'static str, Vec<Message>)> {
             ],
         ),
         ("empty-assistant", vec![m("user", "Say nothing."), m("assistant", "")]),
-        (
-            "with-name-field",
-            vec![
-                m("user", "Hi there friend"),
-                Message {
-                    extra: [("name".to_string(), json!("bot"))].into_iter().collect(),
-                    ..m("assistant", "Hello.")
-                },
-            ],
-        ),
+        ("with-name-field", vec![m("user", "Hi there friend"), m("assistant", "Hello.").with("name", json!("bot"))]),
     ]
 }
 
@@ -349,7 +340,7 @@ fn kwargs(pairs: &[(&str, Value)]) -> Map<String, Value> {
 }
 
 fn with_extra(message: Message, pairs: &[(&str, Value)]) -> Message {
-    Message { extra: kwargs(pairs), ..message }
+    pairs.iter().fold(message, |message, (key, value)| message.with(key, value.clone()))
 }
 
 /// Llama 3.1 Instruct with tools: JSON schemas through `tojson(indent=4)`, tool calls, tool results
@@ -386,7 +377,7 @@ fn tool_cases() -> Vec<Case> {
         m("system", "Use tools."),
         m("user", "Weather?"),
         with_extra(m("assistant", ""), &[("tool_calls", json!([call("get_weather", json!({"city": "Oslo"}))]))]),
-        Message { content: json!({"temp_c": -3, "sky": "snow", "alerts": []}), ..m("tool", "") },
+        m("tool", "").with("content", json!({"temp_c": -3, "sky": "snow", "alerts": []})),
         m("assistant", "Snowing, -3 °C."),
     ];
     let builtin = vec![
@@ -570,11 +561,16 @@ fn renders_and_tokenizes_as_transformers() {
         if let Some(prompt_ids) = &theirs.prompt_ids {
             let labelled = tok.encode_conversation(&case.messages, &case.kwargs);
             if !ids.starts_with(prompt_ids) {
-                // A template that renders the prompt differently from the conversation's start (this
-                // file's features template prints a summary of the last message): TRL fails here,
-                // and so must we.
-                if !matches!(labelled, Err(TokenizeError::PromptMismatch { prompt_tokens, .. }) if prompt_tokens == prompt_ids.len())
-                {
+                // A template that renders the prompt differently from the conversation's start: TRL
+                // fails here. This file's features template also writes the last message's text a
+                // second time, after the conversation, so its turn has no one place in the text and
+                // the data engine refuses it too.
+                let refused = match &labelled {
+                    Err(TokenizeError::PromptMismatch { prompt_tokens, .. }) => *prompt_tokens == prompt_ids.len(),
+                    Err(TokenizeError::TurnNotFound { .. }) => case.template == Some(FEATURES_TEMPLATE),
+                    _ => false,
+                };
+                if !refused {
                     failures.push(format!("{}: the prompt is not a prefix, but ours gave {labelled:?}", case.name));
                 }
                 compared += 1;
@@ -627,9 +623,443 @@ fn renders_and_tokenizes_as_transformers() {
         .filter(|c| {
             c.template != Some(FEATURES_TEMPLATE)
                 && !c.add_generation_prompt
-                && c.messages.last().is_some_and(|m| m.role == "assistant")
+                && c.messages.last().is_some_and(|m| m.role() == "assistant")
                 && !c.name.ends_with("-raise/agp=false")
         })
         .count();
     assert_eq!(prefix_checked, llama_conversations);
+}
+
+// -------------------------------------------------------------------------------------------------
+// Every family: the real templates and tokenizers, single- and multi-turn, tool calls, reasoning,
+// and the positions of the assistant tokens against independent references.
+
+/// A chat template as a family's case renders it.
+struct Variant {
+    name: &'static str,
+    /// The template's source; `None` is the tokenizer's own.
+    source: Option<String>,
+    /// The same template with `{% generation %}` markers for transformers' assistant mask, when there
+    /// is one: a template that carries markers (TRL's `*_training.jinja`, which render the official
+    /// text for Llama 3, Qwen2.5, Gemma, Gemma 3 and gpt-oss), or the official one with markers
+    /// inserted here around each assistant turn (Qwen3, Mistral Nemo).
+    marked: Option<String>,
+    /// What a marked block holds of the text the template writes when it prompts
+    /// (tests/parity/reference.py).
+    block_headers: &'static [&'static str],
+}
+
+/// A family: its tokenizer fixture, its templates and the template variables its cases need.
+struct Family {
+    dir: &'static str,
+    variants: Vec<Variant>,
+    kwargs: Map<String, Value>,
+}
+
+fn trl_template(fixtures: &std::path::Path, name: &str) -> String {
+    let path = fixtures.join("trl_chat_templates").join(format!("{name}.jinja"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} (run .ci/fixtures.sh): {e}", path.display()))
+}
+
+fn own_template(fixtures: &std::path::Path, dir: &str) -> String {
+    let config =
+        std::fs::read_to_string(fixtures.join(dir).join("tokenizer_config.json")).expect("tokenizer_config.json");
+    let config: Value = serde_json::from_str(&config).expect("JSON");
+    config["chat_template"].as_str().expect("a chat template").to_string()
+}
+
+/// `source` with each `(from, to)` replaced, every `from` occurring exactly `count` times.
+fn edit(source: &str, edits: &[(&str, &str, usize)]) -> String {
+    edits.iter().fold(source.to_string(), |text, (from, to, count)| {
+        assert_eq!(text.matches(from).count(), *count, "{from:?} in the template");
+        text.replace(from, to)
+    })
+}
+
+/// Qwen3's official template with markers from the end of `<|im_start|>assistant\n` to the end of
+/// `<|im_end|>\n`, the text unchanged.
+fn qwen3_marked(source: &str) -> String {
+    edit(
+        source,
+        &[
+            (
+                "        {%- if loop.index0 > ns.last_query_index %}\n",
+                "        {{- '<|im_start|>' + message.role + '\\n' }}\n        {%- generation %}\n        {%- if loop.index0 > ns.last_query_index %}\n",
+                1,
+            ),
+            ("{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content", "{{- '<think>\\n' + reasoning_content", 1),
+            ("{{- '<|im_start|>' + message.role + '\\n' + content }}", "{{- content }}", 2),
+            (
+                "        {{- '<|im_end|>\\n' }}\n    {%- elif message.role == \"tool\" %}",
+                "        {{- '<|im_end|>\\n' }}\n        {%- endgeneration %}\n    {%- elif message.role == \"tool\" %}",
+                1,
+            ),
+        ],
+    )
+}
+
+/// Mistral Nemo's template with markers around an answer and its `</s>`, and around tool calls.
+fn mistral_marked(source: &str) -> String {
+    edit(
+        source,
+        &[
+            (
+                "{{- message[\"content\"] + eos_token}}",
+                "{%- generation %}{{- message[\"content\"] + eos_token}}{%- endgeneration %}",
+                1,
+            ),
+            ("{{- \"[TOOL_CALLS][\" }}", "{%- generation %}{{- \"[TOOL_CALLS][\" }}", 1),
+            (
+                "        {%- endfor %}\n    {%- elif message[\"role\"] == \"assistant\" %}",
+                "        {%- endfor %}\n        {%- endgeneration %}\n    {%- elif message[\"role\"] == \"assistant\" %}",
+                1,
+            ),
+        ],
+    )
+}
+
+/// gpt-oss writes today's date into its system message; both sides get a fixed one.
+fn pin_date(source: &str) -> String {
+    edit(source, &[("strftime_now(\"%Y-%m-%d\")", "\"2026-03-01\"", 1)])
+}
+
+fn families(fixtures: &std::path::Path) -> Vec<Family> {
+    let variant = |name, source: Option<String>, marked: Option<String>, block_headers| Variant {
+        name,
+        source,
+        marked,
+        block_headers,
+    };
+    let trl = |name: &str| trl_template(fixtures, name);
+    let none = Map::new;
+    vec![
+        Family {
+            dir: "llama3_1",
+            variants: vec![variant("own", None, Some(trl("llama3_training")), &[])],
+            kwargs: none(),
+        },
+        Family {
+            dir: "llama3_2",
+            variants: vec![variant("own", None, None, &[])],
+            kwargs: kwargs(&[("date_string", json!("26 Jul 2024"))]),
+        },
+        Family {
+            dir: "qwen2_5",
+            variants: vec![variant("own", None, Some(trl("qwen2_5_training")), &["\n"])],
+            kwargs: none(),
+        },
+        Family {
+            dir: "qwen3",
+            variants: vec![
+                variant("own", None, Some(qwen3_marked(&own_template(fixtures, "qwen3"))), &[]),
+                variant("trl_training", Some(trl("qwen3_training")), Some(trl("qwen3_training")), &[]),
+            ],
+            kwargs: none(),
+        },
+        Family {
+            dir: "deepseek_v3",
+            variants: vec![
+                variant("own", None, None, &[]),
+                variant(
+                    "trl_training",
+                    Some(trl("deepseekv3_training")),
+                    Some(trl("deepseekv3_training")),
+                    &["<｜Assistant｜>", "<｜tool▁outputs▁end｜>"],
+                ),
+            ],
+            kwargs: none(),
+        },
+        Family {
+            dir: "mistral_nemo",
+            variants: vec![variant("own", None, Some(mistral_marked(&own_template(fixtures, "mistral_nemo"))), &[])],
+            kwargs: none(),
+        },
+        Family {
+            dir: "gptoss",
+            variants: vec![variant(
+                "trl",
+                Some(pin_date(&trl("gptoss"))),
+                Some(pin_date(&trl("gptoss_training"))),
+                &["<|start|>assistant"],
+            )],
+            kwargs: none(),
+        },
+        Family {
+            dir: "gemma2",
+            variants: vec![variant("trl", Some(trl("gemma")), Some(trl("gemma_training")), &[])],
+            kwargs: none(),
+        },
+        Family {
+            dir: "gemma3",
+            variants: vec![variant("own", None, Some(trl("gemma3_training")), &[])],
+            kwargs: none(),
+        },
+    ]
+}
+
+/// One family case: a conversation rendered with one of the family's templates.
+struct FamilyCase {
+    name: String,
+    family: usize,
+    variant: usize,
+    messages: Vec<Message>,
+    kwargs: Map<String, Value>,
+}
+
+#[derive(Debug, Default)]
+struct Reference {
+    text: Option<String>,
+    ids: Option<Vec<u32>>,
+    error: Option<String>,
+    markers: Option<Vec<bool>>,
+    marked_error: Option<String>,
+    prefixes: Option<Vec<bool>>,
+    /// Turns whose edges fall inside a token, by either reference.
+    straddles: Vec<u64>,
+}
+
+fn run_reference(python: &PathBuf, request: &Value) -> Vec<Reference> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity/reference.py");
+    let mut child = Command::new(python)
+        .arg(&script)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("TOKENIZERS_PARALLELISM", "false")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run TUNEC_TEST_PYTHON={}: {e}", python.display()));
+    child.stdin.take().expect("stdin").write_all(request.to_string().as_bytes()).expect("write the request");
+    let output = child.wait_with_output().expect("python runs");
+    assert!(output.status.success(), "the reference failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let reply: Value = serde_json::from_slice(&output.stdout).expect("python answers JSON");
+    assert_eq!(reply["transformers"], "4.56.2", "TUNEC_TEST_PYTHON must have the training image's transformers");
+    let ids = |v: &Value| -> Option<Vec<u32>> {
+        v.as_array().map(|a| a.iter().map(|id| u32::try_from(id.as_u64().expect("an id")).expect("a u32")).collect())
+    };
+    let mask = |v: &Value| -> Option<Vec<bool>> { v.as_array().map(|a| a.iter().map(|x| x == 1).collect()) };
+    let results = reply["results"].as_array().expect("results");
+    results
+        .iter()
+        .map(|r| Reference {
+            text: r["text"].as_str().map(str::to_string),
+            ids: ids(&r["ids"]),
+            error: r["error"].as_str().map(str::to_string),
+            markers: mask(&r["masks"]["markers"]),
+            marked_error: r["marked_error"].as_str().map(str::to_string),
+            prefixes: mask(&r["masks"]["prefixes"]),
+            straddles: ["straddles", "marker_straddles"]
+                .iter()
+                .flat_map(|key| r[key].as_array().cloned().unwrap_or_default())
+                .filter_map(|v| v.as_u64())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Which positions a mask marks, for failure messages.
+fn positions(mask: &[bool]) -> Vec<usize> {
+    mask.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect()
+}
+
+#[test]
+fn every_family_renders_and_masks_assistant_turns_as_the_references() {
+    let fixtures = env_path("TUNEC_FIXTURES");
+    let python = env_path("TUNEC_TEST_PYTHON");
+    let data: Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity/conversations.json"))
+            .expect("tests/parity/conversations.json"),
+    )
+    .expect("JSON");
+    let families = families(&fixtures);
+    let mut cases = Vec::new();
+    for (f, family) in families.iter().enumerate() {
+        for (v, _) in family.variants.iter().enumerate() {
+            for conversation in data["conversations"].as_array().expect("conversations") {
+                let messages = conversation["messages"]
+                    .as_array()
+                    .expect("messages")
+                    .iter()
+                    .map(|m| Message::from_object(m.as_object().expect("an object").clone()).expect("a message"))
+                    .collect();
+                let mut kwargs = family.kwargs.clone();
+                if conversation["tools"] == json!(true) {
+                    kwargs.insert("tools".to_string(), data["tools"].clone());
+                }
+                let name = conversation["name"].as_str().expect("a name");
+                cases.push(FamilyCase {
+                    name: format!("{}/{}/{name}", family.dir, family.variants[v].name),
+                    family: f,
+                    variant: v,
+                    messages,
+                    kwargs,
+                });
+            }
+        }
+    }
+    let request = json!({
+        "cases": cases.iter().map(|c| {
+            let variant = &families[c.family].variants[c.variant];
+            json!({
+                "tokenizer_dir": fixtures.join(families[c.family].dir),
+                "template": variant.source,
+                "marked": variant.marked,
+                "block_headers": variant.block_headers,
+                "messages": c.messages,
+                "kwargs": c.kwargs,
+            })
+        }).collect::<Vec<_>>(),
+    });
+    let references = run_reference(&python, &request);
+    assert_eq!(references.len(), cases.len());
+
+    // The data engine's tokenizers, one per family and template.
+    let tokenizers: Vec<Vec<ChatTokenizer>> = families
+        .iter()
+        .map(|family| {
+            let dir = fixtures.join(family.dir);
+            let base = ChatTokenizer::from_files(&dir).or_else(|_| {
+                // gpt-oss and Gemma 2 ship no template: load the tokenizer with a placeholder one.
+                let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).expect("config");
+                let template = ChatTemplate::from_config(&config, Some("")).expect("template");
+                let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).expect("tokenizer.json");
+                Ok::<_, TokenizeError>(ChatTokenizer::new(template, tokenizer))
+            });
+            let base = base.unwrap_or_else(|e| panic!("{}: {e}", family.dir));
+            let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).expect("config");
+            family
+                .variants
+                .iter()
+                .map(|v| match &v.source {
+                    None => base.with_template(ChatTemplate::from_config(&config, None).expect("own template")),
+                    Some(source) => {
+                        base.with_template(ChatTemplate::from_config(&config, Some(source)).expect("template"))
+                    }
+                })
+                .collect()
+        })
+        .collect();
+
+    let mut failures = Vec::new();
+    let mut rendered = vec![0usize; families.len()];
+    let mut multi_turn_masks = vec![0usize; families.len()];
+    let mut tool_masks = vec![0usize; families.len()];
+    let mut refused = 0;
+    let mut straddled = 0;
+    let only = std::env::var("TUNEC_PARITY_ONLY").unwrap_or_default();
+    for (case, theirs) in cases.iter().zip(&references) {
+        if !case.name.contains(&only) {
+            continue;
+        }
+        let tok = &tokenizers[case.family][case.variant];
+        let mut extra = case.kwargs.clone();
+        let tools = extra.remove("tools").map(|t| minijinja::Value::from(minijinja::value::Serde(t)));
+        let vars = Vars { extra: &extra, tools: tools.as_ref() };
+        let turns: Vec<usize> = (0..case.messages.len()).filter(|&i| case.messages[i].role() == "assistant").collect();
+        let ours = tok.encode_turns(&case.messages, &vars, &Trained::Turns(turns.clone()));
+        let (text, ids) = match (&ours, &theirs.text, &theirs.error) {
+            (Err(TokenizeError::Template(TemplateError::Raised(message))), None, Some(error)) => {
+                if error != &format!("TemplateError: {message}") {
+                    failures.push(format!("{}: ours raised {message:?}, transformers {error:?}", case.name));
+                }
+                refused += 1;
+                continue;
+            }
+            // The template fails on the data (a method on None) without raising: both must fail.
+            (Err(TokenizeError::Template(TemplateError::Render(_))), None, Some(error))
+                if !error.starts_with("TemplateError") =>
+            {
+                refused += 1;
+                continue;
+            }
+            (_, Some(text), _) => (text, theirs.ids.clone().expect("ids")),
+            (ours, None, error) => {
+                failures.push(format!("{}: transformers failed ({error:?}), ours {ours:?}", case.name));
+                continue;
+            }
+        };
+        let ours = match ours {
+            Ok(ours) => ours,
+            // A token across the edge of a turn: no exact mask exists, and the references agree.
+            Err(TokenizeError::PromptMismatch { .. }) if !theirs.straddles.is_empty() => {
+                straddled += 1;
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{}: ours failed: {e}", case.name));
+                continue;
+            }
+        };
+        if &ours.text != text {
+            failures.push(format!("{}: rendered text differs\n{}", case.name, first_difference(&ours.text, text)));
+            continue;
+        }
+        if ours.example.input_ids != ids {
+            failures.push(format!("{}: token ids differ", case.name));
+            continue;
+        }
+        rendered[case.family] += 1;
+        let mask: Vec<bool> = ours.example.labels.iter().map(|&l| l != IGNORE_INDEX).collect();
+        let variant = &families[case.family].variants[case.variant];
+        let mut references = Vec::new();
+        match (&theirs.markers, &variant.marked) {
+            (Some(markers), _) => references.push(("markers", markers)),
+            (None, Some(_)) => failures.push(format!(
+                "{}: the marked template gave no mask: {}",
+                case.name,
+                theirs.marked_error.as_deref().unwrap_or("?")
+            )),
+            (None, None) => {}
+        }
+        if let Some(prefixes) = &theirs.prefixes {
+            references.push(("prefixes", prefixes));
+        }
+        if references.is_empty() {
+            failures.push(format!("{}: no reference applies", case.name));
+        }
+        for (reference, expected) in references {
+            if &mask != expected {
+                failures.push(format!(
+                    "{}: assistant tokens differ from the {reference} reference\n  ours:      {:?}\n  reference: {:?}\n  text: {:?}",
+                    case.name,
+                    positions(&mask),
+                    positions(expected),
+                    text
+                ));
+            }
+        }
+        if !theirs.straddles.is_empty() {
+            failures.push(format!("{}: a turn's edge falls inside a token: {:?}", case.name, theirs.straddles));
+        }
+        if turns.len() > 1 {
+            multi_turn_masks[case.family] += 1;
+        }
+        if case.messages.iter().any(|m| m.get("tool_calls").is_some()) {
+            tool_masks[case.family] += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    if !only.is_empty() {
+        return;
+    }
+    // Nothing passes by being skipped: every family renders single- and multi-turn conversations,
+    // and every family with tools renders a tool call, with its masks compared.
+    for (f, family) in families.iter().enumerate() {
+        assert!(rendered[f] >= 3 && multi_turn_masks[f] >= 1, "{}: {} rendered", family.dir, rendered[f]);
+        if !family.dir.starts_with("gemma") {
+            assert!(tool_masks[f] >= 1, "{}: no tool call compared", family.dir);
+        }
+    }
+    assert!(refused > 0, "no case was refused by a template");
+    eprintln!(
+        "{} cases: {} rendered with their masks compared, {} refused by the template on both sides, {} with a token \
+         across a turn's edge on both sides",
+        cases.len(),
+        rendered.iter().sum::<usize>(),
+        refused,
+        straddled
+    );
 }

@@ -21,7 +21,7 @@ use tunec_compiler::estimate::DataProfile;
 use tunec_runtime::data::conversation::ChatSpec;
 use tunec_runtime::data::prepare::{prepare, PrepareConfig, PrepareError, Profile, Split, SplitFractions, TrainOn};
 use tunec_runtime::data::source::{
-    BadRowPolicy, ColumnType, Origin, RowError, RowPos, Schema, SourceError, SourceSpec, SplitSlice,
+    BadRowPolicy, ColumnType, Origin, RowError, RowPos, Schema, SchemaColumn, SourceError, SourceSpec, SplitSlice,
 };
 use tunec_runtime::data::template::ChatTemplate;
 use tunec_runtime::data::tokenize::{ChatTokenizer, OverflowPolicy, IGNORE_INDEX};
@@ -394,7 +394,11 @@ fn csv_reads_as_the_same_rows() {
     assert_eq!(rows[2], RowPos { row: 3, line: 5 });
     // A declared column missing from the header is an error before any row.
     let mut spec = source("medreason.csv", BadRowPolicy::Skip);
-    spec.schema.columns.push(("options".into(), ColumnType::StringList));
+    spec.schema.columns.push(SchemaColumn {
+        name: "options".into(),
+        ty: ColumnType::List(Box::new(ColumnType::String)),
+        optional: false,
+    });
     assert!(matches!(spec.open().err(), Some(SourceError::MissingFileColumn { column, .. }) if column == "options"));
 }
 
@@ -457,7 +461,11 @@ fn parquet_reads_as_the_same_rows() {
     assert_eq!(positions, [3, 4, 5]);
     // A declared column the file lacks is an error before any row, naming the file's columns.
     let mut wider = parquet.clone();
-    wider.schema.columns.push(("options".into(), ColumnType::StringList));
+    wider.schema.columns.push(SchemaColumn {
+        name: "options".into(),
+        ty: ColumnType::List(Box::new(ColumnType::String)),
+        optional: false,
+    });
     let error = prepare(&wider, llama(), &config, &out_dir("parquet-missing")).expect_err("no options column");
     assert!(
         error.to_string().contains("the Parquet schema has no column `options` (it has: question, answer, reasoning)"),

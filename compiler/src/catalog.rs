@@ -41,6 +41,14 @@ pub struct ModelFacts {
     pub reserved_pad_token: String,
     pub template_adds_bos: bool,
     pub stop_tokens: Vec<String>,
+    /// The message field the chat template reads an assistant's reasoning from (`reasoning_content`,
+    /// `thinking`); empty when it reads none (check/template_reasoning.rs).
+    #[serde(default)]
+    pub reasoning_field: String,
+    /// Whose reasoning the template leaves out: `earlier` (assistant turns before the last user
+    /// message), `all`, or empty.
+    #[serde(default)]
+    pub drops_reasoning: String,
     pub source: String,
     pub date: String,
     #[serde(default)]

@@ -168,6 +168,7 @@ fn boundaries(file: &File) -> Vec<usize> {
                 out.push(count_span.start as usize);
                 value(inner, out);
             }
+            ValueKind::Optional(inner) => value(inner, out),
             _ => {}
         }
     }

@@ -193,6 +193,7 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFa
         ("custom", token("eos_token"))
     };
     let eos_token = token("eos_token");
+    let (reasoning_field, drops_reasoning) = super::template_reasoning::reasoning_facts(&template);
     let mut stop_tokens = vec![eos_token.clone()];
     if eot_token != eos_token && !eot_token.is_empty() {
         stop_tokens.push(eot_token.clone());
@@ -229,6 +230,8 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFa
         reserved_pad_token,
         template_adds_bos: template.contains("bos_token"),
         stop_tokens,
+        reasoning_field,
+        drops_reasoning,
         source: format!("{dir}/config.json, {dir}/tokenizer_config.json"),
         date: String::new(),
         note: String::new(),

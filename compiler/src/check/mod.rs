@@ -8,12 +8,14 @@
 //! stops early: a node with a bad field still gets its other fields checked and its rules run on
 //! what did check, so one run shows every problem.
 
+pub mod columns;
 mod local_model;
 mod resolve;
 mod rules;
 pub mod schema;
 pub mod slice;
 mod suggest;
+pub mod template_reasoning;
 #[cfg(test)]
 mod tests;
 pub mod value;
@@ -21,8 +23,9 @@ pub mod value;
 use crate::catalog::{Catalog, ModelFacts};
 use crate::diagnostics::{Diagnostic, FileId, Sources};
 use crate::syntax::ast::{NodeKind, Span};
+pub use columns::{Column, ColumnType, ObjectField};
 use std::fmt;
-pub use value::{Column, FieldVal, Fields, Origin, RefVal, Val};
+pub use value::{FieldVal, Fields, Origin, RefVal, Val};
 
 /// Reads the files of `local_model("dir")` directories. The runtime implements it with the file
 /// system (paths relative to the pipeline file); tests implement it in memory.
@@ -75,7 +78,7 @@ impl fmt::Display for NodeType {
         match self {
             NodeType::Model { base } => write!(f, "Model<{base}>"),
             NodeType::Dataset { columns } => {
-                let cols: Vec<String> = columns.iter().map(|c| format!("{}: {}", c.name, c.ty)).collect();
+                let cols: Vec<String> = columns.iter().map(|c| format!("{}: {}", c.name, c.type_text())).collect();
                 write!(f, "Dataset<{}>", cols.join(", "))
             }
             NodeType::Chat { tokenizer, .. } => write!(f, "Chat<{tokenizer}>"),

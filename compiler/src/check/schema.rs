@@ -19,6 +19,8 @@ pub enum Ty {
     Secret,
     /// A string with `{column}` placeholders.
     Template,
+    /// A string naming a column of the node's dataset (`messages = "messages"`).
+    Column,
     Int {
         min: i64,
         max: i64,
@@ -81,6 +83,7 @@ impl Ty {
             Ty::StrOrEnv => "a string or `env(\"NAME\")`".into(),
             Ty::Secret => "`env(\"NAME\")`".into(),
             Ty::Template => "a template string".into(),
+            Ty::Column => "a column name (`\"messages\"`)".into(),
             Ty::Int { .. } => "an integer".into(),
             Ty::Float { .. } => "a number".into(),
             Ty::Bool => "`true` or `false`".into(),
@@ -448,13 +451,37 @@ pub const FUNCTIONS: &[FuncSpec] = &[
         fields: &[
             req("data", Ty::Ref(&[RefTy::Dataset]), "The dataset whose rows become conversations."),
             req("tokenizer", Ty::Ref(&[RefTy::Model]), "The model whose tokenizer and chat template are used."),
-            opt("system", Ty::Template, "The system message; `{column}` inserts a column."),
-            req("user", Ty::Template, "The user message; `{column}` inserts a column."),
-            req("assistant", Ty::Template, "The assistant answer the model learns; `{column}` inserts a column."),
+            opt(
+                "messages",
+                Ty::Column,
+                "The column holding each row's conversation: a list of `{ role, content }` (or ShareGPT's `{ from, value }`) objects.",
+            ),
+            opt(
+                "prompt",
+                Ty::Column,
+                "The column with the prompt: a string (one user turn) or a list of messages; trained on never.",
+            ),
+            opt(
+                "completion",
+                Ty::Column,
+                "The column with the completion: a string (one assistant turn) or a list of messages.",
+            ),
+            opt("tools", Ty::Column, "A column of tool schemas (JSON) the chat template renders for each row."),
+            opt(
+                "system",
+                Ty::Template,
+                "The system message; `{column}` inserts a column. Added to conversations that have none.",
+            ),
+            opt("user", Ty::Template, "The user message; `{column}` inserts a column."),
+            opt("assistant", Ty::Template, "The assistant answer the model learns; `{column}` inserts a column."),
             req("seq_len", Ty::Int { min: 1, max: 10_000_000 }, "The longest tokenized conversation."),
             opt("overflow", Ty::Enum(&["drop", "truncate", "error"]), "What a conversation longer than seq_len does."),
             opt("add_special_tokens", Ty::Bool, "Let the tokenizer add BOS/EOS on top of the template."),
-            opt("train_on", Ty::Enum(&["assistant", "all"]), "Which tokens carry loss."),
+            opt(
+                "train_on",
+                Ty::Enum(&["assistant", "last_assistant", "all"]),
+                "Which tokens carry loss: every assistant turn, the final one only, or every token.",
+            ),
             opt("date_string", Ty::Str, "Pins the date templates insert (`26 Jul 2024`), so renders are reproducible."),
         ],
         doc: "Renders each row into a conversation with the tokenizer's chat template and tokenizes it.",
@@ -519,9 +546,6 @@ pub const PIPELINE_FIELDS: &[FieldSpec] = &[
     opt("budget", Ty::Money, "The most the pipeline may cost; exceeding it is a compile error."),
     opt("description", Ty::Str, "What the pipeline is for."),
 ];
-
-/// The types a column may be declared with.
-pub const COLUMN_TYPES: &[&str] = &["string", "int", "float", "bool"];
 
 pub fn functions_for(kind: NodeKind) -> impl Iterator<Item = &'static FuncSpec> {
     FUNCTIONS.iter().filter(move |f| f.kind == kind)

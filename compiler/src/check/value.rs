@@ -4,7 +4,8 @@
 //! numeric ranges, `env()` only where a field accepts it, parameter substitution and reference
 //! shape. A value that does not convert yields a diagnostic and no `Val`, so rules never see it.
 
-use super::schema::{FieldSpec, RefTy, Ty, VariantSpec, COLUMN_TYPES};
+use super::columns::{parse_columns, Column};
+use super::schema::{FieldSpec, RefTy, Ty, VariantSpec};
 use super::suggest;
 use crate::diagnostics::{Code, Diagnostic, FileId, Label};
 use crate::syntax::ast::{Field, Span, Value, ValueKind};
@@ -35,13 +36,6 @@ pub enum Val {
     /// `None` is `all_linear`.
     Targets(Option<Vec<(String, Span)>>),
     Ref(RefVal),
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Column {
-    pub name: String,
-    pub ty: String,
-    pub span: Span,
 }
 
 /// `parts.train` → node `parts`, part `train`.
@@ -239,7 +233,7 @@ impl ConvertCtx<'_> {
             }
         }
         match (ty, &value.kind) {
-            (Ty::Str | Ty::Template | Ty::StrOrEnv, ValueKind::Str(s)) => Some(Val::Str(s.clone())),
+            (Ty::Str | Ty::Template | Ty::Column | Ty::StrOrEnv, ValueKind::Str(s)) => Some(Val::Str(s.clone())),
             (Ty::Secret, ValueKind::Str(_)) => {
                 self.error(
                     Code::InlineSecret,
@@ -426,51 +420,7 @@ impl ConvertCtx<'_> {
     }
 
     fn columns(&mut self, fields: &[Field]) -> Option<Val> {
-        let mut out: Vec<Column> = Vec::new();
-        let mut ok = true;
-        for f in fields {
-            if let Some(prev) = out.iter().find(|c| c.name == f.key.name) {
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        Code::DuplicateField,
-                        self.file,
-                        format!("column `{}` is declared twice", f.key.name),
-                        Label::new(f.key.span, "declared again here"),
-                    )
-                    .with_label(Label::new(prev.span, "first declared here"))
-                    .with_help("remove one of the two declarations"),
-                );
-                ok = false;
-                continue;
-            }
-            let ty = match &f.value.kind {
-                ValueKind::Path(_) => f.value.as_word().map(|w| w.name.clone()),
-                ValueKind::List(items) if items.len() == 1 => items[0].as_word().map(|w| format!("[{}]", w.name)),
-                _ => None,
-            };
-            let base = ty.as_deref().map(|t| t.trim_start_matches('[').trim_end_matches(']'));
-            match (ty.clone(), base) {
-                (Some(ty), Some(base)) if COLUMN_TYPES.contains(&base) => {
-                    out.push(Column { name: f.key.name.clone(), ty, span: f.key.span });
-                }
-                _ => {
-                    let found = f.value.as_word().map_or("this", |w| w.name.as_str());
-                    let help = match suggest::closest(found, COLUMN_TYPES.iter().copied()) {
-                        Some(best) => format!("did you mean `{best}`? a column is `string`, `int`, `float`, `bool` or a list such as `[string]`"),
-                        None => "a column is `string`, `int`, `float`, `bool` or a list such as `[string]`".to_owned(),
-                    };
-                    self.error(
-                        Code::UnknownValue,
-                        f.value.span,
-                        format!("unknown column type for `{}`", f.key.name),
-                        "not a column type",
-                        help,
-                    );
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(Val::Columns(out))
+        parse_columns(self.file, fields, self.diagnostics).map(Val::Columns)
     }
 
     /// Checks a set of fields against their specs: unknown and duplicate keys, values, required

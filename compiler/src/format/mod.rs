@@ -434,7 +434,7 @@ impl Printer<'_> {
             ValueKind::Record(fields) | ValueKind::Variant { fields, .. } => {
                 !fields.is_empty() || self.has_comment(v.span.start, v.span.end)
             }
-            ValueKind::Times { value, .. } => self.breakable(value),
+            ValueKind::Times { value, .. } | ValueKind::Optional(value) => self.breakable(value),
             _ => false,
         }
     }
@@ -497,6 +497,10 @@ impl Printer<'_> {
                 self.out.push_str(" x ");
                 self.out.push_str(&count);
             }
+            ValueKind::Optional(value) => {
+                self.value(value, indent, col, suffix + 1);
+                self.out.push('?');
+            }
             _ => {
                 let flat = self.flat(v);
                 self.out.push_str(&flat);
@@ -531,6 +535,7 @@ impl Printer<'_> {
             ValueKind::Record(fields) => self.flat_record(fields),
             ValueKind::Variant { name, fields } => format!("{} {}", name.name, self.flat_record(fields)),
             ValueKind::Times { value, count_span, .. } => format!("{} x {}", self.flat(value), self.src(*count_span)),
+            ValueKind::Optional(value) => format!("{}?", self.flat(value)),
             ValueKind::Str(_)
             | ValueKind::Int(_)
             | ValueKind::Float(_)

@@ -31,7 +31,9 @@ pub(crate) fn val_json(val: &Val, refs: &dyn Fn(&str) -> String) -> Json {
         Val::Money(m) => json!({ "usd": m }),
         Val::Variant(name, fields) => json!({ "variant": name, "fields": fields_json(fields, refs, &[]) }),
         Val::Instance { name, count } => json!({ "instance": name, "count": count }),
-        Val::Columns(cols) => Json::Array(cols.iter().map(|c| json!({ "name": c.name, "type": c.ty })).collect()),
+        Val::Columns(cols) => {
+            Json::Array(cols.iter().map(|c| json!({ "name": c.name, "type": c.type_text() })).collect())
+        }
         Val::List(items) => Json::Array(items.iter().map(|v| val_json(v, refs)).collect()),
         Val::Targets(None) => json!("all_linear"),
         Val::Targets(Some(list)) => Json::Array(list.iter().map(|(n, _)| json!(n)).collect()),

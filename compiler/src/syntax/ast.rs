@@ -209,6 +209,8 @@ pub enum ValueKind {
         count: i64,
         count_span: Span,
     },
+    /// `string?`: a type that may be absent or null (column schemas).
+    Optional(Box<Value>),
 }
 
 impl ValueKind {
@@ -228,6 +230,7 @@ impl ValueKind {
             ValueKind::Path(_) => "a name",
             ValueKind::Call(_) => "a call",
             ValueKind::Times { .. } => "a repeated value (`... x N`)",
+            ValueKind::Optional(_) => "an optional type (`... ?`)",
         }
     }
 }
@@ -318,6 +321,7 @@ fn erase_value(v: &mut Value) {
             *count_span = Span::default();
             erase_value(value);
         }
+        ValueKind::Optional(value) => erase_value(value),
         ValueKind::Str(_)
         | ValueKind::Int(_)
         | ValueKind::Float(_)

@@ -105,6 +105,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::record => "`{`",
         Rule::value | Rule::value_only => "a value",
         Rule::times | Rule::kw_x => "`x`",
+        Rule::question => "`?`",
         Rule::list => "a list",
         Rule::variant => "a variant",
         Rule::path => "a name",
@@ -339,7 +340,7 @@ impl Ctx {
         }
     }
 
-    /// Builds a `value` (term with an optional `x N`) or a bare term.
+    /// Builds a `value` (term with an optional `x N` or `?`) or a bare term.
     fn build_value(&mut self, pair: Pair<'_, Rule>) -> Value {
         if pair.as_rule() != Rule::value {
             return self.build_term(pair);
@@ -351,6 +352,9 @@ impl Ctx {
             None => return Value { kind: ValueKind::List(Vec::new()), span },
         };
         match inner.next() {
+            Some(question) if question.as_rule() == Rule::question => {
+                Value { kind: ValueKind::Optional(Box::new(term)), span }
+            }
             Some(times) => {
                 let count_pair = children(times).nth(1);
                 let count_span = count_pair.as_ref().map_or(span, span_of);

@@ -33,3 +33,4 @@ pub mod prepare;
 pub mod source;
 pub mod template;
 pub mod tokenize;
+pub mod turns;

@@ -45,13 +45,16 @@ use sha2::{Digest as _, Sha256};
 use super::conversation::{ChatSpec, ConversationError};
 use super::output::{Outputs, Row, ROW_GROUP_BYTES};
 use super::source::{BadRowPolicy, RawRow, RowError, RowPos, SourceError, SourceSpec};
-use super::tokenize::{fit, ChatTokenizer, Encoded, Fit, OverflowPolicy, TokenizeError};
+use super::template::{TemplateError, Vars};
+use super::tokenize::{fit, ChatTokenizer, Encoded, Fit, OverflowPolicy, TokenizeError, Trained, IGNORE_INDEX};
 
 /// Which tokens carry loss (the chat node's `train_on`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrainOn {
-    /// The final assistant message and its end-of-turn token.
+    /// Every assistant turn (of the completion, with a prompt column) and its end-of-turn token.
     Assistant,
+    /// The final assistant turn only.
+    LastAssistant,
     /// Every token.
     All,
 }
@@ -161,8 +164,8 @@ pub struct Bucket {
     pub rows: u64,
 }
 
-/// `profile.json`. `rows`, `mean_tokens` and `max_tokens` are the estimator's `DataProfile`; token
-/// figures are those of the written rows (after truncation).
+/// `profile.json`. `rows`, `mean_tokens`, `max_tokens`, `trained_tokens` and `mean_answer_tokens` are
+/// the estimator's `DataProfile`; token figures are those of the written rows (after truncation).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     /// Rows written (kept before splitting).
@@ -176,6 +179,23 @@ pub struct Profile {
     pub duplicates: u64,
     pub dropped: u64,
     pub truncated: u64,
+    /// Messages in the written rows, every role (a system message the node adds included).
+    #[serde(default)]
+    pub messages: u64,
+    /// Assistant turns that carry loss in the written rows.
+    #[serde(default)]
+    pub assistant_turns: u64,
+    /// Tokens that carry loss (a label other than -100) and tokens that do not, in the written rows.
+    #[serde(default)]
+    pub trained_tokens: u64,
+    #[serde(default)]
+    pub masked_tokens: u64,
+    /// Trained assistant turns that `overflow = truncate` cut off or cut short.
+    #[serde(default)]
+    pub turns_lost: u64,
+    /// The mean tokens of a row's final assistant turn, as rendered (what an evaluation generates).
+    #[serde(default)]
+    pub mean_answer_tokens: f64,
     /// Power-of-two buckets, empty ones left out.
     pub histogram: Vec<Bucket>,
 }
@@ -185,7 +205,7 @@ pub struct Profile {
 pub enum PrepareError {
     /// The source cannot be read, or a bad row under `on_bad_row = fail`.
     Source(SourceError),
-    /// A row does not fill the chat node's templates.
+    /// A row's conversation cannot be built.
     Conversation { at: RowPos, error: ConversationError },
     /// The chat template or tokenizer rejects a row's conversation.
     Tokenize { at: RowPos, error: TokenizeError },
@@ -309,15 +329,32 @@ struct Step<'a> {
 /// What became of one record, computed in parallel.
 enum Processed {
     Bad(RowError),
+    /// A row whose conversation cannot be built or that its chat template refuses: a bad row too.
+    BadConversation(PrepareError),
     Failed(PrepareError),
-    Done { at: RowPos, key: [u8; 16], fit: Fitted },
+    Done {
+        at: RowPos,
+        key: [u8; 16],
+        fit: Fitted,
+    },
 }
 
 /// A conversation after the overflow policy.
 enum Fitted {
-    Written { split: Split, tokens: usize, truncated: bool, row: Row },
+    Written { split: Split, counts: RowCounts, truncated: bool, row: Row },
     Dropped,
     TooLong { tokens: usize },
+}
+
+/// The figures of one written row that the profile adds up.
+#[derive(Debug, Clone, Copy, Default)]
+struct RowCounts {
+    tokens: usize,
+    trained: usize,
+    messages: usize,
+    assistant_turns: usize,
+    turns_lost: usize,
+    answer_tokens: usize,
 }
 
 impl Step<'_> {
@@ -329,21 +366,34 @@ impl Step<'_> {
         };
         let conversation = match self.config.chat.conversation(&row.values) {
             Ok(c) => c,
+            Err(error) if error.is_bad_row() => {
+                return Processed::BadConversation(PrepareError::Conversation { at, error })
+            }
             Err(error) => return Processed::Failed(PrepareError::Conversation { at, error }),
         };
-        let encoded = match self.tokenizer.encode_rendered(
-            &conversation.messages,
-            &self.config.template_vars,
-            self.config.train_on == TrainOn::Assistant,
-        ) {
+        let trained = match self.config.train_on {
+            TrainOn::All => Trained::All,
+            TrainOn::LastAssistant => Trained::Turns(vec![conversation.messages.len() - 1]),
+            TrainOn::Assistant => Trained::Turns(conversation.assistant_turns()),
+        };
+        let tools = conversation.tools.as_ref().map(|t| minijinja::Value::from(minijinja::value::Serde(t)));
+        let vars = Vars { extra: &self.config.template_vars, tools: tools.as_ref() };
+        let encoded = match self.tokenizer.encode_turns(&conversation.messages, &vars, &trained) {
             Ok(e) => e,
+            // The template refuses the row, or no exact label mask exists for it (a token straddles
+            // the edge of a turn): the row's own problem, under `on_bad_row`.
+            Err(
+                error @ (TokenizeError::Template(TemplateError::Raised(_))
+                | TokenizeError::PromptMismatch { .. }
+                | TokenizeError::TurnNotFound { .. }),
+            ) => return Processed::BadConversation(PrepareError::Tokenize { at, error }),
             Err(error) => return Processed::Failed(PrepareError::Tokenize { at, error }),
         };
         let digest: [u8; 32] = Sha256::digest(encoded.text.as_bytes()).into();
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
         let split = self.split_of(&digest);
-        let fit = self.fit(encoded, split, &conversation.reference);
+        let fit = self.fit(encoded, split, &conversation.reference, conversation.messages.len());
         Processed::Done { at, key, fit }
     }
 
@@ -365,15 +415,23 @@ impl Step<'_> {
         }
     }
 
-    fn fit(&self, encoded: Encoded, split: Split, reference: &str) -> Fitted {
-        let (example, truncated) = match fit(encoded.example, self.config.seq_len, self.config.overflow) {
-            Fit::Kept(example) => (example, false),
-            Fit::Truncated { example, .. } => (example, true),
+    fn fit(&self, encoded: Encoded, split: Split, reference: &str, messages: usize) -> Fitted {
+        let answer_tokens = encoded.example.input_ids.len().saturating_sub(encoded.example.prompt_tokens);
+        let (example, truncated, turns_lost) = match fit(encoded.example, self.config.seq_len, self.config.overflow) {
+            Fit::Kept(example) => (example, false, 0),
+            Fit::Truncated { example, turns_lost, .. } => (example, true, turns_lost),
             Fit::Dropped { .. } => return Fitted::Dropped,
             Fit::TooLong { tokens } => return Fitted::TooLong { tokens },
         };
         let test = split == Split::Test;
-        let tokens = example.input_ids.len();
+        let counts = RowCounts {
+            tokens: example.input_ids.len(),
+            trained: example.labels.iter().filter(|&&label| label != IGNORE_INDEX).count(),
+            messages,
+            assistant_turns: example.turns.len(),
+            turns_lost,
+            answer_tokens,
+        };
         let row = Row {
             text: encoded.text,
             input_ids: example.input_ids,
@@ -381,7 +439,7 @@ impl Step<'_> {
             prompt: test.then_some(encoded.prompt),
             reference: test.then(|| reference.to_string()),
         };
-        Fitted::Written { split, tokens, truncated, row }
+        Fitted::Written { split, counts, truncated, row }
     }
 }
 
@@ -391,6 +449,7 @@ struct Tally {
     seen: HashSet<[u8; 16]>,
     profile: Profile,
     tokens: u64,
+    answer_tokens: u64,
     /// Rows per power-of-two bucket: index `i` counts lengths in (2^(i-1), 2^i].
     buckets: Vec<u64>,
 }
@@ -413,6 +472,11 @@ impl Tally {
             Processed::Bad(error) => {
                 return Err(PrepareError::Source(SourceError::BadRow { path: path.to_string(), error }))
             }
+            Processed::BadConversation(_) if step.source.on_bad_row == BadRowPolicy::Skip => {
+                self.profile.skipped += 1;
+                return Ok(());
+            }
+            Processed::BadConversation(error) => return Err(error),
             Processed::Failed(e) => return Err(e),
             Processed::Done { at, key, fit } => (at, key, fit),
         };
@@ -425,19 +489,25 @@ impl Tally {
             Fitted::TooLong { tokens } => {
                 return Err(PrepareError::TooLong { at, tokens, seq_len: step.config.seq_len });
             }
-            Fitted::Written { split, tokens, truncated, row } => {
+            Fitted::Written { split, counts, truncated, row } => {
                 outputs.write(split, row)?;
-                self.count(split, tokens, truncated);
+                self.count(split, counts, truncated);
             }
         }
         Ok(())
     }
 
-    fn count(&mut self, split: Split, tokens: usize, truncated: bool) {
-        let tokens = tokens as u64;
+    fn count(&mut self, split: Split, counts: RowCounts, truncated: bool) {
+        let tokens = counts.tokens as u64;
         self.profile.rows += 1;
         self.profile.truncated += u64::from(truncated);
         self.profile.max_tokens = self.profile.max_tokens.max(tokens);
+        self.profile.messages += counts.messages as u64;
+        self.profile.assistant_turns += counts.assistant_turns as u64;
+        self.profile.trained_tokens += counts.trained as u64;
+        self.profile.masked_tokens += (counts.tokens - counts.trained) as u64;
+        self.profile.turns_lost += counts.turns_lost as u64;
+        self.answer_tokens += counts.answer_tokens as u64;
         self.tokens += tokens;
         match split {
             Split::Train => self.profile.splits.train += 1,
@@ -455,6 +525,7 @@ impl Tally {
         let mut profile = self.profile.clone();
         if profile.rows > 0 {
             profile.mean_tokens = self.tokens as f64 / profile.rows as f64;
+            profile.mean_answer_tokens = self.answer_tokens as f64 / profile.rows as f64;
         }
         profile.histogram = (self.buckets.iter().enumerate())
             .filter(|(_, &rows)| rows > 0)
@@ -483,7 +554,7 @@ mod tests {
     fn histogram_buckets_are_powers_of_two() {
         let mut tally = Tally::default();
         for tokens in [1, 2, 3, 4, 5, 8, 9, 1000] {
-            tally.count(Split::Train, tokens, false);
+            tally.count(Split::Train, RowCounts { tokens, ..RowCounts::default() }, false);
         }
         let profile = tally.profile();
         let bars: Vec<(u64, u64)> = profile.histogram.iter().map(|b| (b.tokens_up_to, b.rows)).collect();

@@ -36,67 +36,78 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 pub use tunec_compiler::check::slice::{Bound, SplitSlice};
 
-/// The type of a declared column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
-    String,
-    Int,
-    Float,
-    Bool,
-    StringList,
+pub use tunec_compiler::check::ColumnType;
+
+/// Whether a JSON value has a scalar column type (`string`, `int`, `float`, `bool`, `json`).
+fn scalar_accepts(ty: &ColumnType, value: &Value) -> bool {
+    match ty {
+        ColumnType::String => value.is_string(),
+        ColumnType::Int => value.is_i64() || value.is_u64(),
+        ColumnType::Float => value.is_number(),
+        ColumnType::Bool => value.is_boolean(),
+        ColumnType::Json => true,
+        ColumnType::List(_) | ColumnType::Object(_) => false,
+    }
 }
 
-impl ColumnType {
-    /// Parses the language's spelling: `string`, `int`, `float`, `bool`, `[string]`.
-    pub fn parse(text: &str) -> Option<ColumnType> {
-        match text.trim() {
-            "string" => Some(ColumnType::String),
-            "int" => Some(ColumnType::Int),
-            "float" => Some(ColumnType::Float),
-            "bool" => Some(ColumnType::Bool),
-            "[string]" => Some(ColumnType::StringList),
+/// Where a value does not match its declared type, below its column: the path from the column
+/// (`[2].role`), what was declared there and what was found (`None`: a required field is absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mismatch {
+    path: String,
+    expected: String,
+    found: Option<&'static str>,
+}
+
+/// Checks a value against its declared type, all the way down.
+fn check_value(ty: &ColumnType, value: &Value, path: &mut String) -> Result<(), Mismatch> {
+    let mismatch =
+        |path: &str| Mismatch { path: path.to_string(), expected: ty.to_string(), found: Some(json_kind(value)) };
+    match (ty, value) {
+        (ColumnType::List(inner), Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                check_value(inner, item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        (ColumnType::Object(fields), Value::Object(object)) => {
+            for field in fields {
+                let len = path.len();
+                path.push('.');
+                path.push_str(&field.name);
+                match object.get(&field.name) {
+                    None | Some(Value::Null) if field.optional => {}
+                    None => {
+                        return Err(Mismatch { path: path.clone(), expected: field.ty.to_string(), found: None });
+                    }
+                    Some(item) => check_value(&field.ty, item, path)?,
+                }
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        (ColumnType::List(_) | ColumnType::Object(_), _) => Err(mismatch(path)),
+        (scalar, value) if scalar_accepts(scalar, value) => Ok(()),
+        _ => Err(mismatch(path)),
+    }
+}
+
+/// The typed value of a CSV cell; `None` when the cell does not parse. Lists, objects and `json` are
+/// written as JSON in their cell.
+fn parse_cell(ty: &ColumnType, cell: &str) -> Option<Value> {
+    match ty {
+        ColumnType::String => Some(Value::String(cell.to_string())),
+        ColumnType::Int => cell.trim().parse::<i64>().ok().map(Value::from),
+        ColumnType::Float => cell.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number),
+        ColumnType::Bool => match cell.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
             _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ColumnType::String => "string",
-            ColumnType::Int => "int",
-            ColumnType::Float => "float",
-            ColumnType::Bool => "bool",
-            ColumnType::StringList => "[string]",
-        }
-    }
-
-    /// Whether a JSON value has this type.
-    fn accepts(self, value: &Value) -> bool {
-        match self {
-            ColumnType::String => value.is_string(),
-            ColumnType::Int => value.is_i64() || value.is_u64(),
-            ColumnType::Float => value.is_number(),
-            ColumnType::Bool => value.is_boolean(),
-            ColumnType::StringList => value.as_array().is_some_and(|items| items.iter().all(Value::is_string)),
-        }
-    }
-
-    /// The typed value of a CSV cell; `None` when the cell does not parse.
-    fn parse_cell(self, cell: &str) -> Option<Value> {
-        match self {
-            ColumnType::String => Some(Value::String(cell.to_string())),
-            ColumnType::Int => cell.trim().parse::<i64>().ok().map(Value::from),
-            ColumnType::Float => {
-                cell.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number)
-            }
-            ColumnType::Bool => match cell.trim().to_ascii_lowercase().as_str() {
-                "true" => Some(Value::Bool(true)),
-                "false" => Some(Value::Bool(false)),
-                _ => None,
-            },
-            ColumnType::StringList => {
-                serde_json::from_str::<Value>(cell).ok().filter(|v| ColumnType::StringList.accepts(v))
-            }
-        }
+        },
+        ColumnType::Json | ColumnType::List(_) | ColumnType::Object(_) => serde_json::from_str::<Value>(cell).ok(),
     }
 }
 
@@ -113,19 +124,33 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// A declared column: its name, its type, and whether a row may leave it out (or set it to null).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaColumn {
+    pub name: String,
+    pub ty: ColumnType,
+    pub optional: bool,
+}
+
 /// The declared columns of a dataset node, in declaration order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
-    pub columns: Vec<(String, ColumnType)>,
+    pub columns: Vec<SchemaColumn>,
 }
 
 impl Schema {
+    /// A schema of required columns.
     pub fn new(columns: &[(&str, ColumnType)]) -> Schema {
-        Schema { columns: columns.iter().map(|(name, ty)| (name.to_string(), *ty)).collect() }
+        Schema {
+            columns: columns
+                .iter()
+                .map(|(name, ty)| SchemaColumn { name: name.to_string(), ty: ty.clone(), optional: false })
+                .collect(),
+        }
     }
 
-    pub fn get(&self, name: &str) -> Option<ColumnType> {
-        self.columns.iter().find(|(n, _)| n == name).map(|(_, ty)| *ty)
+    pub fn get(&self, name: &str) -> Option<&SchemaColumn> {
+        self.columns.iter().find(|c| c.name == name)
     }
 
     /// Checks one record against the declared columns.
@@ -142,34 +167,49 @@ impl Schema {
 
     fn check_object(&self, at: RowPos, mut object: Map<String, Value>) -> Result<Map<String, Value>, RowError> {
         let mut values = Map::new();
-        for (name, ty) in &self.columns {
-            let Some(value) = object.remove(name) else {
-                return Err(RowError::MissingColumn { at, column: name.clone() });
+        for column in &self.columns {
+            let value = match object.remove(&column.name) {
+                None | Some(Value::Null) if column.optional => continue,
+                None => return Err(RowError::MissingColumn { at, column: column.name.clone() }),
+                Some(value) => value,
             };
-            if !ty.accepts(&value) {
-                return Err(RowError::WrongType { at, column: name.clone(), expected: *ty, found: json_kind(&value) });
-            }
-            values.insert(name.clone(), value);
+            self.check_typed(at, column, &value)?;
+            values.insert(column.name.clone(), value);
         }
         Ok(values)
     }
 
-    /// `cells` holds the declared columns' cells in declaration order (`None`: the record is short).
+    fn check_typed(&self, at: RowPos, column: &SchemaColumn, value: &Value) -> Result<(), RowError> {
+        let mut path = column.name.clone();
+        check_value(&column.ty, value, &mut path).map_err(|m| match m.found {
+            Some(found) => RowError::WrongType { at, column: m.path, expected: m.expected, found },
+            None => RowError::MissingField { at, field: m.path, expected: m.expected },
+        })
+    }
+
+    /// `cells` holds the declared columns' cells in declaration order (`None`: the record is short,
+    /// or the file has no such column).
     fn check_cells(&self, at: RowPos, cells: &[Option<String>]) -> Result<Map<String, Value>, RowError> {
         let mut values = Map::new();
-        for ((name, ty), cell) in self.columns.iter().zip(cells) {
-            let missing = || RowError::MissingColumn { at, column: name.clone() };
-            let cell = cell.as_deref().ok_or_else(missing)?;
-            if cell.is_empty() && *ty != ColumnType::String {
+        for (column, cell) in self.columns.iter().zip(cells) {
+            let missing = || RowError::MissingColumn { at, column: column.name.clone() };
+            let cell = match cell.as_deref() {
+                None | Some("") if column.optional && column.ty != ColumnType::String => continue,
+                None if column.optional => continue,
+                None => return Err(missing()),
+                Some(cell) => cell,
+            };
+            if cell.is_empty() && column.ty != ColumnType::String {
                 return Err(missing());
             }
-            let value = ty.parse_cell(cell).ok_or_else(|| RowError::WrongType {
+            let value = parse_cell(&column.ty, cell).ok_or_else(|| RowError::WrongType {
                 at,
-                column: name.clone(),
-                expected: *ty,
+                column: column.name.clone(),
+                expected: column.ty.to_string(),
                 found: "text that does not parse",
             })?;
-            values.insert(name.clone(), value);
+            self.check_typed(at, column, &value)?;
+            values.insert(column.name.clone(), value);
         }
         Ok(values)
     }
@@ -205,8 +245,11 @@ pub enum RowError {
     NotAnObject { at: RowPos, found: &'static str },
     /// A declared column is absent (or an empty CSV cell for a non-string column).
     MissingColumn { at: RowPos, column: String },
-    /// A declared column holds a value of another type.
-    WrongType { at: RowPos, column: String, expected: ColumnType, found: &'static str },
+    /// A declared column, or a value inside it (`column` is then a path: `messages[2].role`), holds
+    /// a value of another type.
+    WrongType { at: RowPos, column: String, expected: String, found: &'static str },
+    /// A required field of an object column is absent (`field` is its path: `messages[2].content`).
+    MissingField { at: RowPos, field: String, expected: String },
     /// The record could not be read (not UTF-8, a CSV quoting error, a Parquet decoding error).
     Unreadable { at: RowPos, message: String },
 }
@@ -218,6 +261,7 @@ impl RowError {
             | RowError::NotAnObject { at, .. }
             | RowError::MissingColumn { at, .. }
             | RowError::WrongType { at, .. }
+            | RowError::MissingField { at, .. }
             | RowError::Unreadable { at, .. } => *at,
         }
     }
@@ -230,7 +274,10 @@ impl std::fmt::Display for RowError {
             RowError::NotAnObject { at, found } => write!(f, "{at}: expected a JSON object, found {found}"),
             RowError::MissingColumn { at, column } => write!(f, "{at}: missing column `{column}`"),
             RowError::WrongType { at, column, expected, found } => {
-                write!(f, "{at}: column `{column}` should be {}, found {found}", expected.as_str())
+                write!(f, "{at}: `{column}` should be `{expected}`, found {found}")
+            }
+            RowError::MissingField { at, field, expected } => {
+                write!(f, "{at}: `{field}` is missing (declared `{expected}`; mark it `?` if rows may leave it out)")
             }
             RowError::Unreadable { at, message } => write!(f, "{at}: unreadable: {message}"),
         }
@@ -448,9 +495,22 @@ pub struct Row {
 
 /// Reads records in file order, whatever the format.
 enum RecordReader {
-    Jsonl { reader: BufReader<File>, line: u64, buf: Vec<u8> },
-    Csv { reader: csv::Reader<File>, indices: Vec<usize>, record: csv::ByteRecord },
-    Parquet { rows: parquet::record::reader::RowIter<'static>, columns: Vec<String> },
+    Jsonl {
+        reader: BufReader<File>,
+        line: u64,
+        buf: Vec<u8>,
+    },
+    /// `indices`: each declared column's index in the CSV record, `None` for an optional column
+    /// the file does not have.
+    Csv {
+        reader: csv::Reader<File>,
+        indices: Vec<Option<usize>>,
+        record: csv::ByteRecord,
+    },
+    Parquet {
+        rows: parquet::record::reader::RowIter<'static>,
+        columns: Vec<String>,
+    },
 }
 
 fn io_error(path: &Path, e: impl std::fmt::Display) -> SourceError {
@@ -470,27 +530,34 @@ impl RecordReader {
                 let names: Vec<String> = header.iter().map(str::to_string).collect();
                 let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
                 let mut indices = Vec::new();
-                for (column, _) in &schema.columns {
-                    let Some(&i) = index.get(column.as_str()) else {
-                        return Err(SourceError::MissingFileColumn {
-                            path: path.display().to_string(),
-                            column: column.clone(),
-                            header: names.clone(),
-                            format,
-                        });
-                    };
-                    indices.push(i);
+                for column in &schema.columns {
+                    match index.get(column.name.as_str()) {
+                        Some(&i) => indices.push(Some(i)),
+                        // An optional column the file lacks is absent from every row.
+                        None if column.optional => indices.push(None),
+                        None => {
+                            return Err(SourceError::MissingFileColumn {
+                                path: path.display().to_string(),
+                                column: column.name.clone(),
+                                header: names.clone(),
+                                format,
+                            })
+                        }
+                    }
                 }
                 Ok(RecordReader::Csv { reader, indices, record: csv::ByteRecord::new() })
             }
             Format::Parquet => {
                 use parquet::file::reader::FileReader as _;
                 let reader = parquet_reader(path)?;
-                let columns: Vec<String> = schema.columns.iter().map(|(name, _)| name.clone()).collect();
                 // Only the declared columns are decoded: a Hub split may carry others (images, long
                 // metadata) that the pipeline never reads.
                 let all = reader.metadata().file_metadata().schema().get_fields().to_vec();
-                if let Some(column) = columns.iter().find(|c| !all.iter().any(|f| f.name() == c.as_str())) {
+                let present = |name: &str| all.iter().any(|f| f.name() == name);
+                let columns: Vec<String> =
+                    schema.columns.iter().filter(|c| present(&c.name)).map(|c| c.name.clone()).collect();
+                let mut required = schema.columns.iter().filter(|c| !c.optional).map(|c| &c.name);
+                if let Some(column) = required.find(|c| !present(c)) {
                     return Err(SourceError::MissingFileColumn {
                         path: path.display().to_string(),
                         column: column.clone(),
@@ -562,7 +629,7 @@ fn next_jsonl(
 
 fn next_csv(
     reader: &mut csv::Reader<File>,
-    indices: &[usize],
+    indices: &[Option<usize>],
     record: &mut csv::ByteRecord,
 ) -> Result<Option<(u64, Record)>, SourceError> {
     match reader.read_byte_record(record) {
@@ -571,7 +638,7 @@ fn next_csv(
             let line = record.position().map_or(0, |p| p.line());
             let mut cells = Vec::with_capacity(indices.len());
             for &i in indices {
-                match record.get(i).map(std::str::from_utf8) {
+                match i.and_then(|i| record.get(i)).map(std::str::from_utf8) {
                     None => cells.push(None),
                     Some(Ok(cell)) => cells.push(Some(cell.to_string())),
                     Some(Err(e)) => return Ok(Some((line, Record::Invalid(format!("not UTF-8: {e}"))))),
@@ -745,7 +812,7 @@ mod tests {
             ("n", ColumnType::Int),
             ("x", ColumnType::Float),
             ("b", ColumnType::Bool),
-            ("o", ColumnType::StringList),
+            ("o", ColumnType::List(Box::new(ColumnType::String))),
         ]);
         let at = RowPos { row: 3, line: 4 };
         let raw = |line: &str| RawRow { at, record: Record::Json(line.to_string()) };
@@ -754,7 +821,7 @@ mod tests {
         let wrong = schema.check(&raw(r#"{"q":"hi","n":2.5,"x":1,"b":true,"o":[]}"#));
         assert_eq!(
             wrong,
-            Err(RowError::WrongType { at, column: "n".into(), expected: ColumnType::Int, found: "a float" })
+            Err(RowError::WrongType { at, column: "n".into(), expected: "int".into(), found: "a float" })
         );
         let missing = schema.check(&raw(r#"{"q":"hi","n":2,"x":1,"b":true}"#));
         assert_eq!(missing, Err(RowError::MissingColumn { at, column: "o".into() }));
@@ -763,9 +830,71 @@ mod tests {
         assert!(bad.to_string().starts_with("row 3 (line 4): not valid JSON"), "{bad}");
     }
 
+    /// `[{ role: string, content: string?, tool_calls: [json]? }]`
+    fn messages_type() -> ColumnType {
+        use tunec_compiler::check::ObjectField;
+        let field = |name: &str, ty: ColumnType, optional: bool| ObjectField { name: name.into(), ty, optional };
+        ColumnType::List(Box::new(ColumnType::Object(vec![
+            field("role", ColumnType::String, false),
+            field("content", ColumnType::String, true),
+            field("tool_calls", ColumnType::List(Box::new(ColumnType::Json)), true),
+        ])))
+    }
+
+    #[test]
+    fn nested_values_are_checked_with_their_path() {
+        let mut schema = Schema::new(&[("messages", messages_type())]);
+        schema.columns.push(SchemaColumn { name: "system".into(), ty: ColumnType::String, optional: true });
+        let at = RowPos { row: 7, line: 9 };
+        let raw = |line: &str| RawRow { at, record: Record::Json(line.to_string()) };
+        let ok = r#"{"messages": [{"role": "user", "content": "hi", "name": "x"},
+            {"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]},
+            {"role": "tool", "content": "1"}], "system": null}"#
+            .replace('\n', "");
+        let row = schema.check(&raw(&ok)).expect("checks");
+        // Undeclared fields pass through; a null optional column is left out of the row.
+        assert_eq!(row.values["messages"][0]["name"], "x");
+        assert!(!row.values.contains_key("system"));
+        let wrong = schema.check(&raw(r#"{"messages": [{"role": "user", "content": "a"}, {"role": 3}]}"#));
+        assert_eq!(
+            wrong,
+            Err(RowError::WrongType {
+                at,
+                column: "messages[1].role".into(),
+                expected: "string".into(),
+                found: "an int"
+            })
+        );
+        let message = wrong.expect_err("wrong").to_string();
+        assert_eq!(message, "row 7 (line 9): `messages[1].role` should be `string`, found an int");
+        let missing = schema.check(&raw(r#"{"messages": [{"content": "a"}]}"#));
+        assert_eq!(
+            missing,
+            Err(RowError::MissingField { at, field: "messages[0].role".into(), expected: "string".into() })
+        );
+        let not_list = schema.check(&raw(r#"{"messages": {"role": "user"}}"#));
+        assert!(
+            matches!(not_list, Err(RowError::WrongType { ref column, found: "an object", .. }) if column == "messages")
+        );
+        let calls = schema.check(&raw(r#"{"messages": [{"role": "assistant", "tool_calls": "f()"}]}"#));
+        assert!(matches!(calls, Err(RowError::WrongType { ref column, .. }) if column == "messages[0].tool_calls"));
+        // CSV cells of nested types hold JSON.
+        let cell =
+            RawRow { at, record: Record::Csv(vec![Some(r#"[{"role": "user", "content": "hi"}]"#.into()), None]) };
+        assert!(schema.check(&cell).is_ok());
+        let cell = RawRow { at, record: Record::Csv(vec![Some("[{\"role\": 1}]".into()), None]) };
+        assert!(
+            matches!(schema.check(&cell), Err(RowError::WrongType { ref column, .. }) if column == "messages[0].role")
+        );
+    }
+
     #[test]
     fn csv_cells_are_parsed() {
-        let schema = Schema::new(&[("n", ColumnType::Int), ("b", ColumnType::Bool), ("o", ColumnType::StringList)]);
+        let schema = Schema::new(&[
+            ("n", ColumnType::Int),
+            ("b", ColumnType::Bool),
+            ("o", ColumnType::List(Box::new(ColumnType::String))),
+        ]);
         let at = RowPos { row: 1, line: 2 };
         let raw = |cells: &[Option<&str>]| RawRow {
             at,

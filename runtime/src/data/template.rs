@@ -25,24 +25,59 @@ const TEMPLATE_NAME: &str = "chat_template";
 const SPECIAL_TOKEN_KEYS: [&str; 7] =
     ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
-/// One chat message: `role`, `content` and any other fields (`tool_calls`, `name`, ...), which the
-/// template sees in this order, as a Python dict built the same way would be.
+/// One chat message as the template sees it: a JSON object with a string `role`, usually a
+/// `content`, and any other fields (`tool_calls`, `name`, `reasoning_content`, ...), kept in their
+/// order as a Python dict built from the same JSON would keep them. A field that is absent stays
+/// absent and a null stays `None`: templates tell the two apart (`'tool_calls' in message`,
+/// `message.content is none`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
 pub struct Message {
-    pub role: String,
-    pub content: serde_json::Value,
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Message {
     /// A message with text content and no other fields.
     pub fn new(role: &str, content: &str) -> Message {
-        Message {
-            role: role.to_string(),
-            content: serde_json::Value::String(content.to_string()),
-            extra: serde_json::Map::new(),
-        }
+        let mut fields = serde_json::Map::with_capacity(2);
+        fields.insert("role".to_string(), serde_json::Value::String(role.to_string()));
+        fields.insert("content".to_string(), serde_json::Value::String(content.to_string()));
+        Message { fields }
+    }
+
+    /// A message from a JSON object; `None` unless it has a string `role`.
+    pub fn from_object(fields: serde_json::Map<String, serde_json::Value>) -> Option<Message> {
+        fields.get("role").is_some_and(serde_json::Value::is_string).then_some(Message { fields })
+    }
+
+    /// The same message with `key` set to `value` (replaced in place when present, added at the end
+    /// otherwise).
+    #[must_use]
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Message {
+        self.fields.insert(key.to_string(), value);
+        self
+    }
+
+    pub fn role(&self) -> &str {
+        self.fields.get("role").and_then(serde_json::Value::as_str).unwrap_or_default()
+    }
+
+    /// The `content` field, absent or not.
+    pub fn content(&self) -> Option<&serde_json::Value> {
+        self.fields.get("content")
+    }
+
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.fields.get(key)
+    }
+
+    pub fn fields(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.fields
+    }
+
+    /// The message as a template value.
+    pub fn to_value(&self) -> Value {
+        Value::from(Serde(self))
     }
 }
 
@@ -156,38 +191,26 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
-        let messages: Vec<Value> = messages.iter().map(|m| Value::from(Serde(m))).collect();
-        self.render_values(messages, add_generation_prompt, extra)
+        let messages: Vec<Value> = messages.iter().map(Message::to_value).collect();
+        self.render_values(&messages, add_generation_prompt, &Vars { extra, tools: None })
     }
 
-    /// Renders a conversation for training: the prompt (every message but the last, with the
-    /// generation prompt) and the whole conversation, as two calls of [`render`](Self::render)
-    /// would, converting the messages to template values once.
-    pub fn render_conversation(
+    /// Renders messages already converted to template values ([`Message::to_value`]), so that a
+    /// conversation rendered several times (its prefixes, for the assistant turns' masks) is
+    /// converted once. `vars.tools`, when set, is the `tools` variable (a row's own tools).
+    pub fn render_values(
         &self,
-        messages: &[Message],
-        extra: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(String, String), TemplateError> {
-        let values: Vec<Value> = messages.iter().map(|m| Value::from(Serde(m))).collect();
-        let prompt_messages = values[..values.len().saturating_sub(1)].to_vec();
-        let prompt = self.render_values(prompt_messages, true, extra)?;
-        let text = self.render_values(values, false, extra)?;
-        Ok((prompt, text))
-    }
-
-    fn render_values(
-        &self,
-        messages: Vec<Value>,
+        messages: &[Value],
         add_generation_prompt: bool,
-        extra: &serde_json::Map<String, serde_json::Value>,
+        vars: &Vars<'_>,
     ) -> Result<String, TemplateError> {
         let mut ctx: Vec<(&str, Value)> = vec![
-            ("messages", Value::from(messages)),
-            ("tools", Value::from(())),
+            ("messages", Value::from(messages.to_vec())),
+            ("tools", vars.tools.cloned().unwrap_or_else(|| Value::from(()))),
             ("documents", Value::from(())),
             ("add_generation_prompt", Value::from(add_generation_prompt)),
         ];
-        for (key, value) in self.special_tokens.iter().chain(extra) {
+        for (key, value) in self.special_tokens.iter().chain(vars.extra) {
             ctx.push((key.as_str(), Value::from(Serde(value))));
         }
         let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Syntax(describe(&e)))?;
@@ -196,6 +219,14 @@ impl ChatTemplate {
             None => TemplateError::Render(describe(&e)),
         })
     }
+}
+
+/// The variables a conversation is rendered with besides its messages: the chat node's (`date_string`,
+/// ...) and the row's `tools`.
+#[derive(Clone, Copy, Debug)]
+pub struct Vars<'a> {
+    pub extra: &'a serde_json::Map<String, serde_json::Value>,
+    pub tools: Option<&'a Value>,
 }
 
 /// The chat template of a tokenizer config: a string, or the `default` of a list of named ones.
@@ -258,6 +289,8 @@ fn environment() -> Result<Environment<'static>, Error> {
     env.add_function("strftime_now", strftime_now);
     env.add_filter("tojson", tojson);
     env.add_filter("trim", trim);
+    env.add_test("iterable", is_iterable);
+    env.add_test("sequence", is_sequence);
     Ok(env)
 }
 
@@ -288,6 +321,19 @@ fn python_method(state: &mut State, value: &Value, method: &str, args: &[Value])
         }
     }
     minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// Jinja2's `iterable` test, `iter(value)` succeeding: `None` is not iterable (minijinja iterates it
+/// as empty).
+fn is_iterable(value: &Value) -> bool {
+    !value.is_none() && value.try_iter().is_ok()
+}
+
+/// Jinja2's `sequence` test, `len(value)` and `value.__getitem__` both existing: strings and dicts are
+/// sequences too, and so is an undefined value.
+fn is_sequence(value: &Value) -> bool {
+    value.is_undefined()
+        || matches!(value.kind(), ValueKind::Seq | ValueKind::String | ValueKind::Map | ValueKind::Bytes)
 }
 
 /// Jinja's `trim(value, chars=None)`: `str(value).strip(chars)`.
@@ -706,6 +752,18 @@ mod tests {
             ChatTemplate::from_config(&named.to_string(), None).map(|t| t.render(&[], false, &serde_json::Map::new()));
         assert_eq!(template, Ok(Ok(String::new())));
         assert!(matches!(ChatTemplate::from_config("{}", Some("{% if %}")), Err(TemplateError::Syntax(_))));
+    }
+
+    #[test]
+    fn iterable_and_sequence_tests_follow_jinja2() {
+        // jinja2 3.1: False True True True True True True False False True
+        let rendered = render_source(
+            "{{ none is iterable }} {{ 'ab' is iterable }} {{ x is iterable }} {{ {} is iterable }} \
+             {{ 'ab' is sequence }} {{ {} is sequence }} {{ x is sequence }} {{ none is sequence }} \
+             {{ 3 is sequence }} {{ [1] is sequence }}",
+            &[],
+        );
+        assert_eq!(rendered, Ok("False True True True True True True False False True".to_string()));
     }
 
     #[test]

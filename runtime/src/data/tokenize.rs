@@ -20,11 +20,13 @@
 //! so the result and the errors are the same as encoding both texts.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 
 use tokenizers::Tokenizer;
 
-use super::template::{ChatTemplate, Message, TemplateError};
+use super::template::{ChatTemplate, Message, TemplateError, Vars};
+use super::turns::{self, Mismatch, Renders, Tokens, TurnError};
 
 /// The label of a position that takes no part in the loss (PyTorch's `ignore_index`).
 pub const IGNORE_INDEX: i64 = -100;
@@ -41,6 +43,8 @@ pub enum TokenizeError {
     /// The prompt's ids are not a prefix of the conversation's ids: the template renders the
     /// generation prompt differently from the assistant turn, or the tokenizer merges across it.
     PromptMismatch { prompt_tokens: usize, conversation_tokens: usize, first_difference: usize },
+    /// An assistant turn (the message at `turn`, from 0) cannot be told apart in the rendered text.
+    TurnNotFound { turn: usize, reason: String },
 }
 
 impl std::fmt::Display for TokenizeError {
@@ -60,6 +64,12 @@ impl std::fmt::Display for TokenizeError {
                  tokenized conversation ({conversation_tokens} tokens): they differ at token \
                  {first_difference}"
             ),
+            TokenizeError::TurnNotFound { turn, reason } => write!(
+                f,
+                "cannot tell where assistant message {} ends in the rendered conversation: {reason}; \
+                 exact per-turn labels are impossible with this template (set `train_on = last_assistant` or `all`)",
+                turn + 1
+            ),
         }
     }
 }
@@ -72,14 +82,30 @@ impl From<TemplateError> for TokenizeError {
     }
 }
 
+impl From<TurnError> for TokenizeError {
+    fn from(e: TurnError) -> Self {
+        match e {
+            TurnError::Template(e) => TokenizeError::Template(e),
+            TurnError::Tokenizer(message) => TokenizeError::Tokenizer(message),
+            TurnError::Boundary { prompt_tokens, conversation_tokens, first_difference, .. } => {
+                TokenizeError::PromptMismatch { prompt_tokens, conversation_tokens, first_difference }
+            }
+            TurnError::NotFound { turn, reason } => TokenizeError::TurnNotFound { turn, reason },
+        }
+    }
+}
+
 /// One training example.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Example {
     pub input_ids: Vec<u32>,
     /// Same length as `input_ids`: [`IGNORE_INDEX`] on the prompt, the id itself after it.
     pub labels: Vec<i64>,
-    /// How many leading tokens are the prompt.
+    /// How many leading tokens are the prompt of the final assistant turn.
     pub prompt_tokens: usize,
+    /// The token ranges of the trained assistant turns, in order (empty when every token is
+    /// trained).
+    pub turns: Vec<Range<usize>>,
 }
 
 /// What to do with an example longer than `seq_len`, as the pipeline declares it.
@@ -99,15 +125,23 @@ pub enum OverflowPolicy {
 pub enum Fit {
     /// The example fits.
     Kept(Example),
-    /// The example was cut to `seq_len` tokens; it had `tokens`.
-    Truncated { example: Example, tokens: usize },
-    /// The example, of `tokens` tokens, was left out.
+    /// The example was cut to at most `seq_len` tokens; it had `tokens`, and `turns_lost` of its
+    /// trained assistant turns are gone (the one cut in the middle included).
+    Truncated { example: Example, tokens: usize, turns_lost: usize },
+    /// The example, of `tokens` tokens, was left out: too long under `overflow = drop`, or with
+    /// nothing left to train on once cut.
     Dropped { tokens: usize },
     /// The example has `tokens` tokens and the policy is `error`.
     TooLong { tokens: usize },
 }
 
 /// Applies `policy` to an example for sequences of `seq_len` tokens.
+///
+/// `truncate` cuts at the end of the last assistant turn that fits, so that the example ends on a
+/// turn boundary and no turn is half trained. When not even the first trained turn fits, the cut
+/// falls inside it at `seq_len` (its start fits), or the example is dropped: a prompt that fills
+/// `seq_len` leaves nothing to train on. An example trained on every token (`train_on = all`) is cut
+/// at `seq_len`.
 pub fn fit(example: Example, seq_len: usize, policy: OverflowPolicy) -> Fit {
     let tokens = example.input_ids.len();
     if tokens <= seq_len {
@@ -117,13 +151,34 @@ pub fn fit(example: Example, seq_len: usize, policy: OverflowPolicy) -> Fit {
         OverflowPolicy::Drop => Fit::Dropped { tokens },
         OverflowPolicy::Error => Fit::TooLong { tokens },
         OverflowPolicy::Truncate => {
+            let whole = example.turns.iter().take_while(|turn| turn.end <= seq_len).count();
+            let (cut, kept_turns) = match example.turns.get(whole) {
+                _ if example.turns.is_empty() => (seq_len, 0),
+                _ if whole > 0 => (example.turns[whole - 1].end, whole),
+                Some(first) if first.start < seq_len => (seq_len, 1),
+                _ => return Fit::Dropped { tokens },
+            };
+            let turns_lost = example.turns.len().saturating_sub(whole);
             let mut example = example;
-            example.input_ids.truncate(seq_len);
-            example.labels.truncate(seq_len);
-            example.prompt_tokens = example.prompt_tokens.min(seq_len);
-            Fit::Truncated { example, tokens }
+            example.input_ids.truncate(cut);
+            example.labels.truncate(cut);
+            example.prompt_tokens = example.prompt_tokens.min(cut);
+            example.turns.truncate(kept_turns);
+            if let Some(last) = example.turns.last_mut() {
+                last.end = last.end.min(cut);
+            }
+            Fit::Truncated { example, tokens, turns_lost }
         }
     }
+}
+
+/// Which tokens of a conversation carry loss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trained {
+    /// Every token.
+    All,
+    /// The assistant messages at these indices (increasing), each with its end-of-turn token.
+    Turns(Vec<usize>),
 }
 
 /// A chat template and the tokenizer of the same model.
@@ -133,6 +188,8 @@ pub struct ChatTokenizer {
     tokenizer: Tokenizer,
     /// The text of each added token by id: the tokens the tokenizer cuts its input at.
     added: HashMap<u32, String>,
+    /// The ids of the added tokens marked special (end-of-turn tokens are).
+    special: std::collections::HashSet<u32>,
 }
 
 impl ChatTokenizer {
@@ -147,8 +204,10 @@ impl ChatTokenizer {
     }
 
     pub fn new(template: ChatTemplate, tokenizer: Tokenizer) -> ChatTokenizer {
-        let added = (tokenizer.get_added_tokens_decoder().into_iter()).map(|(id, token)| (id, token.content)).collect();
-        ChatTokenizer { template, tokenizer, added }
+        let decoder = tokenizer.get_added_tokens_decoder();
+        let special = decoder.iter().filter(|(_, token)| token.special).map(|(&id, _)| id).collect();
+        let added = decoder.into_iter().map(|(id, token)| (id, token.content)).collect();
+        ChatTokenizer { template, tokenizer, added, special }
     }
 
     /// The same tokenizer with another template (a pipeline's own `chat_template`).
@@ -186,42 +245,118 @@ impl ChatTokenizer {
         extra: &serde_json::Map<String, serde_json::Value>,
         mask_prompt: bool,
     ) -> Result<Encoded, TokenizeError> {
+        let trained = if mask_prompt { Trained::Turns(vec![messages.len().saturating_sub(1)]) } else { Trained::All };
+        self.encode_turns(messages, &Vars { extra, tools: None }, &trained)
+    }
+
+    /// Renders and tokenizes a conversation that ends with an assistant message, with labels on the
+    /// `trained` tokens: the assistant turns at the given indices (found as `runtime/src/data/turns.rs`
+    /// describes), or every token.
+    pub fn encode_turns(
+        &self,
+        messages: &[Message],
+        vars: &Vars<'_>,
+        trained: &Trained,
+    ) -> Result<Encoded, TokenizeError> {
         let Some(last) = messages.last() else {
             return Err(TokenizeError::LastNotAssistant { role: None });
         };
-        if last.role != "assistant" {
-            return Err(TokenizeError::LastNotAssistant { role: Some(last.role.clone()) });
+        if last.role() != "assistant" {
+            return Err(TokenizeError::LastNotAssistant { role: Some(last.role().to_string()) });
         }
-        let (prompt, text) = self.template.render_conversation(messages, extra)?;
+        let values: Vec<minijinja::Value> = messages.iter().map(Message::to_value).collect();
+        let final_turn = messages.len() - 1;
+        let prompt = self.template.render_values(&values[..final_turn], true, vars)?;
+        let text = self.template.render_values(&values, false, vars)?;
         let encoding =
             self.tokenizer.encode(text.as_str(), false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        let prompt_tokens = match self.prompt_tokens_from(&prompt, &text, &encoding)? {
-            Some(n) => n,
-            None => {
-                let prompt_ids = self.encode_text(&prompt)?;
-                let input_ids = encoding.get_ids();
-                if mask_prompt && !input_ids.starts_with(&prompt_ids) {
-                    let first_difference = prompt_ids
-                        .iter()
-                        .zip(input_ids)
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(prompt_ids.len().min(input_ids.len()));
-                    return Err(TokenizeError::PromptMismatch {
-                        prompt_tokens: prompt_ids.len(),
-                        conversation_tokens: input_ids.len(),
-                        first_difference,
-                    });
+        let input_ids = encoding.get_ids().to_vec();
+        let (labels, prompt_tokens, turns) = match trained {
+            Trained::All => {
+                let prompt_tokens = match self.prompt_tokens_from(&prompt, &text, &encoding)? {
+                    Some(n) => n,
+                    None => self.encode_text(&prompt)?.len(),
+                };
+                (input_ids.iter().map(|&id| i64::from(id)).collect(), prompt_tokens, Vec::new())
+            }
+            Trained::Turns(indices) => {
+                let spans = self.turn_spans(messages, &values, vars, &text, &prompt, &encoding, indices)?;
+                let mut labels = vec![IGNORE_INDEX; input_ids.len()];
+                for span in &spans {
+                    for i in span.clone() {
+                        labels[i] = i64::from(input_ids[i]);
+                    }
                 }
-                prompt_ids.len()
+                let prompt_tokens = match (indices.last(), spans.last()) {
+                    (Some(&turn), Some(span)) if turn == final_turn => span.start,
+                    _ => self.prompt_tokens_from(&prompt, &text, &encoding)?.unwrap_or(0),
+                };
+                (labels, prompt_tokens, spans)
             }
         };
-        let input_ids = encoding.get_ids().to_vec();
-        let masked = if mask_prompt { prompt_tokens } else { 0 };
-        let labels = (input_ids.iter().enumerate())
-            .map(|(i, &id)| if i < masked { IGNORE_INDEX } else { i64::from(id) })
-            .collect();
-        let example = Example { input_ids, labels, prompt_tokens };
+        let example = Example { input_ids, labels, prompt_tokens, turns };
         Ok(Encoded { text, prompt, example })
+    }
+
+    /// The token ranges of the assistant turns at `indices` (see `turns.rs`).
+    #[allow(clippy::too_many_arguments)]
+    fn turn_spans(
+        &self,
+        messages: &[Message],
+        values: &[minijinja::Value],
+        vars: &Vars<'_>,
+        text: &str,
+        final_prompt: &str,
+        encoding: &tokenizers::Encoding,
+        indices: &[usize],
+    ) -> Result<Vec<Range<usize>>, TokenizeError> {
+        let render = |values: &[minijinja::Value], agp: bool| self.template.render_values(values, agp, vars);
+        let renders = Renders { messages, values, render: &render };
+        let is_added = |id: u32| self.added.contains_key(&id);
+        let is_special = |id: u32| self.special.contains(&id);
+        let prefix_tokens = |prefix: &str| self.prefix_ids(prefix, text, encoding).map_err(|e| e.to_string());
+        let encode = |fragment: &str| {
+            let encoding = self.tokenizer.encode(fragment, false).map_err(|e| e.to_string())?;
+            Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+        };
+        let tokens = Tokens {
+            ids: encoding.get_ids(),
+            offsets: encoding.get_offsets(),
+            is_added: &is_added,
+            is_special: &is_special,
+            prefix_tokens: &prefix_tokens,
+            encode: &encode,
+        };
+        let final_turn = messages.len() - 1;
+        let mut prompts = |turn: usize| {
+            if turn == final_turn {
+                Ok(final_prompt.to_string())
+            } else {
+                self.template.render_values(&values[..turn], true, vars)
+            }
+        };
+        Ok(turns::locate(&renders, text, &tokens, indices, &mut prompts)?)
+    }
+
+    /// How many of `text`'s ids the rendered prefix `prefix` tokenizes to, when its own ids are the
+    /// first ids of `text`; otherwise its token count and where they first differ.
+    fn prefix_ids(
+        &self,
+        prefix: &str,
+        text: &str,
+        encoding: &tokenizers::Encoding,
+    ) -> Result<Result<usize, Mismatch>, TokenizeError> {
+        if let Some(n) = self.prompt_tokens_from(prefix, text, encoding)? {
+            return Ok(Ok(n));
+        }
+        let prefix_ids = self.encode_text(prefix)?;
+        let input_ids = encoding.get_ids();
+        if input_ids.starts_with(&prefix_ids) {
+            return Ok(Ok(prefix_ids.len()));
+        }
+        let first_difference =
+            prefix_ids.iter().zip(input_ids).position(|(a, b)| a != b).unwrap_or(prefix_ids.len().min(input_ids.len()));
+        Ok(Err(Mismatch { prefix_tokens: prefix_ids.len(), first_difference }))
     }
 
     /// The number of the prompt's tokens when the conversation's encoding shows that the prompt's
@@ -321,13 +456,16 @@ mod tests {
     }
 
     #[test]
-    fn a_prompt_that_is_not_a_prefix_is_an_error() {
-        let tok = chat_tokenizer("<user>");
-        let error = tok.encode_conversation(&conversation(), &serde_json::Map::new());
-        assert_eq!(
-            error,
-            Err(TokenizeError::PromptMismatch { prompt_tokens: 5, conversation_tokens: 8, first_difference: 4 })
-        );
+    fn a_prompt_that_is_not_a_textual_prefix_is_found_by_probes() {
+        // The template prompts with something the assistant turn does not begin with: the turn is
+        // its text and end-of-turn token, the template's own header masked.
+        for generation_prompt in ["<user>", " x"] {
+            let tok = chat_tokenizer(generation_prompt);
+            let example = tok.encode_conversation(&conversation(), &serde_json::Map::new()).expect("encodes");
+            assert_eq!(example.labels, vec![-100, -100, -100, -100, -100, 5, 6, 1], "{generation_prompt:?}");
+            assert_eq!(example.turns, [Range { start: 5, end: 8 }]);
+        }
+        let tok = chat_tokenizer("<asst>");
         let user_last = [Message::new("user", "hi")];
         assert!(matches!(
             tok.encode_conversation(&user_last, &serde_json::Map::new()),
@@ -337,6 +475,43 @@ mod tests {
             tok.encode_conversation(&[], &serde_json::Map::new()),
             Err(TokenizeError::LastNotAssistant { role: None })
         ));
+    }
+
+    #[test]
+    fn every_assistant_turn_is_trained() {
+        let tok = chat_tokenizer("<asst>");
+        let messages = [
+            Message::new("user", "hi"),
+            Message::new("assistant", "hello"),
+            Message::new("user", "there"),
+            Message::new("assistant", "hi there"),
+        ];
+        let vars = Vars { extra: &serde_json::Map::new(), tools: None };
+        // <s> <user> hi <eot> <asst> hello <eot> <user> there <eot> <asst> hi there <eot>
+        let all = tok.encode_turns(&messages, &vars, &Trained::Turns(vec![1, 3])).expect("encodes");
+        assert_eq!(all.example.input_ids, vec![0, 2, 4, 1, 3, 5, 1, 2, 6, 1, 3, 4, 6, 1]);
+        assert_eq!(all.example.turns, vec![5..7, 11..14]);
+        let masked = |keep: &[usize]| -> Vec<i64> {
+            (all.example.input_ids.iter().enumerate())
+                .map(|(i, &id)| if keep.contains(&i) { i64::from(id) } else { IGNORE_INDEX })
+                .collect()
+        };
+        assert_eq!(all.example.labels, masked(&[5, 6, 11, 12, 13]));
+        assert_eq!(all.example.prompt_tokens, 11);
+        let last = tok.encode_turns(&messages, &vars, &Trained::Turns(vec![3])).expect("encodes");
+        assert_eq!(last.example.labels, masked(&[11, 12, 13]));
+        // Truncation keeps whole turns: 12 tokens fit the first turn, not the second.
+        let Fit::Truncated { example, turns_lost, .. } = fit(all.example.clone(), 12, OverflowPolicy::Truncate) else {
+            panic!("expected a truncated example");
+        };
+        assert_eq!((example.input_ids.len(), turns_lost), (7, 1));
+        assert_eq!(example.turns, [Range { start: 5, end: 7 }]);
+        // When not even the first turn fits, it is cut inside; when its start does not fit, dropped.
+        let Fit::Truncated { example, .. } = fit(last.example.clone(), 12, OverflowPolicy::Truncate) else {
+            panic!("expected a truncated example");
+        };
+        assert_eq!(example.labels, masked(&[11])[..12]);
+        assert_eq!(fit(last.example, 11, OverflowPolicy::Truncate), Fit::Dropped { tokens: 14 });
     }
 
     /// What encoding the prompt and the conversation separately gives: the prompt's length, or the
@@ -359,11 +534,9 @@ mod tests {
     #[test]
     fn one_encoding_agrees_with_encoding_both_texts() {
         // Generation prompts that end on an added token, on text that continues into the answer
-        // ("<asst> hello"), on a textual prefix that tokenizes differently ("<asst> hel" is [UNK]),
-        // and ones that are no textual prefix at all.
-        for generation_prompt in
-            ["<asst>", "<asst> hello", "<asst> hel", "<asst> hello there <eot>", "<user>", "", " x"]
-        {
+        // ("<asst> hello"), on a textual prefix that tokenizes differently ("<asst> hel" is [UNK],
+        // TRL's mismatch), and an empty one.
+        for generation_prompt in ["<asst>", "<asst> hello", "<asst> hel", "<asst> hello there <eot>", ""] {
             let tok = chat_tokenizer(generation_prompt);
             let got = tok.encode_conversation(&conversation(), &serde_json::Map::new()).map(|e| e.prompt_tokens);
             assert_eq!(got, encode_both(&tok, &conversation()), "generation prompt {generation_prompt:?}");
@@ -379,10 +552,10 @@ mod tests {
         assert_eq!(fit(example.clone(), 8, OverflowPolicy::Error), Fit::Kept(example.clone()));
         assert_eq!(fit(example.clone(), 4, OverflowPolicy::Drop), Fit::Dropped { tokens: 8 });
         assert_eq!(fit(example.clone(), 4, OverflowPolicy::Error), Fit::TooLong { tokens: 8 });
-        let Fit::Truncated { example: cut, tokens } = fit(example, 6, OverflowPolicy::Truncate) else {
+        let Fit::Truncated { example: cut, tokens, turns_lost } = fit(example, 6, OverflowPolicy::Truncate) else {
             panic!("expected a truncated example");
         };
-        assert_eq!(tokens, 8);
+        assert_eq!((tokens, turns_lost), (8, 1));
         assert_eq!(cut.input_ids, vec![0, 2, 4, 1, 3, 5]);
         assert_eq!(cut.labels, vec![-100, -100, -100, -100, -100, 5]);
         assert_eq!(cut.prompt_tokens, 5);

@@ -130,7 +130,7 @@ fn path_heads(file: &File) -> Vec<&Ident> {
                 fields.iter().for_each(|f| value(&f.value, out));
             }
             ValueKind::Call(c) => c.args.iter().for_each(|a| value(&a.value, out)),
-            ValueKind::Times { value: inner, .. } => value(inner, out),
+            ValueKind::Times { value: inner, .. } | ValueKind::Optional(inner) => value(inner, out),
             _ => {}
         }
     }
@@ -435,7 +435,9 @@ fn locate_value<'a>(ctx: &Ctx, key: &str, value: &'a Value, offset: usize) -> Op
             Some(item) => locate_value(ctx, key, item, offset),
             None => hit(None),
         },
-        ValueKind::Times { value: inner, .. } if contains(inner.span, offset) => locate_value(ctx, key, inner, offset),
+        ValueKind::Times { value: inner, .. } | ValueKind::Optional(inner) if contains(inner.span, offset) => {
+            locate_value(ctx, key, inner, offset)
+        }
         ValueKind::Path(segments) => hit(segments.iter().find(|s| contains(s.span, offset))),
         _ => hit(None),
     }

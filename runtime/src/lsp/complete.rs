@@ -300,7 +300,10 @@ fn values(
 ) -> Vec<CompletionItem> {
     let quote = |s: &str| if in_string { s.to_owned() } else { format!("\"{s}\"") };
     if matches!(scopes.last(), Some(Scope::Record(k)) if k == "columns") && !in_string {
-        return schema::COLUMN_TYPES.iter().map(|t| item(t, CompletionItemKind::TYPE_PARAMETER, None, None)).collect();
+        return tunec_compiler::check::columns::SCALAR_TYPES
+            .iter()
+            .map(|t| item(t, CompletionItemKind::TYPE_PARAMETER, None, None))
+            .collect();
     }
     let Some(spec) = spec else { return Vec::new() };
     match spec.ty {

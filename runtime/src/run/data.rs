@@ -27,9 +27,9 @@ use tunec_compiler::check::{Program, TypedNode, Val};
 use tunec_compiler::syntax::ast::NodeKind;
 
 use super::hub::{self, Manifest};
-use crate::data::conversation::ChatSpec;
+use crate::data::conversation::{ChatFields, ChatSpec};
 use crate::data::prepare::{prepare, PrepareConfig, Split, SplitFractions, StepControl, TrainOn};
-use crate::data::source::{parse_split, BadRowPolicy, ColumnType, Origin, Schema, SourceSpec, SplitSlice};
+use crate::data::source::{parse_split, BadRowPolicy, Origin, Schema, SchemaColumn, SourceSpec, SplitSlice};
 use crate::data::tokenize::{ChatTokenizer, OverflowPolicy};
 use crate::journal::{self, Output, Reason};
 
@@ -285,11 +285,8 @@ fn source_spec(n: &TypedNode, base: &Path, pipeline: &str) -> Result<SourceSpec,
     let columns = match n.fields.get("columns").map(|f| &f.val) {
         Some(Val::Columns(columns)) => columns
             .iter()
-            .map(|c| match ColumnType::parse(&c.ty) {
-                Some(ty) => Ok((c.name.clone(), ty)),
-                None => fail(format!("column `{}` has a type the data step does not read: {}", c.name, c.ty)),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
+            .map(|c| SchemaColumn { name: c.name.clone(), ty: c.ty.clone(), optional: c.optional })
+            .collect(),
         _ => return fail(format!("dataset `{}` declares no columns", n.name)),
     };
     Ok(SourceSpec {
@@ -341,13 +338,16 @@ fn prepare_config(chat: &TypedNode, split: &TypedNode, schema: &Schema) -> Resul
             chat.name
         ));
     }
-    let spec = ChatSpec::new(
-        f.str("system"),
-        f.str("user").unwrap_or_default(),
-        f.str("assistant").unwrap_or_default(),
-        schema,
-    )
-    .map_err(|e| StepError(format!("chat `{}`: {e}", chat.name)))?;
+    let fields = ChatFields {
+        system: f.str("system"),
+        user: f.str("user"),
+        assistant: f.str("assistant"),
+        messages: f.str("messages"),
+        prompt: f.str("prompt"),
+        completion: f.str("completion"),
+        tools: f.str("tools"),
+    };
+    let spec = ChatSpec::from_fields(&fields, schema).map_err(|e| StepError(format!("chat `{}`: {e}", chat.name)))?;
     let seq_len = f.int("seq_len").and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
     let overflow = match f.word("overflow") {
         Some("drop") => OverflowPolicy::Drop,
@@ -362,7 +362,11 @@ fn prepare_config(chat: &TypedNode, split: &TypedNode, schema: &Schema) -> Resul
         seed: s.int("seed").and_then(|n| u64::try_from(n).ok()).unwrap_or(42),
     };
     let mut config = PrepareConfig::new(spec, seq_len, overflow, fractions);
-    config.train_on = if f.word("train_on") == Some("all") { TrainOn::All } else { TrainOn::Assistant };
+    config.train_on = match f.word("train_on") {
+        Some("all") => TrainOn::All,
+        Some("last_assistant") => TrainOn::LastAssistant,
+        _ => TrainOn::Assistant,
+    };
     config.dedup = s.bool("dedup").unwrap_or(true);
     if let Some(date) = f.str("date_string") {
         config.template_vars.insert("date_string".into(), json!(date));

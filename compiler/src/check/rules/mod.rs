@@ -5,6 +5,7 @@
 //! docs/errors/<code>.md explains each one, with the evidence for why it matters. A rule never
 //! assumes another field checked: a field that failed its type check is simply absent.
 
+mod conversation;
 mod data;
 mod fsdp;
 mod hardware;
@@ -25,6 +26,7 @@ pub(super) fn run(program: &Program, catalog: &Catalog, out: &mut Vec<Diagnostic
     quant::run(&mut r);
     fsdp::run(&mut r, catalog);
     tokens::run(&mut r);
+    conversation::run(&mut r);
     data::run(&mut r);
     training::run(&mut r);
     secrets::run(&mut r);

@@ -96,15 +96,29 @@ pub(super) fn run(r: &mut Report<'_>) {
                 continue;
             }
             for (name, offset) in placeholders(text) {
-                if columns.iter().any(|c| c.name == name) || columns.is_empty() {
-                    continue;
-                }
                 // Point at the placeholder itself when the literal is a plain one-line string.
                 let span = if program_text_matches(fv.span, text) {
                     Span::new(fv.span.start as usize + 1 + offset, fv.span.start as usize + 3 + offset + name.len())
                 } else {
                     fv.span
                 };
+                if let Some(column) = columns.iter().find(|c| c.name == name) {
+                    if !column.ty.printable() {
+                        r.emit(
+                            Code::TemplatePlaceholder,
+                            span,
+                            format!("`{{{name}}}` is `{}`, which has no text form", column.ty),
+                            "not text".into(),
+                            "a placeholder writes a scalar or a list of scalars; name a column of messages with `messages = \"...\"`".into(),
+                        )
+                        .secondary
+                        .push(Label::new(column.span, format!("declared as `{}`", column.type_text())));
+                    }
+                    continue;
+                }
+                if columns.is_empty() {
+                    continue;
+                }
                 let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
                 let help = match crate::check::suggest::closest(&name, names.iter().copied()) {
                     Some(best) => format!("did you mean `{{{best}}}`? write `{{{{` for a literal brace"),
