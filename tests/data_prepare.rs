@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 use tunec_compiler::estimate::DataProfile;
-use tunec_runtime::data::conversation::ChatSpec;
+use tunec_runtime::data::conversation::{ChatFields, ChatSpec};
 use tunec_runtime::data::prepare::{prepare, PrepareConfig, PrepareError, Profile, Split, SplitFractions, TrainOn};
 use tunec_runtime::data::source::{
     BadRowPolicy, ColumnType, Origin, RowError, RowPos, Schema, SchemaColumn, SourceError, SourceSpec, SplitSlice,
@@ -517,4 +517,225 @@ fn parquet_shards_read_as_one_split() {
     assert!(opened.path().ends_with("0001.parquet"), "{}", opened.path());
     let rest: Vec<u64> = opened.map(|r| r.expect("row").at.row).collect();
     assert_eq!(rest, [4, 5]);
+}
+
+// -------------------------------------------------------------------------------------------------
+// Conversations from a column of messages (`tests/data/conversations.jsonl`): 8 records, multi-turn
+// with and without a system message, a tool call with tool schemas, a message with an undeclared
+// `name`; record 4 has a message without a role, record 5 ends with a user message, record 6 has two
+// tool calls (which Llama 3.1's template refuses), record 8's messages are not a list.
+
+const SYSTEM_FOR_CHATS: &str = "Use tools when they help.";
+
+/// `messages: [{ role: string, content: string?, tool_calls: [json]? }], tools: json?`
+fn chat_schema() -> Schema {
+    use tunec_compiler::check::ObjectField;
+    let field = |name: &str, ty: ColumnType, optional: bool| ObjectField { name: name.into(), ty, optional };
+    let message = ColumnType::Object(vec![
+        field("role", ColumnType::String, false),
+        field("content", ColumnType::String, true),
+        field("tool_calls", ColumnType::List(Box::new(ColumnType::Json)), true),
+    ]);
+    Schema {
+        columns: vec![
+            SchemaColumn { name: "messages".into(), ty: ColumnType::List(Box::new(message)), optional: false },
+            SchemaColumn { name: "tools".into(), ty: ColumnType::Json, optional: true },
+        ],
+    }
+}
+
+fn chat_config(train_on: TrainOn, seq_len: usize, overflow: OverflowPolicy) -> PrepareConfig {
+    let fields = ChatFields {
+        system: Some(SYSTEM_FOR_CHATS),
+        messages: Some("messages"),
+        tools: Some("tools"),
+        ..Default::default()
+    };
+    let chat = ChatSpec::from_fields(&fields, &chat_schema()).expect("chat spec");
+    let split = SplitFractions { train: 0.5, val: 0.0, test: 0.5, seed: 7 };
+    let mut config = PrepareConfig::new(chat, seq_len, overflow, split);
+    config.template_vars.insert("date_string".into(), json!("26 Jul 2024"));
+    config.train_on = train_on;
+    config.batch_rows = 3;
+    config
+}
+
+fn chat_source(on_bad_row: BadRowPolicy) -> SourceSpec {
+    SourceSpec { on_bad_row, ..SourceSpec::file(&data("conversations.jsonl"), chat_schema()) }
+}
+
+/// The real Llama 3.1 tokenizer, to read labels back as text.
+fn decoder() -> tokenizers::Tokenizer {
+    let fixtures = PathBuf::from(std::env::var_os("TUNEC_FIXTURES").expect("TUNEC_FIXTURES"));
+    tokenizers::Tokenizer::from_file(fixtures.join("llama3_1").join("tokenizer.json")).expect("tokenizer.json")
+}
+
+/// The text of each run of trained tokens of a row.
+fn trained_runs(row: &Map<String, Value>) -> Vec<String> {
+    let decoder = decoder();
+    let (ids, labels) = (ints(row, "input_ids"), ints(row, "labels"));
+    let mut runs: Vec<Vec<u32>> = Vec::new();
+    let mut inside = false;
+    for (id, label) in ids.iter().zip(&labels) {
+        if *label == IGNORE_INDEX {
+            inside = false;
+            continue;
+        }
+        assert_eq!(label, id, "a label is the id at its position");
+        if !inside {
+            runs.push(Vec::new());
+        }
+        inside = true;
+        runs.last_mut().expect("a run").push(u32::try_from(*id).expect("an id"));
+    }
+    runs.iter().map(|run| decoder.decode(run, false).expect("decodes")).collect()
+}
+
+fn all_rows(out: &Path) -> Vec<Map<String, Value>> {
+    Split::ALL.iter().flat_map(|s| read_split(out, *s)).collect()
+}
+
+fn row_with(out: &Path, text: &str) -> Map<String, Value> {
+    all_rows(out)
+        .into_iter()
+        .find(|r| r["text"].as_str().is_some_and(|t| t.contains(text)))
+        .unwrap_or_else(|| panic!("no row with {text:?}"))
+}
+
+#[test]
+fn every_assistant_turn_of_a_conversation_is_trained_and_nothing_else() {
+    let config = chat_config(TrainOn::Assistant, 4096, OverflowPolicy::Error);
+    let (profile, out) = run(&chat_source(BadRowPolicy::Skip), &config, "chats");
+    assert_eq!((profile.read, profile.skipped, profile.rows), (8, 4, 4));
+    assert_eq!(profile.messages, 5 + 5 + 3 + 5, "the node's system message is added where there is none");
+    assert_eq!(profile.assistant_turns, 2 + 2 + 1 + 2);
+    let tokens: u64 = all_rows(&out).iter().map(|r| ints(r, "input_ids").len() as u64).sum();
+    assert_eq!(profile.trained_tokens + profile.masked_tokens, tokens);
+
+    let colours = row_with(&out, "Name a colour.");
+    assert_eq!(trained_runs(&colours), ["Blue.<|eot_id|>", "Red.<|eot_id|>"]);
+    // The row's own system message is kept; the node's is for conversations without one.
+    let text = colours["text"].as_str().expect("text");
+    assert!(text.contains("You are a concise assistant.") && !text.contains(SYSTEM_FOR_CHATS), "{text}");
+
+    // The tool call is the assistant's and trained; the tool's result and the tool schemas are not.
+    let weather = row_with(&out, "Paris");
+    assert_eq!(
+        trained_runs(&weather),
+        [
+            "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}<|eot_id|>",
+            "It is 21 °C in Paris.<|eot_id|>"
+        ]
+    );
+    let text = weather["text"].as_str().expect("text");
+    assert!(text.contains("\"name\": \"get_weather\"") && text.contains(SYSTEM_FOR_CHATS), "{text}");
+
+    // An undeclared field passes through to the template; one BOS per row.
+    let hello = row_with(&out, "Hello!");
+    assert_eq!(trained_runs(&hello), ["Hi Ana, how can I help?<|eot_id|>"]);
+    for row in all_rows(&out) {
+        assert_eq!(ints(&row, "input_ids").iter().filter(|&&id| id as u64 == BOS).count(), 1);
+    }
+
+    // A test row's prompt is the conversation up to its last user turn, with the generation prompt.
+    for row in read_split(&out, Split::Test) {
+        let (text, prompt) = (row["text"].as_str().expect("text"), row["prompt"].as_str().expect("prompt"));
+        let reference = row["reference"].as_str().expect("reference");
+        assert!(prompt.ends_with("<|start_header_id|>assistant<|end_header_id|>\n\n"), "{prompt}");
+        assert_eq!(text, format!("{prompt}{reference}<|eot_id|>"));
+    }
+}
+
+#[test]
+fn bad_conversations_follow_on_bad_row_with_their_row_and_path() {
+    let config = chat_config(TrainOn::Assistant, 4096, OverflowPolicy::Error);
+    let error = prepare(&chat_source(BadRowPolicy::Fail), llama(), &config, &out_dir("chats-fail"))
+        .expect_err("record 4 has a message without a role");
+    assert!(
+        error.to_string().ends_with(
+            "conversations.jsonl: row 4 (line 4): `messages[1].role` is missing (declared `string`; mark it `?` if \
+             rows may leave it out)"
+        ),
+        "{error}"
+    );
+    // With a schema that lets a role be absent, the next bad rows are the conversation's own.
+    let mut lax = chat_schema();
+    lax.columns.truncate(1);
+    lax.columns.push(SchemaColumn { name: "tools".into(), ty: ColumnType::Json, optional: true });
+    let mut records = std::fs::read_to_string(data("conversations.jsonl")).expect("fixture");
+    records = records.lines().filter(|l| !l.contains("\"content\": \"Hello.\"")).collect::<Vec<_>>().join("\n");
+    let trimmed = out_dir("chats-trimmed-input");
+    std::fs::create_dir_all(&trimmed).expect("dir");
+    std::fs::write(trimmed.join("chats.jsonl"), records).expect("write");
+    let source = SourceSpec::file(&trimmed.join("chats.jsonl"), lax);
+    let error = prepare(&source, llama(), &config, &out_dir("chats-fail-2")).expect_err("record 4 ends with a user");
+    assert_eq!(
+        error.to_string(),
+        "row 4 (line 4): the conversation ends with a `user` message; training needs it to end with an assistant message"
+    );
+}
+
+#[test]
+fn last_assistant_trains_the_final_turn_only() {
+    let config = chat_config(TrainOn::LastAssistant, 4096, OverflowPolicy::Error);
+    let (profile, out) = run(&chat_source(BadRowPolicy::Skip), &config, "chats-last");
+    assert_eq!(profile.assistant_turns, 4);
+    assert_eq!(trained_runs(&row_with(&out, "Name a colour.")), ["Red.<|eot_id|>"]);
+}
+
+#[test]
+fn truncation_keeps_whole_turns_and_counts_the_lost_ones() {
+    // The counting conversation's first turn ends within 110 tokens and its second does not.
+    let config = chat_config(TrainOn::Assistant, 110, OverflowPolicy::Truncate);
+    let (profile, out) = run(&chat_source(BadRowPolicy::Skip), &config, "chats-truncate");
+    let counting = row_with(&out, "Count to three.");
+    let ids = ints(&counting, "input_ids");
+    assert!(ids.len() <= 110, "{} tokens", ids.len());
+    assert_eq!(*ids.last().expect("ids"), EOT, "cut at the end of a turn");
+    assert_eq!(trained_runs(&counting), ["One, two, three.<|eot_id|>"]);
+    assert!(profile.truncated >= 1 && profile.turns_lost >= 1, "{profile:?}");
+    // The tool conversation's prompt (the tool schemas are in its first user message) fills the 110
+    // tokens before its first answer: nothing is left to train, and it is dropped.
+    assert_eq!((profile.rows, profile.dropped), (3, 1), "{profile:?}");
+}
+
+#[test]
+fn sharegpt_rows_become_role_content_messages() {
+    use tunec_compiler::check::ObjectField;
+    let message = ColumnType::Object(vec![
+        ObjectField { name: "from".into(), ty: ColumnType::String, optional: false },
+        ObjectField { name: "value".into(), ty: ColumnType::String, optional: false },
+    ]);
+    let sharegpt = Schema::new(&[("conversations", ColumnType::List(Box::new(message)))]);
+    let chat = ChatSpec::from_fields(&ChatFields { messages: Some("conversations"), ..Default::default() }, &sharegpt)
+        .expect("spec");
+    let fractions = SplitFractions { train: 1.0, val: 0.0, test: 0.0, seed: 1 };
+    let mut settings = PrepareConfig::new(chat, 4096, OverflowPolicy::Error, fractions);
+    settings.template_vars.insert("date_string".into(), json!("26 Jul 2024"));
+    let rows = SourceSpec { on_bad_row: BadRowPolicy::Skip, ..SourceSpec::file(&data("sharegpt.jsonl"), sharegpt) };
+    let (profile, out) = run(&rows, &settings, "sharegpt");
+    // The second record is from a `narrator`, which is no role.
+    assert_eq!((profile.rows, profile.skipped), (1, 1));
+    let row = &read_split(&out, Split::Train)[0];
+    assert_eq!(trained_runs(row), ["Paris.<|eot_id|>", "Rome.<|eot_id|>"]);
+    assert!(row["text"]
+        .as_str()
+        .expect("text")
+        .contains("<|start_header_id|>user<|end_header_id|>\n\nCapital of France?"));
+}
+
+#[test]
+fn a_string_prompt_and_completion_are_a_user_and_an_assistant_turn() {
+    let fields =
+        ChatFields { system: Some(SYSTEM), prompt: Some("question"), completion: Some("answer"), ..Default::default() };
+    let pairs = ChatSpec::from_fields(&fields, &schema()).expect("spec");
+    let templates = ChatSpec::new(Some(SYSTEM), "{question}", "{answer}", &schema()).expect("spec");
+    let mut outputs = Vec::new();
+    for (name, chat) in [("pairs", pairs), ("templates", templates)] {
+        let mut settings = config(OverflowPolicy::Drop);
+        settings.chat = chat;
+        let (_, out) = run(&source("medreason.jsonl", BadRowPolicy::Skip), &settings, name);
+        outputs.push(all_files(&out));
+    }
+    assert_eq!(outputs[0], outputs[1]);
 }

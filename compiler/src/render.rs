@@ -239,7 +239,8 @@ pub fn estimate_lines(e: &crate::estimate::NodeEstimate) -> Vec<String> {
         format!("host: {}", terms_line(&e.host_terms)),
     ];
     if let (Some(tokens), Some(source)) = (e.tokens, e.token_source) {
-        lines.push(format!("tokens: {:.1}M ({})", tokens as f64 / 1e6, source.as_str()));
+        let trained = e.trained_tokens.map(|t| format!(", {:.1}M of them trained", t as f64 / 1e6)).unwrap_or_default();
+        lines.push(format!("tokens: {:.1}M ({}){trained}", tokens as f64 / 1e6, source.as_str()));
     }
     lines
 }
@@ -267,6 +268,7 @@ pub fn estimate_json(e: &crate::estimate::NodeEstimate) -> Json {
         "disk_bytes": e.disk_bytes,
         "disk_terms": terms(&e.disk_terms),
         "tokens": e.tokens,
+        "trained_tokens": e.trained_tokens,
         "token_source": e.token_source.map(|s| s.as_str()),
         "hours": e.hours,
         "usd": e.usd,

@@ -4,7 +4,9 @@ tunec runs it as a single-process job on a model: the merged model (the `model` 
 `model_name_or_path`), or a base model plus an adapter (the `adapter` channel or `adapter_path`), merged in memory.
 The test split (`test` channel, test.jsonl) carries each prompt already rendered with the training chat template
 and its generation prompt, so the model sees exactly the format it was trained on; prompts are tokenized without
-special tokens because the template writes BOS itself. Generation runs in batches of `batch_size`, is greedy unless
+special tokens because the template writes BOS itself. A multi-turn conversation's prompt holds every turn up to the
+last user one, which the model answers. A row given as `messages` instead is rendered here, the same way, with the
+model's chat template. Generation runs in batches of `batch_size`, is greedy unless
 `temperature` is above 0, stops at every stop token and is capped at `max_new_tokens`.
 
 Metrics (tunec_entry.scoring): exact_match and rouge_l on the generated text against `reference`, and, for rows
@@ -23,7 +25,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,20 @@ def requested_metrics(args: TunecArgs, rows: Sequence[EvalRow]) -> tuple[str, ..
     if "choice_accuracy" in args.metrics and not has_options:
         raise EntryError("`metrics` asks for choice_accuracy but no test row has `options`")
     return args.metrics
+
+
+def render_conversations(tokenizer: PreTrainedTokenizerBase, rows: Sequence[EvalRow]) -> list[EvalRow]:
+    """Rows given as conversations get their prompt: every message up to the last user turn, and the generation
+    prompt."""
+    return [
+        row
+        if row.messages is None
+        else replace(
+            row,
+            prompt=tokenizer.apply_chat_template(list(row.messages), tokenize=False, add_generation_prompt=True),
+        )
+        for row in rows
+    ]
 
 
 def prompt_token_ids(
@@ -234,6 +250,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     adapter_dir = adapter_source(args, env)
     tokenizer_source = str(adapter_dir) if adapter_dir is not None and has_tokenizer(adapter_dir) else source
     tokenizer, special = load_tokenizer(tokenizer_source, args)
+    rows = render_conversations(tokenizer, rows)
     prompts = prompt_token_ids(tokenizer, rows, args.max_length)
 
     set_seed(args.training.get("seed", 42))

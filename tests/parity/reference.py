@@ -2,8 +2,8 @@
 
 Reads a JSON request on stdin, `{"cases": [...]}`, each case with `tokenizer_dir`, `template` (the chat
 template to render, or null for the tokenizer's own), `marked` (the same template with `{% generation %}`
-markers, or null), `block_headers`, `messages` and `kwargs`. Writes `{"transformers": version, "results": [...]}`, one result per
-case:
+markers, or null), `block_headers`, `messages` and `kwargs`. Writes `{"transformers": version, "results":
+[...]}`, one result per case:
 
 - `text`, `ids`: `apply_chat_template(messages, tokenize=False, **kwargs)` and its ids without added special
   tokens; or `error`, the exception the template raised.

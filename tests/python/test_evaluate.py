@@ -1,14 +1,20 @@
-"""evaluate.py's pieces in-process: which metrics, batching, cutting generations at the stop token."""
+"""evaluate.py's pieces in-process (which metrics, batching, cutting generations at the stop token, conversation rows)
+and a multi-turn test split answered at its last user turn."""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
-from conftest import load_script
-from tinyllm import END_OF_TEXT, EOT, PAD
+from conftest import LoraRun, evaluate_layout, expect_ok, load_script
+from tinyllm import END_OF_TEXT, EOT, FACTS, PAD, SYSTEM, run_script, write_jsonl
 from tunec_entry.config import parse_args_mapping
-from tunec_entry.data import EvalRow
+from tunec_entry.data import EvalRow, read_eval_split
 from tunec_entry.failure import EntryError
 from tunec_entry.tokens import resolve_special_tokens
 
@@ -52,3 +58,67 @@ def test_generation_config_is_greedy_unless_a_temperature_is_set(tokenizer) -> N
     assert greedy.pad_token_id == special.pad_id
     sampled = evaluate.generation_config(parse_args_mapping({"temperature": 0.7}), special, 0)
     assert (sampled.do_sample, sampled.temperature) == (True, 0.7)
+
+
+def multi_turn(final_question: str, final_answer: str) -> list[dict[str, str]]:
+    """Two earlier facts as turns, then the question to answer."""
+    (q1, a1), (q2, a2) = FACTS[1], FACTS[3]
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": q1},
+        {"role": "assistant", "content": a1},
+        {"role": "user", "content": q2},
+        {"role": "assistant", "content": a2},
+        {"role": "user", "content": final_question},
+        {"role": "assistant", "content": final_answer},
+    ]
+
+
+def test_conversation_rows_take_their_last_assistant_message_as_the_answer(tokenizer) -> None:
+    rows = [
+        {"messages": multi_turn("What do bees make?", "Honey")},
+        {"messages": multi_turn("What is frozen water?", "Ice"), "reference": "ice"},
+    ]
+    path = Path(tempfile.mkdtemp()) / "test.jsonl"
+    write_jsonl(path, rows)
+    first, second = evaluate.render_conversations(tokenizer, read_eval_split(path.parent))
+    assert (first.reference, second.reference) == ("Honey", "ice")
+    assert first.prompt == tokenizer.apply_chat_template(
+        multi_turn("What do bees make?", "Honey")[:-1], tokenize=False, add_generation_prompt=True
+    )
+    assert first.prompt.endswith("What do bees make?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert FACTS[1][1] in first.prompt, "the earlier turns are in the prompt"
+    for bad, message in [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "needs a user message followed by an assistant"),
+        ({"messages": [{"content": "hi"}]}, "a string `role`"),
+        ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": None}]}, "must be a string"),
+    ]:
+        write_jsonl(path, [bad])
+        with pytest.raises(EntryError, match=message):
+            read_eval_split(path.parent)
+
+
+def test_a_multi_turn_test_split_is_answered_at_its_last_user_turn(
+    lora_run: LoraRun, base_model: Path, tokenizer, tmp_path: Path
+) -> None:
+    """The same conversation as a prompt the data engine rendered and as messages: the model answers the last user
+    turn, exactly as a greedy `generate` on that prompt does."""
+    conversation = multi_turn(*FACTS[0])
+    prompt = tokenizer.apply_chat_template(conversation[:-1], tokenize=False, add_generation_prompt=True)
+    rows = [{"prompt": prompt, "reference": FACTS[0][1]}, {"messages": conversation}]
+    merged = lora_run.merge_fp32.model_dir
+    layout = evaluate_layout(tmp_path / "evaluate", base_model, rows, model=merged)
+    expect_ok(run_script("evaluate.py", layout))
+    predictions = [json.loads(line) for line in (layout.output_data_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [p["prompt"] for p in predictions] == [prompt, prompt]
+    assert [p["reference"] for p in predictions] == [FACTS[0][1]] * 2
+    assert predictions[0]["prediction"] == predictions[1]["prediction"]
+
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=model.generation_config.eos_token_id)
+    new = out[0, ids.shape[1] :].tolist()
+    stops = set(tokenizer.convert_tokens_to_ids([EOT, END_OF_TEXT]))
+    cut = next((i for i, t in enumerate(new) if t in stops), len(new))
+    assert predictions[0]["prediction"] == tokenizer.decode(new[:cut], skip_special_tokens=True).strip()

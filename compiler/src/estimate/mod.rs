@@ -28,9 +28,23 @@ pub struct DataProfile {
     pub mean_tokens: f64,
     #[serde(default)]
     pub max_tokens: u64,
+    /// Tokens that carry loss (assistant turns) and tokens that do not, over all kept rows; absent
+    /// from profiles written before they were counted.
+    #[serde(default)]
+    pub trained_tokens: Option<u64>,
+    #[serde(default)]
+    pub masked_tokens: Option<u64>,
+    /// The mean tokens of a row's final assistant turn: what an evaluation generates.
+    #[serde(default)]
+    pub mean_answer_tokens: Option<f64>,
 }
 
 impl DataProfile {
+    /// The share of tokens that carry loss, when the profile counted them.
+    pub fn trained_fraction(&self) -> Option<f64> {
+        let (trained, masked) = (self.trained_tokens?, self.masked_tokens?);
+        (trained + masked > 0).then(|| trained as f64 / (trained + masked) as f64)
+    }
     /// Parses a profile file; `None` when it is not one.
     pub fn parse(text: &str) -> Option<DataProfile> {
         serde_json::from_str(text).ok()
@@ -53,6 +67,9 @@ pub struct NodeEstimate {
     pub disk_terms: Vec<Term>,
     /// Tokens processed (trained, generated) and where the count came from.
     pub tokens: Option<u64>,
+    /// Of a training job's tokens, those that carry loss (assistant turns), when the data profile
+    /// counted them.
+    pub trained_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
     pub hours: Option<f64>,
     pub usd: Option<f64>,
@@ -148,6 +165,10 @@ struct Data {
     mean_tokens: f64,
     seq_len: u64,
     source: TokenSource,
+    /// From the data profile: the share of tokens that carry loss, and the mean tokens of the
+    /// final answer.
+    trained_fraction: Option<f64>,
+    answer_tokens: Option<f64>,
 }
 
 fn instance_of(node: &TypedNode) -> Option<(&str, u64)> {
@@ -185,6 +206,8 @@ impl Ctx<'_> {
                 mean_tokens: profile.mean_tokens,
                 seq_len,
                 source: TokenSource::Profile,
+                trained_fraction: profile.trained_fraction(),
+                answer_tokens: profile.mean_answer_tokens.filter(|t| *t > 0.0),
             });
         }
         let dataset = chat.fields.reference("data").and_then(|d| program.node(&d.node))?;
@@ -209,7 +232,14 @@ impl Ctx<'_> {
                 .with_help("declare `rows = N` (and `mean_tokens = M`) on the dataset, or slice it (`split = \"train[:10000]\"`)"),
             );
         }
-        Some(Data { rows: declared_rows.map(|r| (r as f64 * fraction).round() as u64), mean_tokens, seq_len, source })
+        Some(Data {
+            rows: declared_rows.map(|r| (r as f64 * fraction).round() as u64),
+            mean_tokens,
+            seq_len,
+            source,
+            trained_fraction: None,
+            answer_tokens: None,
+        })
     }
 
     fn setup<'m>(&self, node: &TypedNode, facts: &'m ModelFacts, instance: &Instance, count: u64) -> TrainSetup<'m> {
@@ -416,6 +446,9 @@ impl Ctx<'_> {
             disk_bytes: disk,
             disk_terms,
             tokens: tokens.map(|t| t.round() as u64),
+            trained_tokens: tokens
+                .zip(data.as_ref().and_then(|d| d.trained_fraction))
+                .map(|(t, share)| (t * share).round() as u64),
             token_source: source,
             hours,
             usd,
@@ -628,9 +661,10 @@ impl Ctx<'_> {
         let host_terms = vec![Term { name: "model loading", bytes: weights }, Term { name: "runtime", bytes: 2 * GIB }];
         let disk_terms = vec![Term { name: "model", bytes: weights }];
         let (tokens, source, hours) = match (&data, self.gpu(instance)) {
-            (Some(Data { rows: Some(rows), mean_tokens, source, .. }), Some(gpu)) => {
-                // Answers are taken to be as long as half a training conversation, capped at max_new_tokens.
-                let new_tokens = (mean_tokens / 2.0).min(max_new as f64);
+            (Some(Data { rows: Some(rows), mean_tokens, source, answer_tokens, .. }), Some(gpu)) => {
+                // Answers are as long as the data's final answers when the profile measured them, else
+                // half a training conversation; capped at max_new_tokens.
+                let new_tokens = answer_tokens.unwrap_or(mean_tokens / 2.0).min(max_new as f64);
                 let steps = (*rows as f64 / batch as f64).ceil() * new_tokens;
                 let step_seconds = weights as f64 / (gpu.memory_bandwidth_gbps * 1e9 * time::DECODE_BANDWIDTH_FRACTION);
                 let hours = steps * step_seconds / 3600.0 + time::overhead_hours(weights);
@@ -690,6 +724,7 @@ impl Ctx<'_> {
             disk_bytes: disk,
             disk_terms,
             tokens,
+            trained_tokens: None,
             token_source,
             hours,
             usd: hours.and_then(|h| cost(h, instance, count, spot)),

@@ -1,8 +1,11 @@
 """The pre-tokenized splits the data engine writes, and the collators that batch them.
 
 Each split is `<split>.jsonl` in its channel folder, one JSON object per line with `text`, `input_ids` and
-`labels` (-100 where the loss is off: system and user turns, assistant headers). The test split also carries
-`prompt` (rendered with the generation prompt), `reference`, and optionally `options` and `answer_index`.
+`labels` (-100 where the loss is off: system and user turns, tool results, assistant headers). The test split also
+carries `prompt` (the conversation up to its last user turn, rendered with the generation prompt), `reference`, and
+optionally `options` and `answer_index`. A test row may instead give the conversation itself, `messages` (a list
+of `{role, content, ...}`): its prompt is then rendered with the model's chat template once the tokenizer is loaded
+(`EvalRow.messages`), and its reference is the content of its last assistant message unless `reference` is set.
 
 Nothing is re-templated or re-tokenized here: `input_ids` and `labels` are used exactly as written. They are
 checked instead, so that a broken data step fails in seconds with a line number rather than training on garbage:
@@ -46,6 +49,9 @@ class EvalRow:
     reference: str
     options: tuple[str, ...] | None = None
     answer_index: int | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
+    """For a row given as a conversation: the messages before its last assistant message, which the model's chat
+    template renders into `prompt` (empty until then)."""
 
 
 def split_file(channel_dir: Path, split: str) -> Path:
@@ -116,15 +122,35 @@ def read_tokenized_split(channel_dir: Path, split: str, rules: TokenRules) -> li
     return rows
 
 
+def _conversation(row: dict[str, Any], where: str) -> tuple[tuple[dict[str, Any], ...], str]:
+    """A conversation row's messages before its last assistant message, and that message's content."""
+    messages = row["messages"]
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages
+    ):
+        raise EntryError(f"{where}: `messages` must be a list of objects with a string `role`")
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+    if last is None or not any(m["role"] == "user" for m in messages[:last]):
+        raise EntryError(f"{where}: `messages` needs a user message followed by an assistant message to answer")
+    reference = row.get("reference", messages[last].get("content"))
+    if not isinstance(reference, str):
+        raise EntryError(f"{where}: the last assistant message's `content` must be a string (or set `reference`)")
+    return tuple(messages[:last]), reference
+
+
 def _eval_row(row: dict[str, Any], where: str) -> EvalRow:
     prompt, reference = row.get("prompt"), row.get("reference")
-    if not isinstance(prompt, str) or not prompt:
+    messages = None
+    if prompt is None and "messages" in row:
+        messages, reference = _conversation(row, where)
+        prompt = ""
+    elif not isinstance(prompt, str) or not prompt:
         raise EntryError(f"{where}: `prompt` must be a non-empty string")
     if not isinstance(reference, str):
         raise EntryError(f"{where}: `reference` must be a string")
     options = row.get("options")
     if options is None:
-        return EvalRow(prompt, reference)
+        return EvalRow(prompt, reference, messages=messages)
     if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) for o in options):
         raise EntryError(f"{where}: `options` must be a list of at least two strings")
     answer_index = row.get("answer_index")
@@ -134,7 +160,7 @@ def _eval_row(row: dict[str, Any], where: str) -> EvalRow:
         answer_index = options.index(reference)
     if not isinstance(answer_index, int) or isinstance(answer_index, bool) or not 0 <= answer_index < len(options):
         raise EntryError(f"{where}: `answer_index` must be an index into `options`")
-    return EvalRow(prompt, reference, tuple(options), answer_index)
+    return EvalRow(prompt, reference, tuple(options), answer_index, messages)
 
 
 def read_eval_split(channel_dir: Path, split: str = "test") -> list[EvalRow]:
