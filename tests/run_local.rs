@@ -372,6 +372,63 @@ fn the_tiny_local_example_trains_merges_and_evaluates() {
 }
 
 #[test]
+fn the_tiny_local_chat_example_trains_every_assistant_turn() {
+    let python = test_python();
+    let dir = std::env::temp_dir().join(format!("tunec-run-tiny-chat-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tiny_local(&dir);
+    let made = Command::new(&python).arg("make_model.py").current_dir(&dir).output().expect("python runs");
+    assert!(made.status.success(), "make_model.py: {}", String::from_utf8_lossy(&made.stderr));
+
+    let file = dir.join("chat.tune").display().to_string();
+    let run = tunec_with(&["run", &file, "--until", "sft"], Some(&python));
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("  sft done in "), "{}", run.stdout);
+
+    // The profile counts every turn of the 24 conversations: 12 two-turn chats, 12 with a tool call.
+    let profile: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(".tunec/chat/profiles/convo.json")).expect("the chat's profile"),
+    )
+    .expect("json");
+    assert_eq!((profile["rows"].as_u64(), profile["assistant_turns"].as_u64()), (Some(24), Some(48)), "{profile}");
+    assert_eq!(profile["messages"], 24 * 5, "4 messages each, and the node's system message");
+
+    // In the training rows, the trained tokens are the assistant turns: answers and tool calls.
+    let tokenizer = tokenizers::Tokenizer::from_file(dir.join("model/tokenizer.json")).expect("tokenizer");
+    let train = support::files_under(&dir.join(".tunec/chat/data"))
+        .into_iter()
+        .find(|p| p.ends_with("train/train.jsonl"))
+        .expect("train.jsonl");
+    let mut tool_calls = 0;
+    for line in std::fs::read_to_string(train).expect("read").lines() {
+        let row: serde_json::Value = serde_json::from_str(line).expect("json");
+        let ids: Vec<u32> =
+            row["input_ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect();
+        let labels: Vec<i64> =
+            row["labels"].as_array().expect("labels").iter().map(|v| v.as_i64().expect("label")).collect();
+        let mut runs: Vec<String> = Vec::new();
+        let mut current: Vec<u32> = Vec::new();
+        for (id, label) in ids.iter().zip(&labels).chain([(&0, &-100)]) {
+            if *label == -100 {
+                if !current.is_empty() {
+                    runs.push(tokenizer.decode(&current, false).expect("decode"));
+                    current.clear();
+                }
+            } else {
+                current.push(*id);
+            }
+        }
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert!(runs.iter().all(|r| r.ends_with("<|eot_id|>")), "{runs:?}");
+        if runs[0].starts_with("{\"name\": \"calculator\"") {
+            tool_calls += 1;
+        }
+    }
+    assert!(tool_calls > 0, "a tool call is trained");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
 fn a_failed_job_is_recorded_with_the_reason_the_script_wrote() {
     let python = test_python();
     let dir = std::env::temp_dir().join(format!("tunec-run-tiny-failed-{}", std::process::id()));

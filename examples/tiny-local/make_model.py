@@ -31,12 +31,19 @@ BOS, END_OF_TEXT, EOT, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>
 SPECIAL_TOKENS = [BOS, END_OF_TEXT, "<|start_header_id|>", "<|end_header_id|>", EOT, PAD, "<|eom_id|>"]
 CHAT_TEMPLATE = (
     "{{- bos_token }}"
+    "{%- if tools %}{{- '<|start_header_id|>system<|end_header_id|>\\n\\nTools: ' }}"
+    "{{- tools | map(attribute='function') | map(attribute='name') | join(', ') + '<|eot_id|>' }}{%- endif %}"
     "{%- for message in messages %}"
     "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{{- message['content'] | trim + '<|eot_id|>' }}"
+    "{%- if message.tool_calls %}{%- for call in message.tool_calls %}{{- call.function | tojson }}{%- endfor %}"
+    "{%- else %}{{- message['content'] | trim }}{%- endif %}"
+    "{{- '<|eot_id|>' }}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
+"""Llama 3's layout; with `tools`, a system message names them (a tiny model has no room for their schemas), and an
+assistant's tool calls are written as JSON (chat.tune trains on them). A conversation without tools renders as Llama
+3's own template renders it."""
 SYSTEM = "You answer in a few words."
 """The system prompt of tiny.tune, part of the tokenizer's training text."""
 

@@ -20,7 +20,7 @@ pub(crate) fn test_python() -> String {
 pub(crate) fn copy_tiny_local(dir: &Path) {
     let example = root().join("examples/tiny-local");
     std::fs::create_dir_all(dir.join("model")).expect("mkdir");
-    for file in ["tiny.tune", "data.jsonl", "make_model.py"] {
+    for file in ["tiny.tune", "data.jsonl", "make_model.py", "chat.tune", "chats.jsonl"] {
         std::fs::copy(example.join(file), dir.join(file)).expect("copy");
     }
     for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {

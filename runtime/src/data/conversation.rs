@@ -387,8 +387,9 @@ impl ChatSpec {
     }
 }
 
-/// A message's text for a test row's `reference`.
-fn reference(message: &Message) -> String {
+/// A message's text for a test row's `reference`: its content, or its tool calls as JSON when it has
+/// no text.
+pub fn reference(message: &Message) -> String {
     match (message.content(), message.get("tool_calls")) {
         (Some(Value::String(text)), _) if !text.is_empty() => text.clone(),
         (_, Some(calls)) if !calls.is_null() => calls.to_string(),

@@ -4,10 +4,9 @@
 //! The source is read in batches of [`PrepareConfig::batch_rows`] records, so memory holds two batches
 //! (plus 16 bytes per distinct conversation for deduplication). Each batch is processed in parallel
 //! with rayon, row by row: check the declared columns, build the messages ([`super::conversation`]),
-//! render them with the chat template and tokenize them ([`super::template`], [`super::tokenize`];
-//! the same renders and ids as `ChatTokenizer::encode_conversation`, also keeping the rendered text
-//! and prompt), apply the overflow policy and pick the split. The results
-//! are then taken in file order, on one thread, while the next batch is processed: bad rows are
+//! render them with the chat template and tokenize them with the trained turns' labels
+//! ([`super::template`], [`super::tokenize`], [`super::turns`]), apply the overflow policy and pick
+//! the split. The results are then taken in file order, on one thread, while the next batch is processed: bad rows are
 //! counted or stop the step, duplicates are left out and rows are appended to their split's files.
 //! The output is therefore the same, byte for byte, whatever the number of threads.
 //!
@@ -24,8 +23,9 @@
 //!   profile reports the actual counts.
 //! - **Outputs** (docs/entry-scripts.md §3): `train/train.jsonl`, `val/val.jsonl`, `test/test.jsonl`
 //!   with `text` (the whole rendered conversation, also for truncated rows), `input_ids` and `labels`,
-//!   plus `prompt` (rendered with the generation prompt) and `reference` (the assistant text) in
-//!   test rows; the same rows in `train/train.parquet`, `val/val.parquet`, `test/test.parquet`; and
+//!   plus `prompt` (the conversation before its final assistant turn, rendered with the generation
+//!   prompt) and `reference` (that turn's text) in test rows, or those of the last turn truncation
+//!   kept; the same rows in `train/train.parquet`, `val/val.parquet`, `test/test.parquet`; and
 //!   `profile.json` ([`Profile`], a superset of the estimator's `DataProfile`). Every file is written
 //!   to a temporary name beside it, synced and renamed ([`super::output`]), so a failed step leaves
 //!   no partial file and the previous outputs stay whole until the new ones replace them.
@@ -42,10 +42,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::conversation::{ChatSpec, ConversationError};
+use super::conversation::{reference, ChatSpec, Conversation, ConversationError};
 use super::output::{Outputs, Row, ROW_GROUP_BYTES};
 use super::source::{BadRowPolicy, RawRow, RowError, RowPos, SourceError, SourceSpec};
-use super::template::{TemplateError, Vars};
+use super::template::{Message, TemplateError, Vars};
 use super::tokenize::{fit, ChatTokenizer, Encoded, Fit, OverflowPolicy, TokenizeError, Trained, IGNORE_INDEX};
 
 /// Which tokens carry loss (the chat node's `train_on`).
@@ -393,7 +393,14 @@ impl Step<'_> {
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
         let split = self.split_of(&digest);
-        let fit = self.fit(encoded, split, &conversation.reference, conversation.messages.len());
+        let turns = match &trained {
+            Trained::Turns(turns) => turns.as_slice(),
+            Trained::All => &[],
+        };
+        let fit = match self.fit(encoded, split, &conversation, turns, &vars) {
+            Ok(fit) => fit,
+            Err(error) => return Processed::Failed(PrepareError::Tokenize { at, error }),
+        };
         Processed::Done { at, key, fit }
     }
 
@@ -415,31 +422,50 @@ impl Step<'_> {
         }
     }
 
-    fn fit(&self, encoded: Encoded, split: Split, reference: &str, messages: usize) -> Fitted {
+    /// The row after the overflow policy. `turns` are the message indices of the trained turns.
+    fn fit(
+        &self,
+        encoded: Encoded,
+        split: Split,
+        conversation: &Conversation,
+        turns: &[usize],
+        vars: &Vars<'_>,
+    ) -> Result<Fitted, TokenizeError> {
         let answer_tokens = encoded.example.input_ids.len().saturating_sub(encoded.example.prompt_tokens);
         let (example, truncated, turns_lost) = match fit(encoded.example, self.config.seq_len, self.config.overflow) {
             Fit::Kept(example) => (example, false, 0),
             Fit::Truncated { example, turns_lost, .. } => (example, true, turns_lost),
-            Fit::Dropped { .. } => return Fitted::Dropped,
-            Fit::TooLong { tokens } => return Fitted::TooLong { tokens },
+            Fit::Dropped { .. } => return Ok(Fitted::Dropped),
+            Fit::TooLong { tokens } => return Ok(Fitted::TooLong { tokens }),
         };
         let test = split == Split::Test;
         let counts = RowCounts {
             tokens: example.input_ids.len(),
             trained: example.labels.iter().filter(|&&label| label != IGNORE_INDEX).count(),
-            messages,
+            messages: conversation.messages.len(),
             assistant_turns: example.turns.len(),
             turns_lost,
             answer_tokens,
+        };
+        // A test row asks for its final turn; when truncation took that turn away, it asks for the
+        // last turn it kept, whose prompt fits.
+        let (prompt, reference) = match example.turns.len().checked_sub(1).and_then(|kept| turns.get(kept)) {
+            Some(&last) if test && turns_lost > 0 && last + 1 < conversation.messages.len() => {
+                let values: Vec<minijinja::Value> =
+                    conversation.messages[..last].iter().map(Message::to_value).collect();
+                let prompt = self.tokenizer.template().render_values(&values, true, vars)?;
+                (prompt, reference(&conversation.messages[last]))
+            }
+            _ => (encoded.prompt, conversation.reference.clone()),
         };
         let row = Row {
             text: encoded.text,
             input_ids: example.input_ids,
             labels: example.labels,
-            prompt: test.then_some(encoded.prompt),
-            reference: test.then(|| reference.to_string()),
+            prompt: test.then_some(prompt),
+            reference: test.then_some(reference),
         };
-        Fitted::Written { split, counts, truncated, row }
+        Ok(Fitted::Written { split, counts, truncated, row })
     }
 }
 
