@@ -368,6 +368,24 @@ fn the_tiny_local_example_trains_merges_and_evaluates() {
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
     assert_eq!(lines(&again).len(), 7, "{}", again.stdout);
     assert!(lines(&again).iter().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+
+    // The adapter is lost and trained again, byte for byte the same; its metrics.json differs in
+    // its timings, throughput and memory, which no node reads: merge and evaluate are reused.
+    let adapter =
+        outputs("sft").into_iter().find(|p| p.ends_with("/model/adapter_model.safetensors")).expect("adapter");
+    let before = std::fs::read(dir.join(&adapter)).expect("adapter");
+    std::fs::remove_file(dir.join(&adapter)).expect("remove the adapter");
+    let retrained = tunec_with(&["run", &file], Some(&python));
+    assert_eq!(retrained.code, 0, "{}{}", retrained.stdout, retrained.stderr);
+    assert!(retrained.stdout.contains(&format!("run sft: its output `{adapter}` is gone")), "{}", retrained.stdout);
+    assert_eq!(std::fs::read(dir.join(&adapter)).expect("adapter"), before, "trained again to the same bytes");
+    for node in ["merged", "report"] {
+        assert!(
+            retrained.stdout.contains(&format!("reuse {node}: same inputs, outputs intact")),
+            "{}",
+            retrained.stdout
+        );
+    }
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
