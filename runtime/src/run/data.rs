@@ -14,7 +14,8 @@
 //! - `chat`: nothing of its own; its settings are used by the split below.
 //! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and
 //!   tokenizer into `.tunec/<pipeline>/data/<split>/<key>/`, and `profile.json` is copied to
-//!   `.tunec/<pipeline>/profiles/<chat>.json`, where `tunec check` reads it for estimates.
+//!   `.tunec/<pipeline>/profiles/<chat>.json`, where `tunec check` reads it for estimates. A split
+//!   that no job could train on fails here ([`data_report::check_trainable`]).
 //!
 //! Output paths are relative to the pipeline's folder (`base`), as the journal records them.
 
@@ -26,6 +27,7 @@ use serde_json::json;
 use tunec_compiler::check::{Program, TypedNode, Val};
 use tunec_compiler::syntax::ast::NodeKind;
 
+use super::data_report;
 use super::hub::{self, Manifest};
 use crate::data::conversation::ChatSpec;
 use crate::data::prepare::{prepare, PrepareConfig, Split, SplitFractions, StepControl, TrainOn};
@@ -414,10 +416,13 @@ fn split(
     let out_rel = format!("{dir}/data/{}/{key}", split.name);
     let out = base.join(&out_rel);
     let profile = prepare(&source, &tokenizer, &config, &out)
-        .map_err(|e| StepError(format!("split `{}` of chat `{}`: {e}", split.name, chat.name)))?;
+        .map_err(|e| StepError(data_report::failure(&e, split, chat, dataset)))?;
     let profile_rel = format!("{dir}/profiles/{}.json", chat.name);
     let text = serde_json::to_vec_pretty(&profile).map_err(err)?;
     journal::write_atomic(&base.join(&profile_rel), &text).map_err(err)?;
+    // The estimator's copy of the profile is written all the same: `tunec check` then shows the
+    // counts the step found.
+    data_report::check_trainable(program, split, &profile).map_err(StepError)?;
     let mut outputs = Vec::new();
     for part in Split::ALL {
         outputs.push(output(base, &format!("{out_rel}/{0}/{0}.jsonl", part.name()))?);

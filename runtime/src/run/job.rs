@@ -402,6 +402,7 @@ pub async fn run(
     for pump in pumps.into_iter().flatten() {
         let _ = pump.await;
     }
+    reporter.keep_last_lines(&job.node);
     let status = status.map_err(|e| NodeError::Failed(format!("cannot wait for `{}`: {e}", python.display())))?;
     let seconds = started.elapsed().as_secs_f64();
     if !status.success() {
