@@ -406,6 +406,45 @@ fn launch_runs_train_under_torchrun_with_the_rendezvous_of_resourceconfig() {
 }
 
 #[test]
+fn a_journal_tunec_cannot_trust_is_refused_with_its_remedy() {
+    let dir = std::env::temp_dir().join(format!("tunec-journal-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join(".tunec/medreason")).expect("mkdir");
+    std::fs::copy(root().join("examples/medreason/medreason.tune"), dir.join("medreason.tune")).expect("copy");
+    let file = dir.join("medreason.tune").display().to_string();
+    let state = dir.join(".tunec/medreason/state.json");
+    let shown = state.display().to_string();
+    let cases: [(&[u8], String); 3] = [
+        (
+            br#"{"version": 7, "pipeline": "medreason", "nodes": {}, "written_by": "tunec 3"}"#,
+            format!(
+                "`{shown}` was written by a newer tunec (state version 7; this tunec reads version 1): run that \
+                 tunec, or move the file away to start afresh (`mv {shown} {shown}.v7`"
+            ),
+        ),
+        (
+            br#"{"version": 1, "pipeline": "tiny", "nodes": {}}"#,
+            format!("`{shown}` is the journal of pipeline `tiny`, not of `medreason` (a copied or renamed folder?)"),
+        ),
+        (&[0x9c, 0x12, 0xff, 0x00, 0xd8, 0x41], format!("`{shown}` is not a tunec state file (")),
+    ];
+    for (bytes, message) in cases {
+        std::fs::write(&state, bytes).expect("write");
+        for args in [&["status", &file][..], &["plan", &file], &["run", &file, "--until", "llama"]] {
+            let run = tunec(args);
+            assert_eq!(run.code, 2, "{args:?}: {}{}", run.stdout, run.stderr);
+            assert!(run.stderr.contains(&message), "{args:?}: {}", run.stderr);
+        }
+    }
+    assert!(tunec(&["status", &file])
+        .stderr
+        .contains(&format!("move it away to start the pipeline's state afresh (`mv {shown} {shown}.bad`")));
+    std::fs::remove_file(&state).expect("move it away");
+    assert_eq!(tunec(&["status", &file]).code, 0);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
 fn status_and_plan_read_the_journal() {
     use tunec_runtime::journal::{self, Journal, NodeRecord, Output, Status};
     let dir = std::env::temp_dir().join(format!("tunec-journal-cli-{}", std::process::id()));

@@ -177,6 +177,16 @@ fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
             assert_eq!(&got[path], digest, "{path} differs from the uninterrupted run's (seed {seed:#x})");
         }
     }
+    // No temporary file of a killed write is left outside the jobs' folders.
+    for entry in support::files_under(&dir.join(".tunec/tiny")) {
+        let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temporary = name.starts_with('.') && (name.contains(".tmp") || name.ends_with(".part"));
+        assert!(
+            !temporary || entry.starts_with(dir.join(".tunec/tiny/jobs")),
+            "{} is left by a killed run",
+            entry.display()
+        );
+    }
     // No job process outlived its run: every job's lock is free.
     for entry in support::files_under(&dir.join(".tunec/tiny/jobs")) {
         if entry.file_name().is_some_and(|n| n == ".job.lock") {

@@ -292,6 +292,33 @@ fn changes_run_what_they_affect() {
 }
 
 #[test]
+fn the_temporary_files_of_a_killed_run_are_removed_by_the_next() {
+    let (dir, file) = setup("leftovers");
+    assert_eq!(tunec(&["run", &file, "--until", "parts"]).code, 0);
+    let train = outputs(&dir).into_iter().find(|f| f.ends_with("train/train.jsonl")).expect("train.jsonl");
+    // What a run killed while writing leaves: a split file, the journal, a download; and a file in
+    // a job's folder, where a script that outlived its run may still be writing.
+    let leftovers = [
+        train.with_file_name(".train.jsonl.tmp-99999"),
+        dir.join(".tunec/p/.state.json.99999.tmp"),
+        dir.join(".tunec/p/sources/hf/datasets/x/.data.parquet.99999.part"),
+    ];
+    let in_a_job = dir.join(".tunec/p/jobs/sft/k/checkpoints/.trainer_state.json.tmp-99999");
+    for path in leftovers.iter().chain([&in_a_job]) {
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+        std::fs::write(path, vec![b'x'; 1 << 20]).expect("write");
+    }
+    let run = tunec(&["run", &file, "--until", "parts"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(decisions(&run).iter().all(|l| l.starts_with("reuse ")), "{}", run.stdout);
+    for path in &leftovers {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    assert!(in_a_job.exists(), "a job's folder is the job's");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
 fn a_failed_node_is_recorded_and_stops_the_run() {
     let (dir, file) = setup("failed");
     std::fs::write(dir.join("p.tune"), pipeline(160, "error")).expect("write");
