@@ -122,6 +122,19 @@ fn explain_prints_the_page_and_lists_codes() {
     assert_eq!(list.stdout.lines().count(), tunec_compiler::diagnostics::Code::ALL.len());
     let unknown = tunec(&["explain", "nope"]);
     assert_eq!(unknown.code, 2);
+    assert_eq!(unknown.stderr, "tunec: no diagnostic code `nope` (`tunec explain` lists them all)\n");
+    // A typo, a full code with a typo, and a part of a name.
+    let typo = tunec(&["explain", "fsdp_qlora_storag"]);
+    assert_eq!(typo.code, 2);
+    assert!(
+        typo.stderr.contains("no diagnostic code `fsdp_qlora_storag`; did you mean `fsdp_qlora_storage`?"),
+        "{}",
+        typo.stderr
+    );
+    let full = tunec(&["explain", "tunec::check::split_leakge"]);
+    assert!(full.stderr.contains("did you mean `split_leakage`?"), "{}", full.stderr);
+    let part = tunec(&["explain", "leakage"]);
+    assert!(part.stderr.contains("did you mean `split_leakage`?"), "{}", part.stderr);
 }
 
 /// A scratch folder holding `files` (name, text), removed first if it exists.
