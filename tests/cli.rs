@@ -137,6 +137,36 @@ fn explain_prints_the_page_and_lists_codes() {
     assert!(part.stderr.contains("did you mean `split_leakage`?"), "{}", part.stderr);
 }
 
+#[test]
+fn error_pages_cite_only_what_a_reader_can_open() {
+    // Every page as `tunec explain` prints it: a Markdown file it names (outside a URL) must be in
+    // the repository, so that a citation is a public source (a URL, a paper, a repository and a
+    // path) or a page of these docs, never a note that users do not have.
+    let mut docs: Vec<String> = Vec::new();
+    for dir in ["docs", "docs/errors"] {
+        for entry in std::fs::read_dir(root().join(dir)).expect("docs").flatten() {
+            docs.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    for code in tunec_compiler::diagnostics::Code::ALL {
+        let page = tunec(&["explain", code.name()]);
+        assert_eq!(page.code, 0, "{}", page.stderr);
+        let words = page.stdout.split(|c: char| c.is_whitespace() || "()[],;`".contains(c));
+        for word in words.filter(|w| !w.contains("://") && !w.starts_with("../") && w.contains(".md")) {
+            let name = word.trim_end_matches(['.', ':']).split('#').next().unwrap_or_default();
+            let name = name.rsplit('/').next().unwrap_or_default();
+            if name.ends_with(".md") {
+                assert!(docs.iter().any(|d| d == name), "{}: `{word}` is not in the repository", code.name());
+            }
+        }
+        for link in page.stdout.match_indices("](../").map(|(at, _)| &page.stdout[at + 2..]) {
+            let target = &link[..link.find(')').expect("a closed link")];
+            let path = target.split('#').next().unwrap_or_default();
+            assert!(root().join("docs/errors").join(path).exists(), "{}: link `{target}`", code.name());
+        }
+    }
+}
+
 /// A scratch folder holding `files` (name, text), removed first if it exists.
 fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tunec-{name}-{}", std::process::id()));
