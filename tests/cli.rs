@@ -52,7 +52,7 @@ fn json_output_has_the_documented_shape() {
     assert_eq!(d["severity"], "error");
     assert_eq!(d["file"], "tests/cases/template_placeholder.tune");
     assert_eq!(d["span"]["line"], 8);
-    assert_eq!(d["span"]["column"], 23);
+    assert_eq!(d["span"]["column"], 28);
     let text = std::fs::read_to_string(root().join("tests/cases/template_placeholder.tune")).expect("fixture");
     let (start, end) =
         (d["span"]["start"].as_u64().expect("start") as usize, d["span"]["end"].as_u64().expect("end") as usize);
@@ -135,6 +135,27 @@ fn explain_prints_the_page_and_lists_codes() {
     assert!(full.stderr.contains("did you mean `split_leakage`?"), "{}", full.stderr);
     let part = tunec(&["explain", "leakage"]);
     assert!(part.stderr.contains("did you mean `split_leakage`?"), "{}", part.stderr);
+}
+
+#[test]
+fn the_repositorys_own_pipelines_are_formatted() {
+    // As a user's CI runs it: the examples and the fixtures, every file in its canonical layout.
+    // The fixtures of parse errors cannot be formatted; they are the only files reported.
+    let run = tunec(&["fmt", "--check", "examples", "tests/cases"]);
+    assert_eq!(run.stdout, "", "would change (run `tunec fmt examples tests/cases`)");
+    let unparsed: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("tunec fmt: ")).collect();
+    for line in &unparsed {
+        let file = line.trim_start_matches("tunec fmt: `").split('`').next().unwrap_or_default();
+        let text = std::fs::read_to_string(root().join(file)).expect("fixture");
+        let expect = text.lines().find(|l| l.starts_with("// expect:")).unwrap_or_default();
+        assert!(
+            ["syntax", "bad_literal"].iter().any(|code| expect.contains(code)),
+            "{file} does not parse, and its fixture expects no parse error: {expect}"
+        );
+    }
+    assert_eq!(unparsed.len(), 3, "{}", run.stderr);
+    assert_eq!(run.code, 1, "the fixtures of parse errors");
+    assert_eq!(tunec(&["fmt", "--check", "examples"]).code, 0);
 }
 
 #[test]

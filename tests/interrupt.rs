@@ -272,8 +272,10 @@ fn sigkill_between_checkpoints_saves_the_step_reached_and_the_next_run_resumes_f
     let file = dir.join("tiny.tune");
     // Checkpoints every 60 steps of 80: a kill before step 60 finds none on disk.
     let text = std::fs::read_to_string(&file).expect("read");
-    let text = text.replace("max_steps = 20", "max_steps = 80").replace("save_steps = 10", "save_steps = 60");
-    assert!(text.contains("max_steps = 80") && text.contains("save_steps = 60"), "{text}");
+    let text = text
+        .replace("max_steps        = 20", "max_steps        = 80")
+        .replace("save_steps       = 10", "save_steps       = 60");
+    assert!(text.contains("max_steps        = 80") && text.contains("save_steps       = 60"), "{text}");
     std::fs::write(&file, text).expect("write");
 
     let mut child = spawn_run(&file, &python);

@@ -182,7 +182,7 @@ fn a_whole_session() {
     assert_eq!(refs.len(), 3, "the declaration, `tokenizer = llama` and `sft(llama`: {refs:?}");
 
     // Completion: enumeration values after `precision = `.
-    let line_end = position(&text, "precision = bf16", 12);
+    let line_end = position(&text, "precision              = bf16", 25);
     let completion = client.request("textDocument/completion", json!({"textDocument": doc, "position": line_end}));
     let labels: Vec<&str> =
         completion["result"].as_array().expect("items").iter().filter_map(|i| i["label"].as_str()).collect();
