@@ -268,6 +268,18 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
             record["outputs"].as_array().expect("outputs").iter().filter_map(|o| o["path"].as_str()).collect();
         assert!(outputs.iter().any(|o| o.ends_with(&format!("/{name}/output/model/"))), "{outputs:?}");
     }
+    // The summary says where the models and the report are: the jobs' artifacts on S3.
+    for (node, what) in [("sft", "adapter"), ("merged", "merged model"), ("report", "report")] {
+        let name = state["nodes"][node]["job_name"].as_str().expect("name");
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{what} ({node}): s3://"))
+                    && l.ends_with(&format!("/{name}/output/model/"))),
+            "{}",
+            run.stdout
+        );
+    }
     // What the jobs read was uploaded where their requests say.
     let objects = aws.objects();
     let parts_key = state["nodes"]["parts"]["key"].as_str().expect("key");
