@@ -80,6 +80,17 @@ fn sha256(path: &Path) -> String {
     sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The metrics.json that sft recorded.
+fn sft_metrics(dir: &Path, state: &serde_json::Value) -> serde_json::Value {
+    let path = state["nodes"]["sft"]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("/metrics.json")))
+        .expect("metrics.json");
+    serde_json::from_str(&std::fs::read_to_string(dir.join(path)).expect("read")).expect("json")
+}
+
 /// Every recorded output of every node: path → digest, checked against the file on disk.
 fn intact_outputs(dir: &Path, state: &serde_json::Value) -> BTreeMap<String, String> {
     let mut all = BTreeMap::new();
@@ -244,14 +255,7 @@ fn ctrl_c_stops_training_at_a_checkpoint_and_the_next_run_resumes_it() {
     assert_eq!(done["nodes"]["sft"]["attempt"], 2);
     assert_eq!(succeeded(&done).len(), 7);
     // train.py saved a checkpoint on SIGTERM and the second attempt started from it.
-    let metrics = done["nodes"]["sft"]["outputs"]
-        .as_array()
-        .expect("outputs")
-        .iter()
-        .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("/metrics.json")))
-        .expect("metrics.json");
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(metrics)).expect("read")).expect("json");
+    let metrics = sft_metrics(&dir, &done);
     assert!(metrics["resumed_from_step"].as_u64().is_some_and(|s| s > 0), "{metrics}");
     assert_eq!(metrics["global_step"], 20);
     let _ = std::fs::remove_dir_all(&dir);
@@ -305,14 +309,7 @@ fn sigkill_between_checkpoints_saves_the_step_reached_and_the_next_run_resumes_f
     assert!(again.status.success(), "{text}{}", String::from_utf8_lossy(&again.stderr));
     assert!(text.contains("run sft: the previous run did not finish"), "{text}");
     let done = state(&dir);
-    let metrics = done["nodes"]["sft"]["outputs"]
-        .as_array()
-        .expect("outputs")
-        .iter()
-        .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("/metrics.json")))
-        .expect("metrics.json");
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(metrics)).expect("read")).expect("json");
+    let metrics = sft_metrics(&dir, &done);
     let resumed = metrics["resumed_from_step"].as_u64().unwrap_or_else(|| panic!("no resume: {metrics}"));
     assert!(
         resumed >= u64::from(reached) && resumed < 60,
