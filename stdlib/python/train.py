@@ -164,9 +164,9 @@ def load_model(
         revision=args.model_revision,
         dtype=dtype,
         attn_implementation=args.attn_implementation,
-        quantization_config=quantization,
         trust_remote_code=args.trust_remote_code,
         device_map=device_map,
+        **architecture.quantization_kwargs(quantization),
     )
     if mxfp4 is not None:
         architecture.cast_dequantized_experts(model, dtype)

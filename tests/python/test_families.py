@@ -417,3 +417,14 @@ def test_fsdp_full_fine_tuning_of_a_multimodal_checkpoint_needs_original_paramet
     lora = {"method": "lora", "fsdp": "full_shard auto_wrap", "decoder_layer": wrap}
     _, config = builders.fsdp_settings(parse_args_mapping(lora), list, frozen_parts=True)
     assert config["transformer_layer_cls_to_wrap"] == wrap, "LoRA freezes the whole base: any wrap works"
+
+
+def test_evaluating_an_mxfp4_checkpoint_as_it_ships(miniatures: Callable[[str], Path], tmp_path: Path) -> None:
+    """Without dequantize_mxfp4, transformers dequantizes by itself on the CPU; the experts follow torch_dtype."""
+    base = miniatures("gpt_oss")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    layout = Layout(tmp_path)
+    layout.write_args({k: v for k, v in family_args("gpt_oss", base).items() if k != "dequantize_mxfp4"})
+    write_jsonl(layout.add_channel("test") / "test.jsonl", [eval_row(tokenizer, *FACTS[0])])
+    run_main("evaluate", layout)
+    assert read_json(layout.output_data_dir / "report.json")["num_examples"] == 1

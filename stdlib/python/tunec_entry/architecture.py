@@ -89,6 +89,7 @@ def auto_class(config: PretrainedConfig) -> type:
 
 
 def model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
+    """The transformers class that auto_class loads for this config."""
     auto = auto_class(config)
     mapping = (
         MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING if auto is AutoModelForImageTextToText else MODEL_FOR_CAUSAL_LM_MAPPING
@@ -97,15 +98,14 @@ def model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
         return mapping[type(config)]
     except KeyError:
         raise EntryError(
-            f"transformers has no causal language model for model_type `{config.model_type}`"
-            + (" (it may need trust_remote_code: true)" if getattr(config, "auto_map", None) else "")
+            f"transformers has no causal language model class for model_type `{config.model_type}`"
         ) from None
 
 
 def check_attention(args: TunecArgs, config: PretrainedConfig) -> None:
     """An attention implementation the architecture lacks is refused before loading (gpt-oss has no SDPA)."""
-    if args.attn_implementation != "sdpa" or getattr(config, "auto_map", None):
-        return
+    if args.attn_implementation != "sdpa" or type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        return  # remote code: transformers decides when it loads the class
     cls = model_class(config)
     if not getattr(cls, "_supports_sdpa", False):
         raise EntryError(
@@ -145,12 +145,25 @@ def mxfp4_loading(args: TunecArgs, config: PretrainedConfig, purpose: str) -> An
     return Mxfp4Config(dequantize=True)
 
 
+def quantization_kwargs(quantization: Any) -> dict[str, Any]:
+    """`quantization_config` for from_pretrained, only when there is one.
+
+    An explicit `quantization_config=None` replaces the checkpoint's own (transformers passes it on to the config),
+    which breaks loading an MXFP4 checkpoint as it ships.
+    """
+    return {} if quantization is None else {"quantization_config": quantization}
+
+
 def cast_dequantized_experts(model: torch.nn.Module, dtype: torch.dtype | str) -> None:
-    """transformers dequantizes MXFP4 experts to bfloat16 whatever `dtype` the model loads in; align them."""
+    """transformers dequantizes MXFP4 experts to bfloat16 whatever `dtype` the model loads in; align them.
+
+    Experts kept in MXFP4 (transformers' kernels, on a GPU) are not floating parameters and stay as they are.
+    """
     if not isinstance(dtype, torch.dtype):
         return
     for name, parameter in model.named_parameters():
-        if name.rsplit(".", 1)[-1] in MXFP4_EXPERT_PARAMETERS and parameter.ndim == 3 and parameter.dtype != dtype:
+        expert = name.rsplit(".", 1)[-1] in MXFP4_EXPERT_PARAMETERS and parameter.ndim == 3
+        if expert and parameter.dtype.is_floating_point and parameter.dtype != dtype:
             parameter.data = parameter.data.to(dtype)
 
 
@@ -236,7 +249,13 @@ def wrap_classes(config: PretrainedConfig) -> list[str]:
 
     The model is built on the meta device (no memory, no weights) to see which classes it contains.
     """
-    cls = model_class(config)
+    try:
+        cls = model_class(config)
+    except EntryError:
+        raise EntryError(
+            f"transformers has no class for model_type `{config.model_type}` to find its FSDP wrap class in: "
+            "set `decoder_layer` in args.yaml"
+        ) from None
     declared = list(getattr(cls, "_no_split_modules", None) or [])
     if not declared:
         return []

@@ -84,11 +84,11 @@ def load_pretrained(
         revision=args.model_revision,
         dtype=dtype,
         attn_implementation=attn_implementation,
-        quantization_config=mxfp4,
         trust_remote_code=args.trust_remote_code,
         device_map=device_map,
+        **architecture.quantization_kwargs(mxfp4),
     )
-    if mxfp4 is not None:
+    if architecture.is_mxfp4(config):  # dequantized here, or by transformers itself where its kernels do not run
         architecture.cast_dequantized_experts(model, dtype)
     return model
 
