@@ -26,7 +26,7 @@ family tunec supports (tunec_entry.miniature).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -114,10 +114,14 @@ def check_attention(args: TunecArgs, config: PretrainedConfig) -> None:
         )
 
 
-def is_mxfp4(config: PretrainedConfig) -> bool:
-    """Whether the checkpoint's weights ship as MXFP4 (gpt-oss)."""
-    quantization = getattr(config, "quantization_config", None)
-    if quantization is not None and not isinstance(quantization, dict):
+def is_mxfp4(config: PretrainedConfig | Mapping[str, Any]) -> bool:
+    """Whether the checkpoint's weights ship as MXFP4 (gpt-oss); `config` is the config or its config.json dict."""
+    quantization = (
+        config.get("quantization_config")
+        if isinstance(config, Mapping)
+        else getattr(config, "quantization_config", None)
+    )
+    if quantization is not None and not isinstance(quantization, Mapping):
         quantization = quantization.to_dict()
     return bool(quantization) and quantization.get("quant_method") == "mxfp4"
 

@@ -44,6 +44,8 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
+from tunec_entry.architecture import EXPERT_COUNT_KEYS, expert_count, is_mxfp4
+
 LAYERS = 2
 HIDDEN = 64
 HEAD_DIM = 16
@@ -56,12 +58,9 @@ WINDOW = 16
 MLA_RANK, MLA_ROPE_DIM, MLA_HEAD_DIM = 32, 8, 16
 VISION_HIDDEN, VISION_HEADS, VISION_PATCHES = 32, 2, 4
 
-EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
-TOP_K_KEYS = ("num_experts_per_tok", "experts_per_token", "moe_topk")
+TOP_K_KEYS = ("num_experts_per_tok", "experts_per_token")
 DENSE_INTERMEDIATE_KEYS = ("intermediate_size_mlp",)
 EXPERT_INTERMEDIATE_KEYS = ("moe_intermediate_size", "shared_expert_intermediate_size")
-EXPERT_SIZED_INTERMEDIATE = ("gpt_oss", "granitemoe", "llama4_text")
-"""Model types whose `intermediate_size` is the size of one expert."""
 WINDOW_KEYS = ("sliding_window", "attention_chunk_size")
 PER_LAYER_KEYS = ("layer_types", "no_rope_layers")
 """Per-layer lists: shrunk to the first layer's value and the first value that differs from it."""
@@ -82,23 +81,6 @@ FILES_BESIDE = (
 FP4_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
 """The E2M1 values of the 16 nibbles, as transformers' MXFP4 dequantizer reads them."""
 MXFP4_BLOCK = 32
-
-
-class MiniatureError(ValueError):
-    """A config.json that cannot be made into a miniature (unknown model type, missing key)."""
-
-
-def config_class(model_type: str) -> type[PretrainedConfig]:
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    try:
-        return CONFIG_MAPPING[model_type]
-    except KeyError:
-        raise MiniatureError(
-            f"model_type `{model_type}` is unknown to transformers {_transformers_version()}; "
-            f"families with tested miniatures: {', '.join(FAMILIES)}"
-        ) from None
-
 
 FAMILIES = (
     "llama",
@@ -121,10 +103,21 @@ FAMILIES = (
 """The model types whose miniatures are built and trained in the tests (tests/python/test_families.py)."""
 
 
-def _transformers_version() -> str:
-    import transformers
+class MiniatureError(ValueError):
+    """A config.json that cannot be made into a miniature (unknown model type, missing key)."""
 
-    return transformers.__version__
+
+def config_class(model_type: str) -> type[PretrainedConfig]:
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        return CONFIG_MAPPING[model_type]
+    except KeyError:
+        raise MiniatureError(
+            f"model_type `{model_type}` is unknown to transformers {transformers.__version__}; "
+            f"families with tested miniatures: {', '.join(FAMILIES)}"
+        ) from None
 
 
 def full_config(source: Mapping[str, Any]) -> PretrainedConfig:
@@ -132,19 +125,11 @@ def full_config(source: Mapping[str, Any]) -> PretrainedConfig:
     model_type = source.get("model_type")
     if not isinstance(model_type, str):
         raise MiniatureError("config.json has no `model_type`")
-    return config_class(model_type).from_dict(dict(source))
-
-
-def is_mxfp4(config: PretrainedConfig | Mapping[str, Any]) -> bool:
-    """Whether the checkpoint's weights ship as MXFP4 (gpt-oss)."""
-    quantization = (
-        config.get("quantization_config")
-        if isinstance(config, Mapping)
-        else getattr(config, "quantization_config", None)
-    )
-    if quantization is not None and not isinstance(quantization, Mapping):
-        quantization = quantization.to_dict()
-    return bool(quantization) and quantization.get("quant_method") == "mxfp4"
+    cls = config_class(model_type)
+    try:
+        return cls.from_dict(dict(source))
+    except (ValueError, TypeError, KeyError) as err:
+        raise MiniatureError(f"config.json does not read as {cls.__name__}: {err}") from None
 
 
 def shrunk_pattern(values: Sequence[Any]) -> list[Any]:
@@ -210,9 +195,9 @@ def shrink_text_config(config: PretrainedConfig) -> dict[str, Any]:
     values["rope_scaling"] = _shrink_rope_factors(values.get("rope_scaling"), int(HEAD_DIM * partial) // 2)
 
     experts = next((values[key] for key in EXPERT_COUNT_KEYS if values.get(key)), None)
-    values["intermediate_size"] = (
-        EXPERT_INTERMEDIATE if experts and config.model_type in EXPERT_SIZED_INTERMEDIATE else INTERMEDIATE
-    )
+    # Without a separate expert size (gpt-oss, GraniteMoE, Llama 4), `intermediate_size` is one expert's.
+    expert_sized = experts and not values.get("moe_intermediate_size")
+    values["intermediate_size"] = EXPERT_INTERMEDIATE if expert_sized else INTERMEDIATE
     for key in DENSE_INTERMEDIATE_KEYS:
         if values.get(key):
             values[key] = INTERMEDIATE
@@ -332,6 +317,7 @@ def mxfp4_expert_weights(shape: Sequence[int], generator: torch.Generator) -> tu
 
 
 MXFP4_EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+"""gpt-oss expert parameters that an MXFP4 checkpoint stores as `<name>_blocks` and `<name>_scales`."""
 
 
 def _mxfp4_state_dict(model: PreTrainedModel, seed: int) -> dict[str, torch.Tensor]:
@@ -385,7 +371,6 @@ def describe(model: PreTrainedModel, out_dir: Path) -> dict[str, Any]:
     """What the command line prints: the miniature's architecture and sizes."""
     config = model.config
     text = config.get_text_config()
-    experts = next((getattr(text, key) for key in EXPERT_COUNT_KEYS if getattr(text, key, None)), None)
     return {
         "path": str(out_dir),
         "model_type": config.model_type,
@@ -395,7 +380,7 @@ def describe(model: PreTrainedModel, out_dir: Path) -> dict[str, Any]:
         "num_hidden_layers": text.num_hidden_layers,
         "hidden_size": text.hidden_size,
         "vocab_size": text.vocab_size,
-        "experts": experts,
+        "experts": expert_count(config),
         "mxfp4": is_mxfp4(config),
         "files": sorted(p.name for p in out_dir.iterdir()),
     }
@@ -433,6 +418,13 @@ def main(argv: list[str] | None = None) -> int:
         model = build_miniature(source, options.out, dtype=options.dtype, seed=options.seed)
     except MiniatureError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:  # transformers refusing the shrunk config
+        print(
+            f"error: the miniature of model_type `{source.get('model_type')}` does not build ({type(err).__name__}: "
+            f"{err}); families with tested miniatures: {', '.join(FAMILIES)}",
+            file=sys.stderr,
+        )
         return 2
     if folder is not None:
         for name in FILES_BESIDE:
