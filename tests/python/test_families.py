@@ -45,7 +45,7 @@ from tinyllm import (
 from tunec_entry import architecture, builders
 from tunec_entry.config import parse_args_mapping
 from tunec_entry.failure import EntryError
-from tunec_entry.miniature import FAMILIES, build_miniature
+from tunec_entry.miniature import FAMILIES, build_miniature, full_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -294,6 +294,7 @@ def test_fsdp_wrap_classes_are_the_models_own_layers(name: str, miniatures: Call
     config = AutoConfig.from_pretrained(miniatures(name))
     wrap = architecture.wrap_classes(config)
     assert wrap == WRAP_CLASSES[name]
+    assert architecture.wrap_classes(full_config(family_config(name))) == wrap, "the real model's, too"
     with torch.device("meta"):
         model = architecture.model_class(config)(config)
     decoder_layers = architecture.decoder(model).layers
