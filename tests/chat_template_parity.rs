@@ -434,18 +434,11 @@ struct PythonResult {
     error: Option<String>,
 }
 
-fn run_transformers(python: &PathBuf, tokenizer_dir: &PathBuf, cases: &[Case]) -> Vec<PythonResult> {
-    let request = json!({
-        "tokenizer_dir": tokenizer_dir,
-        "cases": cases.iter().map(|c| json!({
-            "messages": c.messages,
-            "add_generation_prompt": c.add_generation_prompt,
-            "chat_template": c.template,
-            "kwargs": c.kwargs,
-        })).collect::<Vec<_>>(),
-    });
+/// Runs `TUNEC_TEST_PYTHON` with `args`, offline, the request as JSON on its stdin; its JSON answer,
+/// which must come from the training image's transformers.
+fn ask_python(python: &PathBuf, args: &[&std::ffi::OsStr], request: &Value) -> Value {
     let mut child = Command::new(python)
-        .args(["-c", PYTHON])
+        .args(args)
         .env("HF_HUB_OFFLINE", "1")
         .env("TRANSFORMERS_OFFLINE", "1")
         .env("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -466,6 +459,20 @@ fn run_transformers(python: &PathBuf, tokenizer_dir: &PathBuf, cases: &[Case]) -
     );
     let reply: Value = serde_json::from_slice(&output.stdout).expect("python answers JSON");
     assert_eq!(reply["transformers"], "4.56.2", "TUNEC_TEST_PYTHON must have the training image's transformers");
+    reply
+}
+
+fn run_transformers(python: &PathBuf, tokenizer_dir: &PathBuf, cases: &[Case]) -> Vec<PythonResult> {
+    let request = json!({
+        "tokenizer_dir": tokenizer_dir,
+        "cases": cases.iter().map(|c| json!({
+            "messages": c.messages,
+            "add_generation_prompt": c.add_generation_prompt,
+            "chat_template": c.template,
+            "kwargs": c.kwargs,
+        })).collect::<Vec<_>>(),
+    });
+    let reply = ask_python(python, &["-c".as_ref(), PYTHON.as_ref()], &request);
     let ids = |v: &Value| -> Option<Vec<u32>> {
         v.as_array().map(|a| a.iter().map(|id| u32::try_from(id.as_u64().expect("an id")).expect("a u32 id")).collect())
     };
@@ -820,23 +827,7 @@ struct Reference {
 
 fn run_reference(python: &PathBuf, request: &Value) -> Vec<Reference> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity/reference.py");
-    let mut child = Command::new(python)
-        .arg(&script)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("TOKENIZERS_PARALLELISM", "false")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run TUNEC_TEST_PYTHON={}: {e}", python.display()));
-    child.stdin.take().expect("stdin").write_all(request.to_string().as_bytes()).expect("write the request");
-    let output = child.wait_with_output().expect("python runs");
-    assert!(output.status.success(), "the reference failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let reply: Value = serde_json::from_slice(&output.stdout).expect("python answers JSON");
-    assert_eq!(reply["transformers"], "4.56.2", "TUNEC_TEST_PYTHON must have the training image's transformers");
+    let reply = ask_python(python, &[script.as_os_str()], request);
     let ids = |v: &Value| -> Option<Vec<u32>> {
         v.as_array().map(|a| a.iter().map(|id| u32::try_from(id.as_u64().expect("an id")).expect("a u32")).collect())
     };
