@@ -2,11 +2,13 @@
 //!
 //! `check`, `plan`, `build`, `graph`, `iam-policy`, `status`, `explain`, `fmt` (the formatter,
 //! `fmt.rs`), `lsp` (the language server, `tunec_runtime::lsp`) and `run` (the executor,
-//! `tunec_runtime::run`, on the local and SageMaker targets) are complete.
+//! `tunec_runtime::run`, on the local and SageMaker targets) are complete; `completions` and `man`
+//! (`completions.rs`) print what they generate from this definition.
 
 use crate::check::compiled;
+use crate::completions::{self, CodeNames, CompletionsArgs};
 use crate::{check, emit, errors_doc, fmt, plan};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +18,8 @@ use tunec_runtime::run::progress::{Mode, Reporter};
 use tunec_runtime::run::{self as runner, LocalOptions, Outcome, RunError, SageMakerOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "tunec", version, about = "A compiler and runtime for LLM fine-tuning pipelines", long_about = None)]
+#[command(name = "tunec", about = "A compiler and runtime for LLM fine-tuning pipelines", long_about = None)]
+#[command(version = env!("TUNEC_VERSION"))]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -155,11 +158,23 @@ enum Command {
     /// Print the documentation page of a diagnostic code (`tunec explain fsdp_qlora_storage`).
     Explain {
         /// A full (`tunec::check::x`) or short (`x`) code; omit to list all codes.
+        #[arg(value_parser = CodeNames, hide_possible_values = true)]
         code: Option<String>,
+    },
+    /// Print the completion script of a shell: subcommands, flags, values, codes and node names.
+    Completions(CompletionsArgs),
+    /// Print the man page of tunec, or write the pages of tunec and its subcommands to a folder.
+    Man {
+        /// Write `tunec.1` and a page per subcommand (`tunec-check.1`, ...) here instead.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
     },
 }
 
 pub(crate) fn main() -> ExitCode {
+    if let Some(code) = completions::nodes_from_env(Cli::command) {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -181,6 +196,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
         Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),
         Command::Lsp => ExitCode::from(tunec_runtime::lsp::serve_stdio()),
+        Command::Completions(args) => completions::completions(&args, Cli::command()),
+        Command::Man { output } => completions::man(output.as_deref(), Cli::command()),
     }
 }
 

@@ -29,6 +29,7 @@ macro_rules! out_raw {
 
 mod check;
 mod cli;
+mod completions;
 mod emit;
 mod errors_doc;
 mod fmt;
