@@ -10,15 +10,17 @@
 # build of them. The packaging and the module are the same in both; `tunec --version` says
 # `debug build` for the second.
 #
-# Outputs, under $CARGO_TARGET_DIR/wheels: dist/ (the wheel), venv/ (the test virtualenv). maturin
-# itself lives in a cached virtualenv, $HOME/.cache/tunec/venv-build-<hash of its pin>.
+# Outputs: $CARGO_TARGET_DIR/dist/tunec-<version>-<tags>.whl and the test virtualenv,
+# $CARGO_TARGET_DIR/wheel-venv. maturin itself lives in a cached virtualenv,
+# $HOME/.cache/tunec/venv-build-<hash of its pin>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tunec/target}"
 PROFILE="${TUNEC_WHEEL_PROFILE:-release}"
 PYTHON="${TUNEC_PYTHON:-$(command -v python3.11 || command -v python3)}"
-OUT="$CARGO_TARGET_DIR/wheels"
+DIST="$CARGO_TARGET_DIR/dist"
+VENV="$CARGO_TARGET_DIR/wheel-venv"
 start=$SECONDS
 
 echo "== wheel: maturin"
@@ -33,21 +35,21 @@ fi
 "$TOOLS/bin/maturin" --version
 
 echo "== wheel: build ($PROFILE profile)"
-rm -rf "$OUT/dist"
-"$TOOLS/bin/maturin" build --profile "$PROFILE" --out "$OUT/dist"
-wheels=("$OUT"/dist/tunec-*.whl)
-[[ ${#wheels[@]} -eq 1 && -f "${wheels[0]}" ]] || { echo "expected one wheel in $OUT/dist" >&2; exit 1; }
+rm -f "$DIST"/tunec-*.whl
+"$TOOLS/bin/maturin" build --profile "$PROFILE" --out "$DIST"
+wheels=("$DIST"/tunec-*.whl)
+[[ ${#wheels[@]} -eq 1 && -f "${wheels[0]}" ]] || { echo "expected one wheel in $DIST" >&2; exit 1; }
 wheel="${wheels[0]}"
 ls -l "$wheel"
 echo "== wheel: built in $((SECONDS - start)) s"
 
 echo "== wheel: install into a fresh virtualenv"
-rm -rf "$OUT/venv"
-"$PYTHON" -m venv "$OUT/venv"
-"$OUT/venv/bin/python" -m pip install --quiet --no-input --progress-bar off "$wheel" -r tests/wheel/requirements.txt
+rm -rf "$VENV"
+"$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --no-input --progress-bar off "$wheel" -r tests/wheel/requirements.txt
 
 # Only the virtualenv and the system's folders: no cargo, no rustc, no target/ on the PATH.
-clean_path="$OUT/venv/bin:/usr/local/bin:/usr/bin:/bin"
+clean_path="$VENV/bin:/usr/local/bin:/usr/bin:/bin"
 for tool in cargo rustc; do
   if found="$(PATH="$clean_path" command -v "$tool")"; then
     echo "$tool is on the clean PATH ($found); the wheel's tests must run without it" >&2
