@@ -58,7 +58,7 @@ pub(crate) fn nodes_from_env(cmd: impl FnOnce() -> Command) -> Option<ExitCode> 
 }
 
 /// The completion script of `shell`: clap_complete's, with the node names added.
-pub(crate) fn script(shell: Shell, mut cmd: Command) -> String {
+fn script(shell: Shell, mut cmd: Command) -> String {
     let options = node_options(&cmd);
     let name = cmd.get_name().to_owned();
     let mut out = Vec::new();
