@@ -36,7 +36,11 @@ fi
 
 echo "== wheel: build ($PROFILE profile)"
 rm -f "$DIST"/tunec-*.whl
-"$TOOLS/bin/maturin" build --profile "$PROFILE" --out "$DIST"
+# maturin strips through rustc, so a stripped dev wheel would compile and link the binary again (and
+# `cargo build` would then do it once more); the dev wheel keeps its symbols instead.
+strip=true
+[[ "$PROFILE" == dev ]] && strip=false
+"$TOOLS/bin/maturin" build --profile "$PROFILE" --strip "$strip" --out "$DIST"
 wheels=("$DIST"/tunec-*.whl)
 [[ ${#wheels[@]} -eq 1 && -f "${wheels[0]}" ]] || { echo "expected one wheel in $DIST" >&2; exit 1; }
 wheel="${wheels[0]}"

@@ -17,9 +17,6 @@ which is also what `python -m tunec` and the `tunec` command run. docs/python.md
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _distribution_version
-
 from tunec._api import PipelineError, TunecError, Version, check, plan, version
 from tunec._binary import find_binary
 from tunec._types import (
@@ -39,11 +36,25 @@ from tunec._types import (
     Total,
 )
 
-try:
-    __version__: str = _distribution_version("tunec")
-    """The package's version, the binary's crate version (`tunec.version()` adds the commit)."""
-except PackageNotFoundError:  # imported from a source checkout, not installed
-    __version__ = "0+unknown"
+__version__: str  # declared for type checkers; the value comes from __getattr__ on first use
+
+
+def __getattr__(name: str) -> str:
+    """`__version__`: the installed package's version, which is the binary's crate version
+    (`tunec.version()` adds the commit). Read on first use: importlib.metadata costs more to import
+    than the rest of the module."""
+    if name != "__version__":
+        raise AttributeError(f"module 'tunec' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    try:
+        value = distribution_version("tunec")
+    except PackageNotFoundError:  # imported from a source checkout, not installed
+        value = "0+unknown"
+    globals()["__version__"] = value
+    return value
+
 
 __all__ = [
     "Action",

@@ -13,8 +13,7 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from tunec._binary import find_binary
 from tunec._types import CheckResult, Diagnostic, PlanResult
@@ -56,8 +55,7 @@ class PipelineError(TunecError):
         return self.result["diagnostics"]
 
 
-@dataclass(frozen=True)
-class Version:
+class Version(NamedTuple):
     """What `tunec --version` says about the binary: its version, the commit it was built from (12
     hex digits, or `None` when unknown) and that commit's date (`YYYY-MM-DD`), and whether it is a
     debug build."""
