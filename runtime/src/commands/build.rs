@@ -11,8 +11,8 @@
 //!
 //! Values from `env()` stay `${env:NAME}` placeholders in every file.
 
-use crate::check::compiled;
-use crate::cli::{usage_error, Input};
+use super::check::compiled;
+use super::{usage_error, Input};
 use std::path::Path;
 use std::process::ExitCode;
 use tunec_compiler::lower::{pipeline, Execution};

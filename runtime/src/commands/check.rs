@@ -1,7 +1,7 @@
 //! `tunec check`, and the compile step every command shares: read the file, check it, print the
 //! diagnostics, and hand back the checked program (and its job graph) when there are no errors.
 
-use crate::cli::{usage_error, Color, Format, Input};
+use super::{usage_error, Color, Format, Input};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use tunec_compiler::catalog::Catalog;
