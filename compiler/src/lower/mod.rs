@@ -22,6 +22,7 @@ use crate::catalog::Catalog;
 use crate::check::{Program, TypedNode, Val};
 use crate::estimate::Estimates;
 use crate::syntax::ast::NodeKind;
+use crate::target::Target;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -294,7 +295,7 @@ pub fn lower(input: &LowerInput<'_>) -> JobGraph {
     JobGraph {
         version: SCHEMA_VERSION,
         pipeline: program.name.clone(),
-        target: program.target.kind.clone(),
+        target: program.target.kind.name().to_owned(),
         bundle_digest: input.bundle_digest.to_owned(),
         env,
         nodes,
@@ -340,9 +341,10 @@ fn execution(
         NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate => {
             let script = script_of(node.kind).unwrap_or("train.py").to_owned();
             let args_yaml = args::args_yaml(program, node, input.catalog);
-            if program.target.kind == "sagemaker" {
+            if program.target.kind == Target::SageMaker {
                 let job_name = names::job_name(&program.name, &node.name, key);
-                let (instance_type, instance_count) = request::find_compute(program, node).unwrap_or_default();
+                let (instance_type, instance_count) =
+                    node.compute.as_ref().map(|c| (c.instance.clone(), c.count)).unwrap_or_default();
                 let request = request::create_training_job(&request::RequestInput {
                     program,
                     node,

@@ -6,6 +6,7 @@ use super::check::compiled;
 use super::{usage_error, Input};
 use std::process::ExitCode;
 use tunec_compiler::lower::iam;
+use tunec_compiler::target::Target;
 
 /// Replaces `${env:NAME}` with the variable's value when it is set.
 fn resolve(text: &str) -> (String, Vec<String>) {
@@ -35,7 +36,7 @@ pub(crate) fn iam_policy(input: &Input) -> ExitCode {
         Err(code) => return code,
     };
     let Some(program) = &checked.program else { return ExitCode::from(1) };
-    if program.target.kind != "sagemaker" {
+    if program.target.kind != Target::SageMaker {
         return usage_error("IAM policies are for the SageMaker target; this pipeline's target is local");
     }
     let field =

@@ -98,7 +98,7 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
 /// `run`, `check` (a remote source, looked at on every run), or `may run` (an input runs again,
 /// and this node runs too if that changes what it reads, which only the run can tell).
 fn decisions(
-    checked: &tunec_compiler::check::Checked,
+    checked: &tunec_compiler::Checked,
     graph: &tunec_compiler::lower::JobGraph,
     state: Option<&journal::State>,
     base: &Path,

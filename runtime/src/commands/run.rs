@@ -91,7 +91,7 @@ pub(crate) fn run(
 /// The SageMaker target's region and KMS key (placeholders resolved from the environment), the
 /// endpoint override, and each node's place in the file and memory estimate.
 fn sagemaker_options(
-    checked: &tunec_compiler::check::Checked,
+    checked: &tunec_compiler::Checked,
     program: &tunec_compiler::check::Program,
     endpoint_url: Option<String>,
 ) -> Result<SageMakerOptions, String> {
