@@ -5,8 +5,8 @@
 //! that point into another file than the diagnostic's own (a default from the prelude) are left
 //! out of the graphical report; the message and help still say where the value came from.
 
-use crate::driver::Checked;
 use crate::diagnostics::{Diagnostic, LineIndex, Severity, Sources};
+use crate::driver::Checked;
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
 use serde_json::{json, Value as Json};
 use std::fmt;

@@ -21,7 +21,8 @@ struct Cli {
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Emit {
     /// Also write pipeline.json, a SageMaker Pipelines definition.
-    SagemakerPipeline,
+    #[value(name = "sagemaker-pipeline")]
+    SageMakerPipeline,
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,7 +127,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Check { input, format } => check::run(&input, format),
         Command::Plan { input, format } => plan::plan(&input, format),
         Command::Build { input, output, emit } => {
-            build::build(&input, &output, emit.contains(&Emit::SagemakerPipeline))
+            build::build(&input, &output, emit.contains(&Emit::SageMakerPipeline))
         }
         Command::Graph { input, format } => graph::graph(&input, format),
         Command::IamPolicy { input } => iam::iam_policy(&input),

@@ -12,11 +12,8 @@
 
 pub mod args;
 pub mod graph;
-pub mod iam;
 mod key;
-pub mod names;
-pub mod pipeline;
-pub mod request;
+pub mod sagemaker;
 
 use crate::catalog::Catalog;
 use crate::check::{Program, TypedNode, Val};
@@ -28,6 +25,12 @@ use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 
 pub use key::sha256_hex;
+
+/// Where a job finds its scripts, its args.yaml and its checkpoint folder: the `/opt/ml` layout of
+/// a SageMaker training container, which the local target emulates.
+pub const CONTAINER_CODE_DIR: &str = "/opt/ml/input/data/code";
+pub const CONTAINER_CONFIG: &str = "/opt/ml/input/data/config/args.yaml";
+pub const CHECKPOINT_DIR: &str = "/opt/ml/checkpoints";
 
 /// The version of the [`JobGraph`] schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -78,7 +81,8 @@ pub enum Execution {
     /// Dataset loading, chat templating and tokenization, or splitting: the runtime's data engine.
     Data { operation: String },
     /// A SageMaker training job running `script`.
-    SagemakerJob {
+    #[serde(rename = "sagemaker_job")]
+    SageMakerJob {
         script: String,
         job_name: String,
         image: String,
@@ -99,7 +103,7 @@ impl Execution {
         match self {
             Execution::Model { .. } => "model reference",
             Execution::Data { .. } => "local data step",
-            Execution::SagemakerJob { .. } => "SageMaker training job",
+            Execution::SageMakerJob { .. } => "SageMaker training job",
             Execution::LocalScript { .. } => "local script",
         }
     }
@@ -185,6 +189,16 @@ pub(crate) fn model_inputs(program: &Program, node: &TypedNode) -> (Option<Strin
     }
 }
 
+/// The channel a job's starting weights arrive in: `model` for an evaluation of a finished model,
+/// `base_model` for what an adapter is trained on or merged into.
+pub(crate) fn model_channel_name(kind: NodeKind, reads_adapter: bool) -> &'static str {
+    if kind == NodeKind::Evaluate && !reads_adapter {
+        "model"
+    } else {
+        "base_model"
+    }
+}
+
 /// Where a job channel's files come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelSource {
@@ -215,7 +229,7 @@ pub fn job_channels(program: &Program, node: &TypedNode) -> Vec<JobChannel> {
     if let Some(adapter) = &adapter {
         channels.push(JobChannel { name: "adapter", source: ChannelSource::JobOutput(adapter.clone()) });
     }
-    let name = request::model_channel_name(node.kind, adapter.is_some());
+    let name = model_channel_name(node.kind, adapter.is_some());
     match model.as_deref().and_then(|m| model_source(program, m)) {
         Some(ModelSource::Hub(id)) => channels
             .push(JobChannel { name, source: ChannelSource::Hub { node: model.clone().unwrap_or_default(), id } }),
@@ -341,31 +355,11 @@ fn execution(
         NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate => {
             let script = script_of(node.kind).unwrap_or("train.py").to_owned();
             let args_yaml = args::args_yaml(program, node, input.catalog);
-            if program.target.kind == Target::SageMaker {
-                let job_name = names::job_name(&program.name, &node.name, key);
-                let (instance_type, instance_count) =
-                    node.compute.as_ref().map(|c| (c.instance.clone(), c.count)).unwrap_or_default();
-                let request = request::create_training_job(&request::RequestInput {
-                    program,
-                    node,
-                    job_name: &job_name,
-                    key,
-                    keys,
-                    image: image.clone().unwrap_or_default(),
-                    bundle_digest: input.bundle_digest,
-                    disk_bytes: input.estimates.and_then(|e| e.node(&node.name)).map(|e| e.disk_bytes),
-                });
-                Execution::SagemakerJob {
-                    script,
-                    job_name,
-                    image: image.unwrap_or_default(),
-                    instance_type,
-                    instance_count,
-                    request,
-                    args_yaml,
+            match program.target.kind {
+                Target::Local => Execution::LocalScript { script, args_yaml },
+                Target::SageMaker => {
+                    sagemaker::job(input, node, sagemaker::Job { key, keys, image, script, args_yaml })
                 }
-            } else {
-                Execution::LocalScript { script, args_yaml }
             }
         }
     }

@@ -15,7 +15,8 @@ use super::check::compiled;
 use super::{usage_error, Input};
 use std::path::Path;
 use std::process::ExitCode;
-use tunec_compiler::lower::{pipeline, Execution};
+use tunec_compiler::lower::sagemaker::pipeline;
+use tunec_compiler::lower::Execution;
 use tunec_runtime::bundle;
 
 fn write(path: &Path, text: &str) -> std::io::Result<()> {
@@ -47,7 +48,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
         for node in &graph.nodes {
             let mut files = Vec::new();
             match &node.execution {
-                Execution::SagemakerJob { request, args_yaml, .. } => {
+                Execution::SageMakerJob { request, args_yaml, .. } => {
                     write(&out.join(&node.name).join("request.json"), &pretty(request))?;
                     write(&out.join(&node.name).join("args.yaml"), args_yaml)?;
                     files.extend([format!("{}/request.json", node.name), format!("{}/args.yaml", node.name)]);
@@ -64,7 +65,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
                 "key": node.key,
                 "deps": node.deps,
                 "execution": node.execution.describe(),
-                "job_name": match &node.execution { Execution::SagemakerJob { job_name, .. } => Some(job_name), _ => None },
+                "job_name": match &node.execution { Execution::SageMakerJob { job_name, .. } => Some(job_name), _ => None },
                 "files": files,
             }));
         }

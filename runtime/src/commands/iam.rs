@@ -5,7 +5,7 @@
 use super::check::compiled;
 use super::{usage_error, Input};
 use std::process::ExitCode;
-use tunec_compiler::lower::iam;
+use tunec_compiler::lower::sagemaker::{iam, request};
 use tunec_compiler::target::Target;
 
 /// Replaces `${env:NAME}` with the variable's value when it is set.
@@ -39,12 +39,11 @@ pub(crate) fn iam_policy(input: &Input) -> ExitCode {
     if program.target.kind != Target::SageMaker {
         return usage_error("IAM policies are for the SageMaker target; this pipeline's target is local");
     }
-    let field =
-        |name: &str| tunec_compiler::lower::request::base_field(program, name).map(|v| resolve(&v)).unwrap_or_default();
+    let field = |name: &str| request::base_field(program, name).map(|v| resolve(&v)).unwrap_or_default();
     let (bucket, m1) = field("bucket");
     let (region, m2) = field("region");
     let (role, m3) = field("role");
-    let kms = tunec_compiler::lower::request::base_field(program, "kms_key").map(|v| resolve(&v).0);
+    let kms = request::base_field(program, "kms_key").map(|v| resolve(&v).0);
     for name in m1.iter().chain(&m2).chain(&m3) {
         eprintln!("tunec: `{name}` is not set; the policies show `${{env:{name}}}` in its place");
     }

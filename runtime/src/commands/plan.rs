@@ -37,7 +37,7 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
                     "key": n.key,
                     "deps": n.deps,
                     "execution": n.execution.describe(),
-                    "job_name": match &n.execution { Execution::SagemakerJob { job_name, .. } => Some(job_name), _ => None },
+                    "job_name": match &n.execution { Execution::SageMakerJob { job_name, .. } => Some(job_name), _ => None },
                     "estimate": estimates.and_then(|e| e.node(&n.name)).map(render::estimate_json),
                     "action": action,
                     "reason": reason,
@@ -60,7 +60,7 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
     let width = graph.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     for (i, n) in graph.nodes.iter().enumerate() {
         let how = match &n.execution {
-            Execution::SagemakerJob { job_name, instance_type, instance_count, .. } => {
+            Execution::SageMakerJob { job_name, instance_type, instance_count, .. } => {
                 format!("SageMaker training job {job_name} on {instance_type} x {instance_count}")
             }
             Execution::LocalScript { script, .. } => format!("local script {script}"),

@@ -136,7 +136,7 @@ pub fn plan(
     base: &Path,
     journal: &Journal,
 ) -> Result<JobPlan, String> {
-    let Execution::SagemakerJob { request, job_name, args_yaml, .. } = &node.execution else {
+    let Execution::SageMakerJob { request, job_name, args_yaml, .. } = &node.execution else {
         return Err(format!("`{}` is not a SageMaker job", node.name));
     };
     let typed = program.node(&node.name).ok_or_else(|| format!("the program has no node `{}`", node.name))?;
@@ -171,7 +171,7 @@ pub fn plan(
             }
             ChannelSource::JobOutput(job) => {
                 let lowered = match graph.node(job).map(|n| &n.execution) {
-                    Some(Execution::SagemakerJob { job_name, .. }) => job_name.clone(),
+                    Some(Execution::SageMakerJob { job_name, .. }) => job_name.clone(),
                     _ => return Err(format!("`{job}` is not a SageMaker job")),
                 };
                 let actual = journal

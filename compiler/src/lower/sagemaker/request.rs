@@ -13,26 +13,14 @@
 //! `.../code/<bundle digest>/`, `.../models/<node>/<key>/` (local models),
 //! `.../output/<node>/` (SageMaker adds `<job>/output/model/`) and `.../checkpoints/<node>/<key>/`.
 
-use super::{env_placeholder, job_channels, model_inputs, names, string_or_env, ChannelSource, JobChannel};
-
-/// The channel a job's starting weights arrive in: `model` for an evaluation of a finished model,
-/// `base_model` for what an adapter is trained on or merged into.
-pub(crate) fn model_channel_name(kind: NodeKind, reads_adapter: bool) -> &'static str {
-    if kind == NodeKind::Evaluate && !reads_adapter {
-        "model"
-    } else {
-        "base_model"
-    }
-}
+use super::names;
 use crate::check::{Program, TypedNode, Val};
+use crate::lower::{env_placeholder, job_channels, model_inputs, string_or_env, ChannelSource, JobChannel};
+use crate::lower::{CHECKPOINT_DIR, CONTAINER_CODE_DIR, CONTAINER_CONFIG};
 use crate::syntax::ast::NodeKind;
 use crate::target::sagemaker;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
-
-pub const CONTAINER_CODE_DIR: &str = "/opt/ml/input/data/code";
-pub const CONTAINER_CONFIG: &str = "/opt/ml/input/data/config/args.yaml";
-pub const CHECKPOINT_DIR: &str = "/opt/ml/checkpoints";
 
 pub(crate) struct RequestInput<'a> {
     pub program: &'a Program,
