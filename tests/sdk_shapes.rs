@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::Path;
 use tunec_compiler::catalog::Catalog;
 use tunec_compiler::lower::{self, Execution, LowerInput};
-use tunec_runtime::run::sagemaker::request::to_input;
+use tunec_runtime::run::target::sagemaker::request::to_input;
 
 fn fill(value: &Value) -> Value {
     let text = serde_json::to_string(value)

@@ -95,7 +95,7 @@ fn sagemaker_options(
     program: &tunec_compiler::check::Program,
     endpoint_url: Option<String>,
 ) -> Result<SageMakerOptions, String> {
-    use tunec_runtime::run::sagemaker::{contexts, request::resolve_placeholders};
+    use tunec_runtime::run::target::sagemaker::{contexts, request::resolve_placeholders};
     let field = |name: &str| -> Result<Option<String>, String> {
         match program.target.fields.get(name).map(|f| &f.val) {
             Some(tunec_compiler::check::Val::Str(s)) => Ok(Some(s.clone())),

@@ -9,7 +9,7 @@
 //!   jobs download it).
 //! - `dataset`: a local `file(...)` is recorded with its digest; an `s3://` object is read from its
 //!   local copy under `.tunec/<pipeline>/sources/` (downloaded by the executor,
-//!   [`super::sagemaker::upload::download`]); an `hf_dataset` split from its Parquet shards under
+//!   [`super::target::sagemaker::upload::download`]); an `hf_dataset` split from its Parquet shards under
 //!   `.tunec/<pipeline>/sources/hf/` ([`super::hub`]). Each copy is what is recorded.
 //! - `chat`: nothing of its own; its settings are used by the split below.
 //! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and

@@ -26,11 +26,9 @@
 
 pub mod data;
 pub mod hub;
-pub mod job;
 pub mod progress;
-pub mod python;
-pub mod sagemaker;
 pub mod schedule;
+pub mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -46,8 +44,10 @@ use tunec_compiler::lower::{Execution, JobGraph};
 use crate::data::prepare::StepControl;
 use crate::journal::{self, Decision, Journal, JournalError, NodeRecord, Output, Reason, Status};
 use progress::{Reporter, Work};
-use python::PythonChoice;
 use schedule::Dag;
+use target::local::python::PythonChoice;
+use target::local::{self as job, python};
+use target::sagemaker;
 
 /// Why a run stopped with an error.
 #[derive(Debug)]

@@ -48,9 +48,10 @@ use serde_json::Value;
 use tunec_compiler::check::Program;
 use tunec_compiler::lower::{job_channels, ChannelSource, Execution, JobGraph, JobNode};
 
-use super::progress::{Reporter, Work};
-use super::{NodeError, Stop, StopLevel};
 use crate::journal::{self, Journal, Output, Status};
+use crate::run::progress::{Reporter, Work};
+use crate::run::target::local::bundle_dir;
+use crate::run::{NodeError, Stop, StopLevel};
 use aws::{error_parts, Aws};
 use classify::{classify_api, classify_job, FailureClass};
 
@@ -264,7 +265,7 @@ impl JobRun {
         }
         if let Some(uri) = channel("code") {
             let abs = std::path::absolute(&self.base).map_err(|e| failed(e.to_string()))?;
-            let dir = super::job::bundle_dir(&abs, &self.pipeline).map_err(|e| failed(e.0))?;
+            let dir = bundle_dir(&abs, &self.pipeline).map_err(|e| failed(e.0))?;
             upload::upload_dir(&self.aws, &dir, &uri, &progress).await.map_err(failed)?;
         }
         Ok(())

@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 use tunec_compiler::check::Program;
 
-use super::progress::{Reporter, Work};
-use super::{NodeError, Stop, StopLevel};
 use crate::bundle;
+use crate::run::progress::{Reporter, Work};
+use crate::run::{NodeError, Stop, StopLevel};
 
 /// The PyTorch of the Hugging Face training image the entry scripts are written for.
 pub const TORCH: &str = "torch==2.8.0";

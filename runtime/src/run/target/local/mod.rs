@@ -27,6 +27,8 @@
 //! key (train.py then resumes from the last complete one); any other run starts from an empty
 //! folder.
 
+pub mod python;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -36,11 +38,11 @@ use std::time::{Duration, Instant};
 use tunec_compiler::check::Program;
 use tunec_compiler::lower::{job_channels, ChannelSource, Execution, JobGraph, JobNode};
 
-use super::data::StepError;
-use super::progress::Reporter;
-use super::{NodeError, Stop, StopLevel};
 use crate::bundle;
 use crate::journal::{self, Output};
+use crate::run::data::StepError;
+use crate::run::progress::Reporter;
+use crate::run::{NodeError, Stop, StopLevel};
 
 /// A job ready to run: its script, args.yaml and channels, all resolved.
 #[derive(Debug, Clone)]
