@@ -457,7 +457,7 @@ fn one_ctrl_c_detaches_and_the_next_run_reattaches() {
 
 #[test]
 fn large_files_go_in_parts_with_checksums_and_nothing_is_sent_twice() {
-    use tunec_runtime::run::target::sagemaker::{aws, upload};
+    use tunec_runtime::run::{aws, s3 as upload};
     let aws_servers = Aws::start("multipart", DEFAULT, "");
     let dir = aws_servers.dir.join("big");
     std::fs::create_dir_all(dir.join("sub")).expect("mkdir");

@@ -79,8 +79,9 @@ enum Command {
         /// How to show progress.
         #[arg(long, value_enum, default_value = "auto")]
         progress: Progress,
-        /// SageMaker target: send every AWS call to this endpoint (a local AWS API server);
-        /// AWS_ENDPOINT_URL and the per-service AWS_ENDPOINT_URL_S3 / _SAGEMAKER work too.
+        /// Send every AWS call (SageMaker jobs, uploads, `s3://` sources) to this endpoint (a local
+        /// AWS API server); AWS_ENDPOINT_URL and the per-service AWS_ENDPOINT_URL_S3 / _SAGEMAKER
+        /// work too.
         #[arg(long, value_name = "URL")]
         endpoint_url: Option<String>,
     },

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use tunec_compiler::lower::sagemaker::pipeline;
 use tunec_compiler::lower::Execution;
+use tunec_compiler::target::Target;
 use tunec_runtime::bundle;
 
 fn write(path: &Path, text: &str) -> std::io::Result<()> {
@@ -37,7 +38,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
         Ok(x) => x,
         Err(code) => return code,
     };
-    if emit_pipeline && graph.target != "sagemaker" {
+    if emit_pipeline && graph.target != Target::SageMaker {
         return usage_error(
             "a SageMaker Pipelines definition needs `target sagemaker { ... }`; this pipeline's target is local",
         );

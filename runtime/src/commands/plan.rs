@@ -24,7 +24,7 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let decisions = decisions(&checked, &graph, state.as_ref(), &base);
+    let decisions = decisions(&graph, state.as_ref(), &base);
     if format == Format::Json {
         let nodes: Vec<serde_json::Value> = graph
             .nodes
@@ -98,7 +98,6 @@ pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
 /// `run`, `check` (a remote source, looked at on every run), or `may run` (an input runs again,
 /// and this node runs too if that changes what it reads, which only the run can tell).
 fn decisions(
-    checked: &tunec_compiler::Checked,
     graph: &tunec_compiler::lower::JobGraph,
     state: Option<&journal::State>,
     base: &Path,
@@ -107,7 +106,6 @@ fn decisions(
     let mut decided: Vec<(String, String)> = Vec::new();
     for n in &graph.nodes {
         let record = state.and_then(|s| s.nodes.get(&n.name));
-        let program = checked.program.as_ref();
         let decision = match journal::decide(record, &n.key, base) {
             Ok(Decision::Run(reason)) => ("run", reason.to_string()),
             Err(e) => ("run", e.to_string()),
@@ -117,7 +115,7 @@ fn decisions(
                     let i = graph.nodes.iter().position(|m| &m.name == *d);
                     i.and_then(|i| decided.get(i)).is_some_and(|(action, _)| action != "reuse")
                 });
-                match (program.and_then(|p| data::still_runs(p, &n.name, base, recorded)), rerun) {
+                match (data::still_runs(graph, n, base, recorded), rerun) {
                     (Some(journal::Reason::RemoteSource(remote)), _) => (
                         "check",
                         format!("its source {remote} is looked at for changes; what reads it runs if it changed"),

@@ -5,12 +5,19 @@
 use super::check::compiled;
 use super::{usage_error, Input};
 use clap::ValueEnum;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use tunec_compiler::lower::JobGraph;
+use tunec_compiler::target::Target;
 use tunec_runtime::journal::Journal;
+use tunec_runtime::run::aws::Settings;
 use tunec_runtime::run::progress::{Mode, Reporter};
-use tunec_runtime::run::{self as runner, LocalOptions, Outcome, RunError, SageMakerOptions};
+use tunec_runtime::run::target::local::LocalTarget;
+use tunec_runtime::run::target::sagemaker::request::resolve_placeholders;
+use tunec_runtime::run::target::sagemaker::{NodeContext, SageMakerOptions, SageMakerTarget};
+use tunec_runtime::run::{self as runner, Outcome, RunError, RunOptions};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -38,12 +45,29 @@ pub(crate) fn run(
         Err(code) => return code,
     };
     let Some(program) = &checked.program else { return ExitCode::from(1) };
-    if let Err(e) = runner::check_until(&graph, until.as_deref()) {
+    let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let how = How { until, python, progress, endpoint_url, contexts: contexts(&checked, program) };
+    execute(&graph, &base, how)
+}
+
+/// How to run a graph: the command's flags, and where each node is in its `.tune` file.
+struct How {
+    until: Option<String>,
+    python: Option<PathBuf>,
+    progress: Progress,
+    endpoint_url: Option<String>,
+    contexts: BTreeMap<String, NodeContext>,
+}
+
+/// Runs `graph`, whose paths are relative to `base`, on its target.
+fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
+    let How { until, python, progress, endpoint_url, contexts } = how;
+    if let Err(e) = runner::check_until(graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
-    // A run `--until` a data node creates no job: it needs none of the target's settings, and its
-    // data nodes run as on the local target.
-    let sagemaker = if graph.target == "sagemaker" && runner::runs_jobs(&graph, until.as_deref()) {
+    // A run `--until` a data node creates no job: it needs none of the target's settings.
+    let jobs = runner::runs_jobs(graph, until.as_deref());
+    let (region, kms_key) = if graph.target == Target::SageMaker && jobs {
         // Every env() the jobs read must be set before anything runs, not discovered at the first job.
         let missing: Vec<&str> =
             graph.env.iter().map(String::as_str).filter(|v| std::env::var(v).map_or(true, |x| x.is_empty())).collect();
@@ -55,15 +79,15 @@ pub(crate) fn run(
                 missing.iter().map(|m| format!("{m}=...")).collect::<Vec<_>>().join(" ")
             ));
         }
-        match sagemaker_options(&checked, program, endpoint_url) {
-            Ok(options) => Some(options),
-            Err(message) => return usage_error(&message),
+        let setting = |name: &str| graph.target_fields().str_or_env(name).map(|v| resolve_placeholders(&v)).transpose();
+        match (setting("region"), setting("kms_key")) {
+            (Ok(region), Ok(kms_key)) => (region, kms_key),
+            (Err(message), _) | (_, Err(message)) => return usage_error(&message),
         }
     } else {
-        None
+        (None, None)
     };
-    let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let journal = match Journal::open(&base, &graph.pipeline) {
+    let journal = match Journal::open(base, &graph.pipeline) {
         Ok(journal) => journal,
         Err(e) => return usage_error(&e.to_string()),
     };
@@ -73,8 +97,17 @@ pub(crate) fn run(
         Progress::Plain => Mode::Plain,
     };
     let reporter = Arc::new(Reporter::new(mode, Box::new(std::io::stdout())));
-    let options = LocalOptions { python, until, signals: true, sagemaker };
-    match runner::run_local(program, &graph, &base, &options, journal, reporter) {
+    let aws = Settings { region, endpoint_url };
+    // The one place that knows the targets: each is built here and run through the same executor.
+    let target: Arc<dyn runner::target::Target> = match graph.target {
+        Target::Local => Arc::new(LocalTarget::new(base, reporter.clone(), python)),
+        Target::SageMaker => {
+            let options = SageMakerOptions { aws: aws.clone(), kms_key, contexts };
+            Arc::new(SageMakerTarget::new(base, reporter.clone(), options))
+        }
+    };
+    let options = RunOptions { until, signals: true, stop: None, aws };
+    match runner::run(graph, base, target, &options, journal, reporter) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => {
             eprintln!("tunec: interrupted; what finished is recorded, and `tunec run` resumes the rest");
@@ -88,23 +121,8 @@ pub(crate) fn run(
     }
 }
 
-/// The SageMaker target's region and KMS key (placeholders resolved from the environment), the
-/// endpoint override, and each node's place in the file and memory estimate.
-fn sagemaker_options(
-    checked: &tunec_compiler::Checked,
-    program: &tunec_compiler::check::Program,
-    endpoint_url: Option<String>,
-) -> Result<SageMakerOptions, String> {
-    use tunec_runtime::run::target::sagemaker::{contexts, request::resolve_placeholders};
-    let field = |name: &str| -> Result<Option<String>, String> {
-        match program.target.fields.get(name).map(|f| &f.val) {
-            Some(tunec_compiler::check::Val::Str(s)) => Ok(Some(s.clone())),
-            Some(tunec_compiler::check::Val::Env(var)) => {
-                resolve_placeholders(&tunec_compiler::lower::env_placeholder(var)).map(Some)
-            }
-            _ => Ok(None),
-        }
-    };
+/// Each node's place in the `.tune` file and memory estimate, for the messages of a run.
+fn contexts(checked: &tunec_compiler::Checked, program: &tunec_compiler::Program) -> BTreeMap<String, NodeContext> {
     let (file, text) = checked.sources.get(checked.main).map(|f| (f.name.clone(), f.text.clone())).unwrap_or_default();
     let memory = checked
         .estimates
@@ -128,10 +146,5 @@ fn sagemaker_options(
                 .collect()
         })
         .unwrap_or_default();
-    Ok(SageMakerOptions {
-        region: field("region")?,
-        endpoint_url,
-        kms_key: field("kms_key")?,
-        contexts: contexts(&file, &text, program, &memory),
-    })
+    tunec_runtime::run::target::sagemaker::contexts(&file, &text, program, &memory)
 }

@@ -20,6 +20,7 @@ pub(crate) struct Job<'a> {
     pub image: Option<String>,
     pub script: String,
     pub args_yaml: String,
+    pub channels: Vec<super::JobChannel>,
 }
 
 /// The execution of a job node on SageMaker: a training job and its request.
@@ -31,6 +32,7 @@ pub(crate) fn job(input: &LowerInput<'_>, node: &TypedNode, job: Job<'_>) -> Exe
     let request = request::create_training_job(&request::RequestInput {
         program,
         node,
+        channels: &job.channels,
         job_name: &job_name,
         key: job.key,
         keys: job.keys,
@@ -46,5 +48,6 @@ pub(crate) fn job(input: &LowerInput<'_>, node: &TypedNode, job: Job<'_>) -> Exe
         instance_count,
         request,
         args_yaml: job.args_yaml,
+        channels: job.channels,
     }
 }

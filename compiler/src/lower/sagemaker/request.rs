@@ -15,7 +15,7 @@
 
 use super::names;
 use crate::check::{Program, TypedNode, Val};
-use crate::lower::{env_placeholder, job_channels, model_inputs, string_or_env, ChannelSource, JobChannel};
+use crate::lower::{env_placeholder, model_inputs, string_or_env, ChannelSource, JobChannel};
 use crate::lower::{CHECKPOINT_DIR, CONTAINER_CODE_DIR, CONTAINER_CONFIG};
 use crate::syntax::ast::NodeKind;
 use crate::target::sagemaker;
@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 pub(crate) struct RequestInput<'a> {
     pub program: &'a Program,
     pub node: &'a TypedNode,
+    pub channels: &'a [JobChannel],
     pub job_name: &'a str,
     pub key: &'a str,
     pub keys: &'a BTreeMap<String, String>,
@@ -77,14 +78,14 @@ pub(crate) fn create_training_job(input: &RequestInput<'_>) -> Json {
     let program = input.program;
     let node = input.node;
     let mut channels: Vec<Json> = Vec::new();
-    for JobChannel { name, source } in job_channels(program, node) {
-        let uri = match &source {
+    for JobChannel { name, source } in input.channels {
+        let uri = match source {
             ChannelSource::Hub { .. } => continue,
-            ChannelSource::LocalModel(model) => {
+            ChannelSource::LocalModel { node: model } => {
                 let key = input.keys.get(model).map_or("", String::as_str);
                 format!("{}/models/{model}/{key}/", base(program))
             }
-            ChannelSource::JobOutput(job) => model_output_prefix(program, input.keys, job),
+            ChannelSource::JobOutput { node: job } => model_output_prefix(program, input.keys, job),
             ChannelSource::Data { node, part } => data_prefix(program, input.keys, node, part.as_deref()),
         };
         channels.push(channel(name, &uri));

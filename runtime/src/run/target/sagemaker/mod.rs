@@ -11,7 +11,7 @@
 //! creates a job twice.
 //!
 //! **Inputs.** Before `CreateTrainingJob`, what the job reads is uploaded under the prefixes its
-//! request names ([`upload`]): the split parts the data engine wrote locally, a `local_model`
+//! request names ([`crate::run::s3`]): the split parts the data engine wrote locally, a `local_model`
 //! directory, the job's args.yaml and the script bundle; a model another job wrote is read where
 //! that job wrote it, under the job name that actually produced it (a retried upstream job has an
 //! `-a<n>` name, and the request is rewritten to match). `${env:NAME}` placeholders are resolved
@@ -32,27 +32,25 @@
 //! otherwise it detaches, the node stays `running` with its job name, and the next `tunec run`
 //! re-attaches.
 
-pub mod aws;
 pub mod classify;
 pub mod request;
-pub mod upload;
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher as _, Hasher as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput;
 use aws_sdk_sagemaker::types::TrainingJobStatus;
 use serde_json::Value;
-use tunec_compiler::check::Program;
-use tunec_compiler::lower::{job_channels, ChannelSource, Execution, JobGraph, JobNode};
+use tunec_compiler::lower::{ChannelSource, Execution, JobGraph, JobNode};
 
-use crate::journal::{self, Journal, Output, Status};
-use crate::run::progress::{Reporter, Work};
+use super::{AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, PrepareError, Target};
+use crate::journal::{Output, State, Status};
+use crate::run::aws::{self, error_parts, Aws};
+use crate::run::progress::Reporter;
 use crate::run::target::local::bundle_dir;
-use crate::run::{NodeError, Stop, StopLevel};
-use aws::{error_parts, Aws};
+use crate::run::{jitter, s3, NodeError, Stop, StopLevel};
 use classify::{classify_api, classify_job, FailureClass};
 
 /// The name of `attempt` of a job whose lowered (attempt 1) name is `lowered`: `-a<n>` appended,
@@ -107,11 +105,82 @@ impl Timing {
     }
 }
 
-/// `base` ± 20%, from a per-call random seed (std's hasher keys), so many runs do not poll in step.
-fn jitter(base: Duration) -> Duration {
-    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let factor = 0.8 + 0.4 * ((random >> 11) as f64 / (1u64 << 53) as f64);
-    base.mul_f64(factor)
+/// What the SageMaker target needs besides the graph.
+#[derive(Debug, Clone, Default)]
+pub struct SageMakerOptions {
+    /// The target's `region` (placeholders resolved; `None` leaves it to the AWS configuration)
+    /// and the endpoint override.
+    pub aws: aws::Settings,
+    /// The target's `kms_key`, placeholders resolved.
+    pub kms_key: Option<String>,
+    /// Where each node is in the `.tune` file, and its memory estimate, for messages.
+    pub contexts: BTreeMap<String, NodeContext>,
+}
+
+/// The SageMaker target of one run.
+pub struct SageMakerTarget {
+    options: SageMakerOptions,
+    base: PathBuf,
+    reporter: Arc<Reporter>,
+    timing: Timing,
+    /// The clients, once connected.
+    aws: OnceLock<Arc<Aws>>,
+}
+
+impl SageMakerTarget {
+    pub fn new(base: &Path, reporter: Arc<Reporter>, options: SageMakerOptions) -> SageMakerTarget {
+        SageMakerTarget {
+            options,
+            base: base.to_path_buf(),
+            reporter,
+            timing: Timing::from_env(),
+            aws: OnceLock::new(),
+        }
+    }
+}
+
+impl Target for SageMakerTarget {
+    fn describe(&self) -> &'static str {
+        "the SageMaker target"
+    }
+
+    /// Each job runs on instances of its own.
+    fn max_jobs(&self) -> usize {
+        usize::MAX
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if self.aws.get().is_none() {
+                let aws = self.options.aws.connect(self.options.kms_key.clone()).await?;
+                let _ = self.aws.set(Arc::new(aws));
+            }
+            Ok(())
+        })
+    }
+
+    fn prepare<'a>(&'a self, input: JobInput<'a>, _stop: Stop) -> BoxFuture<'a, Result<Box<dyn Job>, PrepareError>> {
+        Box::pin(async move {
+            let aws = self
+                .aws
+                .get()
+                .cloned()
+                .ok_or_else(|| PrepareError::Setup("the SageMaker target is not connected".into()))?;
+            let plan = plan(input.graph, input.node, &self.base, input.state).map_err(PrepareError::Setup)?;
+            let job: Box<dyn Job> = Box::new(SageMakerJob {
+                context: self.options.contexts.get(&input.node.name).cloned().unwrap_or_default(),
+                plan,
+                aws,
+                reporter: self.reporter.clone(),
+                timing: self.timing,
+                base: self.base.clone(),
+                pipeline: input.graph.pipeline.clone(),
+                name: String::new(),
+                watch: Watch::default(),
+            });
+            Ok(job)
+        })
+    }
 }
 
 /// A job node ready to submit: its request and what must be uploaded first.
@@ -130,17 +199,10 @@ pub struct JobPlan {
 
 /// Resolves what a SageMaker job reads, before anything is recorded: a split part the data step
 /// has not written, or an upstream job without a recorded name, is an error of the run's order.
-pub fn plan(
-    program: &Program,
-    graph: &JobGraph,
-    node: &JobNode,
-    base: &Path,
-    journal: &Journal,
-) -> Result<JobPlan, String> {
-    let Execution::SageMakerJob { request, job_name, args_yaml, .. } = &node.execution else {
+pub fn plan(graph: &JobGraph, node: &JobNode, base: &Path, state: &State) -> Result<JobPlan, String> {
+    let Execution::SageMakerJob { request, job_name, args_yaml, channels, .. } = &node.execution else {
         return Err(format!("`{}` is not a SageMaker job", node.name));
     };
-    let typed = program.node(&node.name).ok_or_else(|| format!("the program has no node `{}`", node.name))?;
     let channel_uri = |name: &str| -> Option<String> {
         request["InputDataConfig"]
             .as_array()?
@@ -151,12 +213,12 @@ pub fn plan(
     let key_of = |n: &str| graph.node(n).map(|n| n.key.clone()).ok_or_else(|| format!("no node `{n}`"));
     let mut uploads = Vec::new();
     let mut upstream = Vec::new();
-    for channel in job_channels(program, typed) {
+    for channel in channels {
         match &channel.source {
             ChannelSource::Hub { .. } => {}
             ChannelSource::Data { node: split, part: Some(part) } => {
                 let local = base.join(format!(".tunec/{}/data/{split}/{}/{part}", graph.pipeline, key_of(split)?));
-                let uri = channel_uri(channel.name).ok_or_else(|| format!("no `{}` channel", channel.name))?;
+                let uri = channel_uri(&channel.name).ok_or_else(|| format!("no `{}` channel", channel.name))?;
                 uploads.push((local, uri));
             }
             ChannelSource::Data { node: split, part: None } => {
@@ -165,18 +227,17 @@ pub fn plan(
                     node.name
                 ));
             }
-            ChannelSource::LocalModel(model) => {
-                let path = program.node(model).and_then(|m| m.fields.str("path")).unwrap_or_default();
-                let uri = channel_uri(channel.name).ok_or_else(|| format!("no `{}` channel", channel.name))?;
+            ChannelSource::LocalModel { node: model } => {
+                let path = graph.node(model).and_then(|m| m.fields().str("path")).unwrap_or_default();
+                let uri = channel_uri(&channel.name).ok_or_else(|| format!("no `{}` channel", channel.name))?;
                 uploads.push((base.join(path), uri));
             }
-            ChannelSource::JobOutput(job) => {
+            ChannelSource::JobOutput { node: job } => {
                 let lowered = match graph.node(job).map(|n| &n.execution) {
                     Some(Execution::SageMakerJob { job_name, .. }) => job_name.clone(),
                     _ => return Err(format!("`{job}` is not a SageMaker job")),
                 };
-                let actual = journal
-                    .state()
+                let actual = state
                     .nodes
                     .get(job)
                     .filter(|r| r.status == Status::Succeeded)
@@ -213,45 +274,53 @@ impl JobPlan {
     }
 }
 
-/// What a job task needs besides its plan.
-pub struct JobRun {
-    pub aws: Arc<Aws>,
-    pub journal: Arc<Mutex<Journal>>,
-    pub reporter: Arc<Reporter>,
-    pub stop: Stop,
-    pub timing: Timing,
-    pub context: NodeContext,
-    /// The pipeline's folder (for the script bundle).
-    pub base: PathBuf,
-    pub pipeline: String,
+/// What watching a job has seen so far, kept across calls of [`Job::wait`].
+#[derive(Default)]
+struct Watch {
+    /// The last status and secondary status shown.
+    shown: String,
+    /// The wait before the next poll, backing off while nothing changes.
+    wait: Option<Duration>,
+    throttled: u32,
+    /// The description of a job that completed.
+    completed: Option<DescribeTrainingJobOutput>,
 }
 
-/// How a watched job ended.
-enum Ended {
-    Completed { outputs: Vec<Output> },
-    Failed { class: FailureClass, status: String, secondary: String, reason: String },
+/// A node's SageMaker training job.
+struct SageMakerJob {
+    plan: JobPlan,
+    aws: Arc<Aws>,
+    reporter: Arc<Reporter>,
+    timing: Timing,
+    context: NodeContext,
+    /// The pipeline's folder (for the script bundle).
+    base: PathBuf,
+    pipeline: String,
+    /// The name of the attempt started last.
+    name: String,
+    watch: Watch,
 }
 
 fn is_not_found(code: &str, message: &str) -> bool {
     code == "ValidationException" && message.contains("Requested resource not found") || code == "ResourceNotFound"
 }
 
-impl JobRun {
-    fn log(&self, node: &str, text: &str) {
-        self.reporter.log(node, text);
+impl SageMakerJob {
+    fn log(&self, text: &str) {
+        self.reporter.log(&self.plan.node, text);
     }
 
     /// Uploads the job's inputs: split parts, local models, args.yaml, the script bundle.
-    async fn upload_inputs(&self, plan: &JobPlan, request: &Value) -> Result<(), NodeError> {
+    async fn upload_inputs(&self, request: &Value) -> Result<(), NodeError> {
+        let plan = &self.plan;
         let failed = |e: String| NodeError::Failed(format!("uploading the inputs of `{}`: {e}", plan.node));
-        let node = plan.node.clone();
-        let progress = |text: &str| self.log(&node, text);
+        let progress = |text: &str| self.log(text);
         for (local, uri) in &plan.uploads {
             let uri = request::resolve_placeholders(uri).map_err(failed)?;
             if !local.is_dir() {
                 return Err(failed(format!("`{}` is not a folder", local.display())));
             }
-            upload::upload_dir(&self.aws, local, &uri, &progress).await.map_err(failed)?;
+            s3::upload_dir(&self.aws, local, &uri, &progress).await.map_err(failed)?;
         }
         let channel =
             |name: &str| -> Option<String> {
@@ -261,49 +330,40 @@ impl JobRun {
             };
         if let Some(uri) = channel("config") {
             let target = format!("{}/args.yaml", uri.trim_end_matches('/'));
-            upload::upload_bytes(&self.aws, plan.args_yaml.as_bytes(), &target).await.map_err(failed)?;
+            s3::upload_bytes(&self.aws, plan.args_yaml.as_bytes(), &target).await.map_err(failed)?;
         }
         if let Some(uri) = channel("code") {
             let abs = std::path::absolute(&self.base).map_err(|e| failed(e.to_string()))?;
             let dir = bundle_dir(&abs, &self.pipeline).map_err(|e| failed(e.0))?;
-            upload::upload_dir(&self.aws, &dir, &uri, &progress).await.map_err(failed)?;
+            s3::upload_dir(&self.aws, &dir, &uri, &progress).await.map_err(failed)?;
         }
         Ok(())
     }
 
-    /// Records a new attempt (its number and job name) before its job is created.
-    fn record_attempt(&self, node: &str, attempt: u32, name: &str) -> Result<(), NodeError> {
-        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut record) = journal.state().nodes.get(node).cloned() else {
-            return Err(NodeError::Failed(format!("`{node}` has no record")));
-        };
-        record.attempt = attempt;
-        record.job_name = Some(name.to_owned());
-        record.status = Status::Running;
-        record.started_at = journal::now();
-        journal.record(node, record).map_err(|e| NodeError::Failed(e.to_string()))
-    }
-
-    /// Creates the job unless it exists; `Ok(true)` when it was created now.
-    async fn ensure_created(&self, plan: &JobPlan, name: &str) -> Result<bool, NodeError> {
+    /// Creates the job `name` unless it exists.
+    async fn ensure_created(&self, name: &str, stop: &mut Stop) -> Result<(), NodeError> {
         let mut throttled = 0u32;
         loop {
             match self.aws.sagemaker.describe_training_job().training_job_name(name).send().await {
                 Ok(_) => {
-                    self.log(&plan.node, &format!("{name}: found on SageMaker; watching it"));
-                    return Ok(false);
+                    self.log(&format!("{name}: found on SageMaker; watching it"));
+                    return Ok(());
                 }
                 Err(e) => {
                     let (code, message) = error_parts(&e);
                     if is_not_found(&code, &message) {
                         break;
                     }
-                    self.api_retry(&plan.node, "DescribeTrainingJob", &code, &message, &mut throttled).await?;
+                    let wait = self.api_retry("DescribeTrainingJob", &code, &message, &mut throttled)?;
+                    if stop.wait_or(wait).await {
+                        return Err(NodeError::Interrupted);
+                    }
                 }
             }
         }
-        let request = self.request_for(plan, name)?;
-        self.upload_inputs(plan, &request).await?;
+        let request =
+            self.plan.request_for(name).map_err(|e| NodeError::Failed(format!("`{}`: {e}", self.plan.node)))?;
+        self.upload_inputs(&request).await?;
         let input = request::to_input(&request).map_err(NodeError::Failed)?;
         let mut throttled = 0u32;
         loop {
@@ -325,34 +385,28 @@ impl JobRun {
                 .set_checkpoint_config(input.checkpoint_config.clone());
             match call.send().await {
                 Ok(_) => {
-                    self.log(&plan.node, &format!("{name}: created"));
-                    return Ok(true);
+                    self.log(&format!("{name}: created"));
+                    return Ok(());
                 }
                 Err(e) => {
                     let (code, message) = error_parts(&e);
                     if code == "ResourceInUse" {
                         // Created by an earlier call whose answer was lost: watch it.
-                        return Ok(false);
+                        return Ok(());
                     }
-                    self.api_retry(&plan.node, "CreateTrainingJob", &code, &message, &mut throttled).await?;
+                    let wait = self.api_retry("CreateTrainingJob", &code, &message, &mut throttled)?;
+                    if stop.wait_or(wait).await {
+                        return Err(NodeError::Interrupted);
+                    }
                 }
             }
         }
     }
 
-    fn request_for(&self, plan: &JobPlan, name: &str) -> Result<Value, NodeError> {
-        plan.request_for(name).map_err(|e| NodeError::Failed(format!("`{}`: {e}", plan.node)))
-    }
-
-    /// After a failed API call: wait and return for a retry when it is transient, or the error.
-    async fn api_retry(
-        &self,
-        node: &str,
-        operation: &str,
-        code: &str,
-        message: &str,
-        tries: &mut u32,
-    ) -> Result<(), NodeError> {
+    /// After a failed API call: how long to wait before asking again when it is transient, or the
+    /// error.
+    fn api_retry(&self, operation: &str, code: &str, message: &str, tries: &mut u32) -> Result<Duration, NodeError> {
+        let node = &self.plan.node;
         let class = classify_api(code, message);
         *tries += 1;
         if class.attempts() <= 1 || *tries >= 8 {
@@ -364,184 +418,172 @@ impl JobRun {
             )));
         }
         let wait = jitter(self.timing.poll.mul_f64(f64::from(1u32 << (*tries).min(5))));
-        self.log(node, &format!("{operation}: {code} ({message}); trying again in {:.1} s", wait.as_secs_f64()));
-        let mut stop = self.stop.clone();
-        if stop.wait_or(wait).await {
-            return Err(NodeError::Interrupted);
-        }
-        Ok(())
+        self.log(&format!("{operation}: {code} ({message}); trying again in {:.1} s", wait.as_secs_f64()));
+        Ok(wait)
     }
 
-    /// Watches job `name` until it ends or a stop is requested.
-    async fn watch(&self, node: &str, name: &str) -> Result<Ended, NodeError> {
-        let mut wait = self.timing.poll;
-        let mut last = String::new();
-        let mut throttled = 0u32;
-        let mut stop = self.stop.clone();
+    /// Polls the job until it ends.
+    async fn watch(&mut self) -> Result<Ended, NodeError> {
+        let name = self.name.clone();
         loop {
-            let described = match self.aws.sagemaker.describe_training_job().training_job_name(name).send().await {
+            let described = match self.aws.sagemaker.describe_training_job().training_job_name(&name).send().await {
                 Ok(d) => d,
                 Err(e) => {
                     let (code, message) = error_parts(&e);
-                    self.api_retry(node, "DescribeTrainingJob", &code, &message, &mut throttled).await?;
+                    let mut throttled = self.watch.throttled;
+                    let wait = self.api_retry("DescribeTrainingJob", &code, &message, &mut throttled);
+                    self.watch.throttled = throttled;
+                    tokio::time::sleep(wait?).await;
                     continue;
                 }
             };
-            throttled = 0;
+            self.watch.throttled = 0;
             let status = described.training_job_status().map(|s| s.as_str().to_owned()).unwrap_or_default();
             let secondary = described.secondary_status().map(|s| s.as_str().to_owned()).unwrap_or_default();
             let shown = format!("{name}: {status} / {secondary}");
-            if shown != last {
-                self.log(node, &shown);
-                last = shown;
-                wait = self.timing.poll;
+            let wait = if shown != self.watch.shown {
+                self.log(&shown);
+                self.watch.shown = shown;
+                self.timing.poll
             } else {
-                wait = (wait.mul_f64(1.5)).min(self.timing.poll_max);
-            }
+                self.watch.wait.unwrap_or(self.timing.poll).mul_f64(1.5).min(self.timing.poll_max)
+            };
+            self.watch.wait = Some(wait);
             match described.training_job_status() {
                 Some(TrainingJobStatus::Completed) => {
-                    let mut outputs = Vec::new();
-                    let artifacts = described
-                        .model_artifacts()
-                        .and_then(|m| m.s3_model_artifacts())
-                        .filter(|a| !a.is_empty())
-                        .map(str::to_owned)
-                        .or_else(|| {
-                            described
-                                .output_data_config()
-                                .and_then(|o| o.s3_output_path())
-                                .map(|p| format!("{}/{name}/output/model/", p.trim_end_matches('/')))
-                        });
-                    if let Some(path) = artifacts {
-                        outputs.push(Output { path, sha256: String::new(), bytes: 0 });
-                    }
-                    if let Some(uri) = described.checkpoint_config().and_then(|c| c.s3_uri()) {
-                        outputs.push(Output { path: uri.to_owned(), sha256: String::new(), bytes: 0 });
-                    }
-                    return Ok(Ended::Completed { outputs });
+                    self.watch.completed = Some(described);
+                    return Ok(Ended::Succeeded);
                 }
                 Some(TrainingJobStatus::Failed) | Some(TrainingJobStatus::Stopped) => {
                     let reason = described.failure_reason().unwrap_or_default().to_owned();
-                    return Ok(Ended::Failed {
-                        class: classify_job(&status, &secondary, &reason),
-                        status,
-                        secondary,
-                        reason,
-                    });
+                    return Ok(Ended::Failed(self.failure(
+                        classify_job(&status, &secondary, &reason),
+                        &status,
+                        &secondary,
+                        &reason,
+                    )));
                 }
                 _ => {}
             }
-            match stop.level() {
-                StopLevel::No => {}
-                StopLevel::Gracefully => return Err(self.detach_or_stop(node, name).await),
-                StopLevel::Now => return Err(self.stop_job(node, name).await),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(jitter(wait)) => {}
-                level = stop.next() => match level {
-                    StopLevel::No => {}
-                    StopLevel::Gracefully => return Err(self.detach_or_stop(node, name).await),
-                    StopLevel::Now => return Err(self.stop_job(node, name).await),
-                },
-            }
+            tokio::time::sleep(jitter(wait)).await;
         }
     }
 
-    /// The first Ctrl-C: offer to stop the job, and detach unless asked again within 5 s.
-    async fn detach_or_stop(&self, node: &str, name: &str) -> NodeError {
-        self.reporter.line(&format!(
-            "  {node}: the job {name} keeps running on SageMaker; press Ctrl-C again within 5 s to stop it, or \
-             `tunec run` re-attaches to it later"
-        ));
-        let mut stop = self.stop.clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while tokio::time::Instant::now() < deadline {
-            if stop.level() == StopLevel::Now {
-                return self.stop_job(node, name).await;
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                _ = stop.next() => {}
+    /// The failure of a job that ended `status` (`secondary`) for `reason`.
+    fn failure(&self, class: FailureClass, status: &str, secondary: &str, reason: &str) -> Failure {
+        let name = &self.name;
+        let mut message = format!(
+            "the SageMaker job {name} ended {status} ({secondary}): {}: {}\n  at {}\n  {}",
+            class.as_str(),
+            if reason.is_empty() { "no reason given" } else { reason },
+            self.context.location,
+            class.advice()
+        );
+        if class == FailureClass::OutOfMemory {
+            if let Some(memory) = &self.context.memory {
+                message.push_str(&format!("\n  the estimate was {memory}"));
             }
         }
-        if stop.level() == StopLevel::Now {
-            return self.stop_job(node, name).await;
+        Failure {
+            message,
+            summary: format!(
+                "{name} ended {status} ({}: {})",
+                class.as_str(),
+                if reason.is_empty() { secondary } else { reason }
+            ),
+            attempts: class.attempts(),
+            backoff: self.timing.retry,
         }
-        NodeError::Detached
     }
 
-    /// StopTrainingJob, then wait until the job is no longer running.
-    async fn stop_job(&self, node: &str, name: &str) -> NodeError {
+    /// StopTrainingJob; the job is then watched until it has stopped.
+    async fn stop_job(&self) -> AfterStop {
+        let (node, name) = (&self.plan.node, &self.name);
         self.reporter.line(&format!("  {node}: stopping the job {name} (StopTrainingJob)"));
-        if let Err(e) = self.aws.sagemaker.stop_training_job().training_job_name(name).send().await {
-            let (code, message) = error_parts(&e);
-            return NodeError::Failed(format!("StopTrainingJob {name}: {code}: {message}; stop it in the console"));
-        }
-        for _ in 0..600 {
-            if let Ok(d) = self.aws.sagemaker.describe_training_job().training_job_name(name).send().await {
-                if !matches!(d.training_job_status(), Some(TrainingJobStatus::InProgress | TrainingJobStatus::Stopping))
-                {
-                    break;
-                }
+        match self.aws.sagemaker.stop_training_job().training_job_name(name).send().await {
+            Ok(_) => AfterStop::Wait,
+            Err(e) => {
+                let (code, message) = error_parts(&e);
+                AfterStop::Failed(format!("StopTrainingJob {name}: {code}: {message}; stop it in the console"))
             }
-            tokio::time::sleep(self.timing.poll).await;
         }
-        NodeError::Interrupted
+    }
+}
+
+impl Job for SageMakerJob {
+    fn attempt_name(&self, number: u32) -> Option<String> {
+        Some(attempt_name(self.plan.lowered_name(), number))
     }
 
-    /// Runs the node's job to the end, from attempt `attempt` named `name` (as recorded), retrying
-    /// transient failures as new attempts. Returns the outputs to record.
-    pub async fn run(&self, plan: &JobPlan, mut attempt: u32, mut name: String) -> Result<Vec<Output>, NodeError> {
-        let node = plan.node.clone();
-        self.reporter.start(&node, Work::Process);
-        let result = async {
-            let first_attempt = attempt;
-            loop {
-                self.ensure_created(plan, &name).await?;
-                match self.watch(&node, &name).await? {
-                    Ended::Completed { outputs } => {
-                        self.reporter.line(&format!("  {node} done: {name} completed"));
-                        return Ok(outputs);
-                    }
-                    Ended::Failed { class, status, secondary, reason } => {
-                        let tried = attempt - first_attempt + 1;
-                        if tried < class.attempts() {
-                            let wait = jitter(self.timing.retry.mul_f64(f64::from(1u32 << tried.min(5))));
-                            self.reporter.line(&format!(
-                                "  {node}: {name} ended {status} ({}: {}); a new attempt in {:.0} s",
-                                class.as_str(),
-                                if reason.is_empty() { &secondary } else { &reason },
-                                wait.as_secs_f64()
-                            ));
-                            let mut stop = self.stop.clone();
-                            if stop.wait_or(wait).await {
-                                return Err(NodeError::Interrupted);
-                            }
-                            attempt += 1;
-                            name = attempt_name(plan.lowered_name(), attempt);
-                            self.record_attempt(&node, attempt, &name)?;
-                            continue;
-                        }
-                        let mut message = format!(
-                            "the SageMaker job {name} ended {status} ({secondary}): {}: {}\n  at {}\n  {}",
-                            class.as_str(),
-                            if reason.is_empty() { "no reason given" } else { &reason },
-                            self.context.location,
-                            class.advice()
-                        );
-                        if class == FailureClass::OutOfMemory {
-                            if let Some(memory) = &self.context.memory {
-                                message.push_str(&format!("\n  the estimate was {memory}"));
-                            }
-                        }
-                        return Err(NodeError::Failed(message));
-                    }
+    fn start<'a>(&'a mut self, attempt: &'a Attempt, stop: &'a mut Stop) -> BoxFuture<'a, Result<(), NodeError>> {
+        Box::pin(async move {
+            self.name = attempt.name.clone().unwrap_or_else(|| attempt_name(self.plan.lowered_name(), attempt.number));
+            self.watch = Watch::default();
+            let name = self.name.clone();
+            self.ensure_created(&name, stop).await
+        })
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, Result<Ended, NodeError>> {
+        Box::pin(self.watch())
+    }
+
+    /// The first Ctrl-C: offer to stop the job, and detach unless asked again within 5 s; the
+    /// second stops it.
+    fn stop<'a>(&'a mut self, level: StopLevel, stop: &'a mut Stop) -> BoxFuture<'a, AfterStop> {
+        Box::pin(async move {
+            if level == StopLevel::Now {
+                return self.stop_job().await;
+            }
+            self.reporter.line(&format!(
+                "  {}: the job {} keeps running on SageMaker; press Ctrl-C again within 5 s to stop it, or \
+                 `tunec run` re-attaches to it later",
+                self.plan.node, self.name
+            ));
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while tokio::time::Instant::now() < deadline {
+                if stop.level() == StopLevel::Now {
+                    return self.stop_job().await;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    _ = stop.next() => {}
                 }
             }
-        }
-        .await;
-        self.reporter.finish(&node);
-        result
+            if stop.level() == StopLevel::Now {
+                return self.stop_job().await;
+            }
+            AfterStop::Detached
+        })
+    }
+
+    /// Where the job's model is: its artifacts, and the checkpoints of a training job.
+    fn outputs(&mut self) -> BoxFuture<'_, Result<Vec<Output>, NodeError>> {
+        Box::pin(async move {
+            let name = &self.name;
+            let mut outputs = Vec::new();
+            if let Some(described) = &self.watch.completed {
+                let artifacts = described
+                    .model_artifacts()
+                    .and_then(|m| m.s3_model_artifacts())
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        described
+                            .output_data_config()
+                            .and_then(|o| o.s3_output_path())
+                            .map(|p| format!("{}/{name}/output/model/", p.trim_end_matches('/')))
+                    });
+                if let Some(path) = artifacts {
+                    outputs.push(Output { path, sha256: String::new(), bytes: 0 });
+                }
+                if let Some(uri) = described.checkpoint_config().and_then(|c| c.s3_uri()) {
+                    outputs.push(Output { path: uri.to_owned(), sha256: String::new(), bytes: 0 });
+                }
+            }
+            self.reporter.line(&format!("  {} done: {name} completed", self.plan.node));
+            Ok(outputs)
+        })
     }
 }
 
@@ -549,7 +591,7 @@ impl JobRun {
 pub fn contexts(
     file: &str,
     text: &str,
-    program: &Program,
+    program: &tunec_compiler::Program,
     memory: &BTreeMap<String, String>,
 ) -> BTreeMap<String, NodeContext> {
     let index = tunec_compiler::diagnostics::LineIndex::new(text);
@@ -585,14 +627,6 @@ mod tests {
         for attempt in 1..30 {
             assert!(pattern(&attempt_name(&long, attempt)));
             assert!(pattern(&attempt_name("a-0123456789", attempt)));
-        }
-    }
-
-    #[test]
-    fn jitter_stays_within_twenty_percent() {
-        for _ in 0..100 {
-            let d = jitter(Duration::from_secs(10)).as_secs_f64();
-            assert!((8.0..=12.0).contains(&d), "{d}");
         }
     }
 }
