@@ -431,6 +431,7 @@ fn status_and_plan_read_the_journal() {
             status,
             attempt: 1,
             job_name: None,
+            job_created: false,
             outputs: vec![Output { path: "data/raw.jsonl".into(), sha256: sha256.clone(), bytes }],
             started_at: journal::now(),
             finished_at: Some(journal::now()),

@@ -6,8 +6,9 @@
 //! Covered: dependency order and the target's limit on jobs at a time; a transient failure retried
 //! as new attempts, each named and recorded in the journal before it starts; a fatal failure that
 //! starts nothing new but lets running jobs finish; a job that cannot be prepared, with nothing
-//! recorded; a stop that detaches a job and a rerun that re-attaches to it under the same name
-//! without starting it again; a stop that interrupts; and a rerun that reuses everything.
+//! recorded; a stop that detaches a job and a rerun that re-attaches to it under the same name,
+//! told that the journal knows the job exists, without starting it again; a stop that
+//! interrupts; and a rerun that reuses everything.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,6 +142,8 @@ impl Job for ScriptedJob {
             assert_eq!(record["attempt"], attempt.number, "{record}");
             assert_eq!(record["job_name"], name.as_str(), "{record}");
             assert_eq!(record["status"], "running", "{record}");
+            // What the journal knows about the job's existence is handed to the target.
+            assert_eq!(record["job_created"].as_bool().unwrap_or(false), attempt.created, "{record}");
             let exists = self.state.existing.lock().expect("existing").contains(&name);
             if exists {
                 self.state.call(format!("attach {name}"));
@@ -438,6 +441,7 @@ fn a_detached_job_is_reattached_by_the_next_run_under_the_same_name() {
     let record = &state(&base)["nodes"]["sft"];
     assert_eq!(record["status"], "running", "left running, with its name: {record}");
     assert_eq!(record["job_name"], "sft-a1");
+    assert_eq!(record["job_created"], true, "the job exists, and the journal knows: {record}");
 
     // The next run finds the job under the recorded name and attempt, and watches it.
     let second = scripted(&base, 1, &[("sft", vec![Plan::Succeed(Duration::ZERO)])]);

@@ -230,16 +230,17 @@ impl Executor {
         Ok(data::still_runs(&self.graph, node, &self.base, recorded))
     }
 
-    /// Records node `index` as running (attempt + 1, or the attempt a job left running) and keeps
-    /// its record for [`Executor::settle`].
+    /// Records node `index` as running (attempt + 1, or the attempt a job left running, with its
+    /// job's name and whether that job is known to exist) and keeps its record for
+    /// [`Executor::settle`].
     fn record_running(
         &mut self,
         index: usize,
         reason: Reason,
         previous: Option<NodeRecord>,
         attempt: u32,
-        job_name: Option<String>,
-    ) -> Result<NodeRecord, RunError> {
+        job: Option<(String, bool)>,
+    ) -> Result<(), RunError> {
         let graph = self.graph.clone();
         let node = &graph.nodes[index];
         self.reporter.line(&format!("run {}: {reason}", node.name));
@@ -247,15 +248,16 @@ impl Executor {
             key: node.key.clone(),
             status: Status::Running,
             attempt,
-            job_name,
+            job_created: job.as_ref().is_some_and(|(_, created)| *created),
+            job_name: job.map(|(name, _)| name),
             outputs: Vec::new(),
             started_at: journal::now(),
             finished_at: None,
             error: None,
         };
         self.lock().record(&node.name, record.clone())?;
-        self.records.insert(index, (record.clone(), reason, previous));
-        Ok(record)
+        self.records.insert(index, (record, reason, previous));
+        Ok(())
     }
 
     fn start_data(&mut self, index: usize, reason: Reason, previous: Option<NodeRecord>) -> Result<(), RunError> {
@@ -323,13 +325,15 @@ impl Executor {
         let reattach =
             previous.as_ref().filter(|p| p.key == node.key && p.status == Status::Running && p.job_name.is_some());
         let attempt = match reattach {
-            Some(p) => Attempt { number: p.attempt, name: p.job_name.clone(), resume: true },
+            Some(p) => Attempt { number: p.attempt, name: p.job_name.clone(), resume: true, created: p.job_created },
             None => {
                 let number = previous.as_ref().map_or(0, |p| p.attempt) + 1;
-                Attempt { number, name: job.attempt_name(number), resume: matches!(reason, Reason::NotSucceeded(_)) }
+                let resume = matches!(reason, Reason::NotSucceeded(_));
+                Attempt { number, name: job.attempt_name(number), resume, created: false }
             }
         };
-        self.record_running(index, reason, previous, attempt.number, attempt.name.clone())?;
+        let job_name = attempt.name.clone().map(|name| (name, attempt.created));
+        self.record_running(index, reason, previous, attempt.number, job_name)?;
         self.jobs += 1;
         let drive = target::Drive {
             node: node.name.clone(),
@@ -392,6 +396,7 @@ impl Executor {
         if let Some(current) = journal.state().nodes.get(name).filter(|c| c.key == record.key) {
             record.attempt = current.attempt;
             record.job_name.clone_from(&current.job_name);
+            record.job_created = current.job_created;
             record.started_at.clone_from(&current.started_at);
         }
         match result {

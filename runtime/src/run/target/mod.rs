@@ -79,6 +79,9 @@ pub struct Attempt {
     pub name: Option<String>,
     /// An earlier run of the same key did not finish: keep what it left (checkpoints).
     pub resume: bool,
+    /// The journal records that the job named `name` was created: it exists, whatever a target's
+    /// API says about a name it cannot find, and is never created again.
+    pub created: bool,
 }
 
 /// How a job ended.
@@ -127,8 +130,9 @@ pub trait Job: Send {
     /// job name); `None` where the target names nothing.
     fn attempt_name(&self, number: u32) -> Option<String>;
 
-    /// Starts `attempt`, or re-attaches to it when it already exists. `stop` interrupts what
-    /// comes before the job runs (waiting for an earlier process, uploads).
+    /// Starts `attempt`, or re-attaches to it when it already exists; once it returns, the job
+    /// exists (and the journal says so). `stop` interrupts what comes before the job runs
+    /// (waiting for an earlier process, uploads).
     fn start<'a>(&'a mut self, attempt: &'a Attempt, stop: &'a mut Stop) -> BoxFuture<'a, Result<(), NodeError>>;
 
     /// Waits until the started job ends. Dropping the future and calling again is safe.
@@ -165,6 +169,10 @@ async fn attempts(job: &mut dyn Job, d: &mut Drive) -> Result<Vec<Output>, NodeE
     let first = d.attempt.number;
     loop {
         job.start(&d.attempt, &mut d.stop).await?;
+        if d.attempt.name.is_some() && !d.attempt.created {
+            d.attempt.created = true;
+            record_created(&d.journal, &d.node)?;
+        }
         let mut asked = false;
         let ended = loop {
             tokio::select! {
@@ -197,9 +205,19 @@ async fn attempts(job: &mut dyn Job, d: &mut Drive) -> Result<Vec<Output>, NodeE
             return Err(NodeError::Interrupted);
         }
         let number = d.attempt.number + 1;
-        d.attempt = Attempt { number, name: job.attempt_name(number), resume: true };
+        d.attempt = Attempt { number, name: job.attempt_name(number), resume: true, created: false };
         record_attempt(&d.journal, &d.node, &d.attempt)?;
     }
+}
+
+/// Records that the job of the current attempt exists.
+fn record_created(journal: &Mutex<Journal>, node: &str) -> Result<(), NodeError> {
+    let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut record) = journal.state().nodes.get(node).cloned() else {
+        return Err(NodeError::Failed(format!("`{node}` has no record")));
+    };
+    record.job_created = true;
+    journal.record(node, record).map_err(|e| NodeError::Failed(e.to_string()))
 }
 
 /// Records a new attempt (its number and name) before it starts.
@@ -210,6 +228,7 @@ fn record_attempt(journal: &Mutex<Journal>, node: &str, attempt: &Attempt) -> Re
     };
     record.attempt = attempt.number;
     record.job_name.clone_from(&attempt.name);
+    record.job_created = false;
     record.status = Status::Running;
     record.started_at = journal::now();
     journal.record(node, record).map_err(|e| NodeError::Failed(e.to_string()))

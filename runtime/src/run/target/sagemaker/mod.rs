@@ -4,11 +4,15 @@
 //!
 //! **Names and attempts.** Attempt 1 of a node uses the lowered job name
 //! (`<pipeline>-<node>-<key10>`); attempt `n` appends `-a<n>` ([`attempt_name`]). The executor
-//! records the job name in the journal *before* anything is created. A rerun that finds a node
-//! `running` with a job name asks SageMaker about that job first (`DescribeTrainingJob`): a job
-//! that exists is re-attached to (watched, or taken as finished); "Requested resource not found"
-//! means it was never created, and only then is it created. So a run killed at any moment never
-//! creates a job twice.
+//! records the job name in the journal *before* anything is created, and that the job exists once
+//! its creation is answered. A rerun that finds a node `running` with a job name asks SageMaker
+//! about that job first (`DescribeTrainingJob`): a job that exists is re-attached to (watched, or
+//! taken as finished). A name it cannot find is created only when the journal does not record it
+//! as created; "cannot find" is read from the error's code (`ValidationException`, or
+//! `ResourceNotFound`), not its text, which differs between AWS ("Requested resource not found."),
+//! moto ("Could not find training job ...") and proxies. A job the journal records as created is
+//! never created again: its absence is an error (another region or account). So a run killed at
+//! any moment never creates a job twice.
 //!
 //! **Inputs.** Before `CreateTrainingJob`, what the job reads is uploaded under the prefixes its
 //! request names ([`crate::run::s3`]): the split parts the data engine wrote locally, a `local_model`
@@ -301,8 +305,15 @@ struct SageMakerJob {
     watch: Watch,
 }
 
-fn is_not_found(code: &str, message: &str) -> bool {
-    code == "ValidationException" && message.contains("Requested resource not found") || code == "ResourceNotFound"
+/// The error codes with which DescribeTrainingJob says it does not know a job: SageMaker answers
+/// `ValidationException` (a name it cannot find is an invalid parameter), other servers
+/// `ResourceNotFound`.
+const NOT_FOUND: &[&str] = &["ValidationException", "ResourceNotFound", "ResourceNotFoundException"];
+
+/// Whether a DescribeTrainingJob that failed with `code` means the job was never created: the
+/// journal does not record it as created (`created`), and the server says it does not know it.
+fn never_created(code: &str, created: bool) -> bool {
+    !created && NOT_FOUND.contains(&code)
 }
 
 impl SageMakerJob {
@@ -340,9 +351,10 @@ impl SageMakerJob {
         Ok(())
     }
 
-    /// Creates the job `name` unless it exists.
-    async fn ensure_created(&self, name: &str, stop: &mut Stop) -> Result<(), NodeError> {
+    /// Creates the job `name` unless it exists; `created`: the journal records it as created.
+    async fn ensure_created(&self, name: &str, created: bool, stop: &mut Stop) -> Result<(), NodeError> {
         let mut throttled = 0u32;
+        let mut missing = 0u32;
         loop {
             match self.aws.sagemaker.describe_training_job().training_job_name(name).send().await {
                 Ok(_) => {
@@ -351,8 +363,26 @@ impl SageMakerJob {
                 }
                 Err(e) => {
                     let (code, message) = error_parts(&e);
-                    if is_not_found(&code, &message) {
+                    if never_created(&code, created) {
                         break;
+                    }
+                    if created && NOT_FOUND.contains(&code.as_str()) {
+                        // A job just created may take a moment to be seen; a job that stays away
+                        // is in another region or account, and is not created again.
+                        missing += 1;
+                        if missing >= 4 {
+                            return Err(NodeError::Failed(format!(
+                                "the job {name} was created by an earlier run (the journal records it), but SageMaker \
+                                 does not find it ({code}: {message}); check that the region and the account are \
+                                 those of that run (the target's `region`, the AWS credentials): tunec does not \
+                                 create it again\n  at {}",
+                                self.context.location
+                            )));
+                        }
+                        if stop.wait_or(jitter(self.timing.poll)).await {
+                            return Err(NodeError::Interrupted);
+                        }
+                        continue;
                     }
                     let wait = self.api_retry("DescribeTrainingJob", &code, &message, &mut throttled)?;
                     if stop.wait_or(wait).await {
@@ -520,7 +550,7 @@ impl Job for SageMakerJob {
             self.name = attempt.name.clone().unwrap_or_else(|| attempt_name(self.plan.lowered_name(), attempt.number));
             self.watch = Watch::default();
             let name = self.name.clone();
-            self.ensure_created(&name, stop).await
+            self.ensure_created(&name, attempt.created, stop).await
         })
     }
 
@@ -609,6 +639,18 @@ pub fn contexts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_is_taken_as_never_created_by_the_code_alone_and_only_when_the_journal_agrees() {
+        // AWS, moto and a proxy say it in their own words; the code is what counts.
+        for code in ["ValidationException", "ResourceNotFound", "ResourceNotFoundException"] {
+            assert!(never_created(code, false), "{code}");
+            assert!(!never_created(code, true), "{code}: the journal records it as created");
+        }
+        for code in ["AccessDeniedException", "ThrottlingException", "InternalFailure", "Transport"] {
+            assert!(!never_created(code, false), "{code}");
+        }
+    }
 
     #[test]
     fn attempt_names_are_distinct_valid_and_keep_the_key() {
