@@ -80,6 +80,60 @@ fn the_job_graph_round_trips_through_json() {
     assert_eq!(graph.version, lower::SCHEMA_VERSION);
 }
 
+/// A run reads the graph alone: each job's channels, each data step's settings, the target's.
+#[test]
+fn the_job_graph_carries_what_a_run_reads() {
+    use tunec_compiler::lower::{ChannelSource, JobChannel};
+    let dir = root().join("examples/tiny-local");
+    let text = std::fs::read_to_string(dir.join("tiny.tune")).expect("example");
+    let graph = lowered_in(&text, &[], &Dir(dir));
+    let channels = |node: &str| -> Vec<JobChannel> { graph.node(node).expect("node").channels().to_vec() };
+    let data = |name: &str, part: &str| JobChannel {
+        name: name.into(),
+        source: ChannelSource::Data { node: "parts".into(), part: Some(part.into()) },
+    };
+    assert_eq!(
+        channels("sft"),
+        [
+            JobChannel { name: "base_model".into(), source: ChannelSource::LocalModel { node: "base".into() } },
+            data("train", "train"),
+            data("val", "val"),
+        ]
+    );
+    assert_eq!(
+        channels("merged"),
+        [
+            JobChannel { name: "adapter".into(), source: ChannelSource::JobOutput { node: "sft".into() } },
+            JobChannel { name: "base_model".into(), source: ChannelSource::LocalModel { node: "base".into() } },
+        ]
+    );
+    assert_eq!(
+        channels("report"),
+        [
+            JobChannel { name: "model".into(), source: ChannelSource::JobOutput { node: "merged".into() } },
+            data("test", "test"),
+        ]
+    );
+    assert!(graph.node("parts").expect("parts").channels().is_empty());
+    // The data steps' settings, defaults included, read back as the checker's fields would be.
+    let chat = graph.node("convo").expect("convo").fields();
+    assert_eq!(chat.reference("data").map(|r| r.node), Some("facts".to_owned()));
+    assert_eq!(chat.reference("tokenizer").map(|r| r.node), Some("base".to_owned()));
+    assert!(chat.int("seq_len").is_some() && chat.word("overflow").is_some());
+    let columns = graph.node("facts").expect("facts").fields().columns("columns").expect("columns");
+    assert!(!columns.is_empty());
+    assert_eq!(graph.node("base").expect("base").fields().str("path"), Some("model"));
+    // And the target's, with env() as a placeholder.
+    let medreason = lowered(&medreason(), &[]);
+    let target = medreason.target_fields();
+    assert_eq!(target.str("region"), Some("us-east-1"));
+    assert_eq!(target.str_or_env("role").as_deref(), Some("${env:TUNEC_SAGEMAKER_ROLE}"));
+    assert_eq!(
+        medreason.node("sft").expect("sft").channels()[0].source,
+        ChannelSource::Hub { node: "llama".into(), id: "meta-llama/Llama-3.1-8B-Instruct".into() }
+    );
+}
+
 #[test]
 fn keys_move_exactly_with_semantic_inputs() {
     let base = lowered(&medreason(), &[]);

@@ -36,9 +36,10 @@ pub const CONTAINER_CODE_DIR: &str = "/opt/ml/input/data/code";
 pub const CONTAINER_CONFIG: &str = "/opt/ml/input/data/config/args.yaml";
 pub const CHECKPOINT_DIR: &str = "/opt/ml/checkpoints";
 
-/// The version of the [`JobGraph`] schema; bumped on any incompatible change. The content keys
-/// have a version of their own (`key::KEY_SCHEMA`), so a new graph schema does not rerun anything.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The version of the [`JobGraph`] schema; bumped on any incompatible change. Version 2 added the
+/// target's settings and each job's channels, which `tunec run` of a built graph needs. The content
+/// keys have a version of their own (`key::KEY_SCHEMA`), so a new graph schema reruns nothing.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The lowered pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

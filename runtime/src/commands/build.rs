@@ -1,7 +1,7 @@
 //! `tunec build`: writes the lowered pipeline as files a reviewer (or another tool) can read.
 //!
 //! ```text
-//! DIR/manifest.json        what was built: pipeline, bundle digest, nodes with keys and files
+//! DIR/manifest.json        what was built: pipeline and its file, bundle digest, nodes with keys and files
 //! DIR/job_graph.json       the whole JobGraph (schema-versioned)
 //! DIR/code/                the script bundle (stdlib entry scripts, launch.sh, requirements.txt)
 //! DIR/<node>/request.json  the CreateTrainingJob request, as it goes on the wire (SageMaker target)
@@ -13,7 +13,7 @@
 
 use super::check::compiled;
 use super::{usage_error, Input};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use tunec_compiler::lower::sagemaker::pipeline;
 use tunec_compiler::lower::Execution;
@@ -25,6 +25,21 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(path, text)
+}
+
+/// `file` as a path relative to the folder `from`, so that a build folder keeps pointing at its
+/// pipeline when both move together.
+fn relative(from: &Path, file: &Path) -> std::io::Result<PathBuf> {
+    let (from, file) = (std::path::absolute(from)?, std::path::absolute(file)?);
+    let (from, file): (Vec<Component>, Vec<Component>) =
+        (from.components().filter(|c| *c != Component::CurDir).collect(), file.components().collect());
+    let common = from.iter().zip(&file).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    path.extend(&file[common..]);
+    Ok(path)
 }
 
 fn pretty(value: &impl serde::Serialize) -> String {
@@ -79,6 +94,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
         Ok(serde_json::json!({
             "version": graph.version,
             "pipeline": graph.pipeline,
+            "pipeline_file": relative(out, &input.file)?.display().to_string(),
             "target": graph.target,
             "bundle_digest": graph.bundle_digest,
             "env": graph.env,

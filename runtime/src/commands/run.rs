@@ -1,6 +1,12 @@
-//! `tunec run`: compiles the pipeline, checks what the run needs before anything starts (`--until`,
-//! the `env()` values the jobs read, the SageMaker target's settings), opens the journal and hands
-//! the job graph to the executor (`tunec_runtime::run`).
+//! `tunec run`: compiles the pipeline (or reads the job graph a `tunec build` folder holds), checks
+//! what the run needs before anything starts (`--until`, the `env()` values the jobs read, the
+//! SageMaker target's settings), opens the journal and hands the job graph to the executor
+//! (`tunec_runtime::run`).
+//!
+//! A build folder (or its `job_graph.json`) runs like the pipeline it was built from: its paths
+//! are relative to the pipeline's folder, which `manifest.json` names (`pipeline_file`, relative
+//! to the build folder), and its journal is that folder's. It must have been built by a tunec with
+//! the same job-graph version and script bundle, since the keys it holds cover both.
 
 use super::check::compiled;
 use super::{usage_error, Input};
@@ -9,8 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tunec_compiler::lower::JobGraph;
+use tunec_compiler::lower::{JobGraph, SCHEMA_VERSION};
 use tunec_compiler::target::Target;
+use tunec_runtime::bundle;
 use tunec_runtime::journal::Journal;
 use tunec_runtime::run::aws::Settings;
 use tunec_runtime::run::progress::{Mode, Reporter};
@@ -40,6 +47,27 @@ pub(crate) fn run(
     progress: Progress,
     endpoint_url: Option<String>,
 ) -> ExitCode {
+    if let Some(file) = job_graph_file(&input.file) {
+        if !input.set.is_empty() {
+            return usage_error(
+                "`--set` changes a pipeline before it is lowered, and a job graph is lowered already: build it \
+                 again with the value (`tunec build FILE --set NAME=VALUE -o DIR`)",
+            );
+        }
+        let (graph, base) = match read_build(&file) {
+            Ok(x) => x,
+            Err(message) => return usage_error(&message),
+        };
+        let contexts = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                let location = format!("{} ({} {})", file.display(), n.kind, n.name);
+                (n.name.clone(), NodeContext { location, memory: None })
+            })
+            .collect();
+        return execute(&graph, &base, How { until, python, progress, endpoint_url, contexts });
+    }
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
         Err(code) => return code,
@@ -48,6 +76,67 @@ pub(crate) fn run(
     let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
     let how = How { until, python, progress, endpoint_url, contexts: contexts(&checked, program) };
     execute(&graph, &base, how)
+}
+
+/// The job graph to run when `path` names a build folder or a `.json` file.
+fn job_graph_file(path: &Path) -> Option<PathBuf> {
+    if path.is_dir() {
+        return Some(path.join("job_graph.json"));
+    }
+    path.extension().is_some_and(|e| e == "json").then(|| path.to_path_buf())
+}
+
+/// The job graph in `file` and the pipeline's folder, which the `manifest.json` beside it names.
+fn read_build(file: &Path) -> Result<(JobGraph, PathBuf), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("`{}` is not a job graph (not JSON: {e})", file.display()))?;
+    let rebuild = "run `tunec build` again with this tunec";
+    match value.get("version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "`{}` is a job graph of version {v}, and this tunec runs version {SCHEMA_VERSION}: {rebuild}",
+                file.display()
+            ))
+        }
+        None => return Err(format!("`{}` is not a job graph (no `version`)", file.display())),
+    }
+    let graph: JobGraph = serde_json::from_value(value)
+        .map_err(|e| format!("`{}` is not a job graph of version {SCHEMA_VERSION}: {e}", file.display()))?;
+    let digest = bundle::digest();
+    if graph.bundle_digest != digest {
+        return Err(format!(
+            "`{}` was built for the script bundle {}, and this tunec carries {}: its keys name scripts this tunec \
+             does not have; {rebuild}",
+            file.display(),
+            &graph.bundle_digest[..graph.bundle_digest.len().min(12)],
+            &digest[..12]
+        ));
+    }
+    let folder = file.parent().unwrap_or(Path::new(""));
+    let manifest = folder.join("manifest.json");
+    let pipeline_file = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|m| m["pipeline_file"].as_str().map(PathBuf::from))
+        .ok_or_else(|| {
+            format!(
+                "`{}` does not name the pipeline's file (`pipeline_file`), whose folder holds the graph's inputs and \
+                 journal: {rebuild}",
+                manifest.display()
+            )
+        })?;
+    let pipeline_file = folder.join(pipeline_file);
+    if !pipeline_file.is_file() {
+        return Err(format!(
+            "the pipeline `{}` that `{}` names is not there, nor the inputs beside it: the build folder was moved \
+             without it",
+            pipeline_file.display(),
+            manifest.display()
+        ));
+    }
+    Ok((graph, pipeline_file.parent().map(Path::to_path_buf).unwrap_or_default()))
 }
 
 /// How to run a graph: the command's flags, and where each node is in its `.tune` file.
