@@ -84,6 +84,10 @@ enum Command {
         /// work too.
         #[arg(long, value_name = "URL")]
         endpoint_url: Option<String>,
+        /// `human`: progress, then a summary, on stdout; `json`: progress as plain lines on
+        /// stderr, then the summary as one JSON document on stdout.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
     /// Show the state journal of a pipeline's runs (`.tunec/<pipeline>/` beside the file).
     Status {
@@ -133,8 +137,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Graph { input, format } => graph::graph(&input, format),
         Command::IamPolicy { input } => iam::iam_policy(&input),
         Command::Explain { code } => explain::explain(code.as_deref()),
-        Command::Run { input, until, python, progress, endpoint_url } => {
-            run::run(&input, until, python, progress, endpoint_url)
+        Command::Run { input, until, python, progress, endpoint_url, format } => {
+            run::run(&input, until, python, progress, endpoint_url, format)
         }
         Command::Status { file, format, clear_stale_lock } => status::status(&file, format, clear_stale_lock),
         Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),

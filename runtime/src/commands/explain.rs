@@ -20,7 +20,13 @@ pub(crate) fn explain(code: Option<&str>) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let Some(found) = Code::lookup(code) else {
-        return usage_error(&format!("no diagnostic code `{code}`; `tunec explain` lists them all"));
+        let names: Vec<String> = Code::suggest(code).iter().map(|c| format!("`{}`", c.name())).collect();
+        let hint = match names.as_slice() {
+            [] => String::new(),
+            [one] => format!("; did you mean {one}?"),
+            many => format!("; did you mean one of {}?", many.join(", ")),
+        };
+        return usage_error(&format!("no diagnostic code `{code}`{hint} (`tunec explain` lists them all)"));
     };
     match page(found.name()) {
         Some(page) => {

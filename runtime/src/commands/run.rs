@@ -9,7 +9,7 @@
 //! the same job-graph version and script bundle, since the keys it holds cover both.
 
 use super::check::compiled;
-use super::{usage_error, Input};
+use super::{usage_error, Format, Input};
 use clap::ValueEnum;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use tunec_runtime::bundle;
 use tunec_runtime::journal::Journal;
 use tunec_runtime::run::aws::Settings;
 use tunec_runtime::run::progress::{Mode, Reporter};
+use tunec_runtime::run::summary::Summary;
 use tunec_runtime::run::target::local::LocalTarget;
 use tunec_runtime::run::target::sagemaker::request::resolve_placeholders;
 use tunec_runtime::run::target::sagemaker::{NodeContext, SageMakerOptions, SageMakerTarget};
@@ -46,6 +47,7 @@ pub(crate) fn run(
     python: Option<PathBuf>,
     progress: Progress,
     endpoint_url: Option<String>,
+    format: Format,
 ) -> ExitCode {
     if let Some(file) = job_graph_file(&input.file) {
         if !input.set.is_empty() {
@@ -66,7 +68,7 @@ pub(crate) fn run(
                 (n.name.clone(), NodeContext { location, memory: None })
             })
             .collect();
-        return execute(&graph, &base, How { until, python, progress, endpoint_url, contexts });
+        return execute(&graph, &base, How { until, python, progress, endpoint_url, format, contexts });
     }
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
@@ -74,7 +76,7 @@ pub(crate) fn run(
     };
     let Some(program) = &checked.program else { return ExitCode::from(1) };
     let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let how = How { until, python, progress, endpoint_url, contexts: contexts(&checked, program) };
+    let how = How { until, python, progress, endpoint_url, format, contexts: contexts(&checked, program) };
     execute(&graph, &base, how)
 }
 
@@ -145,12 +147,13 @@ struct How {
     python: Option<PathBuf>,
     progress: Progress,
     endpoint_url: Option<String>,
+    format: Format,
     contexts: BTreeMap<String, NodeContext>,
 }
 
 /// Runs `graph`, whose paths are relative to `base`, on its target.
 fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
-    let How { until, python, progress, endpoint_url, contexts } = how;
+    let How { until, python, progress, endpoint_url, format, contexts } = how;
     if let Err(e) = runner::check_until(graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
@@ -181,11 +184,14 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
         Err(e) => return usage_error(&e.to_string()),
     };
     let mode = match progress {
+        _ if format == Format::Json => Mode::Plain,
         Progress::Auto => Mode::detect(),
         Progress::Bars => Mode::Bars,
         Progress::Plain => Mode::Plain,
     };
-    let reporter = Arc::new(Reporter::new(mode, Box::new(std::io::stdout())));
+    let out: Box<dyn std::io::Write + Send> =
+        if format == Format::Json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    let reporter = Arc::new(Reporter::new(mode, out));
     let aws = Settings { region, endpoint_url };
     // The one place that knows the targets: each is built here and run through the same executor.
     let target: Arc<dyn runner::target::Target> = match graph.target {
@@ -196,7 +202,14 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
         }
     };
     let options = RunOptions { until, signals: true, stop: None, aws };
-    match runner::run(graph, base, target, &options, journal, reporter) {
+    let since = jiff::Timestamp::now();
+    let result = runner::run(graph, base, target, &options, journal, reporter.clone());
+    let summary = Summary::collect(graph, base, options.until.as_deref(), since, &result);
+    match format {
+        Format::Json => out!("{}", serde_json::to_string_pretty(&summary.json()).unwrap_or_default()),
+        Format::Human => summary.lines().iter().for_each(|line| reporter.line(line)),
+    }
+    match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => {
             eprintln!("tunec: interrupted; what finished is recorded, and `tunec run` resumes the rest");

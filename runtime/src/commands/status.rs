@@ -1,11 +1,12 @@
 //! `tunec status`: the state journal of a pipeline's runs, node by node, and whether a run holds
 //! its lock (`--clear-stale-lock` says why there is never a stale one to clear).
 
-use super::check::{checked, print_diagnostics};
+use super::check::{checked, lowered, print_diagnostics};
 use super::{usage_error, Color, Format, Input};
 use std::path::Path;
 use std::process::ExitCode;
 use tunec_runtime::journal;
+use tunec_runtime::run::data_report::SplitCounts;
 
 pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> ExitCode {
     let input = Input { file: file.to_path_buf(), set: Vec::new(), color: Color::Auto };
@@ -36,11 +37,20 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
         );
         return ExitCode::SUCCESS;
     }
+    // The split counts read each split's settings from the job graph (none when the file has errors).
+    let graph = lowered(&checked);
+    let counts = |name: &str, r: &journal::NodeRecord| SplitCounts::of(graph.as_ref()?, name, &base, &r.outputs);
     let state = match journal::read_state(&folder) {
         Ok(state) => state,
         Err(e) => return usage_error(&e.to_string()),
     };
     if format == Format::Json {
+        // What each recorded split kept, skipped and dropped, from its profile.
+        let data: serde_json::Map<String, serde_json::Value> = state
+            .iter()
+            .flat_map(|s| &s.nodes)
+            .filter_map(|(name, r)| Some((name.clone(), counts(name, r)?.json())))
+            .collect();
         out!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -50,6 +60,7 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
                 "locked": holder.is_some(),
                 "lock_holder": holder,
                 "state": state,
+                "data": data,
             }))
             .unwrap_or_default()
         );
@@ -83,6 +94,10 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
                 );
                 if let Some(error) = &r.error {
                     out!("  {:<width$}  error: {error}", "");
+                }
+                if let Some(counts) = counts(name, r) {
+                    out!("  {:<width$}  {}", "", counts.describe());
+                    counts.warnings().iter().for_each(|w| out!("  {:<width$}  {w}", ""));
                 }
             }
             None => out!("  {name:<width$}  not run"),

@@ -30,7 +30,7 @@ use super::progress::{Reporter, Work};
 use super::schedule::Dag;
 use super::sources::Sources;
 use super::target::{self, Attempt, PrepareError, Target};
-use super::{check_until, data, runs_jobs, NodeError, Outcome, RunError, RunOptions, Stop, StopLevel};
+use super::{check_until, data, data_report, runs_jobs, NodeError, Outcome, RunError, RunOptions, Stop, StopLevel};
 use crate::data::prepare::StepControl;
 use crate::journal::{self, Decision, Journal, NodeRecord, Output, Reason, Status};
 
@@ -281,6 +281,12 @@ impl Executor {
             };
             let result = task.await;
             reporter.finish(&node.name);
+            if let Ok(Ok(outputs)) = &result {
+                if let Some(counts) = data_report::SplitCounts::of(&graph, &node.name, &base, outputs) {
+                    reporter.line(&format!("  {}: {}", node.name, counts.describe()));
+                    counts.warnings().iter().for_each(|w| reporter.line(&format!("  {}: {w}", node.name)));
+                }
+            }
             let result = match result {
                 Ok(Ok(outputs)) => Ok(outputs),
                 Ok(Err(_)) if control.cancelled.load(Ordering::Relaxed) => Err(NodeError::Interrupted),
@@ -298,6 +304,12 @@ impl Executor {
         let graph = self.graph.clone();
         let node = &graph.nodes[index];
         let state = self.lock().state().clone();
+        // The job's settings may have changed since the splits it reads ran: it is checked again
+        // against their recorded counts before anything is prepared.
+        if let Err(message) = data_report::check_job(&graph, node, &self.base, &state.nodes) {
+            self.failure = Some(RunError::Setup { node: node.name.clone(), message });
+            return Ok(());
+        }
         let prepared = {
             let prepare =
                 self.target.prepare(target::JobInput { graph: &graph, node, state: &state }, self.stop.clone());

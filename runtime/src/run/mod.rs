@@ -19,12 +19,14 @@
 
 pub mod aws;
 pub mod data;
+pub mod data_report;
 mod executor;
 pub mod hub;
 pub mod progress;
 pub mod s3;
 pub mod schedule;
 pub mod sources;
+pub mod summary;
 pub mod target;
 
 use std::collections::hash_map::RandomState;

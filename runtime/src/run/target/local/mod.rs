@@ -22,8 +22,10 @@
 //! The script runs in its own process group, so a Ctrl-C reaches tunec only; tunec then sends it
 //! SIGTERM (train.py saves a checkpoint and exits) and records the node as interrupted. If tunec is
 //! killed instead, the script notices that its parent is gone and stops the same way
-//! (`TUNEC_PARENT_PID`), and the next run waits for it on the job's lock (`TUNEC_JOB_LOCK`) before
-//! touching the folder: see `stdlib/python/tunec_entry/supervisor.py`.
+//! (`TUNEC_PARENT_PID`), its output going to the log (`TUNEC_JOB_LOG`) rather than to the pipes
+//! nobody reads any more, and the next run waits for it on the job's lock (`TUNEC_JOB_LOCK`)
+//! before touching the folder: see `stdlib/python/tunec_entry/supervisor.py`. A resumed job
+//! appends to the log of the attempt it continues.
 //!
 //! Checkpoints are kept only for a rerun of a node whose previous run did not succeed with the same
 //! key (train.py then resumes from the last complete one); any other run starts from an empty
@@ -407,7 +409,15 @@ impl LocalJob {
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(log_err)?;
         }
-        let mut log = std::fs::File::create(&log_path).map_err(log_err)?;
+        // A resumed job keeps the log of the attempt it continues (and what an orphaned script of a
+        // killed run appended to it while saving its checkpoint).
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resume)
+            .truncate(!resume)
+            .open(&log_path)
+            .map_err(log_err)?;
         let script = code.join(&job.script);
         let python = &self.python;
         let _ = writeln!(
@@ -452,6 +462,7 @@ impl LocalJob {
             .env("TUNEC_CHECKPOINT_DIR", path(checkpoints))
             .env("TUNEC_PARENT_PID", std::process::id().to_string())
             .env("TUNEC_JOB_LOCK", path(lock.clone()))
+            .env("TUNEC_JOB_LOG", path(log_path.clone()))
             .env("HF_HUB_OFFLINE", "1")
             .env("TRANSFORMERS_OFFLINE", "1")
             .env("PYTHONUNBUFFERED", "1");
@@ -502,6 +513,7 @@ impl Job for LocalJob {
                     *pump = None;
                 }
             }
+            self.reporter.keep_last_lines(node);
             run.seconds = run.started.elapsed().as_secs_f64();
             let (seconds, log_rel) = (run.seconds, &run.log_rel);
             if status.success() {
