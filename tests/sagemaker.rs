@@ -398,10 +398,10 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
-#[test]
-fn sigkill_at_random_moments_never_creates_a_job_twice() {
-    let aws = Aws::start("kill", r#"{"default": {"polls": 30, "end": "Completed"}}"#, "");
-    let seed = 0x5a6e_0011_u64;
+/// Runs the pipeline again and again, killing each run with SIGKILL after a random delay in
+/// `delays` (seconds, from `seed`), until the journal records all seven nodes as succeeded; a run
+/// that ends before its kill must succeed. Returns the number of runs killed.
+fn kill_at_random_until_done(aws: &Aws, seed: u64, delays: (f64, f64)) -> u32 {
     let mut rng = Lcg(seed);
     let mut kills = 0;
     for attempt in 0..60 {
@@ -409,7 +409,7 @@ fn sigkill_at_random_moments_never_creates_a_job_twice() {
         if state.matches("\"succeeded\"").count() == 7 {
             break;
         }
-        let delay = Duration::from_secs_f64(0.2 + 2.3 * rng.next_f64());
+        let delay = Duration::from_secs_f64(delays.0 + (delays.1 - delays.0) * rng.next_f64());
         let mut child = aws
             .command(&["run", &aws.file(), "--progress", "plain"])
             .stdout(Stdio::null())
@@ -421,6 +421,14 @@ fn sigkill_at_random_moments_never_creates_a_job_twice() {
             None => kills += 1,
         }
     }
+    kills
+}
+
+#[test]
+fn sigkill_at_random_moments_never_creates_a_job_twice() {
+    let aws = Aws::start("kill", r#"{"default": {"polls": 30, "end": "Completed"}}"#, "");
+    let seed = 0x5a6e_0011_u64;
+    let kills = kill_at_random_until_done(&aws, seed, (0.2, 2.5));
     // 30 polls per job (the interval backing off from 0.05 s to 0.3 s) outlast any one attempt.
     assert!(kills >= 3, "only {kills} kills");
     let last = aws.run();
@@ -740,7 +748,9 @@ fn on_motos_sagemaker_the_pipeline_runs_chains_and_reruns_with_no_call() {
     let before = aws.moto_calls().len();
     let again = aws.run();
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
-    assert!(again.stdout.lines().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+    let decisions: Vec<&str> = again.stdout.lines().take_while(|l| !l.starts_with("summary: ")).collect();
+    assert_eq!(decisions.len(), 7, "{}", again.stdout);
+    assert!(decisions.iter().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
     assert_eq!(aws.moto_calls().len(), before, "no SageMaker call for a reused pipeline");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
@@ -751,25 +761,7 @@ fn on_motos_sagemaker_sigkill_at_random_moments_never_creates_a_job_twice() {
     let names = aws.job_names();
     put_sft_model(&aws, &names["sft"]);
     let seed = 0x6d07_0011_u64;
-    let mut rng = Lcg(seed);
-    let mut kills = 0;
-    for attempt in 0..60 {
-        let state = std::fs::read_to_string(aws.dir.join(".tunec/p/state.json")).unwrap_or_default();
-        if state.matches("\"succeeded\"").count() == 7 {
-            break;
-        }
-        let delay = Duration::from_secs_f64(0.1 + 1.9 * rng.next_f64());
-        let mut child = aws
-            .command(&["run", &aws.file(), "--progress", "plain"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        match kill_after(&mut child, delay) {
-            Some(status) => assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed"),
-            None => kills += 1,
-        }
-    }
+    let kills = kill_at_random_until_done(&aws, seed, (0.1, 2.0));
     assert!(kills >= 2, "only {kills} kills");
     let last = aws.run();
     assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);
