@@ -681,6 +681,19 @@ fn a_built_job_graph_runs_like_the_pipeline_it_was_built_from() {
     let from_file = tunec(&["run", &file]);
     assert_eq!(decisions(&from_file).len(), 7, "{}", from_file.stdout);
     assert!(decisions(&from_file).iter().all(|l| l.starts_with("reuse ")), "{}", from_file.stdout);
+    // The summary of a graph's run reads the graph alone: the split's counts, the adapter, the report.
+    let summary = tunec(&["run", &build.display().to_string(), "--format", "json"]);
+    assert_eq!(summary.code, 0, "{}", summary.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&summary.stdout).expect("one JSON document");
+    assert_eq!(doc["outcome"], "done", "{doc}");
+    let nodes = doc["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 7, "{doc}");
+    assert!(nodes.iter().all(|n| n["outcome"] == "reused"), "{doc}");
+    let parts = nodes.iter().find(|n| n["name"] == "parts").expect("parts");
+    assert!(parts["data"]["rows"].as_u64().is_some_and(|r| r > 0), "{doc}");
+    let what: Vec<&str> =
+        doc["produced"].as_array().expect("produced").iter().filter_map(|p| p["what"].as_str()).collect();
+    assert_eq!(what, ["adapter", "merged model", "report"], "{doc}");
 
     // What cannot run: `--set` on a lowered graph, another script bundle, another graph version,
     // a build folder moved away from its pipeline.
