@@ -27,13 +27,8 @@ macro_rules! out_raw {
     }};
 }
 
-mod check;
 mod cli;
-mod completions;
-mod emit;
-mod errors_doc;
-mod fmt;
-mod plan;
+mod commands;
 
 use std::process::ExitCode;
 

@@ -1,13 +1,13 @@
-//! `tunec completions SHELL` and `tunec man`: shell completion scripts and man pages, generated from
-//! the clap definition of the command line, so that they never fall behind it.
+//! `tunec completions SHELL`: shell completion scripts, generated from the clap definition of the
+//! command line, so that they never fall behind it (`man.rs` does the same for man pages).
 //!
 //! The completion scripts are clap_complete's static scripts for bash, zsh and fish (subcommands,
 //! flags, enumerated values, diagnostic codes for `explain`, file names), with one addition of our
 //! own: the value of an option whose value name is `NODE` (`run --until`) completes to the node
 //! names of the pipeline file on the command line. The shell runs the words typed so far as a
-//! command with `TUNEC_COMPLETE_NODES=1` set, and tunec then finds the file with the same clap
-//! definition (so options and their values are skipped exactly as when the command runs), parses
-//! it, and prints one node name per line. It prints nothing when the file is missing or does not
+//! command with `TUNEC_COMPLETE_NODES=1` set; `cli.rs` sees it before parsing and hands the words to
+//! [`nodes`], which finds the file with the same clap definition (so options and their values are
+//! skipped exactly as when the command runs), parses it, and prints one node name per line. It prints nothing when the file is missing or does not
 //! parse: a completion must never write errors into the user's terminal.
 
 use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
@@ -44,17 +44,15 @@ pub(crate) fn completions(args: &CompletionsArgs, cmd: Command) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// When [`NODES_VAR`] is set, prints the node names of the command line's pipeline file, one a
-/// line, and returns the exit code; otherwise returns `None` and the command runs.
-pub(crate) fn nodes_from_env(cmd: impl FnOnce() -> Command) -> Option<ExitCode> {
-    std::env::var_os(NODES_VAR)?;
-    let words: Vec<String> = std::env::args_os().map(|w| w.to_string_lossy().into_owned()).collect();
-    let names = pipeline_file(&words, cmd()).map(|file| node_names(&file)).unwrap_or_default();
+/// What `tunec WORDS...` does when [`NODES_VAR`] is set: prints the node names of the pipeline file
+/// among `words` (the whole command line, program name first), one a line, and succeeds.
+pub(crate) fn nodes(words: &[String], cmd: Command) -> ExitCode {
+    let names = pipeline_file(words, cmd).map(|file| node_names(&file)).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     for name in names {
         let _ = writeln!(out, "{name}");
     }
-    Some(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// The completion script of `shell`: clap_complete's, with the node names added.
@@ -208,25 +206,6 @@ fn node_names(file: &Path) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// `tunec man`: the page of `tunec` on stdout, or with `--output DIR` the pages of `tunec` and each
-/// subcommand (`tunec-check.1`, ...) written to DIR.
-pub(crate) fn man(output: Option<&Path>, cmd: Command) -> ExitCode {
-    let result = match output {
-        Some(dir) => std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cmd, dir)),
-        None => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut page).map(|()| out_raw!("{}", String::from_utf8_lossy(&page)))
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::cli::usage_error(&format!(
-            "cannot write the man pages to `{}`: {e}",
-            output.map(Path::display).map(|d| d.to_string()).unwrap_or_else(|| "stdout".into())
-        )),
-    }
 }
 
 /// The value parser of `explain`'s code: any text is accepted (`explain` itself answers an unknown
