@@ -130,6 +130,72 @@ impl Column {
     }
 }
 
+/// Reads back a type as [`Column::type_text`] writes it (`[{ role: string, content: string? }]`,
+/// `json?`): the type and whether it is optional. The job graph carries column types in this form,
+/// and the data step reads them with this. `None` when the text is not such a type.
+pub fn parse_type_text(text: &str) -> Option<(ColumnType, bool)> {
+    let mut rest = text.trim();
+    let (ty, optional) = text_field_type(&mut rest)?;
+    rest.trim_start().is_empty().then_some((ty, optional))
+}
+
+/// A type, then an optional `?`, from the start of `rest`, which moves past them.
+fn text_field_type(rest: &mut &str) -> Option<(ColumnType, bool)> {
+    let ty = text_type(rest)?;
+    *rest = rest.trim_start();
+    match rest.strip_prefix('?') {
+        Some(after) => {
+            *rest = after;
+            Some((ty, true))
+        }
+        None => Some((ty, false)),
+    }
+}
+
+fn text_type(rest: &mut &str) -> Option<ColumnType> {
+    *rest = rest.trim_start();
+    if let Some(after) = rest.strip_prefix('[') {
+        *rest = after;
+        let inner = text_type(rest)?;
+        *rest = rest.trim_start().strip_prefix(']')?;
+        return Some(ColumnType::List(Box::new(inner)));
+    }
+    if let Some(after) = rest.strip_prefix('{') {
+        *rest = after;
+        let mut fields = Vec::new();
+        loop {
+            *rest = rest.trim_start();
+            if let Some(after) = rest.strip_prefix('}') {
+                *rest = after;
+                return (!fields.is_empty()).then_some(ColumnType::Object(fields));
+            }
+            if !fields.is_empty() {
+                *rest = rest.strip_prefix(',')?.trim_start();
+            }
+            let name = text_word(rest)?;
+            *rest = rest.trim_start().strip_prefix(':')?;
+            let (ty, optional) = text_field_type(rest)?;
+            fields.push(ObjectField { name: name.to_owned(), ty, optional });
+        }
+    }
+    match text_word(rest)? {
+        "string" => Some(ColumnType::String),
+        "int" => Some(ColumnType::Int),
+        "float" => Some(ColumnType::Float),
+        "bool" => Some(ColumnType::Bool),
+        "json" => Some(ColumnType::Json),
+        _ => None,
+    }
+}
+
+/// An identifier at the start of `rest`.
+fn text_word<'a>(rest: &mut &'a str) -> Option<&'a str> {
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let (word, after) = rest.split_at(end);
+    *rest = after;
+    (!word.is_empty()).then_some(word)
+}
+
 /// How a column of messages spells its turns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MessageFormat {
@@ -345,6 +411,7 @@ const TYPES_HELP: &str = "a column is `string`, `int`, `float`, `bool`, `json`, 
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::syntax::parse_value;
 
@@ -417,5 +484,50 @@ mod tests {
             ]
         );
         assert!(diagnostics[0].help.as_deref().is_some_and(|h| h.starts_with("did you mean `string`?")));
+    }
+
+    #[test]
+    fn type_texts_read_back_as_the_types_that_wrote_them() {
+        let message = ColumnType::Object(vec![
+            ObjectField { name: "role".into(), ty: ColumnType::String, optional: false },
+            ObjectField { name: "content".into(), ty: ColumnType::String, optional: true },
+            ObjectField {
+                name: "tool_calls".into(),
+                ty: ColumnType::List(Box::new(ColumnType::Object(vec![ObjectField {
+                    name: "function".into(),
+                    ty: ColumnType::Object(vec![
+                        ObjectField { name: "name".into(), ty: ColumnType::String, optional: false },
+                        ObjectField { name: "arguments".into(), ty: ColumnType::Json, optional: false },
+                    ]),
+                    optional: false,
+                }]))),
+                optional: true,
+            },
+        ]);
+        let types = [
+            ColumnType::String,
+            ColumnType::Int,
+            ColumnType::Float,
+            ColumnType::Bool,
+            ColumnType::Json,
+            ColumnType::List(Box::new(ColumnType::List(Box::new(ColumnType::Int)))),
+            ColumnType::List(Box::new(message)),
+        ];
+        for ty in types {
+            for optional in [false, true] {
+                let column = Column { name: "c".into(), ty: ty.clone(), optional, span: Span::default() };
+                assert_eq!(
+                    parse_type_text(&column.type_text()),
+                    Some((ty.clone(), optional)),
+                    "{}",
+                    column.type_text()
+                );
+            }
+        }
+        for bad in
+            ["", "str", "[string", "[string]]", "{}", "{ a string }", "{ a: string b: int }", "string??", "[string?]x"]
+        {
+            assert_eq!(parse_type_text(bad), None, "{bad}");
+        }
     }
 }
