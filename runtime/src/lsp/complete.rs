@@ -484,7 +484,7 @@ mod tests {
     fn column_types() {
         assert_eq!(
             labels("pipeline p { dataset d = file(\"x\") {\n columns = { q: | }\n } }"),
-            ["string", "int", "float", "bool"]
+            ["string", "int", "float", "bool", "json"]
         );
     }
 
