@@ -3,7 +3,7 @@
 
 use super::schema::{self, FieldSpec, RefTy, Ty};
 use super::suggest;
-use super::value::{describe_refs, ConvertCtx, Fields, Params, RefVal, Val};
+use super::value::{describe_refs, ConvertCtx, FieldVal, Fields, Origin, Params, RefVal, Val};
 use super::{local_model, NodeType, Override, ParamInfo, Program, TargetConfig, TypedNode, World};
 use crate::catalog::Catalog;
 use crate::diagnostics::{Code, Diagnostic, FileId, Label, Sources};
@@ -260,6 +260,7 @@ pub(super) fn run(
     }
     let order = topo_order(&nodes, main, ctx.diagnostics);
     fill_types(&mut nodes, &order);
+    family_defaults(&mut nodes);
 
     Some(Program {
         name: pipeline.name.name.clone(),
@@ -743,7 +744,7 @@ fn model_facts(
         _ => {
             let fv = fields.get("path")?;
             let Val::Str(path) = &fv.val else { return None };
-            match local_model::read(path, world) {
+            match local_model::read(path, world, catalog) {
                 Ok(facts) => Some(facts),
                 Err(problem) => {
                     ctx.diagnostics.push(
@@ -754,6 +755,39 @@ fn model_facts(
                 }
             }
         }
+    }
+}
+
+/// Fills the defaults that depend on the model's family: a train node without `attention` gets the
+/// kernel its family's row of the architecture table recommends (eager for gpt-oss, which has no
+/// SDPA), so the checked program, the keys, the estimate and args.yaml all see the same value.
+fn family_defaults(nodes: &mut [TypedNode]) {
+    let kernels: Vec<(usize, String)> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.kind == NodeKind::Train && n.fields.get("attention").is_none())
+        .filter_map(|(i, n)| {
+            let mut model = &n.fields.reference("model")?.node;
+            // Through a model node that is a merged or trained model, to the checkpoint it started from.
+            for _ in 0..nodes.len() {
+                let node = nodes.iter().find(|m| &m.name == model)?;
+                if let Some(facts) = &node.model {
+                    return Some((i, facts.attention(None).to_owned()));
+                }
+                model = match &node.ty {
+                    NodeType::Model { base } | NodeType::Adapter { base } if base != model => base,
+                    _ => return None,
+                };
+            }
+            None
+        })
+        .collect();
+    for (i, kernel) in kernels {
+        let span = nodes[i].name_span;
+        nodes[i].fields.0.insert(
+            "attention".to_owned(),
+            FieldVal { val: Val::Enum(kernel), span, key_span: span, origin: Origin::Family },
+        );
     }
 }
 
