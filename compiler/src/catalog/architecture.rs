@@ -30,6 +30,8 @@ pub struct Architecture {
     /// The vision tower's parameter formula (`siglip`, `llama4`), empty for a text model.
     #[serde(default)]
     pub vision: String,
+    /// `tie_word_embeddings` when config.json leaves it out (the config class's default).
+    pub tie_word_embeddings: bool,
     pub attention: AttentionKind,
     pub attention_bias: BiasKind,
     pub qk_norm: QkNorm,

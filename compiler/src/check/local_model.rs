@@ -133,7 +133,7 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str, catalog: &Catalog
     let head_dim = int("head_dim").unwrap_or(hidden_size / num_heads);
     let vocab_size = num("vocab_size")?;
     let max_position_embeddings = num("max_position_embeddings")?;
-    let tied_embeddings = get("tie_word_embeddings").and_then(Json::as_bool).unwrap_or(false);
+    let tied_embeddings = get("tie_word_embeddings").and_then(Json::as_bool).unwrap_or(arch.tie_word_embeddings);
     let attention_bias = arch.attention_bias == architecture::BiasKind::Qkv
         || get("attention_bias").and_then(Json::as_bool).unwrap_or(false);
     let moe = if arch.is_moe() { Some(moe_shape(dir, arch, text, config, num_layers)?) } else { None };
