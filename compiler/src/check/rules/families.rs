@@ -94,17 +94,19 @@ fn attention(r: &mut Report<'_>, node: &TypedNode, facts: &ModelFacts) {
     let chosen = node.fields.get("attention").filter(|f| f.origin != crate::check::Origin::Family);
     let Some(Val::Enum(kernel)) = chosen.map(|f| &f.val) else { return };
     let Some(refusal) = facts.arch.refusal(kernel) else { return };
+    let warning = refusal.severity == "warning";
+    let verb = if warning { "should not" } else { "cannot" };
     let d = r.emit(
         Code::AttentionKernel,
         node.span_of("attention"),
-        format!("`{}` models cannot train with `{kernel}` attention", facts.family),
+        format!("`{}` models {verb} train with `{kernel}` attention", facts.family),
         refusal.why.clone(),
         format!(
             "leave `attention` unset (tunec uses `{}` for `{}`), or choose another kernel",
             facts.arch.attn_implementation, facts.family
         ),
     );
-    if refusal.severity == "warning" {
+    if warning {
         d.severity = Severity::Warning;
     }
 }
@@ -126,12 +128,13 @@ fn quantized_experts(r: &mut Report<'_>, node: &TypedNode, facts: &ModelFacts) {
         );
     } else if facts.arch.moe == MoeKind::Fused && (four_bit(node) || quant == Some("int8")) {
         let experts = facts.counts().experts;
+        let shard = if node.fields.get("fsdp").is_some() { "" } else { "; add `fsdp` to shard them over the GPUs" };
         r.emit(
             Code::FusedExpertsQuant,
             node.span_of("quant"),
             format!("the experts of `{}` stay bf16: bitsandbytes quantizes only nn.Linear layers", facts.id),
             format!("{:.1} GiB of fused expert parameters are not quantized", experts as f64 * 2.0 / (1u64 << 30) as f64),
-            "the estimate counts them in bf16 (`expert weights (bf16: not quantizable)`); add `fsdp` to shard them over the GPUs, or train without `quant`".into(),
+            format!("the estimate counts them in bf16, as its `expert weights (bf16: not quantizable)` term{shard}"),
         );
     }
 }
