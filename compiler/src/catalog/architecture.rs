@@ -41,11 +41,9 @@ pub struct Architecture {
     pub sliding_window: bool,
     #[serde(default)]
     pub attention_sinks: bool,
-    /// What `targets = all_linear` resolves to: the nn.Linear names of one decoder layer.
+    /// What `targets = all_linear` resolves to: the nn.Linear names of one decoder layer, routers
+    /// left out.
     pub linear_modules: Vec<String>,
-    /// Whether PEFT's "all-linear" selects exactly `linear_modules`.
-    #[serde(default = "yes")]
-    pub peft_all_linear: bool,
     #[serde(default)]
     pub moe: MoeKind,
     /// What `experts` in `targets` adds: module names, or parameter names of fused experts.
@@ -72,10 +70,6 @@ pub struct Architecture {
     pub date: String,
     #[serde(default)]
     pub note: String,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -148,6 +142,19 @@ impl Architecture {
 
     pub fn multimodal(&self) -> bool {
         !self.text_config.is_empty()
+    }
+
+    /// The names `targets` accepts for this family: the linear modules, a router that is an
+    /// nn.Linear, and `experts` for a MoE family.
+    pub fn target_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.linear_modules.iter().map(String::as_str).collect();
+        if self.router_linear {
+            names.push(router_name(&self.router));
+        }
+        if self.is_moe() {
+            names.push(EXPERTS);
+        }
+        names
     }
 
     /// Why `kernel` does not suit this family, if it does not.
@@ -301,15 +308,18 @@ pub fn linears(m: &ModelFacts) -> Vec<Linear> {
             push("up_proj", h, s, moe_layers, Group::Shared, false);
             push("down_proj", s, h, moe_layers, Group::Shared, false);
         }
-        let router = a.router.rsplit('.').next().unwrap_or("router");
-        let router = match router {
-            "gate" => "gate",
-            "layer" => "layer",
-            _ => "router",
-        };
-        push(router, h, moe.experts, moe_layers, Group::Router, !a.router_linear);
+        push(router_name(&a.router), h, moe.experts, moe_layers, Group::Router, !a.router_linear);
     }
     out
+}
+
+/// The module name of a router (the last part of its path), as LoRA targets name it.
+fn router_name(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("gate") => "gate",
+        Some("layer") => "layer",
+        _ => "router",
+    }
 }
 
 /// A model's parameters, split the ways the estimator needs.

@@ -89,7 +89,7 @@ fn lora_targets(list: Option<Vec<String>>, facts: Option<&ModelFacts>) -> (Json,
     if t.lm_head {
         modules.push("lm_head".to_owned());
     }
-    let modules = if t.all_linear && arch.peft_all_linear && only_all_linear && !t.lm_head {
+    let modules = if t.all_linear && only_all_linear && !t.lm_head {
         json!("all-linear")
     } else {
         json!(modules)

@@ -31,14 +31,10 @@ pub(super) fn run(r: &mut Report<'_>) {
         }
         if let Some(facts) = node.fields.reference("model").and_then(|m| program.model_facts(&m.node)) {
             if let Some(Val::Targets(Some(targets))) = node.fields.path("method.targets").map(|f| &f.val) {
+                let known = facts.arch.target_names();
                 for (name, span) in targets {
-                    let experts = name == EXPERTS && facts.arch.is_moe();
-                    if experts || name == "lm_head" || name == ALL_LINEAR || facts.linear_modules.contains(name) {
+                    if name == "lm_head" || name == ALL_LINEAR || known.contains(&name.as_str()) {
                         continue;
-                    }
-                    let mut known: Vec<&str> = facts.linear_modules.iter().map(String::as_str).collect();
-                    if facts.arch.is_moe() {
-                        known.push(EXPERTS);
                     }
                     let help = if name == EXPERTS {
                         format!("{} has no experts; its modules are {}", facts.architecture, quoted(&known))
