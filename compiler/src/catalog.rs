@@ -232,7 +232,10 @@ impl Catalog {
             .into_iter()
             .map(|m| match architectures.iter().find(|a| a.model_type == m.model_type) {
                 Some(arch) => Ok(m.with_arch(arch.clone())),
-                None => Err(format!("models.toml: `{}` has model_type `{}`, which has no architecture row", m.id, m.model_type)),
+                None => Err(format!(
+                    "models.toml: `{}` has model_type `{}`, which has no architecture row",
+                    m.id, m.model_type
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let instances: InstanceFile = toml::from_str(instances).map_err(|e| format!("instances.toml: {e}"))?;
@@ -346,15 +349,33 @@ mod tests {
             assert!(seen.insert(a.model_type.as_str()), "{}: one row per model type", a.model_type);
             assert!(!a.source.is_empty() && a.date.len() == 10, "{}: a source and a date", a.model_type);
             assert!(a.transformers.split('.').all(|p| p.parse::<u32>().is_ok()), "{}: a version", a.model_type);
-            assert!(["sdpa", "eager", "flash_attention_2"].contains(&a.attn_implementation.as_str()), "{}", a.model_type);
+            assert!(
+                ["sdpa", "eager", "flash_attention_2"].contains(&a.attn_implementation.as_str()),
+                "{}",
+                a.model_type
+            );
             assert!(a.refusal(&a.attn_implementation).is_none(), "{}: the default kernel is not refused", a.model_type);
             for r in &a.attn_refused {
                 assert!(["error", "warning"].contains(&r.severity.as_str()), "{}: {}", a.model_type, r.severity);
             }
-            assert_eq!(a.is_moe(), !a.experts.is_empty(), "{}: `experts` names the experts of a MoE family", a.model_type);
+            assert_eq!(
+                a.is_moe(),
+                !a.experts.is_empty(),
+                "{}: `experts` names the experts of a MoE family",
+                a.model_type
+            );
             assert_eq!(a.is_moe(), !a.router.is_empty(), "{}: a MoE family names its router", a.model_type);
-            assert_eq!(a.multimodal(), !a.vision.is_empty(), "{}: a multimodal family has a vision formula", a.model_type);
-            assert!(!a.linear_modules.iter().any(|m| a.router.ends_with(m.as_str())), "{}: routers stay out of all_linear", a.model_type);
+            assert_eq!(
+                a.multimodal(),
+                !a.vision.is_empty(),
+                "{}: a multimodal family has a vision formula",
+                a.model_type
+            );
+            assert!(
+                !a.linear_modules.iter().any(|m| a.router.ends_with(m.as_str())),
+                "{}: routers stay out of all_linear",
+                a.model_type
+            );
             assert!(a.decoder_layer.ends_with("DecoderLayer"), "{}", a.model_type);
         }
         for m in &catalog.models {

@@ -77,7 +77,10 @@ fn local_facts(dir: &str) -> ModelFacts {
     let checked = check(&format!("local_model(\"models/{dir}\")"), "");
     let program = checked.program.as_ref().expect("a program");
     program.node("base").and_then(|n| n.model.clone()).unwrap_or_else(|| {
-        panic!("models/{dir} is not understood: {:?}", checked.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>())
+        panic!(
+            "models/{dir} is not understood: {:?}",
+            checked.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>()
+        )
     })
 }
 

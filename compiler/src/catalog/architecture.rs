@@ -470,7 +470,8 @@ impl Targets {
 /// LoRA parameters of rank `r` on the targeted layers (every expert counted: PEFT gives each
 /// expert its own pair of matrices, fused experts included).
 pub fn lora_params(m: &ModelFacts, r: u64, targets: &Targets) -> u64 {
-    let layers: u64 = linears(m).iter().filter(|l| targets.selects(&m.arch, l)).map(|l| r * (l.d_in + l.d_out) * l.count).sum();
+    let layers: u64 =
+        linears(m).iter().filter(|l| targets.selects(&m.arch, l)).map(|l| r * (l.d_in + l.d_out) * l.count).sum();
     layers + if targets.lm_head { r * (m.hidden_size + m.vocab_size) } else { 0 }
 }
 
@@ -511,5 +512,58 @@ pub fn vision_params(formula: &str, vision: &serde_json::Value, text_hidden: u64
             )
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::Catalog;
+
+    fn billions(n: u64) -> f64 {
+        n as f64 / 1e9
+    }
+
+    /// The active parameter counts the model cards publish: Qwen3-30B-A3B "3.3B activated",
+    /// DeepSeek-V3 "37B activated", gpt-oss-20b and -120b "3.6B" and "5.1B" active (OpenAI's
+    /// count leaves the input embedding out).
+    #[test]
+    fn active_parameters_match_the_model_cards() {
+        let catalog = Catalog::builtin();
+        let active = |id: &str| catalog.model(id).expect(id).counts().active;
+        let embedding = |id: &str| {
+            let m = catalog.model(id).expect(id);
+            m.vocab_size * m.hidden_size
+        };
+        assert!((billions(active("Qwen/Qwen3-30B-A3B")) - 3.3).abs() < 0.1);
+        assert!((billions(active("deepseek-ai/DeepSeek-V3")) - 37.0).abs() < 1.0);
+        for (id, published) in [("openai/gpt-oss-20b", 3.6), ("openai/gpt-oss-120b", 5.1)] {
+            assert!((billions(active(id) - embedding(id)) - published).abs() < 0.1, "{id}");
+        }
+    }
+
+    /// Llama 4 runs every expert on every token in transformers, so all of its parameters are
+    /// active for the FLOPs; the routed count would be the model card's 17 B.
+    #[test]
+    fn llama4_computes_every_expert() {
+        let m = Catalog::builtin().model("meta-llama/Llama-4-Scout-17B-16E-Instruct").expect("in the catalog");
+        let c = m.counts();
+        assert_eq!(c.active, c.text);
+        let moe = m.moe.expect("experts");
+        let routed = c.text - c.experts + c.experts / moe.experts * moe.top_k;
+        assert!((billions(routed) - 17.0).abs() < 0.3, "{}", billions(routed));
+    }
+
+    /// all_linear on Qwen3-30B-A3B adapts every expert: 128 experts x 3 projections per layer.
+    #[test]
+    fn lora_on_module_experts_counts_every_expert() {
+        let m = Catalog::builtin().model("Qwen/Qwen3-30B-A3B").expect("in the catalog");
+        let r = 8;
+        let (h, e, layers) = (m.hidden_size, m.moe.expect("experts").intermediate_size, m.num_layers);
+        let (q, kv) = (m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim);
+        let attention = r * ((h + q) + 2 * (h + kv) + (q + h));
+        let experts = 128 * 3 * r * (h + e);
+        assert_eq!(super::lora_params(m, r, &super::Targets::new(None)), layers * (attention + experts));
+        let qv = ["q_proj".to_owned(), "v_proj".to_owned()];
+        assert_eq!(super::lora_params(m, r, &super::Targets::new(Some(&qv))), layers * r * ((h + q) + (h + kv)));
     }
 }

@@ -85,7 +85,8 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str, catalog: &Catalog
     let model_type = config.get("model_type").and_then(Json::as_str).unwrap_or("");
     let Some(arch) = catalog.architecture(model_type) else {
         let known: Vec<&str> = catalog.architectures.iter().map(|a| a.model_type.as_str()).collect();
-        let what = if model_type.is_empty() { "no `model_type`".to_owned() } else { format!("model type `{model_type}`") };
+        let what =
+            if model_type.is_empty() { "no `model_type`".to_owned() } else { format!("model type `{model_type}`") };
         return Err(problem(
             format!("{what} in `{dir}/config.json` is not supported"),
             "unsupported architecture",
@@ -362,7 +363,9 @@ fn max_token_id<'a>(tok: &Json, tokens: impl Iterator<Item = &'a String>) -> Opt
     let wanted: Vec<&String> = tokens.filter(|t| !t.is_empty()).collect();
     added
         .iter()
-        .filter(|(_, entry)| entry.get("content").and_then(Json::as_str).is_some_and(|c| wanted.iter().any(|w| *w == c)))
+        .filter(|(_, entry)| {
+            entry.get("content").and_then(Json::as_str).is_some_and(|c| wanted.iter().any(|w| *w == c))
+        })
         .filter_map(|(id, _)| id.parse::<u64>().ok())
         .max()
 }
@@ -373,7 +376,9 @@ fn max_token_id<'a>(tok: &Json, tokens: impl Iterator<Item = &'a String>) -> Opt
 fn template_system(template: &str) -> &'static str {
     if template.contains("raise_exception") && template.contains("System role not supported") {
         "refused"
-    } else if template.contains("first_user_prefix") || (template.contains("system_message") && template.contains("[INST]")) {
+    } else if template.contains("first_user_prefix")
+        || (template.contains("system_message") && template.contains("[INST]"))
+    {
         "folded"
     } else {
         "native"

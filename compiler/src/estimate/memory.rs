@@ -234,7 +234,9 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
             root * 2,
             experts_lin + (experts - experts_lin) * 2,
         ),
-        Quant::None => (total * s.dtype_bytes, layer_params * s.dtype_bytes, root * s.dtype_bytes, experts * s.dtype_bytes),
+        Quant::None => {
+            (total * s.dtype_bytes, layer_params * s.dtype_bytes, root * s.dtype_bytes, experts * s.dtype_bytes)
+        }
     };
 
     // Trainable state.
@@ -436,5 +438,67 @@ mod tests {
         let expected = (lin as f64 * 4.127 / 8.0).ceil() as u64 + (m.params - lin) * 2;
         assert_eq!(weights, expected);
         assert_eq!(mem.gpu_peak, mem.gpu_terms.iter().map(|t| t.bytes).sum::<u64>());
+    }
+
+    fn qlora(model: &'static ModelFacts) -> TrainSetup<'static> {
+        TrainSetup {
+            model,
+            method: Method::Qlora,
+            quant: Quant::FourBit { double_quant: true },
+            lora_r: 16,
+            targets: None,
+            lora_dropout: false,
+            modules_to_save: Vec::new(),
+            dtype_bytes: 2,
+            fsdp: None,
+            gpus_per_node: 1,
+            nodes: 1,
+            micro_batch: 1,
+            seq_len: 1024,
+            gradient_checkpointing: true,
+            attention: Attention::Fused,
+            optimizer: "adamw_torch".into(),
+            cpu_ram_efficient_loading: true,
+        }
+    }
+
+    fn term(mem: &Memory, prefix: &str) -> u64 {
+        mem.gpu_terms.iter().find(|t| t.name.starts_with(prefix)).map_or(0, |t| t.bytes)
+    }
+
+    /// 4-bit quantization reaches experts that are nn.Linear (Qwen3-MoE) and leaves fused expert
+    /// parameters (Llama 4) in bf16, each expert resident either way.
+    #[test]
+    fn quantization_reaches_module_experts_only() {
+        let catalog = Catalog::builtin();
+        let qwen = catalog.model("Qwen/Qwen3-30B-A3B").expect("in the catalog");
+        let experts = qwen.counts().experts;
+        let mem = train_memory(&qlora(qwen));
+        assert_eq!(term(&mem, "expert weights"), (experts as f64 * 4.127 / 8.0).ceil() as u64);
+        let scout = catalog.model("meta-llama/Llama-4-Scout-17B-16E-Instruct").expect("in the catalog");
+        let mem = train_memory(&qlora(scout));
+        let fused = mem.gpu_terms.iter().find(|t| t.name == "expert weights (bf16: not quantizable)").expect("term");
+        assert_eq!(fused.bytes, scout.counts().experts * 2);
+    }
+
+    /// A MoE layer's activations follow the experts a token is routed to, not all of them; Llama 4,
+    /// which runs every expert, keeps far more than a dense model of its width.
+    #[test]
+    fn moe_activations_follow_the_routing() {
+        let catalog = Catalog::builtin();
+        let setup = |id: &str| {
+            let mut s = qlora(catalog.model(id).expect("in the catalog"));
+            s.gradient_checkpointing = false;
+            s
+        };
+        let stored = |id: &str| term(&train_memory(&setup(id)), "activations");
+        // Qwen3-30B-A3B: 8 of 128 experts of 768 per token, against Qwen3-8B's dense 12288.
+        assert!(stored("Qwen/Qwen3-30B-A3B") < stored("Qwen/Qwen3-14B"));
+        let (attention, dense, moe) = layer_activation_per_token(catalog.model("Qwen/Qwen3-30B-A3B").expect("row"));
+        assert!(attention > 0.0 && dense > 0.0);
+        assert_eq!(moe, 8.0 * 8.0 * 768.0 + 8.0 * 128.0 + 8.0 * (4.0 * 2048.0 + 12.0));
+        let (_, _, scout) =
+            layer_activation_per_token(catalog.model("meta-llama/Llama-4-Scout-17B-16E-Instruct").expect("row"));
+        assert_eq!(scout, 16.0 * (2.0 * 5120.0 + 8.0 * 8192.0) + 8.0 * 8192.0 + 8.0 * 16.0);
     }
 }

@@ -267,7 +267,11 @@ impl Ctx<'_> {
             micro_batch: u64::try_from(f.int("per_device_batch").unwrap_or(1)).unwrap_or(1),
             seq_len,
             gradient_checkpointing: f.bool("gradient_checkpointing").unwrap_or(true),
-            attention: if facts.attention(f.word("attention")) == "eager" { Attention::Eager } else { Attention::Fused },
+            attention: if facts.attention(f.word("attention")) == "eager" {
+                Attention::Eager
+            } else {
+                Attention::Fused
+            },
             optimizer: f.word("optimizer").unwrap_or("adamw_torch").to_owned(),
             cpu_ram_efficient_loading: f.bool("fsdp.cpu_ram_efficient_loading").unwrap_or(true),
         }
@@ -371,9 +375,9 @@ impl Ctx<'_> {
             }
             _ => 0.0,
         };
-        let hours = tokens
-            .zip(throughput)
-            .map(|(t, tp)| (t * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(checkpoint_bytes(&facts)));
+        let hours = tokens.zip(throughput).map(|(t, tp)| {
+            (t * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(checkpoint_bytes(&facts))
+        });
         let spot = node.fields.bool("spot").unwrap_or(false);
         let usd = hours.and_then(|h| cost(h, instance, count, spot));
         if let (Some(h), Some(Val::Duration(limit))) = (hours, node.fields.get("max_runtime").map(|f| &f.val)) {
@@ -569,8 +573,10 @@ impl Ctx<'_> {
                 .with_help("set `compute` to an instance with more GPU memory in total"),
             );
         }
-        let disk_terms =
-            vec![Term { name: "base model", bytes: checkpoint_bytes(&facts) }, Term { name: "merged model", bytes: weights }];
+        let disk_terms = vec![
+            Term { name: "base model", bytes: checkpoint_bytes(&facts) },
+            Term { name: "merged model", bytes: weights },
+        ];
         let hours = time::overhead_hours(checkpoint_bytes(&facts)) + weights as f64 / time::SAVE_BYTES_PER_SEC / 3600.0;
         // Merge jobs run on demand: their request never asks for spot capacity.
         let est = self.job(node, instance, count, gpu_terms, host_terms, disk_terms, None, None, Some(hours), false);

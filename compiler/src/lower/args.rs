@@ -51,10 +51,8 @@ fn origin_model(program: &Program, node: &TypedNode) -> String {
 fn family(program: &Program, node: &TypedNode, facts: Option<&ModelFacts>) -> Vec<(&'static str, Json)> {
     let Some(facts) = facts else { return Vec::new() };
     // The weights come from the published checkpoint, not from a model tunec saved (in bf16).
-    let loads_checkpoint = super::model_inputs(program, node)
-        .1
-        .and_then(|m| program.node(&m))
-        .is_some_and(|m| m.kind == NodeKind::Model);
+    let loads_checkpoint =
+        super::model_inputs(program, node).1.and_then(|m| program.node(&m)).is_some_and(|m| m.kind == NodeKind::Model);
     vec![
         ("model_type", json!(facts.model_type)),
         ("dequantize_mxfp4", json!(loads_checkpoint && facts.weights == "mxfp4")),
@@ -89,11 +87,7 @@ fn lora_targets(list: Option<Vec<String>>, facts: Option<&ModelFacts>) -> (Json,
     if t.lm_head {
         modules.push("lm_head".to_owned());
     }
-    let modules = if t.all_linear && only_all_linear && !t.lm_head {
-        json!("all-linear")
-    } else {
-        json!(modules)
-    };
+    let modules = if t.all_linear && only_all_linear && !t.lm_head { json!("all-linear") } else { json!(modules) };
     (modules, t.fused_experts(arch).then(|| json!(arch.experts)))
 }
 

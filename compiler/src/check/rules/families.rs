@@ -133,7 +133,10 @@ fn quantized_experts(r: &mut Report<'_>, node: &TypedNode, facts: &ModelFacts) {
             Code::FusedExpertsQuant,
             node.span_of("quant"),
             format!("the experts of `{}` stay bf16: bitsandbytes quantizes only nn.Linear layers", facts.id),
-            format!("{:.1} GiB of fused expert parameters are not quantized", experts as f64 * 2.0 / (1u64 << 30) as f64),
+            format!(
+                "{:.1} GiB of fused expert parameters are not quantized",
+                experts as f64 * 2.0 / (1u64 << 30) as f64
+            ),
             format!("the estimate counts them in bf16, as its `expert weights (bf16: not quantizable)` term{shard}"),
         );
     }
@@ -144,7 +147,9 @@ fn expert_dropout(r: &mut Report<'_>, node: &TypedNode, facts: &ModelFacts) {
         Some(Val::Targets(Some(list))) => list.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         _ => return,
     };
-    if !Targets::new(Some(&list)).fused_experts(&facts.arch) || node.fields.float("method.dropout").unwrap_or(0.0) <= 0.0 {
+    if !Targets::new(Some(&list)).fused_experts(&facts.arch)
+        || node.fields.float("method.dropout").unwrap_or(0.0) <= 0.0
+    {
         return;
     }
     r.emit(
@@ -162,7 +167,9 @@ fn tokenizer_rows(r: &mut Report<'_>, node: &TypedNode, facts: &ModelFacts) {
     let program = r.program;
     let Some(data) = node.fields.reference("data") else { return };
     let tokenizer = match program.node(&data.node).map(|n| &n.ty) {
-        Some(crate::check::NodeType::Chat { tokenizer, .. } | crate::check::NodeType::Splits { tokenizer, .. }) => tokenizer,
+        Some(crate::check::NodeType::Chat { tokenizer, .. } | crate::check::NodeType::Splits { tokenizer, .. }) => {
+            tokenizer
+        }
         _ => return,
     };
     let model = node.fields.reference("model").map(|m| m.node.as_str()).unwrap_or_default();
@@ -215,7 +222,8 @@ fn roles(r: &mut Report<'_>, node: &TypedNode) {
         node.span_of("system"),
         format!("the chat template of `{}` refuses a system message", facts.id),
         "the template raises on the `system` role".into(),
-        "remove `system`, or write its text at the start of `user` (`user = \"<instructions>\\n\\n{question}\"`)".into(),
+        "remove `system`, or write its text at the start of `user` (`user = \"<instructions>\\n\\n{question}\"`)"
+            .into(),
     )
     .secondary
     .push(Label::new(node.span_of("tokenizer"), format!("templated with `{}`", facts.id)));

@@ -71,4 +71,3 @@ pub(super) fn run(r: &mut Report<'_>) {
 fn quoted(names: &[&str]) -> String {
     names.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
 }
-
