@@ -356,7 +356,7 @@ pub fn params(m: &ModelFacts) -> Params {
         _ => (m.num_layers, Moe::default()),
     };
     let moe_layers = m.num_layers - dense_layers;
-    let per = |total: u64, n: u64| if n > 0 { total / n } else { 0 };
+    let per = |total: u64, n: u64| total.checked_div(n).unwrap_or(0);
 
     // Everything in a layer that is not a linear weight: biases, norms, sinks.
     let (q, kv) = (m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim);
