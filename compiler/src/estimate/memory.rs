@@ -413,25 +413,8 @@ mod tests {
         let m = llama8b();
         let lin = linear_params(m);
         assert_eq!(lin, 6_979_321_856, "the 8B model's quantized linears (§7 of the notes: 6.979B)");
-        let setup = TrainSetup {
-            model: m,
-            method: Method::Qlora,
-            quant: Quant::FourBit { double_quant: true },
-            lora_r: 16,
-            targets: None,
-            lora_dropout: false,
-            modules_to_save: Vec::new(),
-            dtype_bytes: 2,
-            fsdp: None,
-            gpus_per_node: 1,
-            nodes: 1,
-            micro_batch: 1,
-            seq_len: 1,
-            gradient_checkpointing: true,
-            attention: Attention::Fused,
-            optimizer: "adamw_torch".into(),
-            cpu_ram_efficient_loading: true,
-        };
+        let mut setup = qlora(m);
+        setup.seq_len = 1;
         let mem = train_memory(&setup);
         let weights = mem.gpu_terms.iter().find(|t| t.name == "weights").expect("weights term").bytes;
         // 6.979e9 x 4.127 / 8 = 3.600e9 B of NF4, plus 1.051e9 params in bf16.
