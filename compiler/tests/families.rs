@@ -1,12 +1,15 @@
 //! Every model family of the architecture table, read from a real-shaped `config.json`.
 //!
 //! `tests/cases/models/<model_type>/` holds one fixture per row of
-//! `stdlib/catalog/architectures.toml`: the `config.json` of a published checkpoint (its
-//! `_name_or_path` names the catalog row it is shaped like), a `tokenizer_config.json` with the
-//! family's special tokens and a template of its shape, and a stand-in `tokenizer.json`
-//! (tests/cases/models/README.md gives the sources). Reading the directory as a `local_model` must
-//! give the facts of the catalog row: the same shape, experts and parameter count (which
-//! tests/python/test_architecture_table.py checks against transformers itself). Then a pipeline
+//! `stdlib/catalog/architectures.toml`: the `config.json` of a published checkpoint (a link to
+//! `tests/python/families/<model_type>.json`, which the entry-script tests build miniatures from),
+//! a `tokenizer_config.json` with the family's special tokens and a template of its shape, and a
+//! stand-in `tokenizer.json` (tests/cases/models/README.md gives the sources). Reading the
+//! directory as a `local_model` must give the facts of the catalog row of the same family and
+//! size: the same shape, experts and parameter count (which tests/python/test_architecture_table.py
+//! checks against transformers itself). The configs were written apart from the catalog, from the
+//! published files, keys left to the config class's defaults included, so the two agreeing is a
+//! check of both. Then a pipeline
 //! over each family checks clean as a `local_model` and as an `hf_model`, with an estimate whose
 //! terms include the experts where the family has them.
 
@@ -27,19 +30,29 @@ fn cases() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases")
 }
 
-/// The family fixtures: (directory name, catalog id from `_name_or_path`).
+/// The family fixtures: (directory name, the catalog row of that family and size).
 fn fixtures() -> Vec<(String, String)> {
+    let catalog = Catalog::builtin();
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(cases().join("models")).expect("tests/cases/models") {
-        let path = entry.expect("entry").path();
-        let Ok(text) = std::fs::read_to_string(path.join("config.json")) else { continue };
-        let config: serde_json::Value = serde_json::from_str(&text).expect("fixture config.json is JSON");
-        if let Some(id) = config.get("_name_or_path").and_then(|v| v.as_str()) {
-            let name = path.file_name().expect("name").to_string_lossy().into_owned();
-            out.push((name, id.to_owned()));
+    for arch in &catalog.architectures {
+        let dir = &arch.model_type;
+        if !cases().join("models").join(dir).join("config.json").exists() {
+            continue;
         }
+        let local = local_facts(dir);
+        let row = catalog
+            .models
+            .iter()
+            .find(|m| {
+                m.model_type == local.model_type
+                    && (m.hidden_size, m.intermediate_size, m.num_layers, m.vocab_size)
+                        == (local.hidden_size, local.intermediate_size, local.num_layers, local.vocab_size)
+            })
+            .unwrap_or_else(|| {
+                panic!("models/{dir}: no catalog row of its family has its widths, layers and vocabulary")
+            });
+        out.push((dir.clone(), row.id.clone()));
     }
-    out.sort();
     out
 }
 

@@ -3,14 +3,15 @@
 `stdlib/catalog/architectures.toml` says, per `model_type`, which classes load a checkpoint, which class FSDP wraps,
 which linear layers `all_linear` means, where the experts and the router are, and which attention kernels the family
 cannot use; `stdlib/catalog/models.toml` gives each checkpoint's exact parameter count. The compiler computes the
-count from the shape and the table (its unit tests check that it reproduces every row). Here the fixture `config.json`
-of each family (`tests/cases/models/<model_type>/`, shaped like the catalog row its `_name_or_path` names) is built
-with the training image's transformers on the meta device (no weights, no download) and the table is held against
-what that model really is.
+count from the shape and the table (its unit tests check that it reproduces every row). Here each family's published
+`config.json` (`tests/python/families/<model_type>.json`, which the compiler's fixtures link to) is built with the
+training image's transformers on the meta device (no weights, no download) and the table, and the catalog row of
+the same family and size, are held against what that model really is.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import tomllib
 from pathlib import Path
@@ -31,18 +32,13 @@ TABLE: dict[str, dict[str, Any]] = {
 MODELS: dict[str, dict[str, Any]] = {
     row["id"]: row for row in tomllib.loads((REPO / "stdlib/catalog/models.toml").read_text(encoding="utf-8"))["model"]
 }
-FIXTURES: list[Path] = sorted(
-    path
-    for path in (REPO / "tests/cases/models").iterdir()
-    if (path / "config.json").exists()
-    and "_name_or_path" in json.loads((path / "config.json").read_text(encoding="utf-8"))
-)
+FIXTURES: list[Path] = sorted((REPO / "tests/python/families").glob("*.json"))
 VISION = ("vision_tower", "vision_model", "multi_modal_projector")
 
 
 def build(fixture: Path) -> torch.nn.Module:
     """The fixture's model on the meta device, with the class the table names."""
-    config = AutoConfig.from_pretrained(fixture)
+    config = AutoConfig.for_model(**json.loads(fixture.read_text(encoding="utf-8")))
     cls = getattr(transformers, TABLE[config.model_type]["architecture"])
     with torch.device("meta"), no_init_weights():
         model = cls._from_config(config)
@@ -75,26 +71,42 @@ def family(request: pytest.FixtureRequest) -> tuple[Path, torch.nn.Module]:
     return request.param, build(request.param)
 
 
+def catalog_rows(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The catalog rows of the model's family with its hidden size, MLP width, layers and vocabulary (a fine-tune of
+    a checkpoint, such as a DeepSeek-R1 distill of Qwen2.5-7B, has a row of its own with the same shape)."""
+    config = model.config
+    text = config.get_text_config()
+    # Llama 4's dense layers are `intermediate_size_mlp` wide; its `intermediate_size` is an expert's.
+    mlp = getattr(text, "intermediate_size_mlp", text.intermediate_size)
+    shape = (text.hidden_size, mlp, text.num_hidden_layers, text.vocab_size)
+    rows = [
+        row
+        for row in MODELS.values()
+        if row["model_type"] == config.model_type
+        and (row["hidden_size"], row["intermediate_size"], row["num_layers"], row["vocab_size"]) == shape
+    ]
+    assert rows, f"{config.model_type} {shape}: no catalog row has this shape"
+    return rows
+
+
 def test_every_family_has_a_fixture() -> None:
-    assert sorted(TABLE) == sorted(path.name for path in FIXTURES)
+    assert sorted(TABLE) == sorted(path.stem for path in FIXTURES)
 
 
-def test_the_catalog_counts_the_parameters_transformers_builds(
-    family: tuple[Path, torch.nn.Module],
-) -> None:
-    fixture, model = family
-    row = MODELS[json.loads((fixture / "config.json").read_text(encoding="utf-8"))["_name_or_path"]]
+def test_the_catalog_counts_the_parameters_transformers_builds(family: tuple[Path, torch.nn.Module]) -> None:
+    _, model = family
     parameters = unique_parameters(model)
-    assert sum(p.numel() for _, p in parameters) == row["params"]
+    total = sum(p.numel() for _, p in parameters)
     vision = sum(p.numel() for name, p in parameters if any(v in name for v in VISION))
-    assert vision == row.get("vision_params", 0)
+    for row in catalog_rows(model):
+        assert (row["params"], row.get("vision_params", 0)) == (total, vision), row["id"]
 
 
 def test_the_table_names_the_classes_and_layers_transformers_has(
     family: tuple[Path, torch.nn.Module],
 ) -> None:
     fixture, model = family
-    arch = TABLE[fixture.name]
+    arch = TABLE[fixture.stem]
     assert type(model).__name__ == arch["architecture"]
     assert arch["decoder_layer"] in model._no_split_modules
     assert any(type(m).__name__ == arch["decoder_layer"] for m in model.modules())
@@ -137,10 +149,15 @@ def test_the_refused_kernels_are_the_ones_transformers_lacks() -> None:
         assert arch["attn_implementation"] not in refused, model_type
 
 
-def test_the_tying_default_is_the_config_class_default() -> None:
+def test_the_defaults_are_the_config_class_defaults() -> None:
     for model_type, arch in TABLE.items():
         config = transformers.CONFIG_MAPPING[model_type]()
         assert config.tie_word_embeddings == arch["tie_word_embeddings"], model_type
+        # The sizes a published config.json may leave out: the text config class's own defaults.
+        cls = type(config.get_text_config())
+        signature = inspect.signature(cls.__init__)
+        for key, value in arch["config_defaults"].items():
+            assert signature.parameters[key].default == value, (model_type, key)
 
 
 def test_every_catalog_row_names_a_family() -> None:

@@ -32,6 +32,10 @@ pub struct Architecture {
     pub vision: String,
     /// `tie_word_embeddings` when config.json leaves it out (the config class's default).
     pub tie_word_embeddings: bool,
+    /// The config class's defaults for the integer keys tunec reads, for a config.json that
+    /// leaves them out.
+    #[serde(default)]
+    pub config_defaults: std::collections::BTreeMap<String, u64>,
     pub attention: AttentionKind,
     pub attention_bias: BiasKind,
     pub qk_norm: QkNorm,

@@ -110,7 +110,7 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str, catalog: &Catalog
         })?
     };
     let get = |key: &str| lookup(text, config, key);
-    let int = |key: &str| get(key).and_then(Json::as_u64);
+    let int = |key: &str| get(key).and_then(Json::as_u64).or_else(|| arch.config_defaults.get(key).copied());
     let num = |key: &str| -> Result<u64, Problem> {
         int(key).ok_or_else(|| {
             problem(
@@ -145,7 +145,12 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str, catalog: &Catalog
     };
     let mla = match arch.attention {
         architecture::AttentionKind::Mla => Some(Mla {
-            q_lora_rank: int("q_lora_rank").unwrap_or(0),
+            // `null` means queries are projected directly (DeepSeek-V2-Lite), not the default rank.
+            q_lora_rank: if text.get("q_lora_rank").is_some_and(Json::is_null) {
+                0
+            } else {
+                int("q_lora_rank").unwrap_or(0)
+            },
             kv_lora_rank: num("kv_lora_rank")?,
             qk_nope_head_dim: num("qk_nope_head_dim")?,
             qk_rope_head_dim: num("qk_rope_head_dim")?,
@@ -311,7 +316,7 @@ fn moe_shape(
     layers: u64,
 ) -> Result<Moe, Problem> {
     let get = |key: &str| lookup(text, config, key);
-    let int = |key: &str| get(key).and_then(Json::as_u64);
+    let int = |key: &str| get(key).and_then(Json::as_u64).or_else(|| arch.config_defaults.get(key).copied());
     let missing = |what: &str| {
         problem(
             format!("`{dir}/config.json` has no {what}"),
