@@ -84,7 +84,7 @@ codes! {
     FsdpQloraStorage => ("check", "fsdp_qlora_storage", Error, "FSDP with 4-bit weights needs the quant storage dtype to equal the training dtype"),
     BnbDefaults => ("check", "bnb_defaults", Warning, "4-bit settings that are bitsandbytes' defaults, not QLoRA's"),
     QuantWithoutAdapter => ("check", "quant_without_adapter", Error, "quantized weights need an adapter method (LoRA/QLoRA)"),
-    PadIsEos => ("check", "pad_is_eos", Error, "the pad token is the end-of-sequence or end-of-turn token"),
+    PadIsEos => ("check", "pad_is_eos", Error, "the pad token is the end-of-sequence, end-of-turn or a stop token"),
     DoubleBos => ("check", "double_bos", Error, "the template adds BOS and tokenization adds it again"),
     SeqLenContext => ("check", "seq_len_context", Error, "seq_len is longer than the model's context window"),
     FsdpWrapClass => ("check", "fsdp_wrap_class", Error, "the FSDP wrap class is not the model's decoder layer"),

@@ -1,7 +1,8 @@
 //! Model facts from a local directory: `config.json`, `tokenizer_config.json` (and the presence
 //! of `tokenizer.json`), read through the [`World`] and parsed here.
 //!
-//! The same facts the catalog holds for Hub models are derived from the files: the shape (for a
+//! The same facts the catalog holds for Hub models are derived from the files (and, when it was
+//! saved, `generation_config.json`, for the ids generation stops at): the shape (for a
 //! multimodal checkpoint, its text model's, under the key the architecture table names), the
 //! mixture-of-experts and latent-attention sizes, how the weights are stored, the parameter count,
 //! the special tokens and what the chat template does with them. What a `model_type` means (its
@@ -64,7 +65,25 @@ pub(super) fn read(dir: &str, world: &dyn World, catalog: &Catalog) -> Result<Mo
             json.get("chat_template").and_then(Json::as_str).map(str::to_owned)
         })
         .unwrap_or_default();
-    facts(dir, &config, &tok, &template, catalog)
+    // generation_config.json, when saved, names the ids generation stops at (Qwen3 stops at
+    // `<|endoftext|>` as well as `<|im_end|>`); the entry scripts add them to the stop tokens.
+    let stop_ids: Vec<u64> = world
+        .read(dir, "generation_config.json")
+        .ok()
+        .and_then(|text| serde_json::from_str::<Json>(&text).ok())
+        .and_then(|g| match g.get("eos_token_id")? {
+            Json::Array(ids) => Some(ids.iter().filter_map(Json::as_u64).collect()),
+            id => id.as_u64().map(|id| vec![id]),
+        })
+        .unwrap_or_default();
+    let mut facts = facts(dir, &config, &tok, &template, catalog)?;
+    for id in stop_ids {
+        let token = tok.pointer(&format!("/added_tokens_decoder/{id}/content")).and_then(Json::as_str);
+        if let Some(token) = token.filter(|t| !facts.stop_tokens.iter().any(|s| s == t)) {
+            facts.stop_tokens.push(token.to_owned());
+        }
+    }
+    Ok(facts)
 }
 
 /// The chat template inside tokenizer_config.json: a string, or the `default` of a list of named ones.
