@@ -762,15 +762,17 @@ fn model_facts(
 /// kernel its family's row of the architecture table recommends (eager for gpt-oss, which has no
 /// SDPA), so the checked program, the keys, the estimate and args.yaml all see the same value.
 fn family_defaults(nodes: &mut [TypedNode]) {
+    let index: BTreeMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
     let kernels: Vec<(usize, String)> = nodes
         .iter()
         .enumerate()
         .filter(|(_, n)| n.kind == NodeKind::Train && n.fields.get("attention").is_none())
         .filter_map(|(i, n)| {
-            let mut model = &n.fields.reference("model")?.node;
-            // Through a model node that is a merged or trained model, to the checkpoint it started from.
+            // Through a merged or trained model to the checkpoint it started from; a cycle (already
+            // reported) ends the walk.
+            let mut model = n.fields.reference("model")?.node.as_str();
             for _ in 0..nodes.len() {
-                let node = nodes.iter().find(|m| &m.name == model)?;
+                let node = &nodes[*index.get(model)?];
                 if let Some(facts) = &node.model {
                     return Some((i, facts.attention(None).to_owned()));
                 }
