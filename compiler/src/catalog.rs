@@ -77,7 +77,8 @@ pub struct ModelFacts {
     #[serde(default)]
     pub max_token_id: Option<u64>,
     /// What the chat template does with a system message: `native`, `folded` (into the first user
-    /// turn) or `refused` (it raises).
+    /// turn), `last_user` (into the last user turn only, so a conversation ending with the
+    /// assistant's answer loses it) or `refused` (it raises).
     #[serde(default = "native")]
     pub template_system: String,
     pub source: String,
@@ -388,7 +389,7 @@ mod tests {
             );
             assert_eq!(m.arch.multimodal(), m.vision_params > 0, "{}: a multimodal row counts its vision tower", m.id);
             assert_eq!(m.weights, m.arch.weights, "{}: the published checkpoints' format", m.id);
-            assert!(["native", "folded", "refused"].contains(&m.template_system.as_str()), "{}", m.id);
+            assert!(["native", "folded", "last_user", "refused"].contains(&m.template_system.as_str()), "{}", m.id);
             if let Some(id) = m.max_token_id {
                 assert!(id < m.vocab_size, "{}: the special tokens have embedding rows", m.id);
             }

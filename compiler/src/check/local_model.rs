@@ -395,11 +395,14 @@ fn max_token_id<'a>(tok: &Json, tokens: impl Iterator<Item = &'a String>) -> Opt
 }
 
 /// What a chat template does with a system message, read from its own checks: `refused` (it
-/// raises "System role not supported", as Gemma 2's does), `folded` into the first user turn
-/// (Gemma 3's `first_user_prefix`, Mistral's system message inside `[INST]`) or `native`.
+/// raises "System role not supported", as Gemma 2's does), `last_user` (written into the last user
+/// turn only, `loop.last and system_message`, as Mistral's templates do), `folded` into the first
+/// user turn (Gemma 3's `first_user_prefix`, another system message inside `[INST]`) or `native`.
 fn template_system(template: &str) -> &'static str {
     if template.contains("raise_exception") && template.contains("System role not supported") {
         "refused"
+    } else if template.contains("loop.last and system_message") {
+        "last_user"
     } else if template.contains("first_user_prefix")
         || (template.contains("system_message") && template.contains("[INST]"))
     {

@@ -214,14 +214,19 @@ fn roles(r: &mut Report<'_>, node: &TypedNode) {
         return;
     }
     let Some(facts) = node.fields.reference("tokenizer").and_then(|t| program.model_facts(&t.node)) else { return };
-    if facts.template_system != "refused" {
-        return;
-    }
+    let (message, label) = match facts.template_system.as_str() {
+        "refused" => ("refuses a system message", "the template raises on the `system` role"),
+        "last_user" => (
+            "writes a system message into the last user turn only",
+            "the prompt would have it and the training conversation, which ends with the answer, would not",
+        ),
+        _ => return,
+    };
     r.emit(
         Code::TemplateRoles,
         node.span_of("system"),
-        format!("the chat template of `{}` refuses a system message", facts.id),
-        "the template raises on the `system` role".into(),
+        format!("the chat template of `{}` {message}", facts.id),
+        label.into(),
         "remove `system`, or write its text at the start of `user` (`user = \"<instructions>\\n\\n{question}\"`)"
             .into(),
     )
