@@ -203,11 +203,100 @@ struct GpuFile {
     gpu: Vec<crate::estimate::GpuFacts>,
 }
 
+/// The rows of models.toml. The embedded catalog reads a row's TOML the first time it is looked up:
+/// most pipelines name one or two of the rows, and reading them all would double the start-up
+/// time of `tunec check` (docs/performance.md). [`Catalog::parse`] reads them all at once.
+#[derive(Debug)]
+pub struct Models {
+    rows: Vec<ModelRow>,
+    architectures: Vec<Arc<Architecture>>,
+}
+
+#[derive(Debug)]
+struct ModelRow {
+    /// The `id` line of the row's text, which a test holds equal to the parsed `id`.
+    id: String,
+    text: String,
+    facts: OnceLock<ModelFacts>,
+}
+
+impl Models {
+    /// Splits models.toml at its `[[model]]` headers, reading only each row's `id`.
+    fn split(text: &str, architectures: &[Arc<Architecture>]) -> Models {
+        let mut rows: Vec<ModelRow> = Vec::new();
+        for line in text.split_inclusive('\n') {
+            if line.trim_end() == "[[model]]" {
+                rows.push(ModelRow { id: String::new(), text: String::new(), facts: OnceLock::new() });
+            }
+            let Some(row) = rows.last_mut() else { continue };
+            row.text.push_str(line);
+            if row.id.is_empty() {
+                if let Some(rest) = line.strip_prefix("id = \"") {
+                    row.id = rest.split('"').next().unwrap_or_default().to_owned();
+                }
+            }
+        }
+        Models { rows, architectures: architectures.to_vec() }
+    }
+
+    /// Reads one row, with its architecture row.
+    fn read(&self, text: &str) -> Result<ModelFacts, String> {
+        let file: ModelFile = toml::from_str(text).map_err(|e| format!("models.toml: {e}"))?;
+        let Some(model) = file.model.into_iter().next() else {
+            return Err("models.toml: a `[[model]]` header without a row".to_owned());
+        };
+        match self.architectures.iter().find(|a| a.model_type == model.model_type) {
+            Some(arch) => Ok(model.with_arch(arch.clone())),
+            None => Err(format!(
+                "models.toml: `{}` has model_type `{}`, which has no architecture row",
+                model.id, model.model_type
+            )),
+        }
+    }
+
+    fn facts<'a>(&'a self, row: &'a ModelRow) -> &'a ModelFacts {
+        row.facts.get_or_init(|| {
+            self.read(&row.text).unwrap_or_else(|e| panic!("the embedded stdlib catalog is valid: {e}"))
+        })
+    }
+
+    /// Every row, read as it is reached.
+    pub fn iter(&self) -> impl Iterator<Item = &ModelFacts> {
+        self.rows.iter().map(|row| self.facts(row))
+    }
+
+    /// The Hub ids of the rows, without reading the rows.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.rows.iter().map(|row| row.id.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// A row by its Hub id, ignoring ASCII case as the Hub does.
+    fn find(&self, id: &str) -> Option<&ModelFacts> {
+        self.rows.iter().find(|row| row.id.eq_ignore_ascii_case(id)).map(|row| self.facts(row))
+    }
+}
+
+impl<'a> IntoIterator for &'a Models {
+    type Item = &'a ModelFacts;
+    type IntoIter = Box<dyn Iterator<Item = &'a ModelFacts> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
 #[derive(Debug)]
 pub struct Catalog {
     /// The architecture table, one row per supported `model_type`.
     pub architectures: Vec<Arc<Architecture>>,
-    pub models: Vec<ModelFacts>,
+    pub models: Models,
     pub instances: Vec<Instance>,
     /// GPU facts and the estimator's utilisation assumptions.
     pub gpus: Vec<crate::estimate::GpuFacts>,
@@ -216,8 +305,36 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Parses the catalog texts. Every model row must name a `model_type` of the architecture table.
+    /// Parses the catalog texts, every model row included. Every model row must name a
+    /// `model_type` of the architecture table, and its `id` line must be its `id`.
     pub fn parse(
+        architectures: &str,
+        models: &str,
+        instances: &str,
+        gpus: &str,
+        images: &str,
+    ) -> Result<Catalog, String> {
+        let catalog = Catalog::parse_lazily(architectures, models, instances, gpus, images)?;
+        let whole: ModelFile = toml::from_str(models).map_err(|e| format!("models.toml: {e}"))?;
+        if whole.model.len() != catalog.models.len() {
+            return Err(format!(
+                "models.toml: {} rows, but {} lines `[[model]]`",
+                whole.model.len(),
+                catalog.models.len()
+            ));
+        }
+        for row in &catalog.models.rows {
+            let facts = catalog.models.read(&row.text)?;
+            if facts.id != row.id {
+                return Err(format!("models.toml: the row of `{}` has no line `id = \"{}\"`", facts.id, facts.id));
+            }
+            let _ = row.facts.set(facts);
+        }
+        Ok(catalog)
+    }
+
+    /// Parses the catalog texts but models.toml's rows, which are read when first looked up.
+    fn parse_lazily(
         architectures: &str,
         models: &str,
         instances: &str,
@@ -227,30 +344,20 @@ impl Catalog {
         let architectures: ArchitectureFile =
             toml::from_str(architectures).map_err(|e| format!("architectures.toml: {e}"))?;
         let architectures: Vec<Arc<Architecture>> = architectures.architecture.into_iter().map(Arc::new).collect();
-        let models: ModelFile = toml::from_str(models).map_err(|e| format!("models.toml: {e}"))?;
-        let models = models
-            .model
-            .into_iter()
-            .map(|m| match architectures.iter().find(|a| a.model_type == m.model_type) {
-                Some(arch) => Ok(m.with_arch(arch.clone())),
-                None => Err(format!(
-                    "models.toml: `{}` has model_type `{}`, which has no architecture row",
-                    m.id, m.model_type
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let models = Models::split(models, &architectures);
         let instances: InstanceFile = toml::from_str(instances).map_err(|e| format!("instances.toml: {e}"))?;
         let gpus: GpuFile = toml::from_str(gpus).map_err(|e| format!("gpus.toml: {e}"))?;
         let images: ImageFile = toml::from_str(images).map_err(|e| format!("images.toml: {e}"))?;
         Ok(Catalog { architectures, models, instances: instances.instance, gpus: gpus.gpu, images: images.image })
     }
 
-    /// The catalog embedded from `stdlib/catalog/`. Its validity is a build invariant that the
-    /// test suite checks, so failing to parse it here is a bug in the release, not bad input.
+    /// The catalog embedded from `stdlib/catalog/`, its model rows read as they are looked up. Its
+    /// validity is a build invariant that the test suite checks ([`Catalog::parse`] on the same
+    /// texts), so failing to parse it here is a bug in the release, not bad input.
     pub fn builtin() -> &'static Catalog {
         static CATALOG: OnceLock<Catalog> = OnceLock::new();
         CATALOG.get_or_init(|| {
-            Catalog::parse(ARCHITECTURES_TOML, MODELS_TOML, INSTANCES_TOML, GPUS_TOML, IMAGES_TOML)
+            Catalog::parse_lazily(ARCHITECTURES_TOML, MODELS_TOML, INSTANCES_TOML, GPUS_TOML, IMAGES_TOML)
                 .expect("the embedded stdlib catalog is valid TOML")
         })
     }
@@ -262,7 +369,7 @@ impl Catalog {
 
     /// Looks a model up by its Hub id, ignoring ASCII case as the Hub does.
     pub fn model(&self, id: &str) -> Option<&ModelFacts> {
-        self.models.iter().find(|m| m.id.eq_ignore_ascii_case(id))
+        self.models.find(id)
     }
 
     pub fn image(&self, transformers: &str, pytorch: &str) -> Option<&Image> {
@@ -280,6 +387,9 @@ mod tests {
 
     #[test]
     fn builtin_catalog_parses_and_is_consistent() {
+        let whole = Catalog::parse(ARCHITECTURES_TOML, MODELS_TOML, INSTANCES_TOML, GPUS_TOML, IMAGES_TOML)
+            .expect("every row of the embedded catalog parses, with its id line");
+        assert!(whole.models.ids().eq(Catalog::builtin().models.ids()));
         let catalog = Catalog::builtin();
         assert!(catalog.models.len() >= 16, "the catalog covers the 16 reference models");
         for m in &catalog.models {

@@ -726,7 +726,7 @@ fn model_facts(
             if let Some(facts) = catalog.model(id) {
                 return Some(facts.clone());
             }
-            let help = match suggest::closest(id, catalog.models.iter().map(|m| m.id.as_str())) {
+            let help = match suggest::closest(id, catalog.models.ids()) {
                 Some(best) => format!("did you mean `{best}`? for a model outside the catalog, download it and use `local_model(\"dir\")`"),
                 None => "for a model outside the catalog, download it and use `local_model(\"dir\")`; `tunec explain unknown_model` lists the catalog".into(),
             };
