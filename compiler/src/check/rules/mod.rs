@@ -7,6 +7,7 @@
 
 mod conversation;
 mod data;
+mod families;
 mod fsdp;
 mod hardware;
 mod quant;
@@ -25,6 +26,7 @@ pub(super) fn run(program: &Program, catalog: &Catalog, out: &mut Vec<Diagnostic
     hardware::images(&mut r, catalog);
     quant::run(&mut r);
     fsdp::run(&mut r, catalog);
+    families::run(&mut r, catalog);
     tokens::run(&mut r);
     conversation::run(&mut r);
     data::run(&mut r);
