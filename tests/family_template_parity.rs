@@ -10,7 +10,8 @@
 //! and the labels must mask exactly the ids of `apply_chat_template(messages[:-1],
 //! add_generation_prompt=True, tokenize=True)`, leaving the assistant's answer, and nothing else,
 //! to train on; where the prompt's ids are not the start of the conversation's (Mistral Nemo's
-//! system message, a newline that merges), ours must refuse the row as TRL does. Where
+//! system message, a newline that merges), ours must refuse the row as TRL does, or train exactly
+//! the answer and its end of turn, found in the conversation itself (runtime/src/data/turns.rs). Where
 //! transformers' template raises (Gemma 2's on a system message), ours must
 //! raise the same message. Multi-turn conversations are in tests/chat_template_parity.rs.
 //!
@@ -199,8 +200,26 @@ fn every_family_renders_tokenizes_and_masks_one_turn_as_transformers() {
                 // the system message into the last user turn only, so the conversation has none; a
                 // newline after Qwen2.5's generation prompt merges with the answer's): no mask is
                 // right, TRL stops on it, and so must ours.
+                // The data engine may instead find the turn in the conversation itself, by rendering it
+                // again with the answer replaced (runtime/src/data/turns.rs; tests/chat_template_parity.rs
+                // compares those masks with transformers' generation markers): then the ids are
+                // transformers' and the trained tokens are exactly the answer with its end of turn.
+                let answer = messages.last().and_then(|m| m.content()).and_then(|c| c.as_str()).unwrap_or_default();
+                let tail =
+                    theirs.text.rfind(answer).map(|at| tokenizer.encode_text(&theirs.text[at..]).expect("encodes"));
                 match encoded {
                     Err(TokenizeError::PromptMismatch { prompt_tokens, .. }) if prompt_tokens == n => compared += 1,
+                    Ok(example)
+                        if example.input_ids == ids
+                            && tail.as_ref().is_some_and(|tail| {
+                                let at = ids.len() - tail.len();
+                                ids.ends_with(tail)
+                                    && example.labels[..at].iter().all(|&l| l == IGNORE_INDEX)
+                                    && example.labels[at..].iter().zip(tail).all(|(&l, &id)| l == i64::from(id))
+                            }) =>
+                    {
+                        compared += 1
+                    }
                     ours => failures.push(format!("{case}: the prompt is not a prefix, but ours gave {ours:?}")),
                 }
                 continue;
