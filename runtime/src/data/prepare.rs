@@ -35,7 +35,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -87,11 +87,13 @@ pub struct PrepareConfig {
     pub control: Arc<StepControl>,
 }
 
-/// What a caller sees of a running step and how it stops one: the records read so far, and a flag
-/// that stops the step between two batches (its outputs are then left as they were).
+/// What a caller sees of a running step and how it stops one: the records read so far, the engine
+/// that encodes its texts once the tokenizer is loaded, and a flag that stops the step between two
+/// batches (its outputs are then left as they were).
 #[derive(Debug, Default)]
 pub struct StepControl {
     pub rows_read: AtomicU64,
+    pub engine: OnceLock<String>,
     pub cancelled: AtomicBool,
 }
 

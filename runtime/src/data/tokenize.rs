@@ -21,9 +21,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokenizers::Tokenizer;
 
+use super::encoder::{Engine, EngineChoice, TextEncoder, Tokens};
 use super::template::{ChatTemplate, Message, TemplateError};
 
 /// The label of a position that takes no part in the loss (PyTorch's `ignore_index`).
@@ -130,30 +132,42 @@ pub fn fit(example: Example, seq_len: usize, policy: OverflowPolicy) -> Fit {
 #[derive(Debug)]
 pub struct ChatTokenizer {
     template: ChatTemplate,
-    tokenizer: Tokenizer,
+    encoder: Arc<TextEncoder>,
     /// The text of each added token by id: the tokens the tokenizer cuts its input at.
     added: HashMap<u32, String>,
 }
 
 impl ChatTokenizer {
     /// Loads `tokenizer.json`, `tokenizer_config.json` and an optional `chat_template.jinja` from a
-    /// model or tokenizer directory.
+    /// model or tokenizer directory; the encoding engine follows `TUNEC_TOKENIZER`
+    /// ([`EngineChoice::from_env`]).
     pub fn from_files(dir: &Path) -> Result<ChatTokenizer, TokenizeError> {
         let template = ChatTemplate::from_files(dir)?;
-        let path = dir.join("tokenizer.json");
-        let tokenizer =
-            Tokenizer::from_file(&path).map_err(|e| TokenizeError::Tokenizer(format!("{}: {e}", path.display())))?;
-        Ok(ChatTokenizer::new(template, tokenizer))
+        let choice = EngineChoice::from_env().map_err(TokenizeError::Tokenizer)?;
+        let encoder = TextEncoder::from_file(&dir.join("tokenizer.json"), choice).map_err(TokenizeError::Tokenizer)?;
+        Ok(ChatTokenizer::with_encoder(template, Arc::new(encoder)))
     }
 
+    /// A template and a tokenizer, encoded by the fast engine where it is exact.
     pub fn new(template: ChatTemplate, tokenizer: Tokenizer) -> ChatTokenizer {
-        let added = (tokenizer.get_added_tokens_decoder().into_iter()).map(|(id, token)| (id, token.content)).collect();
-        ChatTokenizer { template, tokenizer, added }
+        ChatTokenizer::with_encoder(template, Arc::new(TextEncoder::new(tokenizer, EngineChoice::Auto)))
+    }
+
+    pub fn with_encoder(template: ChatTemplate, encoder: Arc<TextEncoder>) -> ChatTokenizer {
+        let added = (encoder.tokenizer().get_added_tokens_decoder().into_iter())
+            .map(|(id, token)| (id, token.content))
+            .collect();
+        ChatTokenizer { template, encoder, added }
     }
 
     /// The same tokenizer with another template (a pipeline's own `chat_template`).
     pub fn with_template(&self, template: ChatTemplate) -> ChatTokenizer {
-        ChatTokenizer::new(template, self.tokenizer.clone())
+        ChatTokenizer::with_encoder(template, self.encoder.clone())
+    }
+
+    /// The engine that encodes the rendered texts.
+    pub fn engine(&self) -> &Engine {
+        self.encoder.engine()
     }
 
     pub fn template(&self) -> &ChatTemplate {
@@ -163,8 +177,7 @@ impl ChatTokenizer {
     /// The ids of already rendered text, without adding special tokens (as
     /// `tokenizer(text, add_special_tokens=False)["input_ids"]`).
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
-        let encoding = self.tokenizer.encode(text, false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
+        Ok(self.encoder.encode(text).map_err(TokenizeError::Tokenizer)?.ids)
     }
 
     /// Renders and tokenizes a conversation that ends with an assistant message, with labels on
@@ -193,13 +206,12 @@ impl ChatTokenizer {
             return Err(TokenizeError::LastNotAssistant { role: Some(last.role.clone()) });
         }
         let (prompt, text) = self.template.render_conversation(messages, extra)?;
-        let encoding =
-            self.tokenizer.encode(text.as_str(), false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        let encoding = self.encoder.encode(&text).map_err(TokenizeError::Tokenizer)?;
         let prompt_tokens = match self.prompt_tokens_from(&prompt, &text, &encoding)? {
             Some(n) => n,
             None => {
                 let prompt_ids = self.encode_text(&prompt)?;
-                let input_ids = encoding.get_ids();
+                let input_ids = &encoding.ids;
                 if mask_prompt && !input_ids.starts_with(&prompt_ids) {
                     let first_difference = prompt_ids
                         .iter()
@@ -215,7 +227,7 @@ impl ChatTokenizer {
                 prompt_ids.len()
             }
         };
-        let input_ids = encoding.get_ids().to_vec();
+        let input_ids = encoding.ids;
         let masked = if mask_prompt { prompt_tokens } else { 0 };
         let labels = (input_ids.iter().enumerate())
             .map(|(i, &id)| if i < masked { IGNORE_INDEX } else { i64::from(id) })
@@ -227,17 +239,11 @@ impl ChatTokenizer {
     /// The number of the prompt's tokens when the conversation's encoding shows that the prompt's
     /// ids are a prefix of it (see the module docs), without encoding the whole prompt; `None` when
     /// that cannot be shown this way.
-    fn prompt_tokens_from(
-        &self,
-        prompt: &str,
-        text: &str,
-        encoding: &tokenizers::Encoding,
-    ) -> Result<Option<usize>, TokenizeError> {
+    fn prompt_tokens_from(&self, prompt: &str, text: &str, encoding: &Tokens) -> Result<Option<usize>, TokenizeError> {
         if !text.starts_with(prompt) {
             return Ok(None);
         }
-        let ids = encoding.get_ids();
-        let offsets = encoding.get_offsets();
+        let (ids, offsets) = (&encoding.ids, &encoding.offsets);
         // The last added token that ends inside the prompt, found where its text is.
         let inside = offsets.partition_point(|&(_, end)| end <= prompt.len());
         let anchor = (0..inside).rev().find_map(|i| {

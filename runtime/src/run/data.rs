@@ -385,6 +385,7 @@ fn split(
     let mut config = prepare_config(chat, split, &source.schema)?;
     config.control = control.clone();
     let tokenizer = tokenizer(model, base, &program.name)?;
+    let _ = control.engine.set(tokenizer.engine().to_string());
     let dir = tunec_dir(&program.name);
     let out_rel = format!("{dir}/data/{}/{key}", split.name);
     let out = base.join(&out_rel);

@@ -658,10 +658,19 @@ async fn data_node(
     };
     tokio::pin!(task);
     reporter.start(name, Work::Rows);
+    // The tokenizer's engine, said once, when the step has loaded it.
+    let mut engine_said = false;
+    let mut say_engine = || {
+        if let (false, Some(engine)) = (engine_said, control.engine.get()) {
+            reporter.line(&format!("  {name}: tokenizer: {engine}"));
+            engine_said = true;
+        }
+    };
     let result = loop {
         tokio::select! {
             result = &mut task => break result,
             () = tokio::time::sleep(Duration::from_millis(200)) => {
+                say_engine();
                 reporter.rows(name, control.rows_read.load(Ordering::Relaxed));
             }
             level = stop.next() => if level != StopLevel::No {
@@ -669,6 +678,7 @@ async fn data_node(
             }
         }
     };
+    say_engine();
     reporter.finish(name);
     match result {
         Ok(Ok(outputs)) => Ok(outputs),
