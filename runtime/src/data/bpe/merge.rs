@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::RandomState;
 
+use super::Text;
+
 /// Pieces a thread's cache holds before it is emptied.
 const CACHE_ENTRIES: usize = 1 << 16;
 /// Longer pieces are merged every time.
@@ -79,8 +81,8 @@ impl Model {
     /// Builds the model from a vocabulary and merges in rank order, as `tokenizers` serializes
     /// them; `Err` says why the model is not byte-level.
     pub(super) fn new(
-        vocab: &HashMap<String, u32>,
-        merges: &[(String, String)],
+        vocab: &HashMap<Text<'_>, u32>,
+        merges: &[(Text<'_>, Text<'_>)],
         ignore_merges: bool,
     ) -> Result<Model, String> {
         let table = stand_in_bytes();
@@ -100,21 +102,17 @@ impl Model {
                 .get(&[b as u8][..])
                 .ok_or_else(|| format!("the vocabulary has no token for the byte 0x{b:02X}"))?;
         }
-        let by_text: HashMap<&str, u32, RandomState> = {
-            let mut map = HashMap::with_capacity_and_hasher(vocab.len(), hasher());
-            map.extend(vocab.iter().map(|(token, &id)| (token.as_str(), id)));
-            map
-        };
         let mut merge_map = HashMap::with_capacity_and_hasher(merges.len(), hasher());
         let mut joined = String::new();
         for (rank, (left, right)) in merges.iter().enumerate() {
-            let (Some(&l), Some(&r)) = (by_text.get(left.as_str()), by_text.get(right.as_str())) else {
+            let (left, right): (&str, &str) = (left, right);
+            let (Some(&l), Some(&r)) = (vocab.get(left), vocab.get(right)) else {
                 return Err(format!("the merge `{left} {right}` names a token outside the vocabulary"));
             };
             joined.clear();
             joined.push_str(left);
             joined.push_str(right);
-            let Some(&merged) = by_text.get(joined.as_str()) else {
+            let Some(&merged) = vocab.get(joined.as_str()) else {
                 return Err(format!("the merge `{left} {right}` makes a token outside the vocabulary"));
             };
             let rank = u32::try_from(rank).map_err(|_| "more than 2^32 merges".to_string())?;
@@ -255,20 +253,19 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     fn model(vocab: &[&str], merges: &[(&str, &str)], ignore_merges: bool) -> Model {
         // Every byte's stand-in, then the given tokens.
-        let mut map: HashMap<String, u32> = HashMap::new();
-        let table = stand_in_bytes();
-        let mut bytes: Vec<(u8, char)> = table.iter().map(|(&c, &b)| (b, c)).collect();
-        bytes.sort();
-        for (b, c) in bytes {
-            map.insert(c.to_string(), u32::from(b));
+        let text = |s: &str| Text(Cow::Owned(s.to_string()));
+        let mut map: HashMap<Text<'_>, u32> = HashMap::new();
+        for (&c, &b) in &stand_in_bytes() {
+            map.insert(text(&c.to_string()), u32::from(b));
         }
         for (i, t) in vocab.iter().enumerate() {
-            map.insert((*t).to_string(), 256 + i as u32);
+            map.insert(text(t), 256 + i as u32);
         }
-        let merges: Vec<(String, String)> = merges.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect();
+        let merges: Vec<(Text<'_>, Text<'_>)> = merges.iter().map(|(a, b)| (text(a), text(b))).collect();
         Model::new(&map, &merges, ignore_merges).expect("model")
     }
 

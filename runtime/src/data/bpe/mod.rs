@@ -36,6 +36,9 @@ mod classes;
 mod merge;
 mod split;
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::Deserialize;
 use serde_json::Value;
@@ -82,15 +85,37 @@ pub struct ByteLevelBpe {
     description: String,
 }
 
-/// The fields of `tokenizers`' serialized BPE model that the engine reads.
+/// The fields of `tokenizers`' serialized BPE model that the engine reads, borrowed from the JSON
+/// where they can be (a byte-level vocabulary has few escapes).
 #[derive(Deserialize)]
-struct BpeFields {
+struct BpeFields<'a> {
     dropout: Option<f32>,
     continuing_subword_prefix: Option<String>,
     end_of_word_suffix: Option<String>,
     #[serde(default)]
     ignore_merges: bool,
-    merges: Vec<(String, String)>,
+    #[serde(borrow)]
+    vocab: HashMap<Text<'a>, u32>,
+    #[serde(borrow)]
+    merges: Vec<(Text<'a>, Text<'a>)>,
+}
+
+/// A string of the serialized model, borrowed unless it has escapes (serde borrows a `Cow` only
+/// as a field of its own, not inside a collection).
+#[derive(Deserialize, PartialEq, Eq, Hash)]
+pub(super) struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The `type` of a serialized component.
@@ -113,7 +138,8 @@ impl ByteLevelBpe {
         let ModelWrapper::BPE(bpe) = tokenizer.get_model() else {
             return Err("the model is not BPE".into());
         };
-        // The merges are only reachable through the model's serialization (in rank order).
+        // The merges are only reachable through the model's serialization (in rank order, with the
+        // vocabulary).
         let json = serde_json::to_vec(bpe).map_err(|e| format!("the BPE model does not serialize: {e}"))?;
         let fields: BpeFields =
             serde_json::from_slice(&json).map_err(|e| format!("the BPE model does not serialize as expected: {e}"))?;
@@ -125,7 +151,7 @@ impl ByteLevelBpe {
         {
             return Err("the BPE model has a continuing-subword prefix or an end-of-word suffix".into());
         }
-        let model = Model::new(&bpe.get_vocab(), &fields.merges, fields.ignore_merges)?;
+        let model = Model::new(&fields.vocab, &fields.merges, fields.ignore_merges)?;
         let (raw_added, normalized_added) = added_tokens(tokenizer)?;
         let shape = match splits.as_slice() {
             [Pattern::Cl100k { digits: 3 }] => "cl100k split",
