@@ -1,7 +1,8 @@
 //! The fast byte-level BPE engine against `tokenizers`, token for token.
 //!
 //! On every real tokenizer that `.ci/fixtures.sh` fetches (Llama 3.1 and 3.2, Qwen2.5, Qwen3,
-//! DeepSeek V3, Mistral Nemo, gpt-oss, Gemma 2 and 3), each text is encoded by
+//! DeepSeek V3, Mistral Nemo, gpt-oss, Gemma 2 and 3) and on examples/tiny-local's (GPT-2's
+//! pre-tokenizer, a 512-token vocabulary), each text is encoded by
 //! `runtime/src/data/bpe` and by the `tokenizers` crate (`encode(text, false)`, the call the data
 //! engine replaces): the ids and the offsets must be identical, with no tolerance. The texts are
 //! MedReason-shaped conversations rendered with each family's chat template, adversarial text
@@ -28,8 +29,10 @@ use tunec_runtime::data::bpe::ByteLevelBpe;
 use tunec_runtime::data::encoder::{Engine, EngineChoice, TextEncoder};
 use tunec_runtime::data::template::{ChatTemplate, Message};
 
-/// The families whose tokenizers the fast engine must take.
-const FAST: [&str; 7] = ["llama3_1", "llama3_2", "qwen2_5", "qwen3", "deepseek_v3", "mistral_nemo", "gptoss"];
+/// The families whose tokenizers the fast engine must take; `tiny-local` is examples/tiny-local's
+/// (GPT-2's pre-tokenizer, trained by `tokenizers` on 512 tokens, so nearly every piece is merged).
+const FAST: [&str; 8] =
+    ["llama3_1", "llama3_2", "qwen2_5", "qwen3", "deepseek_v3", "mistral_nemo", "gptoss", "tiny-local"];
 /// The families it must leave to `tokenizers`.
 const FALLBACK: [&str; 2] = ["gemma2", "gemma3"];
 
@@ -59,7 +62,10 @@ fn families() -> &'static [Family] {
         FAST.iter()
             .chain(&FALLBACK)
             .map(|&name| {
-                let dir = fixtures.join(name);
+                let dir = match name {
+                    "tiny-local" => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/tiny-local/model"),
+                    _ => fixtures.join(name),
+                };
                 let path = dir.join("tokenizer.json");
                 let tokenizer = Tokenizer::from_file(&path)
                     .unwrap_or_else(|e| panic!("cannot load {} (run .ci/fixtures.sh): {e}", path.display()));
@@ -166,6 +172,18 @@ fn byte_level_families_get_the_fast_engine_and_the_others_tokenizers() {
             assert_eq!(ours.offsets, theirs.get_offsets(), "{}", family.name);
         }
     }
+    // Every tokenizer in the fixtures is one of the two lists, so a family added to
+    // .ci/fixtures.sh is compared (or checked to be refused) here too.
+    let fixtures = env_path("TUNEC_FIXTURES");
+    let mut unlisted: Vec<String> = std::fs::read_dir(&fixtures)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", fixtures.display()))
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().join("tokenizer.json").is_file())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !FAST.contains(&name.as_str()) && !FALLBACK.contains(&name.as_str()))
+        .collect();
+    unlisted.sort();
+    assert!(unlisted.is_empty(), "fixture tokenizers in neither FAST nor FALLBACK: {unlisted:?}");
     let gemma = families().iter().find(|f| f.name == "gemma3").expect("gemma3");
     let why = ByteLevelBpe::new(&gemma.tokenizer).err().expect("gemma3 is refused");
     assert!(why.contains("normalizer `Replace`"), "{why}");
@@ -214,11 +232,11 @@ fn render(family: &Family, (question, answer, reasoning): &(String, String, Stri
         Message::new("assistant", &format!("<think>\n{reasoning}\n</think>\n\n{answer}")),
     ];
     let config = std::fs::read_to_string(family.dir.join("tokenizer_config.json")).unwrap_or_default();
-    let trl = family
-        .dir
-        .join("../trl_chat_templates")
+    let trl = env_path("TUNEC_FIXTURES")
+        .join("trl_chat_templates")
         .join(format!("{}.jinja", family.name.replace("deepseek_v3", "deepseekv3")));
-    let rendered = ChatTemplate::from_config(&config, None)
+    let rendered = ChatTemplate::from_files(&family.dir)
+        .map_err(|e| e.to_string())
         .or_else(|_| {
             let jinja = std::fs::read_to_string(&trl).map_err(|e| e.to_string())?;
             ChatTemplate::from_config(&config, Some(&jinja)).map_err(|e| e.to_string())
@@ -406,7 +424,9 @@ fn any_char() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+    // No regression file: a failure prints its input, and a missing TUNEC_FIXTURES is not a case
+    // worth saving.
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, .. ProptestConfig::default() })]
 
     #[test]
     fn random_strings_encode_alike(parts in proptest::collection::vec(any_char(), 0..120)) {

@@ -1,6 +1,6 @@
 //! A fast, exact encoder for byte-level BPE tokenizers (Llama 3, Qwen2/2.5/3, DeepSeek V3,
-//! gpt-oss, Mistral Nemo, and the families that share their `tokenizer.json` shapes: SmolLM3,
-//! OLMo 2, ...).
+//! gpt-oss, Mistral Nemo, GPT-2's pre-tokenizer, and the families that share these
+//! `tokenizer.json` shapes: SmolLM2 and 3, OLMo 2, ...).
 //!
 //! It gives the ids and offsets that `tokenizers`' `Tokenizer::encode(text, false)` gives, and
 //! takes a tokenizer only when it can: [`ByteLevelBpe::new`] reads the loaded `tokenizers`
@@ -14,7 +14,8 @@
 //!    already NFC (checked with the normalization crate `tokenizers` uses) is not encoded here;
 //!    [`ByteLevelBpe::encode`] says so and the caller encodes that text with `tokenizers`.
 //! 3. **Pre-tokenizer**: a sequence of `Split`s (`Isolated`, not inverted) whose regexes have a
-//!    matcher in [`split`], then `ByteLevel` without prefix space and without its own regex.
+//!    matcher in [`split`], then `ByteLevel` without prefix space (with its own regex, GPT-2's,
+//!    or without).
 //! 4. **Model**: BPE over bytes ([`merge`]): every byte in the vocabulary, no dropout, no
 //!    continuing-subword prefix or end-of-word suffix, `ignore_merges` as the file says.
 //! 5. **Post-processor**: with `add_special_tokens = false` none adds tokens; one that would trim
@@ -153,15 +154,9 @@ impl ByteLevelBpe {
         }
         let model = Model::new(&fields.vocab, &fields.merges, fields.ignore_merges)?;
         let (raw_added, normalized_added) = added_tokens(tokenizer)?;
-        let shape = match splits.as_slice() {
-            [Pattern::Cl100k { digits: 3 }] => "cl100k split",
-            [Pattern::Cl100k { .. }] => "cl100k split with single digits",
-            [Pattern::O200k { contractions: true, .. }] => "o200k split",
-            [Pattern::O200k { .. }] => "o200k split without contractions, single digits",
-            _ => "DeepSeek V3 split",
-        };
+        let shape = splits.iter().map(|p| p.name()).collect::<Vec<_>>().join(" + ");
         let description = format!(
-            "byte-level BPE ({shape}{}, {} merges{})",
+            "byte-level BPE ({shape} split{}, {} merges{})",
             if normalizer == Normalizer::Nfc { ", NFC" } else { "" },
             model.merges(),
             if fields.ignore_merges { ", ignore_merges" } else { "" }
@@ -317,11 +312,8 @@ fn pre_tokenizer(tokenizer: &Tokenizer) -> Result<Vec<Pattern>, String> {
         return Err("the pre-tokenizer sequence is empty".into());
     };
     let flag = |v: &Value, name: &str| v.get(name).and_then(Value::as_bool);
-    if kind(byte_level) != "ByteLevel"
-        || flag(byte_level, "add_prefix_space") != Some(false)
-        || flag(byte_level, "use_regex") != Some(false)
-    {
-        return Err("the pre-tokenizer does not end with ByteLevel (no prefix space, no regex)".into());
+    if kind(byte_level) != "ByteLevel" || flag(byte_level, "add_prefix_space") != Some(false) {
+        return Err("the pre-tokenizer does not end with ByteLevel without a prefix space".into());
     }
     let mut patterns = Vec::with_capacity(splits.len());
     for split in splits {
@@ -336,6 +328,10 @@ fn pre_tokenizer(tokenizer: &Tokenizer) -> Result<Vec<Pattern>, String> {
             format!("the split pattern {} has no matcher", regex.map_or("(a string)".to_string(), |r| format!("`{r}`")))
         })?;
         patterns.push(pattern);
+    }
+    // `use_regex`: the ByteLevel step splits with GPT-2's pattern itself.
+    if flag(byte_level, "use_regex") != Some(false) {
+        patterns.extend(Pattern::for_regex(split::GPT2));
     }
     if patterns.is_empty() {
         return Err("the pre-tokenizer has no split".into());

@@ -13,6 +13,9 @@
 
 use super::classes::{classes, Classes, LETTER, LOWERISH, MARK, NUMBER, PUNCT, SPACE, SYMBOL, UPPERISH};
 
+/// GPT-2's pattern, which `tokenizers`' `ByteLevel` pre-tokenizer applies itself with
+/// `use_regex` (GPT-2, RoBERTa, Pythia, SmolLM and SmolLM2, Phi-2, ...).
+pub(super) const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// Llama 3 (and OLMo 2, SmolLM3): OpenAI's cl100k pattern.
 const CL100K: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen2, Qwen2.5, Qwen3: cl100k with single digits.
@@ -38,7 +41,8 @@ const DEEPSEEK_WORDS: &str = concat!(
 );
 
 /// The patterns with a matcher, by their text in `tokenizer.json`.
-const PATTERNS: [(&str, Pattern); 7] = [
+const PATTERNS: [(&str, Pattern); 8] = [
+    (GPT2, Pattern::Gpt2),
     (CL100K, Pattern::Cl100k { digits: 3 }),
     (QWEN2, Pattern::Cl100k { digits: 1 }),
     (O200K, Pattern::O200k { digits: 3, contractions: true }),
@@ -51,6 +55,9 @@ const PATTERNS: [(&str, Pattern); 7] = [
 /// A split pattern that has a matcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Pattern {
+    /// GPT-2's: case-sensitive contractions, then letters, numbers or other characters each with
+    /// an optional leading space, then spaces.
+    Gpt2,
     /// cl100k's shape: contractions, letters with one leading non-letter, numbers of up to
     /// `digits`, punctuation, spaces.
     Cl100k { digits: usize },
@@ -71,6 +78,20 @@ impl Pattern {
         PATTERNS.iter().find(|(text, _)| *text == regex).map(|&(_, pattern)| pattern)
     }
 
+    /// The pattern's name, for the run's output.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Pattern::Gpt2 => "GPT-2",
+            Pattern::Cl100k { digits: 3 } => "cl100k",
+            Pattern::Cl100k { .. } => "cl100k with single digits",
+            Pattern::O200k { contractions: true, .. } => "o200k",
+            Pattern::O200k { .. } => "o200k without contractions, single digits",
+            Pattern::Digits => "digits",
+            Pattern::Cjk => "CJK",
+            Pattern::DeepSeekWords => "DeepSeek words",
+        }
+    }
+
     /// Calls `piece` with the byte range of every piece that an `Isolated` split of `text` gives:
     /// the matches and the text between them, in order, none empty.
     pub(super) fn split(self, text: &str, mut piece: impl FnMut(usize, usize)) {
@@ -78,6 +99,12 @@ impl Pattern {
         let mut at = 0;
         while at < text.len() {
             let Some((start, end)) = m.find(self, at) else { break };
+            // Every alternative consumes at least one character; were one not to, the rest would
+            // be one piece rather than a loop.
+            debug_assert!(end > start, "an empty match at {start}");
+            if end <= start {
+                break;
+            }
             if start > at {
                 piece(at, start);
             }
@@ -151,6 +178,7 @@ impl Matcher<'_> {
     fn find(&self, pattern: Pattern, from: usize) -> Option<(usize, usize)> {
         match pattern {
             // Every character starts a match of these, so the match starts at `from`.
+            Pattern::Gpt2 => Some((from, self.gpt2(from))),
             Pattern::Cl100k { digits } => Some((from, self.cl100k(from, digits))),
             Pattern::O200k { digits, contractions } => Some((from, self.o200k(from, digits, contractions))),
             Pattern::Digits => {
@@ -246,6 +274,56 @@ impl Matcher<'_> {
         }
         // `\s+`: a single space before a non-space.
         j
+    }
+
+    /// One match of GPT-2's pattern at `i` (every character starts one).
+    fn gpt2(&self, i: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        if bytes.get(i) == Some(&b'\'') {
+            let end = match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(b's' | b't' | b'm' | b'd'), _) => Some(i + 2),
+                (Some(b'r' | b'v'), Some(b'e')) | (Some(b'l'), Some(b'l')) => Some(i + 3),
+                _ => None,
+            };
+            if let Some(end) = end {
+                return end;
+            }
+        }
+        let Some((_, _, f)) = self.flags_at(i) else { return i };
+        // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: the class of the character after an
+        // optional space decides which, and its run is the match.
+        let other = |f: u8| f & (SPACE | LETTER | NUMBER) == 0;
+        let start = if bytes.get(i) == Some(&b' ') { i + 1 } else { i };
+        if let Some((_, _, g)) = self.flags_at(start).filter(|_| start == i || !self.is(start, SPACE)) {
+            for class in [LETTER, NUMBER] {
+                if g & class != 0 {
+                    return self.run(start, |_, f| f & class != 0);
+                }
+            }
+            if other(g) {
+                return self.run(start, |_, f| other(f));
+            }
+        }
+        debug_assert!(f & SPACE != 0);
+        self.space_without_newlines(i)
+    }
+
+    /// `\s+(?!\S)|\s+` at `i`, where the character at `i` is white space.
+    fn space_without_newlines(&self, i: usize) -> usize {
+        let mut last_start = i;
+        let mut j = i;
+        while let Some((_, len, f)) = self.flags_at(j) {
+            if f & SPACE == 0 {
+                break;
+            }
+            last_start = j;
+            j += len;
+        }
+        if j == self.text.len() || last_start == i {
+            j
+        } else {
+            last_start
+        }
     }
 
     /// One match of the cl100k shape at `i` (every character starts one).
@@ -413,6 +491,13 @@ mod tests {
                 assert_eq!(ours, theirs, "pattern {regex:?} on {text:?}");
             }
         }
+    }
+
+    #[test]
+    fn gpt2_contractions_are_case_sensitive() {
+        let (ours, theirs) = both(GPT2, "it's IT'S 'll 'LL 're'x");
+        assert_eq!(ours, theirs);
+        assert!(ours.contains(&"'s".to_string()) && !ours.contains(&"'S".to_string()), "{ours:?}");
     }
 
     #[test]
