@@ -52,7 +52,7 @@ fn json_output_has_the_documented_shape() {
     assert_eq!(d["severity"], "error");
     assert_eq!(d["file"], "tests/cases/template_placeholder.tune");
     assert_eq!(d["span"]["line"], 8);
-    assert_eq!(d["span"]["column"], 23);
+    assert_eq!(d["span"]["column"], 28);
     let text = std::fs::read_to_string(root().join("tests/cases/template_placeholder.tune")).expect("fixture");
     let (start, end) =
         (d["span"]["start"].as_u64().expect("start") as usize, d["span"]["end"].as_u64().expect("end") as usize);
@@ -122,6 +122,70 @@ fn explain_prints_the_page_and_lists_codes() {
     assert_eq!(list.stdout.lines().count(), tunec_compiler::diagnostics::Code::ALL.len());
     let unknown = tunec(&["explain", "nope"]);
     assert_eq!(unknown.code, 2);
+    assert_eq!(unknown.stderr, "tunec: no diagnostic code `nope` (`tunec explain` lists them all)\n");
+    // A typo, a full code with a typo, and a part of a name.
+    let typo = tunec(&["explain", "fsdp_qlora_storag"]);
+    assert_eq!(typo.code, 2);
+    assert!(
+        typo.stderr.contains("no diagnostic code `fsdp_qlora_storag`; did you mean `fsdp_qlora_storage`?"),
+        "{}",
+        typo.stderr
+    );
+    let full = tunec(&["explain", "tunec::check::split_leakge"]);
+    assert!(full.stderr.contains("did you mean `split_leakage`?"), "{}", full.stderr);
+    let part = tunec(&["explain", "leakage"]);
+    assert!(part.stderr.contains("did you mean `split_leakage`?"), "{}", part.stderr);
+}
+
+#[test]
+fn the_repositorys_own_pipelines_are_formatted() {
+    // As a user's CI runs it: the examples and the fixtures, every file in its canonical layout.
+    // The fixtures of parse errors cannot be formatted; they are the only files reported.
+    let run = tunec(&["fmt", "--check", "examples", "tests/cases"]);
+    assert_eq!(run.stdout, "", "would change (run `tunec fmt examples tests/cases`)");
+    let unparsed: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("tunec fmt: ")).collect();
+    for line in &unparsed {
+        let file = line.trim_start_matches("tunec fmt: `").split('`').next().unwrap_or_default();
+        let text = std::fs::read_to_string(root().join(file)).expect("fixture");
+        let expect = text.lines().find(|l| l.starts_with("// expect:")).unwrap_or_default();
+        assert!(
+            ["syntax", "bad_literal"].iter().any(|code| expect.contains(code)),
+            "{file} does not parse, and its fixture expects no parse error: {expect}"
+        );
+    }
+    assert_eq!(unparsed.len(), 3, "{}", run.stderr);
+    assert_eq!(run.code, 1, "the fixtures of parse errors");
+    assert_eq!(tunec(&["fmt", "--check", "examples"]).code, 0);
+}
+
+#[test]
+fn error_pages_cite_only_what_a_reader_can_open() {
+    // Every page as `tunec explain` prints it: a Markdown file it names (outside a URL) must be in
+    // the repository, so that a citation is a public source (a URL, a paper, a repository and a
+    // path) or a page of these docs, never a note that users do not have.
+    let mut docs: Vec<String> = Vec::new();
+    for dir in ["docs", "docs/errors"] {
+        for entry in std::fs::read_dir(root().join(dir)).expect("docs").flatten() {
+            docs.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    for code in tunec_compiler::diagnostics::Code::ALL {
+        let page = tunec(&["explain", code.name()]);
+        assert_eq!(page.code, 0, "{}", page.stderr);
+        let words = page.stdout.split(|c: char| c.is_whitespace() || "()[],;`".contains(c));
+        for word in words.filter(|w| !w.contains("://") && !w.starts_with("../") && w.contains(".md")) {
+            let name = word.trim_end_matches(['.', ':']).split('#').next().unwrap_or_default();
+            let name = name.rsplit('/').next().unwrap_or_default();
+            if name.ends_with(".md") {
+                assert!(docs.iter().any(|d| d == name), "{}: `{word}` is not in the repository", code.name());
+            }
+        }
+        for link in page.stdout.match_indices("](../").map(|(at, _)| &page.stdout[at + 2..]) {
+            let target = &link[..link.find(')').expect("a closed link")];
+            let path = target.split('#').next().unwrap_or_default();
+            assert!(root().join("docs/errors").join(path).exists(), "{}: link `{target}`", code.name());
+        }
+    }
 }
 
 /// A scratch folder holding `files` (name, text), removed first if it exists.
@@ -403,6 +467,45 @@ fn launch_runs_train_under_torchrun_with_the_rendezvous_of_resourceconfig() {
     let merge = launch("merge.py", &["algo-1"], "algo-1", "ml.g5.2xlarge");
     assert!(merge.ends_with("merge.py --config /opt/ml/input/data/config/args.yaml"), "{merge}");
     assert!(!merge.contains("torchrun"));
+}
+
+#[test]
+fn a_journal_tunec_cannot_trust_is_refused_with_its_remedy() {
+    let dir = std::env::temp_dir().join(format!("tunec-journal-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join(".tunec/medreason")).expect("mkdir");
+    std::fs::copy(root().join("examples/medreason/medreason.tune"), dir.join("medreason.tune")).expect("copy");
+    let file = dir.join("medreason.tune").display().to_string();
+    let state = dir.join(".tunec/medreason/state.json");
+    let shown = state.display().to_string();
+    let cases: [(&[u8], String); 3] = [
+        (
+            br#"{"version": 7, "pipeline": "medreason", "nodes": {}, "written_by": "tunec 3"}"#,
+            format!(
+                "`{shown}` was written by a newer tunec (state version 7; this tunec reads version 1): run that \
+                 tunec, or move the file away to start afresh (`mv {shown} {shown}.v7`"
+            ),
+        ),
+        (
+            br#"{"version": 1, "pipeline": "tiny", "nodes": {}}"#,
+            format!("`{shown}` is the journal of pipeline `tiny`, not of `medreason` (a copied or renamed folder?)"),
+        ),
+        (&[0x9c, 0x12, 0xff, 0x00, 0xd8, 0x41], format!("`{shown}` is not a tunec state file (")),
+    ];
+    for (bytes, message) in cases {
+        std::fs::write(&state, bytes).expect("write");
+        for args in [&["status", &file][..], &["plan", &file], &["run", &file, "--until", "llama"]] {
+            let run = tunec(args);
+            assert_eq!(run.code, 2, "{args:?}: {}{}", run.stdout, run.stderr);
+            assert!(run.stderr.contains(&message), "{args:?}: {}", run.stderr);
+        }
+    }
+    assert!(tunec(&["status", &file])
+        .stderr
+        .contains(&format!("move it away to start the pipeline's state afresh (`mv {shown} {shown}.bad`")));
+    std::fs::remove_file(&state).expect("move it away");
+    assert_eq!(tunec(&["status", &file]).code, 0);
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[test]

@@ -510,3 +510,75 @@ fn parquet_shards_read_as_one_split() {
     let rest: Vec<u64> = opened.map(|r| r.expect("row").at.row).collect();
     assert_eq!(rest, [4, 5]);
 }
+
+/// The tokenizer of a fixture family, with a template of its own when its config has none.
+fn family(name: &str) -> ChatTokenizer {
+    let dir = PathBuf::from(std::env::var_os("TUNEC_FIXTURES").expect("TUNEC_FIXTURES (.ci/fixtures.sh)")).join(name);
+    let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).expect("tokenizer_config.json");
+    let template = ChatTemplate::from_config(&config, Some("{% for m in messages %}{{ m.content }}{% endfor %}"))
+        .expect("template");
+    let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).expect("tokenizer.json");
+    ChatTokenizer::new(template, tokenizer)
+}
+
+#[test]
+fn no_token_covers_more_bytes_than_the_bound_that_drops_huge_rows_unencoded() {
+    // Texts that tokenize into few, long tokens: runs of one character, repeated words, the
+    // tokenizers' own added tokens, composed and combining characters, scripts of 3- and 4-byte
+    // characters.
+    let texts: Vec<String> = vec![
+        " ".repeat(5000),
+        "=".repeat(5000),
+        "-".repeat(3000) + &"\n".repeat(2000),
+        "the ".repeat(2000),
+        "internationalization ".repeat(500),
+        "<|begin_of_text|><|eot_id|><|im_start|><|im_end|><start_of_turn><end_of_turn>".repeat(100),
+        "e\u{301}".repeat(2000),
+        "\u{1100}\u{1161}\u{11a8}".repeat(1000),
+        "日本語のテキスト。".repeat(500),
+        "🙂🚀🧪".repeat(1000),
+        "0123456789".repeat(500),
+    ];
+    let mut bounded = Vec::new();
+    for name in
+        ["llama3_1", "llama3_2", "qwen2_5", "qwen3", "deepseek_v3", "mistral_nemo", "gptoss", "gemma2", "gemma3"]
+    {
+        let tokenizer = family(name);
+        let Some(bound) = tokenizer.max_bytes_per_token() else { continue };
+        bounded.push(name);
+        for text in &texts {
+            let tokens = tokenizer.encode_text(text).expect("encode").len();
+            assert!(
+                tokens * bound >= text.len(),
+                "{name}: {} bytes in {tokens} tokens, more than {bound} bytes per token",
+                text.len()
+            );
+        }
+    }
+    // Byte-level BPE (Llama 3, Qwen, DeepSeek, Mistral Nemo, gpt-oss) and byte fallback with a
+    // lengthening normalizer (Gemma's " " -> "▁") all have one.
+    assert_eq!(bounded.len(), 9, "{bounded:?}");
+}
+
+#[test]
+fn a_row_too_long_to_fit_is_dropped_like_any_other() {
+    let huge = json!({"question": "What is this?", "answer": "yes", "reasoning": "word ".repeat(400_000)});
+    let mut rows = std::fs::read_to_string(data("medreason.jsonl")).expect("fixture");
+    rows.push_str(&format!("{huge}\n"));
+    let dir = out_dir("huge-row");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("rows.jsonl");
+    std::fs::write(&path, rows).expect("write");
+    let spec = SourceSpec {
+        origin: Origin::File { path: path.display().to_string(), format: None },
+        split: None,
+        schema: schema(),
+        on_bad_row: BadRowPolicy::Skip,
+    };
+    let (with_it, _) = run(&spec, &config(OverflowPolicy::Drop), "huge-row-out");
+    let (without, _) =
+        run(&source("medreason.jsonl", BadRowPolicy::Skip), &config(OverflowPolicy::Drop), "huge-row-ref");
+    assert_eq!(with_it.read, without.read + 1);
+    assert_eq!(with_it.dropped, without.dropped + 1, "{with_it:?}");
+    assert_eq!((with_it.rows, with_it.splits), (without.rows, without.splits));
+}

@@ -8,6 +8,8 @@
 //!   never redone); and the final outputs must be identical, file for file and digest for digest, to
 //!   those of a run that was never interrupted. `metrics.json` alone is compared field by field
 //!   without the figures of the last process (time, throughput, memory), which no two runs share.
+//! - **SIGKILL between checkpoints.** The orphaned train.py saves the step it reached, and the
+//!   next run, started at once, waits for it and resumes from that step.
 //! - **Ctrl-C.** SIGINT during training stops the run with exit status 130, the node is recorded as
 //!   interrupted, and the next run resumes it and finishes.
 //! - **A managed Python environment**, provisioned on first use and reused after, with a
@@ -76,6 +78,17 @@ fn sha256(path: &Path) -> String {
     use sha2::Digest as _;
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The metrics.json that sft recorded.
+fn sft_metrics(dir: &Path, state: &serde_json::Value) -> serde_json::Value {
+    let path = state["nodes"]["sft"]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("/metrics.json")))
+        .expect("metrics.json");
+    serde_json::from_str(&std::fs::read_to_string(dir.join(path)).expect("read")).expect("json")
 }
 
 /// Every recorded output of every node: path → digest, checked against the file on disk.
@@ -175,6 +188,16 @@ fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
             assert_eq!(&got[path], digest, "{path} differs from the uninterrupted run's (seed {seed:#x})");
         }
     }
+    // No temporary file of a killed write is left outside the jobs' folders.
+    for entry in support::files_under(&dir.join(".tunec/tiny")) {
+        let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temporary = name.starts_with('.') && (name.contains(".tmp") || name.ends_with(".part"));
+        assert!(
+            !temporary || entry.starts_with(dir.join(".tunec/tiny/jobs")),
+            "{} is left by a killed run",
+            entry.display()
+        );
+    }
     // No job process outlived its run: every job's lock is free.
     for entry in support::files_under(&dir.join(".tunec/tiny/jobs")) {
         if entry.file_name().is_some_and(|n| n == ".job.lock") {
@@ -232,16 +255,71 @@ fn ctrl_c_stops_training_at_a_checkpoint_and_the_next_run_resumes_it() {
     assert_eq!(done["nodes"]["sft"]["attempt"], 2);
     assert_eq!(succeeded(&done).len(), 7);
     // train.py saved a checkpoint on SIGTERM and the second attempt started from it.
-    let metrics = done["nodes"]["sft"]["outputs"]
-        .as_array()
-        .expect("outputs")
-        .iter()
-        .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("/metrics.json")))
-        .expect("metrics.json");
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(metrics)).expect("read")).expect("json");
+    let metrics = sft_metrics(&dir, &done);
     assert!(metrics["resumed_from_step"].as_u64().is_some_and(|s| s > 0), "{metrics}");
     assert_eq!(metrics["global_step"], 20);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The training step a plain-mode progress line of sft shows (`  sft |  11%|█ | 32/80 [00:17<...`).
+fn step_shown(line: &str, max_steps: u32) -> Option<u32> {
+    let rest = line.strip_prefix("  sft | ")?;
+    let end = rest.find(&format!("/{max_steps} ["))?;
+    let digits = rest[..end].rsplit(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+#[test]
+fn sigkill_between_checkpoints_saves_the_step_reached_and_the_next_run_resumes_from_it() {
+    let python = test_python();
+    let dir = tiny_dir("kill-between", &python);
+    let file = dir.join("tiny.tune");
+    // Checkpoints every 60 steps of 80: a kill before step 60 finds none on disk.
+    let text = std::fs::read_to_string(&file).expect("read");
+    let text = text
+        .replace("max_steps        = 20", "max_steps        = 80")
+        .replace("save_steps       = 10", "save_steps       = 60");
+    assert!(text.contains("max_steps        = 80") && text.contains("save_steps       = 60"), "{text}");
+    std::fs::write(&file, text).expect("write");
+
+    let mut child = spawn_run(&file, &python);
+    let (rx, reader) = stdout_lines(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut seen = Vec::new();
+    let mut reached = None;
+    while Instant::now() < deadline && reached.is_none() {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => {
+                reached = step_shown(&line, 80).filter(|&step| step >= 12);
+                seen.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let Some(reached) = reached else { panic!("training never reached step 12: {seen:?}") };
+    assert!(reached < 60, "killed at step {reached}, past the periodic checkpoint");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    reader.join().expect("reader");
+
+    // At once, while the orphaned train.py may still be saving: the run waits for it on the job's lock.
+    let again = spawn_run(&file, &python).wait_with_output().expect("run");
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{text}{}", String::from_utf8_lossy(&again.stderr));
+    assert!(text.contains("run sft: the previous run did not finish"), "{text}");
+    let done = state(&dir);
+    let metrics = sft_metrics(&dir, &done);
+    let resumed = metrics["resumed_from_step"].as_u64().unwrap_or_else(|| panic!("no resume: {metrics}"));
+    assert!(
+        resumed >= u64::from(reached) && resumed < 60,
+        "killed at step {reached}; resumed from {resumed}, not from the step reached"
+    );
+    assert_eq!(metrics["global_step"], 80);
+    // The orphan's last words are in the log, which the resumed attempt appended to.
+    let log = std::fs::read_to_string(dir.join(".tunec/tiny/logs/sft.log")).expect("log");
+    assert!(log.contains("is gone: stopping as on SIGTERM"), "{log}");
+    assert!(log.contains(&format!("stopped by SIGTERM after step {resumed}")), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

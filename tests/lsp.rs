@@ -4,8 +4,9 @@
 //! The session opens MedReason with one mistake and a non-ASCII comment before it on the same
 //! line (so columns must be counted in UTF-16 code units), then asks every request the server
 //! answers, sends it garbage and an unknown method, fixes the mistake with an incremental change,
-//! and shuts it down. Waiting for a message has a generous limit only so that a broken server fails
-//! the test instead of hanging it; nothing is timed.
+//! and shuts it down. Another opens examples/tiny-local, clean, and asks why a job has no
+//! estimate and which fields are left to write. Waiting for a message has a generous limit only so
+//! that a broken server fails the test instead of hanging it; nothing is timed.
 
 use serde_json::{json, Value};
 use std::io::{BufReader, Write};
@@ -181,7 +182,7 @@ fn a_whole_session() {
     assert_eq!(refs.len(), 3, "the declaration, `tokenizer = llama` and `sft(llama`: {refs:?}");
 
     // Completion: enumeration values after `precision = `.
-    let line_end = position(&text, "precision = bf16", 12);
+    let line_end = position(&text, "precision              = bf16", 25);
     let completion = client.request("textDocument/completion", json!({"textDocument": doc, "position": line_end}));
     let labels: Vec<&str> =
         completion["result"].as_array().expect("items").iter().filter_map(|i| i["label"].as_str()).collect();
@@ -231,6 +232,54 @@ fn a_whole_session() {
     let status = client.child.wait().expect("the server exits");
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn hover_and_completion_on_a_clean_local_pipeline() {
+    // examples/tiny-local as it is in the repository: clean, local target, jobs without `compute`.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tiny-local/tiny.tune");
+    let text = std::fs::read_to_string(&path).expect("tiny.tune");
+    let uri = format!("file://{}", path.display());
+    let doc = json!({"uri": uri});
+    let mut client = Client::start();
+    client.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
+    client.notify("initialized", json!({}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "tune", "version": 1, "text": text}}),
+    );
+    assert_eq!(client.diagnostics()["diagnostics"], json!([]), "the example is clean");
+
+    // No estimate, and why: not that something did not check.
+    for (needle, delta) in [("train sft", 6), ("merge merged", 6), ("evaluate report", 9)] {
+        let hover = client
+            .request("textDocument/hover", json!({"textDocument": doc, "position": position(&text, needle, delta)}));
+        let markdown = hover["result"]["contents"]["value"].as_str().expect("markdown");
+        assert!(!markdown.contains("did not check"), "{markdown}");
+        assert!(
+            markdown.contains(
+                "no estimate: the local target runs the job on this machine, whose accelerator tunec \
+                 does not know; give it `compute = \"<instance>\" x 1`"
+            ),
+            "{markdown}"
+        );
+    }
+
+    // In sft's body, after its last field: the fields not yet written, and none of those that are.
+    let after = position(&text, "precision", 0);
+    let completion = client.request("textDocument/completion", json!({"textDocument": doc, "position": after}));
+    let labels: Vec<&str> =
+        completion["result"].as_array().expect("items").iter().filter_map(|i| i["label"].as_str()).collect();
+    for set in ["method", "per_device_batch", "max_steps", "save_steps", "learning_rate", "data", "eval"] {
+        assert!(!labels.contains(&set), "`{set}` is set in sft: {labels:?}");
+    }
+    for free in ["epochs", "grad_accum", "warmup_steps", "compute"] {
+        assert!(labels.contains(&free), "`{free}`: {labels:?}");
+    }
+    assert!(labels.contains(&"precision"), "the key under the cursor is offered: {labels:?}");
+    client.request("shutdown", Value::Null);
+    client.notify("exit", Value::Null);
+    assert_eq!(client.child.wait().expect("the server exits").code(), Some(0));
 }
 
 #[test]

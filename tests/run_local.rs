@@ -6,7 +6,9 @@
 //! The data-node tests build their own folder: a `local_model("model")` directory made from the real Llama
 //! 3.1 tokenizer (`TUNEC_FIXTURES`, `.ci/fixtures.sh`) with Llama 3.1 Instruct's chat template,
 //! `tests/data/medreason.jsonl` (31 records, two bad and skipped with `on_bad_row = skip`) and
-//! a pipeline whose split is followed by a train node, so that `--until parts` stops before it.
+//! a pipeline whose split is followed by a train node, so that `--until parts` stops before it;
+//! data that no job could train on (an empty file, a part smaller than a batch, a declared row
+//! count far off) stops the data step.
 
 #[path = "support/medreason.rs"]
 mod medreason;
@@ -60,8 +62,52 @@ fn setup(name: &str) -> (PathBuf, String) {
     (dir, file)
 }
 
-fn lines(run: &Run) -> Vec<&str> {
-    run.stdout.lines().collect()
+/// The decision lines of a run (`run <node>: …`, `reuse <node>: …`), without the lines that
+/// report on a step or sum the run up.
+fn decisions(run: &Run) -> Vec<&str> {
+    run.stdout.lines().filter(|l| l.starts_with("run ") || l.starts_with("reuse ")).collect()
+}
+
+/// The lines after `summary: …`, inclusive.
+fn summary(run: &Run) -> Vec<&str> {
+    run.stdout.lines().skip_while(|l| !l.starts_with("summary: ")).collect()
+}
+
+/// Runs `tunec args` on a pseudo-terminal of 100 columns, as a user at a terminal does; returns
+/// its exit code and everything it drew, control sequences included.
+fn tunec_on_a_terminal(args: &[&str], python: &str) -> (Option<i32>, String) {
+    use nix::pty::{openpty, Winsize};
+    use std::io::Read as _;
+    let size = Winsize { ws_row: 40, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = openpty(&size, None).expect("a pseudo-terminal");
+    let terminal = std::fs::File::from(pty.slave);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tunec"));
+    command
+        .args(args)
+        .current_dir(root())
+        .env("TERM", "xterm-256color")
+        .env("TUNEC_PYTHON", python)
+        .env_remove("CI")
+        .stdin(std::process::Stdio::null())
+        .stdout(terminal.try_clone().expect("dup"))
+        .stderr(terminal);
+    let mut child = command.spawn().expect("the tunec binary runs");
+    drop(command); // its copies of the terminal: the screen ends (EIO) when tunec's do
+    let mut screen = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = screen.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        bytes
+    });
+    let status = child.wait().expect("wait");
+    let bytes = reader.join().expect("reader");
+    (status.code(), String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The split's files and profile, from the journal.
@@ -86,13 +132,29 @@ fn the_data_nodes_run_once_and_are_then_reused() {
     let first = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
     assert_eq!(
-        lines(&first),
+        decisions(&first),
         [
             "run llama: no previous run",
             "run raw: no previous run",
             "run convo: no previous run",
             "run parts: no previous run"
         ]
+    );
+    // The step says what it kept and left out, and warns about the 2 of 31 records (6.5%) skipped.
+    assert!(
+        first.stdout.contains(
+            "\n  parts: 27 rows (14 train, 5 val, 8 test) from 31 records of medreason.jsonl; 2 skipped (bad rows, \
+             on_bad_row = skip), 1 duplicate left out (dedup), 1 dropped (longer than seq_len = 160, overflow = drop)\n"
+        ),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first.stdout.contains(
+            "\n  parts: warning: 6.5% of the records of medreason.jsonl (2 of 31) were skipped as bad rows, more than 5%"
+        ),
+        "{}",
+        first.stdout
     );
     let files = outputs(&dir);
     assert_eq!(
@@ -115,6 +177,17 @@ fn the_data_nodes_run_once_and_are_then_reused() {
         assert!(line.contains("succeeded") && line.contains("attempt 1"), "{line}");
     }
     assert!(status.stdout.contains("sft    not run"), "{}", status.stdout);
+    assert!(
+        status
+            .stdout
+            .contains("         27 rows (14 train, 5 val, 8 test) from 31 records of medreason.jsonl; 2 skipped"),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains("         warning: 6.5% of the records"), "{}", status.stdout);
+    let status = tunec(&["status", &file, "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!((&doc["data"]["parts"]["skipped"], &doc["data"]["parts"]["dropped"]), (&2.into(), &1.into()), "{doc}");
     let plan = tunec(&["plan", &file]);
     assert_eq!(plan.stdout.matches("reused: same inputs, outputs intact").count(), 4, "{}", plan.stdout);
     assert!(plan.stdout.contains("will run: no previous run"), "{}", plan.stdout);
@@ -128,8 +201,8 @@ fn the_data_nodes_run_once_and_are_then_reused() {
     let before = mtimes(&files);
     let second = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(second.code, 0, "{}", second.stderr);
-    assert!(lines(&second).iter().all(|l| l.starts_with("reuse ")), "{}", second.stdout);
-    assert_eq!(lines(&second).len(), 4);
+    assert!(decisions(&second).iter().all(|l| l.starts_with("reuse ")), "{}", second.stdout);
+    assert_eq!(decisions(&second).len(), 4);
     assert_eq!(mtimes(&files), before, "nothing is rewritten");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
@@ -142,7 +215,7 @@ fn changes_run_what_they_affect() {
     std::fs::write(dir.join("p.tune"), pipeline(200, "drop")).expect("write");
     let run = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let l = lines(&run);
+    let l = decisions(&run);
     assert_eq!(&l[..2], ["reuse llama: same inputs, outputs intact", "reuse raw: same inputs, outputs intact"]);
     assert!(l[2].starts_with("run convo: its inputs changed"), "{}", run.stdout);
     assert!(l[3].starts_with("run parts: its inputs changed"), "{}", run.stdout);
@@ -151,15 +224,15 @@ fn changes_run_what_they_affect() {
     std::fs::remove_file(&val).expect("remove");
     let run = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(lines(&run)[3].starts_with("run parts: its output `.tunec/p/data/parts/"), "{}", run.stdout);
-    assert!(lines(&run)[3].ends_with("/val/val.jsonl` is gone"), "{}", run.stdout);
+    assert!(decisions(&run)[3].starts_with("run parts: its output `.tunec/p/data/parts/"), "{}", run.stdout);
+    assert!(decisions(&run)[3].ends_with("/val/val.jsonl` is gone"), "{}", run.stdout);
     assert!(val.is_file());
     // The Parquet copies are outputs too.
     let parquet = outputs(&dir).into_iter().find(|f| f.ends_with("test/test.parquet")).expect("test.parquet");
     std::fs::remove_file(&parquet).expect("remove");
     let run = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(lines(&run)[3].ends_with("/test/test.parquet` is gone"), "{}", run.stdout);
+    assert!(decisions(&run)[3].ends_with("/test/test.parquet` is gone"), "{}", run.stdout);
     assert!(parquet.is_file());
 
     // A changed dataset file is not in any key: its digest runs the dataset and what reads it.
@@ -168,7 +241,7 @@ fn changes_run_what_they_affect() {
     std::fs::write(dir.join("medreason.jsonl"), rows).expect("write");
     let run = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(
-        lines(&run)[1..],
+        decisions(&run)[1..],
         [
             "run raw: its output `medreason.jsonl` changed since it was written",
             "run convo: its input `raw` ran again with different outputs",
@@ -190,7 +263,7 @@ fn changes_run_what_they_affect() {
         plan.stdout
     );
     let run = tunec(&["run", &file, "--until", "parts"]);
-    assert_eq!(lines(&run)[0], "run llama: `model/model.safetensors` is new since it ran", "{}", run.stdout);
+    assert_eq!(decisions(&run)[0], "run llama: `model/model.safetensors` is new since it ran", "{}", run.stdout);
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(".tunec/p/state.json")).expect("state")).expect("json");
     let weights = state["nodes"]["llama"]["outputs"]
@@ -201,13 +274,13 @@ fn changes_run_what_they_affect() {
         .cloned();
     assert!(weights.is_some_and(|w| w["sha256"].as_str().is_some_and(|f| f.starts_with("stat:22:"))), "{state}");
     assert_eq!(
-        lines(&run)[2..],
+        decisions(&run)[2..],
         ["reuse convo: same inputs, outputs intact", "reuse parts: same inputs, outputs intact"]
     );
     std::fs::write(dir.join("model/model.safetensors"), b"weights, the second version").expect("write");
     let run = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(
-        lines(&run),
+        decisions(&run),
         [
             "run llama: its output `model/model.safetensors` changed since it was written",
             "reuse raw: same inputs, outputs intact",
@@ -215,6 +288,33 @@ fn changes_run_what_they_affect() {
             "reuse parts: same inputs, outputs intact"
         ]
     );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn the_temporary_files_of_a_killed_run_are_removed_by_the_next() {
+    let (dir, file) = setup("leftovers");
+    assert_eq!(tunec(&["run", &file, "--until", "parts"]).code, 0);
+    let train = outputs(&dir).into_iter().find(|f| f.ends_with("train/train.jsonl")).expect("train.jsonl");
+    // What a run killed while writing leaves: a split file, the journal, a download; and a file in
+    // a job's folder, where a script that outlived its run may still be writing.
+    let leftovers = [
+        train.with_file_name(".train.jsonl.tmp-99999"),
+        dir.join(".tunec/p/.state.json.99999.tmp"),
+        dir.join(".tunec/p/sources/hf/datasets/x/.data.parquet.99999.part"),
+    ];
+    let in_a_job = dir.join(".tunec/p/jobs/sft/k/checkpoints/.trainer_state.json.tmp-99999");
+    for path in leftovers.iter().chain([&in_a_job]) {
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+        std::fs::write(path, vec![b'x'; 1 << 20]).expect("write");
+    }
+    let run = tunec(&["run", &file, "--until", "parts"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(decisions(&run).iter().all(|l| l.starts_with("reuse ")), "{}", run.stdout);
+    for path in &leftovers {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    assert!(in_a_job.exists(), "a job's folder is the job's");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
@@ -230,9 +330,80 @@ fn a_failed_node_is_recorded_and_stops_the_run() {
     assert!(status.stdout.contains("error: ") && status.stdout.contains("seq_len"), "{}", status.stdout);
     let again = tunec(&["run", &file, "--until", "parts"]);
     assert_eq!(again.code, 1);
-    assert!(lines(&again)[3].starts_with("run parts: the previous run failed"), "{}", again.stdout);
+    assert!(decisions(&again)[3].starts_with("run parts: the previous run failed"), "{}", again.stdout);
     assert!(tunec(&["status", &file]).stdout.contains("failed     attempt 2"));
     assert!(!tunec(&["status", &file]).stdout.contains("locked"), "the lock is released after a failure");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn data_that_cannot_train_stops_the_data_step_naming_the_file_and_the_setting() {
+    let (dir, file) = setup("untrainable");
+    let write = |text: String| std::fs::write(dir.join("p.tune"), text).expect("write");
+    let fails = |needles: &[&str]| {
+        let run = tunec(&["run", &file, "--until", "parts"]);
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        for needle in needles {
+            assert!(run.stderr.contains(needle), "`{needle}` in:\n{}", run.stderr);
+        }
+    };
+    let medreason = |train_extra: &str| {
+        medreason::pipeline(&medreason::Shape {
+            target: "",
+            seq_len: 160,
+            overflow: "drop",
+            instance: "ml.g6e.xlarge",
+            train_extra,
+            after_train: "",
+        })
+    };
+
+    // A bad row names the file, the row and the setting that would skip it.
+    write(pipeline(160, "drop").replace("on_bad_row = skip", "on_bad_row = fail"));
+    fails(&["tunec: parts failed: split `parts`: medreason.jsonl: row ", "set `on_bad_row = skip` on dataset `raw`"]);
+
+    // A row longer than seq_len names the file and the chat's overflow policy.
+    write(pipeline(160, "error"));
+    fails(&[
+        "tunec: parts failed: split `parts`: medreason.jsonl: row ",
+        "more than seq_len = 160 of chat `convo`: set `overflow = drop`",
+    ]);
+
+    // A train part smaller than one optimizer step's batch.
+    write(medreason("    per_device_batch = 8\n    grad_accum = 4"));
+    fails(&[
+        "split `parts`: `parts.train` has 14 rows, fewer than one batch of train `sft` (per_device_batch x \
+         grad_accum = 32)",
+        "27 rows (14 train, 5 val, 8 test) from 31 records of medreason.jsonl",
+    ]);
+
+    // A declared row count far from what the file holds: the estimates made with it were wrong.
+    write(medreason("").replace("on_bad_row = skip", "on_bad_row = skip\n    rows = 1000"));
+    fails(&["dataset `raw` declares rows = 1000, but medreason.jsonl gave 31 records, more than 2 times off"]);
+    write(medreason("    per_device_batch = 14").replace("on_bad_row = skip", "on_bad_row = skip\n    rows = 40"));
+    let run = tunec(&["run", &file, "--until", "parts"]);
+    assert_eq!(run.code, 0, "40 is within a factor of 2 of 31, and 14 rows make one batch of 14: {}", run.stderr);
+
+    // A batch raised after the split ran is checked against the split's counts before the job starts.
+    write(medreason("    per_device_batch = 16"));
+    let run = tunec(&["run", &file]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "tunec: cannot run sft: split `parts`: `parts.train` has 14 rows, fewer than one batch of train `sft` \
+             (per_device_batch x grad_accum = 16)"
+        ),
+        "{}",
+        run.stderr
+    );
+
+    // An empty file fails the data step, before any job, naming the file rather than a job's input.
+    write(pipeline(160, "drop"));
+    std::fs::write(dir.join("medreason.jsonl"), "").expect("empty the file");
+    fails(&["tunec: parts failed: split `parts`: `parts.train` has no rows, and train `sft` reads it \
+         (`data = parts.train`): medreason.jsonl has no records: add rows to it"]);
+    let status = tunec(&["status", &file]);
+    assert!(status.stdout.contains("error: split `parts`: `parts.train` has no rows"), "{}", status.stdout);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
@@ -252,7 +423,7 @@ fn locks_a_job_without_python_and_unknown_nodes_stop_with_exit_2() {
     drop(held);
     let taken = tunec(&["run", &file, "--until", "raw"]);
     assert_eq!(taken.code, 0, "{}", taken.stderr);
-    assert_eq!(lines(&taken), ["run raw: no previous run"], "--until covers the node and its inputs only");
+    assert_eq!(decisions(&taken), ["run raw: no previous run"], "--until covers the node and its inputs only");
 
     let unknown = tunec(&["run", &file, "--until", "nope"]);
     assert_eq!(unknown.code, 2);
@@ -260,8 +431,8 @@ fn locks_a_job_without_python_and_unknown_nodes_stop_with_exit_2() {
 
     let whole = tunec(&["run", &file]);
     assert_eq!(whole.code, 2, "{}", whole.stderr);
-    assert_eq!(lines(&whole).len(), 4, "the data nodes run first: {}", whole.stdout);
-    assert!(lines(&whole)[1].starts_with("reuse raw"), "{}", whole.stdout);
+    assert_eq!(decisions(&whole).len(), 4, "the data nodes run first: {}", whole.stdout);
+    assert!(decisions(&whole)[1].starts_with("reuse raw"), "{}", whole.stdout);
     let last = whole.stderr.lines().last().unwrap_or_default();
     assert!(
         last.starts_with("tunec: cannot run sft: no Python 3.10 or newer to create tunec's environment"),
@@ -313,15 +484,29 @@ fn the_tiny_local_example_trains_merges_and_evaluates() {
     }
     assert!(dir.join("model/model.safetensors").is_file());
 
+    // The first run at a terminal, with live bars.
     let file = dir.join("tiny.tune").display().to_string();
-    let run = tunec_with(&["run", &file], Some(&python));
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let (code, screen) = tunec_on_a_terminal(&["run", &file, "--progress", "bars"], &python);
+    assert_eq!(code, Some(0), "{screen}");
     for node in ["sft", "merged", "report"] {
-        assert!(run.stdout.contains(&format!("run {node}: no previous run")), "{}", run.stdout);
-        assert!(run.stdout.contains(&format!("  {node} done in ")), "{}", run.stdout);
+        assert!(screen.contains(&format!("run {node}: no previous run")), "{screen}");
+        assert!(screen.contains(&format!("  {node} done in ")), "{screen}");
         let log = dir.join(format!(".tunec/tiny/logs/{node}.log"));
         assert!(std::fs::metadata(&log).expect("a log per job").len() > 0);
     }
+    // The evaluation's last line stays on the screen in full, wider than a bar's message could be.
+    let text = tunec_runtime::run::progress::without_controls(&screen).into_owned();
+    // (A permanent line ends where the terminal's width does: indicatif pads it with spaces.)
+    let metrics_line = text
+        .match_indices("  report | ")
+        .map(|(at, _)| {
+            let line = &text[at..];
+            &line[..line.find("   ").or_else(|| line.find(['\r', '\n'])).unwrap_or(line.len())]
+        })
+        .find(|l| l.contains("metrics: {") && l.ends_with('}'))
+        .unwrap_or_else(|| panic!("the metrics line is cut or erased: {screen:?}"));
+    assert!(metrics_line.contains("\"exact_match\": ") && metrics_line.contains("\"rouge_l\": "), "{metrics_line}");
+    assert!(screen.contains("summary: `tiny` done in "), "{screen}");
 
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(".tunec/tiny/state.json")).expect("state"))
@@ -347,7 +532,7 @@ fn the_tiny_local_example_trains_merges_and_evaluates() {
     }
     let report_path = outputs("report").into_iter().find(|p| p.ends_with("output/data/report.json")).expect("report");
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(report_path)).expect("report")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(dir.join(&report_path)).expect("report")).expect("json");
     assert_eq!(report["schema"], "tunec.eval-report/1");
     assert!(report["num_examples"].as_u64().expect("num_examples") > 0, "{report}");
     assert!(report["metrics"]["rouge_l"].is_number(), "{report}");
@@ -363,11 +548,67 @@ fn the_tiny_local_example_trains_merges_and_evaluates() {
         assert!(line.contains("succeeded"), "{line}");
     }
 
-    // Everything is reused, without even needing the Python.
+    // Everything is reused, without even needing the Python; the summary says what the pipeline
+    // produced and where, and the evaluation's metrics.
     let again = tunec(&["run", &file]);
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
-    assert_eq!(lines(&again).len(), 7, "{}", again.stdout);
-    assert!(lines(&again).iter().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+    assert_eq!(decisions(&again).len(), 7, "{}", again.stdout);
+    assert!(decisions(&again).iter().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+    let table = summary(&again);
+    assert!(table[0].starts_with("summary: `tiny` done in "), "{}", again.stdout);
+    for (i, name) in ["base", "facts", "convo", "parts", "sft", "merged", "report"].iter().enumerate() {
+        let words: Vec<&str> = table[i + 1].split_whitespace().collect();
+        assert_eq!(words[..2], [*name, "reused"], "{}", again.stdout);
+    }
+    assert!(table[4].contains(" rows (") && table[4].contains(" train, "), "the split's counts: {}", table[4]);
+    let job_dir = |node: &str| outputs(node)[0].split('/').take(5).collect::<Vec<_>>().join("/");
+    let at = |rel: String| dir.join(rel).display().to_string();
+    assert!(
+        table.contains(&format!("adapter (sft): {}", at(format!("{}/model", job_dir("sft")))).as_str()),
+        "{table:?}"
+    );
+    assert!(
+        table.contains(&format!("merged model (merged): {}", at(format!("{}/model", job_dir("merged")))).as_str()),
+        "{table:?}"
+    );
+    assert!(table.contains(&format!("report (report): {}", at(report_path.clone())).as_str()), "{table:?}");
+    let heading = table.iter().position(|l| l.starts_with("metrics (report, ")).expect("a metrics table");
+    assert_eq!(table[heading], format!("metrics (report, {} test rows):", report["num_examples"]));
+    let rouge = format!("{:.4}", report["metrics"]["rouge_l"].as_f64().expect("rouge_l"));
+    assert!(table[heading + 1..].iter().any(|l| l.split_whitespace().eq(["rouge_l", rouge.as_str()])), "{table:?}");
+
+    // The same summary as JSON, with the progress on stderr.
+    let json = tunec(&["run", &file, "--format", "json"]);
+    assert_eq!(json.code, 0, "{}{}", json.stdout, json.stderr);
+    assert!(json.stderr.contains("reuse report: same inputs, outputs intact"), "{}", json.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("one JSON document on stdout");
+    assert_eq!((&doc["version"], &doc["outcome"], &doc["pipeline"]), (&1.into(), &"done".into(), &"tiny".into()));
+    assert!(doc["nodes"].as_array().expect("nodes").iter().all(|n| n["outcome"] == "reused"), "{doc}");
+    let produced = doc["produced"].as_array().expect("produced");
+    let evaluation = produced.iter().find(|p| p["what"] == "report").expect("the report");
+    assert_eq!(evaluation["metrics"], report["metrics"], "{doc}");
+    assert_eq!(doc["nodes"][3]["data"]["read"], 40, "{doc}");
+
+    // The adapter is lost and trained again, byte for byte the same; its metrics.json differs in
+    // its timings, throughput and memory, which no node reads: merge and evaluate are reused.
+    let adapter =
+        outputs("sft").into_iter().find(|p| p.ends_with("/model/adapter_model.safetensors")).expect("adapter");
+    let before = std::fs::read(dir.join(&adapter)).expect("adapter");
+    std::fs::remove_file(dir.join(&adapter)).expect("remove the adapter");
+    let retrained = tunec_with(&["run", &file], Some(&python));
+    assert_eq!(retrained.code, 0, "{}{}", retrained.stdout, retrained.stderr);
+    // Plain lines carry no terminal control sequences, though tqdm's nested bars write them.
+    assert!(retrained.stdout.contains("  sft | "), "{}", retrained.stdout);
+    assert!(!retrained.stdout.contains('\u{1b}'), "{:?}", retrained.stdout);
+    assert!(retrained.stdout.contains(&format!("run sft: its output `{adapter}` is gone")), "{}", retrained.stdout);
+    assert_eq!(std::fs::read(dir.join(&adapter)).expect("adapter"), before, "trained again to the same bytes");
+    for node in ["merged", "report"] {
+        assert!(
+            retrained.stdout.contains(&format!("reuse {node}: same inputs, outputs intact")),
+            "{}",
+            retrained.stdout
+        );
+    }
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 

@@ -268,6 +268,18 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
             record["outputs"].as_array().expect("outputs").iter().filter_map(|o| o["path"].as_str()).collect();
         assert!(outputs.iter().any(|o| o.ends_with(&format!("/{name}/output/model/"))), "{outputs:?}");
     }
+    // The summary says where the models and the report are: the jobs' artifacts on S3.
+    for (node, what) in [("sft", "adapter"), ("merged", "merged model"), ("report", "report")] {
+        let name = state["nodes"][node]["job_name"].as_str().expect("name");
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{what} ({node}): s3://"))
+                    && l.ends_with(&format!("/{name}/output/model/"))),
+            "{}",
+            run.stdout
+        );
+    }
     // What the jobs read was uploaded where their requests say.
     let objects = aws.objects();
     let parts_key = state["nodes"]["parts"]["key"].as_str().expect("key");
@@ -296,7 +308,8 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
     let before = aws.calls().len();
     let again = aws.run();
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
-    assert!(again.stdout.lines().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+    let decisions = again.stdout.lines().take_while(|l| !l.starts_with("summary: "));
+    assert!(decisions.clone().all(|l| l.starts_with("reuse ")) && decisions.count() > 0, "{}", again.stdout);
     assert_eq!(aws.calls().len(), before, "no SageMaker call for a reused pipeline");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }

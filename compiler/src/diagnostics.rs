@@ -127,6 +127,24 @@ impl Code {
         let short = text.rsplit("::").next().unwrap_or(text);
         Code::ALL.iter().copied().find(|code| code.name() == short && (text == short || text == code.full()))
     }
+
+    /// The codes `text` may have meant when [`Code::lookup`] finds none: the nearest name by edit
+    /// distance (`fsdp_qlora_storag`), else the names that contain it (`qlora`), at most five.
+    pub fn suggest(text: &str) -> Vec<Code> {
+        let short = text.rsplit("::").next().unwrap_or(text).trim().to_ascii_lowercase().replace('-', "_");
+        if let Some(name) = crate::check::suggest::closest(&short, Code::ALL.iter().map(|c| c.name())) {
+            return Code::ALL.iter().copied().filter(|c| c.name() == name).collect();
+        }
+        if short.len() < 3 {
+            return Vec::new();
+        }
+        let containing: Vec<Code> = Code::ALL.iter().copied().filter(|c| c.name().contains(&short)).collect();
+        if containing.len() <= 5 {
+            containing
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 impl fmt::Display for Code {

@@ -88,7 +88,7 @@ fn keys_move_exactly_with_semantic_inputs() {
     assert_eq!(lowered(&medreason(), &[]), base);
 
     // A training hyperparameter changes the train node and everything downstream, nothing upstream.
-    let lr = lowered(&medreason().replace("learning_rate = 2e-4", "learning_rate = 1e-4"), &[]);
+    let lr = lowered(&medreason().replace("learning_rate          = 2e-4", "learning_rate          = 1e-4"), &[]);
     for upstream in ["llama", "raw", "convo", "parts"] {
         assert_eq!(key(&lr, upstream), key(&base, upstream), "{upstream}");
     }
@@ -99,8 +99,8 @@ fn keys_move_exactly_with_semantic_inputs() {
     // Operational settings do not change what a node produces.
     let ops = lowered(
         &medreason()
-            .replace("spot = false", "spot = true  max_wait = 10h")
-            .replace("max_runtime = 5h", "max_runtime = 6h"),
+            .replace("spot                   = false", "spot = true  max_wait = 10h")
+            .replace("max_runtime            = 5h", "max_runtime = 6h"),
         &[],
     );
     for node in ["sft", "merged", "report"] {
@@ -179,7 +179,7 @@ fn merge_and_evaluate_read_upstream_artifacts() {
 
 #[test]
 fn spot_jobs_wait_at_least_as_long_as_they_run() {
-    let graph = lowered(&medreason().replace("spot = false", "spot = true  max_wait = 10h"), &[]);
+    let graph = lowered(&medreason().replace("spot                   = false", "spot = true  max_wait = 10h"), &[]);
     let Some(Execution::SagemakerJob { request, .. }) = graph.node("sft").map(|n| &n.execution) else { panic!("job") };
     assert_eq!(request["EnableManagedSpotTraining"], true);
     assert_eq!(request["StoppingCondition"]["MaxRuntimeInSeconds"], 18_000);
@@ -191,7 +191,7 @@ fn models_arrive_from_the_hub_an_upload_or_another_job() {
     // Evaluate a base model directly, and train again from a merged model.
     let text = medreason()
         .replace(
-            "evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }",
+            "evaluate report = evaluate(merged, parts.test) {\n    metrics = [exact_match, rouge_l]\n  }",
             "evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }\n  evaluate baseline = evaluate(llama, parts.test) { compute = \"ml.g6e.xlarge\" x 1 }\n  train again = sft(merged, data = parts.train) {\n    method = lora { r = 8 }\n    compute = \"ml.p4d.24xlarge\" x 1\n  }",
         );
     let graph = lowered(&text, &[]);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tunec_compiler::diagnostics::Code;
 use tunec_runtime::journal::Journal;
 use tunec_runtime::run::progress::{Mode, Reporter};
+use tunec_runtime::run::summary::Summary;
 use tunec_runtime::run::{self as runner, LocalOptions, Outcome, RunError, SageMakerOptions};
 
 #[derive(Parser, Debug)]
@@ -128,6 +129,10 @@ enum Command {
         /// AWS_ENDPOINT_URL and the per-service AWS_ENDPOINT_URL_S3 / _SAGEMAKER work too.
         #[arg(long, value_name = "URL")]
         endpoint_url: Option<String>,
+        /// `human`: progress, then a summary, on stdout; `json`: progress as plain lines on
+        /// stderr, then the summary as one JSON document on stdout.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
     /// Show the state journal of a pipeline's runs (`.tunec/<pipeline>/` beside the file).
     Status {
@@ -175,8 +180,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Graph { input, format } => plan::graph(&input, format),
         Command::IamPolicy { input } => plan::iam_policy(&input),
         Command::Explain { code } => explain(code.as_deref()),
-        Command::Run { input, until, python, progress, endpoint_url } => {
-            run(&input, until, python, progress, endpoint_url)
+        Command::Run { input, until, python, progress, endpoint_url, format } => {
+            run(&input, until, python, progress, endpoint_url, format)
         }
         Command::Status { file, format, clear_stale_lock } => plan::status(&file, format, clear_stale_lock),
         Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),
@@ -194,6 +199,7 @@ fn run(
     python: Option<PathBuf>,
     progress: Progress,
     endpoint_url: Option<String>,
+    format: Format,
 ) -> ExitCode {
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
@@ -230,13 +236,23 @@ fn run(
         Err(e) => return usage_error(&e.to_string()),
     };
     let mode = match progress {
+        _ if format == Format::Json => Mode::Plain,
         Progress::Auto => Mode::detect(),
         Progress::Bars => Mode::Bars,
         Progress::Plain => Mode::Plain,
     };
-    let reporter = Arc::new(Reporter::new(mode, Box::new(std::io::stdout())));
+    let out: Box<dyn std::io::Write + Send> =
+        if format == Format::Json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    let reporter = Arc::new(Reporter::new(mode, out));
     let options = LocalOptions { python, until, signals: true, sagemaker };
-    match runner::run_local(program, &graph, &base, &options, journal, reporter) {
+    let since = jiff::Timestamp::now();
+    let result = runner::run_local(program, &graph, &base, &options, journal, reporter.clone());
+    let summary = Summary::collect(program, &graph, &base, options.until.as_deref(), since, &result);
+    match format {
+        Format::Json => out!("{}", serde_json::to_string_pretty(&summary.json()).unwrap_or_default()),
+        Format::Human => summary.lines().iter().for_each(|line| reporter.line(line)),
+    }
+    match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => {
             eprintln!("tunec: interrupted; what finished is recorded, and `tunec run` resumes the rest");
@@ -311,7 +327,13 @@ fn explain(code: Option<&str>) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let Some(found) = Code::lookup(code) else {
-        return usage_error(&format!("no diagnostic code `{code}`; `tunec explain` lists them all"));
+        let names: Vec<String> = Code::suggest(code).iter().map(|c| format!("`{}`", c.name())).collect();
+        let hint = match names.as_slice() {
+            [] => String::new(),
+            [one] => format!("; did you mean {one}?"),
+            many => format!("; did you mean one of {}?", many.join(", ")),
+        };
+        return usage_error(&format!("no diagnostic code `{code}`{hint} (`tunec explain` lists them all)"));
     };
     match errors_doc::page(found.name()) {
         Some(page) => {

@@ -16,6 +16,9 @@
 //!
 //! A node is reused only when its record has the same key, succeeded, and every recorded output
 //! still exists with the same digest; otherwise [`Journal::decide`] says which of these failed.
+//!
+//! A run that takes the lock first removes the temporary files that killed runs left in the
+//! folder mid-write (a data step's, a journal write's, a download's), outside the jobs' folders.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -100,6 +103,17 @@ pub enum JournalError {
         path: PathBuf,
         message: String,
     },
+    /// `state.json` was written by a newer tunec, in a schema this one does not know.
+    Newer {
+        path: PathBuf,
+        version: u64,
+    },
+    /// `state.json` is the journal of another pipeline (a copied or renamed folder).
+    OtherPipeline {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
 }
 
 impl fmt::Display for JournalError {
@@ -113,7 +127,21 @@ impl fmt::Display for JournalError {
             ),
             JournalError::Corrupt { path, message } => write!(
                 f,
-                "`{}` is not a tunec state file ({message}); move it away to start the pipeline's state afresh",
+                "`{0}` is not a tunec state file ({message}); move it away to start the pipeline's state afresh \
+                 (`mv {0} {0}.bad`: the next run then runs every node again)",
+                path.display()
+            ),
+            JournalError::Newer { path, version } => write!(
+                f,
+                "`{0}` was written by a newer tunec (state version {version}; this tunec reads version \
+                 {STATE_VERSION}): run that tunec, or move the file away to start afresh (`mv {0} {0}.v{version}`: \
+                 the next run then runs every node again)",
+                path.display()
+            ),
+            JournalError::OtherPipeline { path, found, expected } => write!(
+                f,
+                "`{0}` is the journal of pipeline `{found}`, not of `{expected}` (a copied or renamed folder?): \
+                 move it away to start `{expected}`'s state afresh (`mv {0} {0}.{found}`)",
                 path.display()
             ),
         }
@@ -177,6 +205,41 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
+/// Whether `name` is one of the temporary files tunec writes beside a file before renaming it
+/// over it: the data step's `.<name>.tmp-<pid>`, [`write_atomic`]'s `.<name>.<pid>.tmp` and a
+/// Hub download's `.<name>.<pid>.part`.
+fn is_leftover(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some(rest) = name.strip_prefix('.') else { return false };
+    if let Some((_, pid)) = rest.rsplit_once(".tmp-") {
+        return digits(pid);
+    }
+    [".tmp", ".part"].iter().any(|ext| {
+        rest.strip_suffix(ext)
+            .and_then(|r| r.rsplit_once('.'))
+            .is_some_and(|(file, pid)| !file.is_empty() && digits(pid))
+    })
+}
+
+/// Removes what runs killed in the middle of a write left in the journal's folder: the
+/// temporary files of a data step, a journal or profile write, or a download. Only a run holding
+/// the lock writes them, so once it is taken none is in use. The jobs' folders are left alone:
+/// a script whose run was killed may still be saving into its own.
+fn sweep_leftovers(folder: &Path) {
+    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() && !(path.parent() == Some(folder) && name == "jobs") => sweep_leftovers(&path),
+            Ok(t) if t.is_file() && is_leftover(&name) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     pub pid: u32,
@@ -206,15 +269,28 @@ pub fn lock_holder(folder: &Path) -> Result<Option<LockInfo>, JournalError> {
 }
 
 /// Reads the state of a pipeline without taking the lock (for `tunec status` and `tunec plan`).
+/// A file that is not a journal, one of a newer schema, and one of another pipeline than the
+/// folder's are refused, each with its remedy, rather than read as an empty or foreign state.
 pub fn read_state(folder: &Path) -> Result<Option<State>, JournalError> {
     let path = folder.join("state.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            serde_json::from_str(&text).map(Some).map_err(|e| JournalError::Corrupt { path, message: e.to_string() })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(JournalError::Io { path, error }),
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(JournalError::Io { path, error }),
+    };
+    let corrupt = |message: String| JournalError::Corrupt { path: path.clone(), message };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    match value.get("version").and_then(serde_json::Value::as_u64) {
+        Some(version) if version > u64::from(STATE_VERSION) => return Err(JournalError::Newer { path, version }),
+        Some(_) => {}
+        None => return Err(corrupt("no `version`".to_owned())),
     }
+    let state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    let expected = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !expected.is_empty() && state.pipeline != expected {
+        return Err(JournalError::OtherPipeline { path, found: state.pipeline, expected });
+    }
+    Ok(Some(state))
 }
 
 /// Why a node runs, or that it is reused.
@@ -320,6 +396,7 @@ impl Journal {
             .and_then(|()| file.write_all(text.as_bytes()))
             .and_then(|()| file.sync_all())
             .map_err(io(&path))?;
+        sweep_leftovers(&folder);
         let state = read_state(&folder)?.unwrap_or(State {
             version: STATE_VERSION,
             pipeline: pipeline.to_owned(),
@@ -449,6 +526,16 @@ mod tests {
     }
 
     #[test]
+    fn leftovers_are_the_temporary_names_only() {
+        for name in [".train.jsonl.tmp-4242", ".state.json.4242.tmp", ".data-00000.parquet.17.part"] {
+            assert!(is_leftover(name), "{name}");
+        }
+        for name in ["train.jsonl", ".job.lock", "notes.tmp", ".x.tmp", ".x.tmp-", ".x.tmp-12a", "a.1.part", ".1.tmp"] {
+            assert!(!is_leftover(name), "{name}");
+        }
+    }
+
+    #[test]
     fn atomic_writes_leave_no_partial_state() {
         let base = temp("atomic");
         let path = base.join("state.json");
@@ -463,5 +550,7 @@ mod tests {
         assert!(leftovers.is_empty(), "temporary files are renamed away");
         std::fs::write(base.join("state.json"), "not json").expect("write");
         assert!(matches!(read_state(&base), Err(JournalError::Corrupt { .. })));
+        std::fs::write(base.join("state.json"), [0xff, 0xfe, 0x00, 0x81]).expect("write");
+        assert!(matches!(read_state(&base), Err(JournalError::Corrupt { .. })), "bytes that are not UTF-8");
     }
 }

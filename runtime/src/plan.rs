@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use tunec_compiler::lower::{graph as draw, iam, Execution};
 use tunec_compiler::render;
 use tunec_runtime::journal::{self, Decision};
+use tunec_runtime::run::data_report::SplitCounts;
 
 pub(crate) fn plan(input: &Input, format: Format) -> ExitCode {
     let (checked, graph) = match compiled(input) {
@@ -231,6 +232,12 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
         Err(e) => return usage_error(&e.to_string()),
     };
     if format == Format::Json {
+        // What each recorded split kept, skipped and dropped, from its profile.
+        let data: serde_json::Map<String, serde_json::Value> = state
+            .iter()
+            .flat_map(|s| &s.nodes)
+            .filter_map(|(name, r)| Some((name.clone(), SplitCounts::of(program, name, &base, &r.outputs)?.json())))
+            .collect();
         out!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -240,6 +247,7 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
                 "locked": holder.is_some(),
                 "lock_holder": holder,
                 "state": state,
+                "data": data,
             }))
             .unwrap_or_default()
         );
@@ -273,6 +281,10 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
                 );
                 if let Some(error) = &r.error {
                     out!("  {:<width$}  error: {error}", "");
+                }
+                if let Some(counts) = SplitCounts::of(program, name, &base, &r.outputs) {
+                    out!("  {:<width$}  {}", "", counts.describe());
+                    counts.warnings().iter().for_each(|w| out!("  {:<width$}  {w}", ""));
                 }
             }
             None => out!("  {name:<width$}  not run"),

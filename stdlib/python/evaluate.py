@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, set_seed
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
-from tunec_entry import builders
+from tunec_entry import architecture
 from tunec_entry.config import TunecArgs, load_args
 from tunec_entry.data import EvalRow, read_eval_split
 from tunec_entry.failure import EntryError, configure_logging, run_entry
@@ -39,9 +39,12 @@ from tunec_entry.models import (
     adapter_source,
     has_tokenizer,
     inference_device_map,
+    load_config,
+    load_pretrained,
     load_tokenizer,
     merged_model,
     model_source,
+    set_use_cache,
 )
 from tunec_entry.scoring import Scored, aggregate, best_option, score_example
 from tunec_entry.tokens import SpecialTokens
@@ -206,19 +209,29 @@ def build_report(
 def load_model(
     source: str, adapter_dir: Path | None, tokenizer: PreTrainedTokenizerBase, args: TunecArgs
 ) -> PreTrainedModel:
-    """The model to evaluate, in torch_dtype, with the KV cache on: `source` itself, or `source` + the adapter."""
+    """The model to evaluate, in torch_dtype and its own architecture, with the KV cache on: `source` itself, or
+    `source` + the adapter."""
+    config = load_config(source, args)
+    architecture.check_attention(args, config)
     if adapter_dir is not None:
-        model = merged_model(source, adapter_dir, tokenizer, args, device_map=inference_device_map())
-    else:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = merged_model(
             source,
-            revision=args.model_revision,
-            dtype=builders.torch_dtype(args.torch_dtype),
+            adapter_dir,
+            tokenizer,
+            args,
+            device_map=inference_device_map(),
             attn_implementation=args.attn_implementation,
-            trust_remote_code=args.trust_remote_code,
+        )
+    else:
+        model = load_pretrained(
+            source,
+            config,
+            args,
+            purpose="evaluate",
+            attn_implementation=args.attn_implementation,
             device_map=inference_device_map(),
         )
-    model.config.use_cache = True
+    set_use_cache(model, True)
     return model.eval()
 
 

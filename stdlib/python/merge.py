@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import cached_file
 
-from tunec_entry.builders import torch_dtype
+from tunec_entry import architecture
 from tunec_entry.config import TunecArgs, load_args
 from tunec_entry.data import read_eval_split
 from tunec_entry.failure import EntryError, configure_logging, run_entry
@@ -35,6 +37,8 @@ from tunec_entry.models import (
     adapter_source,
     has_tokenizer,
     inference_device_map,
+    load_config,
+    load_pretrained,
     load_tokenizer,
     merged_model,
     model_source,
@@ -47,13 +51,25 @@ log = logging.getLogger("tunec")
 SMOKE_FILE = "smoke.json"
 SMOKE_NEW_TOKENS = 32
 SMOKE_QUESTION = "Hello! Who are you?"
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
 def check_unquantized(source: str, args: TunecArgs) -> None:
-    """Refuse a pre-quantized base checkpoint (for example a *-bnb-4bit repository)."""
-    config = AutoConfig.from_pretrained(source, revision=args.model_revision, trust_remote_code=args.trust_remote_code)
-    if getattr(config, "quantization_config", None):
+    """Refuse a pre-quantized base checkpoint (for example a *-bnb-4bit repository); MXFP4 is dequantized."""
+    config = load_config(source, args)
+    if getattr(config, "quantization_config", None) and not architecture.is_mxfp4(config):
         raise EntryError(f"the base model {source} is quantized; merge into its 16-bit checkpoint instead")
+
+
+def copy_processor_files(source: str, out: Path) -> list[str]:
+    """The base's image processor files, so that a merged multimodal checkpoint is complete (AutoProcessor)."""
+    copied = []
+    for name in PROCESSOR_FILES:
+        found = cached_file(source, name, _raise_exceptions_for_missing_entries=False)
+        if found is not None and not (out / name).exists():
+            shutil.copyfile(found, out / name)
+            copied.append(name)
+    return copied
 
 
 def smoke_prompt(tokenizer: PreTrainedTokenizerBase, env: JobEnv) -> str:
@@ -68,8 +84,8 @@ def smoke_prompt(tokenizer: PreTrainedTokenizerBase, env: JobEnv) -> str:
 def smoke_generation(model_dir: Path, prompt: str, special: SpecialTokens, args: TunecArgs) -> dict[str, Any]:
     """Load the saved model back and generate greedily with its saved generation_config's stop ids."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch_dtype(args.torch_dtype), device_map=inference_device_map()
+    model = load_pretrained(
+        str(model_dir), load_config(str(model_dir), args), args, purpose="evaluate", device_map=inference_device_map()
     )
     input_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
     output = model.generate(input_ids=input_ids, max_new_tokens=SMOKE_NEW_TOKENS, do_sample=False)
@@ -104,6 +120,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     env.model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(env.model_dir, safe_serialization=True, max_shard_size=args.max_shard_size)
     tokenizer.save_pretrained(env.model_dir)
+    if architecture.is_multimodal(model.config):
+        copied = copy_processor_files(source, env.model_dir)
+        log.info(
+            "multimodal checkpoint: vision tower saved unchanged; copied %s", ", ".join(copied) or "no processor file"
+        )
     del model
 
     smoke = smoke_generation(env.model_dir, smoke_prompt(tokenizer, env), special, args)

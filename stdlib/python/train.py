@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import get_peft_model, prepare_model_for_kbit_training
+from peft import get_peft_model
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
+    PretrainedConfig,
     PreTrainedModel,
     Trainer,
     TrainerCallback,
@@ -42,7 +42,7 @@ from transformers import (
 )
 from transformers.trainer import TRAINING_ARGS_NAME
 
-from tunec_entry import builders
+from tunec_entry import architecture, builders
 from tunec_entry.artifacts import check_adapter_shapes
 from tunec_entry.checkpoints import TRAINER_STATE, checkpoint_step, newest_checkpoint, training_finished
 from tunec_entry.config import TunecArgs, load_args
@@ -57,7 +57,7 @@ from tunec_entry.data import (
 )
 from tunec_entry.failure import EXIT_INTERRUPTED, EntryError, configure_logging, run_entry
 from tunec_entry.jobenv import JobEnv, config_path, parse_command_line, write_json
-from tunec_entry.models import load_tokenizer, model_source, prepare_for_inference
+from tunec_entry.models import load_tokenizer, model_source, prepare_for_inference, set_use_cache
 from tunec_entry.tokens import SpecialTokens
 from tunec_entry.trainlog import (
     RunSummary,
@@ -143,41 +143,82 @@ def check_hardware(args: TunecArgs, env: JobEnv) -> None:
         )
 
 
-def load_model(args: TunecArgs, source: str, training_args: TrainingArguments) -> PreTrainedModel:
-    """The base model: 4-bit for QLoRA (on this process's GPU unless FSDP places it), else in torch_dtype."""
-    quantization = builders.quantization_config(args)
-    device_map = {"": training_args.local_process_index} if quantization and not training_args.fsdp else None
-    return AutoModelForCausalLM.from_pretrained(
+def load_model(
+    args: TunecArgs, source: str, config: PretrainedConfig, training_args: TrainingArguments
+) -> PreTrainedModel:
+    """The base model in the checkpoint's own architecture: 4-bit for QLoRA (on this process's GPU unless FSDP
+    places it), MXFP4 weights dequantized, else in torch_dtype."""
+    mxfp4 = architecture.mxfp4_loading(args, config, "train")
+    if mxfp4 is not None and args.method == "qlora":
+        raise EntryError(
+            f"QLoRA cannot quantize the {config.model_type} checkpoint's MXFP4 weights with bitsandbytes: "
+            "use method lora (the weights are dequantized to bf16)"
+        )
+    if args.dequantize_mxfp4 and mxfp4 is None:
+        log.info("dequantize_mxfp4: the checkpoint's weights are not MXFP4, there is nothing to dequantize")
+    quantization = mxfp4 or builders.quantization_config(args)
+    device_map = {"": training_args.local_process_index} if args.method == "qlora" and not training_args.fsdp else None
+    dtype = builders.torch_dtype(args.torch_dtype)
+    model = architecture.auto_class(config).from_pretrained(
         source,
         revision=args.model_revision,
-        dtype=builders.torch_dtype(args.torch_dtype),
+        dtype=dtype,
         attn_implementation=args.attn_implementation,
-        quantization_config=quantization,
         trust_remote_code=args.trust_remote_code,
         device_map=device_map,
+        **architecture.quantization_kwargs(quantization),
     )
+    if mxfp4 is not None:
+        architecture.cast_dequantized_experts(model, dtype)
+    return model
+
+
+def prepare_quantized_base(model: PreTrainedModel) -> None:
+    """PEFT's prepare_model_for_kbit_training without its float32 copy of the fused experts.
+
+    PEFT freezes the base and upcasts every 16-bit parameter that bitsandbytes did not quantize to float32, for
+    the stability of the norms and embeddings. bitsandbytes quantizes only nn.Linear, so a model whose experts are
+    3-D parameters (Llama 4, GraniteMoE) keeps them in 16 bits, and PEFT's upcast would double their memory, by
+    far the largest part of such a model. They stay in their dtype here; everything else is as PEFT does it.
+    Gradient checkpointing is enabled by prepare_model, non-reentrant, so PEFT's input-gradient hook is not needed.
+    """
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+        fused_expert = parameter.ndim == 3
+        quantized = parameter.__class__.__name__ == "Params4bit"
+        if parameter.dtype in (torch.float16, torch.bfloat16) and not fused_expert and not quantized:
+            parameter.data = parameter.data.to(torch.float32)
 
 
 def prepare_model(model: PreTrainedModel, args: TunecArgs, training_args: TrainingArguments) -> torch.nn.Module:
-    """use_cache off; for LoRA/QLoRA, input gradients for non-reentrant checkpointing and the PEFT wrapper.
+    """use_cache off; a multimodal model's vision tower frozen; for LoRA/QLoRA, input gradients for
+    non-reentrant checkpointing and the PEFT wrapper.
 
-    prepare_model_for_kbit_training upcasts the non-quantized weights to float32, which FSDP cannot flatten
-    together with the bf16-packed 4-bit weights, so it runs only for QLoRA without FSDP.
+    The quantized base's float32 upcast (prepare_quantized_base) runs only without FSDP: FSDP cannot flatten
+    float32 norms together with the bf16-packed 4-bit weights.
     """
-    model.config.use_cache = False
+    set_use_cache(model, False)
+    if architecture.is_multimodal(model.config):
+        frozen = architecture.frozen_outside_text_path(model)
+        log.info("text-only training: %d parameter tensors outside the text path are frozen", len(frozen))
+    if training_args.fsdp:
+        architecture.check_wrap_classes(model, training_args.fsdp_config.get("transformer_layer_cls_to_wrap") or [])
     if not args.uses_peft:
         return model
     if args.method == "qlora" and not training_args.fsdp:
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=training_args.gradient_checkpointing,
-            gradient_checkpointing_kwargs=training_args.gradient_checkpointing_kwargs,
-        )
+        prepare_quantized_base(model)
     if training_args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=training_args.gradient_checkpointing_kwargs)
         model.enable_input_require_grads()
-    targets = builders.resolve_target_modules(args, model)
-    log.info("LoRA r=%d alpha=%d on %s", args.lora_r, args.lora_alpha, ", ".join(targets))
+    targets = builders.lora_targets(args, model)
+    log.info(
+        "LoRA r=%d alpha=%g on %s%s%s",
+        args.lora_r,
+        args.lora_alpha,
+        ", ".join(targets.modules) or "no linear layer",
+        f" and the parameters {', '.join(targets.parameters)}" if targets.parameters else "",
+        f", except the modules matching {targets.exclude}" if targets.exclude else "",
+    )
     return get_peft_model(model, builders.lora_config(args, targets))
 
 
@@ -224,7 +265,8 @@ def save_final_model(
     if trainer.is_world_process_zero():
         (env.model_dir / TRAINING_ARGS_NAME).unlink(missing_ok=True)
     if args.uses_peft and trainer.is_world_process_zero():
-        count = check_adapter_shapes(env.model_dir / ADAPTER_WEIGHTS, args.lora_r)
+        experts = architecture.expert_count(model.config) if args.lora_target_parameters else None
+        count = check_adapter_shapes(env.model_dir / ADAPTER_WEIGHTS, args.lora_r, experts)
         log.info("saved the adapter (%d LoRA matrices) to %s", count, env.model_dir)
 
 
@@ -262,8 +304,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     source = model_source(args, env)
 
     config = AutoConfig.from_pretrained(source, revision=args.model_revision, trust_remote_code=args.trust_remote_code)
+    architecture.check_model_type(args, config)
+    text_only = architecture.text_only(args, config)
+    architecture.check_attention(args, config)
     tokenizer, special = load_tokenizer(source, args)
-    rules = TokenRules(vocab_size=config.vocab_size, bos_id=tokenizer.bos_token_id, max_length=args.max_length)
+    vocab_size = architecture.text_config(config).vocab_size
+    rules = TokenRules(vocab_size=vocab_size, bos_id=tokenizer.bos_token_id, max_length=args.max_length)
     train_rows, val_rows = read_splits(env, rules, special)
     checkpoint_dir = prepared_checkpoint_dir(env, args)
     # Built before the model: it exports the FSDP variables that from_pretrained reads.
@@ -271,11 +317,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         args,
         str(checkpoint_dir),
         has_eval=val_rows is not None,
-        decoder_layer=builders.decoder_layer_class(config),
+        default_wrap=lambda: architecture.wrap_classes(config),
+        frozen_parts=text_only,
         cuda=torch.cuda.is_available(),
     )
     set_seed(training_args.seed)
-    model = load_model(args, source, training_args)
+    model = load_model(args, source, config, training_args)
     # The Trainer aligns the model's eos ids with the tokenizer's: keep the base model's stop ids first.
     special = special.with_stops(model.generation_config.eos_token_id)
     model = prepare_model(model, args, training_args)

@@ -4,20 +4,29 @@
 through train.py, merges the adapter with merge.py (in bfloat16 and in float32) and evaluates with evaluate.py the
 merged model and, as the lowering also does, base + adapter; each job is a subprocess in its own SageMaker layout,
 run once per session. The pipeline tests read what those jobs wrote.
+
+`miniatures` builds, once per session, the miniature (tunec_entry.miniature) of each family's real config.json in
+tests/python/families/, in float32, with the tiny tokenizer beside it and a vocabulary of 512 rows
+(`small_vocabulary`): the output layer over a real vocabulary (up to 262,208 rows for Gemma 3) would cost more
+than the rest of the model together. test_families_miniature.py checks the miniatures of the unchanged configs.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "stdlib" / "python"))
@@ -38,7 +47,73 @@ from tinyllm import (
     write_jsonl,
 )
 
+FAMILY_CONFIGS = Path(__file__).resolve().parent / "families"
 
+
+def family_config(name: str) -> dict[str, Any]:
+    """A family's real config.json (tests/python/families/<name>.json, sources in the README there)."""
+    return json.loads((FAMILY_CONFIGS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+SMALL_VOCABULARY = 512
+TOKEN_ID_KEYS = (
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "image_token_index",
+    "boi_token_index",
+    "eoi_token_index",
+)
+
+
+def small_vocabulary(source: dict[str, Any], size: int = SMALL_VOCABULARY) -> dict[str, Any]:
+    """The config with `size` vocabulary rows; token ids past them are folded into the range (id % size)."""
+
+    def fold(config: dict[str, Any]) -> dict[str, Any]:
+        config = dict(config)
+        for key in TOKEN_ID_KEYS:
+            value = config.get(key)
+            if isinstance(value, int):
+                config[key] = value % size
+            elif isinstance(value, list):
+                config[key] = [token % size for token in value]
+        return config
+
+    folded = fold(source)
+    if "text_config" in folded:
+        folded["text_config"] = {**fold(folded["text_config"]), "vocab_size": size}
+    else:
+        folded["vocab_size"] = size
+    return folded
+
+
+@pytest.fixture(scope="session")
+def miniatures(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`miniatures(name)`: the folder of the family's float32 miniature with the tiny tokenizer, built once."""
+    from tunec_entry.miniature import build_miniature
+
+    root = tmp_path_factory.mktemp("miniatures")
+
+    @functools.cache
+    def build(name: str) -> Path:
+        folder = root / name
+        build_miniature(small_vocabulary(family_config(name)), folder, dtype="float32", seed=0)
+        build_tokenizer(folder)
+        return folder
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """torch on one thread: toy models run several times faster so on a busy machine (no thread waits for another)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
 def load_script(name: str) -> ModuleType:
     """Import stdlib/python/<name>.py as a module, to call its functions in-process."""
     spec = importlib.util.spec_from_file_location(f"tunec_script_{name}", SCRIPTS / f"{name}.py")

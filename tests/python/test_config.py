@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tunec_entry import builders
+from tunec_entry import architecture, builders
 from tunec_entry.config import load_args, parse_args_mapping, resolve_method
 from tunec_entry.failure import EntryError
 
@@ -205,22 +205,24 @@ def test_qlora_with_auto_dtype_needs_an_explicit_compute_dtype() -> None:
 
 def test_all_linear_resolves_to_the_architecture_linear_layers_without_lm_head() -> None:
     args = parse_args_mapping({"method": "lora"})
-    targets = builders.resolve_target_modules(args, tiny_llama())
-    assert targets == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    targets = builders.lora_targets(args, tiny_llama())
+    assert targets.modules == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    assert (targets.exclude, targets.parameters) == (None, [])
 
 
 def test_named_targets_must_exist_in_the_model() -> None:
     model = tiny_llama()
-    assert builders.resolve_target_modules(parse_args_mapping({"lora_target_modules": ["q_proj"]}), model) == ["q_proj"]
+    assert builders.lora_targets(parse_args_mapping({"lora_target_modules": ["q_proj"]}), model).modules == ["q_proj"]
     with pytest.raises(EntryError, match="query_key_value not among the model's linear layers"):
-        builders.resolve_target_modules(parse_args_mapping({"lora_target_modules": ["query_key_value"]}), model)
+        builders.lora_targets(parse_args_mapping({"lora_target_modules": ["query_key_value"]}), model)
 
 
 def test_lora_config_carries_the_lora_keys() -> None:
     args = parse_args_mapping({**FSDP_QLORA, "modules_to_save": ["embed_tokens", "lm_head"], "use_rslora": True})
-    config = builders.lora_config(args, ["q_proj", "v_proj"])
+    config = builders.lora_config(args, builders.LoraTargets(["q_proj", "v_proj"], None, []))
     assert (config.r, config.lora_alpha, config.lora_dropout) == (32, 64, 0.05)
     assert config.target_modules == {"q_proj", "v_proj"}
+    assert (config.exclude_modules, config.target_parameters) == (None, None)
     assert config.modules_to_save == ["embed_tokens", "lm_head"]
     assert config.use_rslora is True and config.use_dora is False
     assert (config.task_type, config.bias) == ("CAUSAL_LM", "none")
@@ -229,12 +231,20 @@ def test_lora_config_carries_the_lora_keys() -> None:
 # ---- FSDP and TrainingArguments ----------------------------------------------------------------------------------
 
 
-def test_decoder_layer_class_comes_from_the_architecture() -> None:
-    assert builders.decoder_layer_class(LlamaConfig()) == "LlamaDecoderLayer"
+def test_wrap_classes_come_from_the_architecture() -> None:
+    assert architecture.wrap_classes(LlamaConfig(num_hidden_layers=1, hidden_size=64)) == ["LlamaDecoderLayer"]
+
+
+def llama_layer() -> list[str]:
+    return ["LlamaDecoderLayer"]
+
+
+def no_layer() -> list[str]:
+    return []
 
 
 def test_fsdp_settings_of_the_reference_workflow() -> None:
-    fsdp, config = builders.fsdp_settings(parse_args_mapping(FSDP_QLORA), "LlamaDecoderLayer")
+    fsdp, config = builders.fsdp_settings(parse_args_mapping(FSDP_QLORA), llama_layer)
     assert fsdp == "full_shard auto_wrap offload"
     assert config == {
         "cpu_ram_efficient_loading": True,
@@ -247,24 +257,24 @@ def test_fsdp_settings_of_the_reference_workflow() -> None:
 
 def test_fsdp_wraps_the_decoder_layer_named_in_args_yaml() -> None:
     raw = {"fsdp": "full_shard auto_wrap", "decoder_layer": "MistralDecoderLayer"}
-    _, config = builders.fsdp_settings(parse_args_mapping(raw), "LlamaDecoderLayer")
+    _, config = builders.fsdp_settings(parse_args_mapping(raw), llama_layer)
     assert config["transformer_layer_cls_to_wrap"] == ["MistralDecoderLayer"]
 
 
 def test_fsdp_settings_keep_an_explicit_wrap_class_and_drop_the_fsdp_prefix() -> None:
     raw = {"fsdp": "full_shard auto_wrap", "fsdp_config": {"fsdp_transformer_layer_cls_to_wrap": ["Qwen2DecoderLayer"]}}
-    fsdp, config = builders.fsdp_settings(parse_args_mapping(raw), "LlamaDecoderLayer")
+    fsdp, config = builders.fsdp_settings(parse_args_mapping(raw), llama_layer)
     assert (fsdp, config) == ("full_shard auto_wrap", {"transformer_layer_cls_to_wrap": ["Qwen2DecoderLayer"]})
 
 
 def test_ram_efficient_loading_turns_on_module_sync() -> None:
     raw = {"fsdp": "full_shard", "fsdp_config": {"cpu_ram_efficient_loading": "true"}}
-    _, config = builders.fsdp_settings(parse_args_mapping(raw), None)
+    _, config = builders.fsdp_settings(parse_args_mapping(raw), no_layer)
     assert config["sync_module_states"] is True
 
 
 def test_no_fsdp_means_no_fsdp_settings() -> None:
-    assert builders.fsdp_settings(parse_args_mapping({"method": "lora"}), "LlamaDecoderLayer") == ("", {})
+    assert builders.fsdp_settings(parse_args_mapping({"method": "lora"}), llama_layer) == ("", {})
 
 
 @pytest.mark.parametrize(
@@ -287,20 +297,18 @@ def test_no_fsdp_means_no_fsdp_settings() -> None:
 )
 def test_fsdp_mistakes_are_refused(raw: dict, message: str) -> None:
     with pytest.raises(EntryError) as caught:
-        builders.fsdp_settings(parse_args_mapping(raw), "LlamaDecoderLayer")
+        builders.fsdp_settings(parse_args_mapping(raw), llama_layer)
     assert message in str(caught.value)
 
 
 def test_auto_wrap_needs_a_known_layer_class() -> None:
     with pytest.raises(EntryError, match="transformer_layer_cls_to_wrap"):
-        builders.fsdp_settings(parse_args_mapping({"fsdp": "full_shard auto_wrap"}), None)
+        builders.fsdp_settings(parse_args_mapping({"fsdp": "full_shard auto_wrap"}), no_layer)
 
 
 def test_training_arguments_of_the_reference_workflow(tmp_path: Path, restore_environ) -> None:
     args = parse_args_mapping(FSDP_QLORA)
-    training = builders.training_arguments(
-        args, str(tmp_path), has_eval=True, decoder_layer="LlamaDecoderLayer", cuda=False
-    )
+    training = builders.training_arguments(args, str(tmp_path), has_eval=True, default_wrap=llama_layer, cuda=False)
     assert training.output_dir == str(tmp_path)
     assert [option.value for option in training.fsdp] == ["full_shard", "auto_wrap", "offload"]
     assert training.fsdp_config["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
@@ -321,12 +329,12 @@ def test_training_arguments_of_the_reference_workflow(tmp_path: Path, restore_en
 
 def test_training_arguments_without_eval_or_fsdp(tmp_path: Path) -> None:
     args = parse_args_mapping({"method": "full", "torch_dtype": "float32", "max_steps": 5})
-    training = builders.training_arguments(args, str(tmp_path), has_eval=False, decoder_layer=None, cuda=False)
+    training = builders.training_arguments(args, str(tmp_path), has_eval=False, cuda=False)
     assert training.fsdp == [] and training.eval_strategy == "no"
     assert training.bf16 is False and training.max_steps == 5
     assert training.use_cpu is True  # no CUDA: the Trainer runs on the CPU
     assert "ddp_find_unused_parameters" not in args.training and training.ddp_find_unused_parameters is None
-    on_gpu = builders.training_arguments(args, str(tmp_path), has_eval=False, decoder_layer=None, cuda=True)
+    on_gpu = builders.training_arguments(args, str(tmp_path), has_eval=False, cuda=True)
     assert on_gpu.use_cpu is False
 
 
@@ -340,7 +348,5 @@ def test_training_arguments_without_eval_or_fsdp(tmp_path: Path) -> None:
 )
 def test_training_argument_mistakes_are_refused(tmp_path: Path, raw: dict, has_eval: bool, message: str) -> None:
     with pytest.raises(EntryError) as caught:
-        builders.training_arguments(
-            parse_args_mapping(raw), str(tmp_path), has_eval=has_eval, decoder_layer=None, cuda=False
-        )
+        builders.training_arguments(parse_args_mapping(raw), str(tmp_path), has_eval=has_eval, cuda=False)
     assert message in str(caught.value)

@@ -37,9 +37,7 @@ def test_every_lowered_args_yaml_is_accepted(snapshot: Path, tmp_path: Path) -> 
     if "per_device_train_batch_size" in raw:  # a training job
         saved = dict(os.environ)
         try:
-            training = builders.training_arguments(
-                args, str(tmp_path), has_eval="eval_steps" in raw, decoder_layer=None, cuda=False
-            )
+            training = builders.training_arguments(args, str(tmp_path), has_eval="eval_steps" in raw, cuda=False)
         finally:
             os.environ.clear()
             os.environ.update(saved)

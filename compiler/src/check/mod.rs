@@ -13,7 +13,7 @@ mod resolve;
 mod rules;
 pub mod schema;
 pub mod slice;
-mod suggest;
+pub(crate) mod suggest;
 #[cfg(test)]
 mod tests;
 pub mod value;

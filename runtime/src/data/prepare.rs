@@ -29,6 +29,8 @@
 //!   `profile.json` ([`Profile`], a superset of the estimator's `DataProfile`). Every file is written
 //!   to a temporary name beside it, synced and renamed ([`super::output`]), so a failed step leaves
 //!   no partial file and the previous outputs stay whole until the new ones replace them.
+//! - **Huge rows.** Under `overflow = drop`, a row whose rendered text is longer than `seq_len`
+//!   times the most bytes a token can cover is dropped without being tokenized.
 //! - **Not handled here:** the node's `add_special_tokens = true` (it would double the template's
 //!   BOS), multiple-choice `options` / `answer_index` in test rows.
 
@@ -242,7 +244,13 @@ pub fn prepare(
         .num_threads(config.threads)
         .build()
         .map_err(|e| PrepareError::Config(format!("cannot start the worker threads: {e}")))?;
-    let step = Step { source, tokenizer, config, thresholds };
+    // Past this many bytes a rendered row cannot fit `seq_len` tokens: under `overflow = drop` it
+    // is dropped without being encoded, which for a row of megabytes costs minutes and gigabytes.
+    let drop_above = (config.overflow == OverflowPolicy::Drop)
+        .then(|| tokenizer.max_bytes_per_token())
+        .flatten()
+        .map(|bytes| bytes.saturating_mul(config.seq_len));
+    let step = Step { source, tokenizer, config, thresholds, drop_above };
     let mut rows = source.open()?;
     let path = rows.path().to_string();
     let outputs = Outputs::create(out, config.row_group_bytes)?;
@@ -306,6 +314,8 @@ struct Step<'a> {
     tokenizer: &'a ChatTokenizer,
     config: &'a PrepareConfig,
     thresholds: [f64; 2],
+    /// Rendered rows longer than this many bytes are dropped unencoded (`overflow = drop`).
+    drop_above: Option<usize>,
 }
 
 /// What became of one record, computed in parallel.
@@ -333,6 +343,9 @@ impl Step<'_> {
             Ok(c) => c,
             Err(error) => return Processed::Failed(PrepareError::Conversation { at, error }),
         };
+        if let Some(text) = self.surely_too_long(&conversation.messages) {
+            return Processed::Done { at, key: dedup_key(&text).0, fit: Fitted::Dropped };
+        }
         let encoded = match self.tokenizer.encode_rendered(
             &conversation.messages,
             &self.config.template_vars,
@@ -341,12 +354,23 @@ impl Step<'_> {
             Ok(e) => e,
             Err(error) => return Processed::Failed(PrepareError::Tokenize { at, error }),
         };
-        let digest: [u8; 32] = Sha256::digest(encoded.text.as_bytes()).into();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
+        let (key, digest) = dedup_key(&encoded.text);
         let split = self.split_of(&digest);
         let fit = self.fit(encoded, split, &conversation.reference);
         Processed::Done { at, key, fit }
+    }
+
+    /// The rendered text of a conversation that cannot fit `seq_len` tokens (see
+    /// [`ChatTokenizer::max_bytes_per_token`]), told without encoding it; only rows whose contents
+    /// alone are that long are rendered twice.
+    fn surely_too_long(&self, messages: &[super::template::Message]) -> Option<String> {
+        let limit = self.drop_above?;
+        let contents: usize = messages.iter().map(|m| m.content.as_str().map_or(0, str::len)).sum();
+        if contents <= limit {
+            return None;
+        }
+        let (_, text) = self.tokenizer.template().render_conversation(messages, &self.config.template_vars).ok()?;
+        (text.len() > limit).then_some(text)
     }
 
     /// The split of a conversation, from the hash of (seed, its digest).
@@ -385,6 +409,15 @@ impl Step<'_> {
         };
         Fitted::Written { split, tokens, truncated, row }
     }
+}
+
+/// The deduplication key of a rendered conversation (the first half of its SHA-256), and the
+/// digest itself.
+fn dedup_key(text: &str) -> ([u8; 16], [u8; 32]) {
+    let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    (key, digest)
 }
 
 /// The counts of a run so far, and the digests seen.

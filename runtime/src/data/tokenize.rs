@@ -259,6 +259,47 @@ impl ChatTokenizer {
     }
 }
 
+impl ChatTokenizer {
+    /// The most bytes of rendered text that one token can stand for, with a margin of 4 for
+    /// normalizers that compose characters (NFC, NFKC); `None` when no such bound holds for this
+    /// tokenizer. A text longer than `seq_len` times this has more than `seq_len` tokens, which
+    /// the data step can then tell without encoding it (a 50 MB row under `overflow = drop`).
+    ///
+    /// The bound holds for a BPE model that never needs an unknown token (a byte-level
+    /// pre-tokenizer, or byte fallback): every token's text is then at least as long in UTF-8 as
+    /// the bytes it covers, and an added token covers its own content. It does not hold when a
+    /// normalizer may delete or collapse text (Strip, a Replace that shortens, NMT or precompiled
+    /// SentencePiece rules), nor when an unknown token may cover any length (WordLevel,
+    /// WordPiece, Unigram).
+    pub fn max_bytes_per_token(&self) -> Option<usize> {
+        let tokenizers::models::ModelWrapper::BPE(bpe) = self.tokenizer.get_model() else { return None };
+        let pre = self.tokenizer.get_pre_tokenizer().and_then(|p| serde_json::to_string(p).ok()).unwrap_or_default();
+        if !bpe.byte_fallback && !pre.contains(r#""type":"ByteLevel""#) {
+            return None;
+        }
+        if let Some(normalizer) = self.tokenizer.get_normalizer() {
+            if !never_shrinks_much(&serde_json::to_value(normalizer).ok()?) {
+                return None;
+            }
+        }
+        let longest = self.tokenizer.get_vocab(true).keys().map(String::len).max()?;
+        Some(longest.max(1) * 4)
+    }
+}
+
+/// Whether a normalizer (as its tokenizer.json object) shortens a text by at most a factor of 4.
+fn never_shrinks_much(normalizer: &serde_json::Value) -> bool {
+    match normalizer["type"].as_str() {
+        Some("NFC" | "NFD" | "NFKC" | "NFKD" | "Lowercase" | "Prepend" | "ByteLevel") => true,
+        Some("Sequence") => normalizer["normalizers"].as_array().is_some_and(|n| n.iter().all(never_shrinks_much)),
+        Some("Replace") => match (normalizer["pattern"]["String"].as_str(), normalizer["content"].as_str()) {
+            (Some(pattern), Some(content)) => !pattern.is_empty() && content.len() >= pattern.len(),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// A conversation rendered and tokenized: the texts the output rows carry, and the example.
 #[derive(Clone, Debug)]
 pub struct Encoded {

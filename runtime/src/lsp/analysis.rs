@@ -508,6 +508,45 @@ fn describe_field(analysis: &Analysis, ctx: &Ctx, key: &str) -> Option<String> {
     Some(out)
 }
 
+/// Why job `name` has no estimate, as the estimator decides (estimate/mod.rs): no instance to
+/// estimate for (on the local target a job runs on this machine), an instance the catalog does not
+/// know or without a CUDA GPU, or a node or input that did not check.
+fn no_estimate(analysis: &Analysis, name: &str) -> String {
+    use tunec_compiler::catalog::{Accelerator, Catalog};
+    use tunec_compiler::check::{TypedNode, Val};
+    let Some(program) = analysis.checked.program.as_ref() else { return "the file does not check".to_owned() };
+    let Some(node) = program.node(name) else { return "the node does not check".to_owned() };
+    let compute = |n: &TypedNode| match n.fields.get("compute").map(|f| &f.val) {
+        Some(Val::Instance { name, .. }) => Some(name.clone()),
+        _ => None,
+    };
+    // A merge or an evaluation without `compute` runs on the instance of the job it reads.
+    let upstream = ["adapter", "model"]
+        .iter()
+        .filter_map(|field| node.fields.reference(field))
+        .filter_map(|r| program.node(&r.node))
+        .find(|n| n.kind == NodeKind::Train || n.kind == NodeKind::Merge);
+    let instance = compute(node).or_else(|| upstream.and_then(compute));
+    let errors = analysis.checked.diagnostics.iter().any(|d| {
+        d.severity == Severity::Error
+            && d.file == analysis.checked.main
+            && node.span.start <= d.primary.span.start
+            && d.primary.span.end <= node.span.end
+    });
+    match instance {
+        None if program.target.kind == "local" => "the local target runs the job on this machine, whose accelerator \
+             tunec does not know; give it `compute = \"<instance>\" x 1` to estimate it as on that instance"
+            .to_owned(),
+        None => "it has no `compute` instance".to_owned(),
+        Some(instance) => match Catalog::builtin().instance(&instance) {
+            None => format!("`{instance}` is not in the instance catalog"),
+            Some(i) if i.accelerator != Accelerator::Cuda => format!("`{instance}` has no CUDA GPU"),
+            Some(_) if errors => "the node has errors".to_owned(),
+            Some(_) => "the size of its model or data is unknown".to_owned(),
+        },
+    }
+}
+
 /// A node's or parameter's kind, type, function documentation and, for jobs, the estimate with its
 /// terms, as `tunec check` prints it.
 fn describe_name(analysis: &Analysis, file: &File, name: &str) -> Option<String> {
@@ -530,7 +569,7 @@ fn describe_name(analysis: &Analysis, file: &File, name: &str) -> Option<String>
             out.push_str(&format!("- {line}\n"));
         }
     } else if matches!(node.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate) {
-        out.push_str("\nno estimate: the node's instance or inputs did not check\n");
+        out.push_str(&format!("\nno estimate: {}\n", no_estimate(analysis, name)));
     }
     Some(out)
 }

@@ -7,7 +7,8 @@
 //! what it belongs to (`train t = sft(...) {`, `target sagemaker {`, `method = qlora {`,
 //! `hf_model(`). The words since the last `{`, `(`, `,` or line start say whether the cursor is on
 //! a key or on the value of a key. The schema (`check/schema.rs`) and the catalog then give the
-//! candidates. This reads the common layouts right; an unusual one (a node header broken over
+//! candidates, less the keys already written in the block (and in a node's call). This reads
+//! the common layouts right; an unusual one (a node header broken over
 //! several lines with comments inside) gets fewer candidates, never wrong syntax.
 
 use lsp_types::{CompletionItem, CompletionItemKind, Documentation, MarkupContent, MarkupKind};
@@ -265,10 +266,68 @@ pub(super) fn complete(text: &str, offset: usize) -> Vec<CompletionItem> {
             let field = schema::field(spec.fields, key);
             values(field, in_string.is_some(), text, catalog, &scopes)
         }
-        // A key.
-        _ if in_string.is_none() => keys(&scopes),
+        // A key, other than those already written in the block.
+        _ if in_string.is_none() => {
+            let written = opens.last().map(|o| keys_written(text, *o, offset)).unwrap_or_default();
+            keys(&scopes).into_iter().filter(|i| !written.contains(&i.label)).collect()
+        }
         _ => Vec::new(),
     }
+}
+
+/// The keys written at the top level of the block or call that `open` opened, and for a node's
+/// body those of its call's named arguments too (`sft(llama, data = parts.train) {`), except a key
+/// under the cursor: completion does not offer a field that is set (twice would be an error).
+fn keys_written(text: &str, open: Open, cursor: usize) -> std::collections::BTreeSet<String> {
+    let mut written = top_level_keys(text, open.at + 1, cursor);
+    let before = text[..open.at].trim_end();
+    if open.ch == b'{' && before.ends_with(')') {
+        let (inner, _) = scan(text, before.len() - 1);
+        if let Some(paren) = inner.last().filter(|o| o.ch == b'(') {
+            written.extend(top_level_keys(text, paren.at + 1, cursor));
+        }
+    }
+    written
+}
+
+/// The `key =` and `key:` at depth 0 from `from` to the bracket that closes the block, skipping
+/// strings and comments, without the key that `cursor` is in.
+fn top_level_keys(text: &str, from: usize, cursor: usize) -> std::collections::BTreeSet<String> {
+    let bytes = text.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut keys = std::collections::BTreeSet::new();
+    let mut depth = 0usize;
+    let mut i = from;
+    while i < bytes.len() {
+        if let Some(opaque) = opaque_at(bytes, i) {
+            i = opaque.end.max(i + 1);
+            continue;
+        }
+        match bytes[i] {
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' if depth == 0 => break,
+            b'}' | b')' | b']' => depth -= 1,
+            b if depth == 0 && (b.is_ascii_alphabetic() || b == b'_') && (i == 0 || !ident(bytes[i - 1])) => {
+                let start = i;
+                while i < bytes.len() && ident(bytes[i]) {
+                    i += 1;
+                }
+                let mut j = i;
+                while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t') {
+                    j += 1;
+                }
+                let key =
+                    bytes.get(j) == Some(&b':') || (bytes.get(j) == Some(&b'=') && bytes.get(j + 1) != Some(&b'='));
+                if key && !(start..=i).contains(&cursor) {
+                    keys.insert(text[start..i].to_owned());
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    keys
 }
 
 /// Field names, and in a pipeline the item keywords.
@@ -364,6 +423,25 @@ mod tests {
         let got = labels("pipeline p {\n  train t = sft(m, data = c) {\n    epochs = 2  lea|\n  }\n}");
         assert!(got.contains(&"learning_rate".to_owned()), "{got:?}");
         assert!(got.contains(&"method".to_owned()), "{got:?}");
+    }
+
+    #[test]
+    fn fields_already_written_are_not_offered_again() {
+        let got = labels(
+            "pipeline p {\n  train t = sft(m, data = c) {\n    epochs = 2\n    method = lora { r = 8 }\n    |\n    \
+             learning_rate = 1e-4 // grad_accum = 2\n    note = \"per_device_batch = 4\"\n  }\n}",
+        );
+        for set in ["epochs", "method", "learning_rate", "data"] {
+            assert!(!got.contains(&set.to_owned()), "{set} is set: {got:?}");
+        }
+        for free in ["grad_accum", "per_device_batch", "max_steps", "eval"] {
+            assert!(got.contains(&free.to_owned()), "{free} is not set (a comment, a string): {got:?}");
+        }
+        // Inside a variant's block, only its own fields count; a key being edited is offered.
+        let got = labels("pipeline p { train t = sft(m) {\n method = qlora { r = 8, | }\n } }");
+        assert!(got.contains(&"alpha".to_owned()) && !got.contains(&"r".to_owned()), "{got:?}");
+        let got = labels("pipeline p { train t = sft(m) {\n epo|chs = 2\n } }");
+        assert!(got.contains(&"epochs".to_owned()), "{got:?}");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! - `chat`: nothing of its own; its settings are used by the split below.
 //! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and
 //!   tokenizer into `.tunec/<pipeline>/data/<split>/<key>/`, and `profile.json` is copied to
-//!   `.tunec/<pipeline>/profiles/<chat>.json`, where `tunec check` reads it for estimates.
+//!   `.tunec/<pipeline>/profiles/<chat>.json`, where `tunec check` reads it for estimates. A split
+//!   that no job could train on fails here ([`data_report::check_trainable`]).
 //!
 //! Output paths are relative to the pipeline's folder (`base`), as the journal records them.
 
@@ -26,6 +27,7 @@ use serde_json::json;
 use tunec_compiler::check::{Program, TypedNode, Val};
 use tunec_compiler::syntax::ast::NodeKind;
 
+use super::data_report;
 use super::hub::{self, Manifest};
 use crate::data::conversation::ChatSpec;
 use crate::data::prepare::{prepare, PrepareConfig, Split, SplitFractions, StepControl, TrainOn};
@@ -155,11 +157,36 @@ pub fn still_runs(program: &Program, name: &str, base: &Path, recorded: &[Output
     remote(program, n).map(|r| Reason::RemoteSource(r.to_string()))
 }
 
-/// Whether a node of `kind` reads an input's output at `path`: a chat node reads a model's
-/// tokenizer files, not its weights, so new weights rerun the jobs but not the data step.
+/// Whether a node of `kind` reads an input's output at `path`. These are what a node's dependents
+/// are keyed on: one of them runs again when an input ran in this run and an output it reads came
+/// out different. A chat node reads a model's tokenizer files, not its weights, so new weights
+/// rerun the jobs but not the data step. No node reads what a job measured of itself, so a rerun
+/// whose model came out the same reruns nothing, however its timings differ ([`measured`]).
 pub fn reads(kind: Option<NodeKind>, path: &str) -> bool {
+    if measured(path) {
+        return false;
+    }
     let name = path.rsplit('/').next().unwrap_or(path);
     !(kind == Some(NodeKind::Chat) && (is_weights(name) || name.ends_with(".index.json")))
+}
+
+/// Whether a job's output is for people rather than for the nodes after it, on either target.
+/// Locally, a job's `output/data/` (`metrics.json` with its wall-clock time, throughput and peak
+/// memory, merge's `smoke.json`, the evaluation's report and predictions): a merge reads the
+/// adapter's `model/` folder, an evaluation the merged `model/`. On SageMaker the same files go
+/// to `output.tar.gz`, which is never recorded, and the job's checkpoint prefix
+/// (`s3://…/checkpoints/<node>/<key>/`), which is recorded for resuming and read by no other job;
+/// what its dependents read is the model artifact.
+pub fn measured(path: &str) -> bool {
+    if let Some(rest) = path.strip_prefix("s3://") {
+        // `…/checkpoints/<node>/<key>/`
+        let parts: Vec<&str> = rest.trim_end_matches('/').rsplit('/').take(3).collect();
+        let key = |k: &str| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
+        return matches!(parts.as_slice(), [k, _, "checkpoints"] if key(k));
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    // `.tunec/<pipeline>/jobs/<node>/<key>/output/...`
+    parts.len() > 6 && parts[0] == ".tunec" && parts[2] == "jobs" && parts[5] == "output"
 }
 
 /// Whether a model file holds weights (`model.safetensors`, `pytorch_model-00001-of-00004.bin`).
@@ -390,10 +417,13 @@ fn split(
     let out_rel = format!("{dir}/data/{}/{key}", split.name);
     let out = base.join(&out_rel);
     let profile = prepare(&source, &tokenizer, &config, &out)
-        .map_err(|e| StepError(format!("split `{}` of chat `{}`: {e}", split.name, chat.name)))?;
+        .map_err(|e| StepError(data_report::failure(&e, split, chat, dataset)))?;
     let profile_rel = format!("{dir}/profiles/{}.json", chat.name);
     let text = serde_json::to_vec_pretty(&profile).map_err(err)?;
     journal::write_atomic(&base.join(&profile_rel), &text).map_err(err)?;
+    // The estimator's copy of the profile is written all the same: `tunec check` then shows the
+    // counts the step found.
+    data_report::check_trainable(program, split, &profile).map_err(StepError)?;
     let mut outputs = Vec::new();
     for part in Split::ALL {
         outputs.push(output(base, &format!("{out_rel}/{0}/{0}.jsonl", part.name()))?);
@@ -419,5 +449,24 @@ mod tests {
         }
         assert!(reads(Some(NodeKind::Chat), "model/tokenizer.json"));
         assert!(reads(Some(NodeKind::Chat), "model/chat_template.jinja"));
+    }
+
+    #[test]
+    fn no_node_reads_what_a_job_measured_of_itself_on_either_target() {
+        let job = ".tunec/tiny/jobs/sft/5a759ad0dab7edafd932dc92558f1899f81790fc3c6a4e6b6ab671a07810c046";
+        for kind in [NodeKind::Merge, NodeKind::Evaluate] {
+            assert!(reads(Some(kind), &format!("{job}/model/adapter_model.safetensors")));
+            assert!(reads(Some(kind), &format!("{job}/model/adapter_config.json")));
+            assert!(!reads(Some(kind), &format!("{job}/output/data/metrics.json")));
+            assert!(!reads(Some(kind), &format!("{job}/output/data/smoke.json")));
+            // SageMaker: the model artifact is read, the checkpoint prefix is not.
+            assert!(reads(Some(kind), "s3://b/medreason/out/medreason-sft-5a759ad0da-a2/output/model.tar.gz"));
+            let key = "5a759ad0dab7edafd932dc92558f1899f81790fc3c6a4e6b6ab671a07810c046";
+            assert!(!reads(Some(kind), &format!("s3://b/medreason/checkpoints/sft/{key}/")));
+            assert!(reads(Some(kind), "s3://checkpoints/p/output/sft/p-sft-5a759ad0da/output/model.tar.gz"));
+        }
+        // A data file of the user's that happens to sit in a folder named `output` is read.
+        assert!(reads(Some(NodeKind::Split), "data/output/rows.jsonl"));
+        assert!(reads(Some(NodeKind::Split), ".tunec/p/sources/bucket/output/data/rows.jsonl"));
     }
 }

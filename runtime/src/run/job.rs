@@ -20,8 +20,10 @@
 //! The script runs in its own process group, so a Ctrl-C reaches tunec only; tunec then sends it
 //! SIGTERM (train.py saves a checkpoint and exits) and records the node as interrupted. If tunec is
 //! killed instead, the script notices that its parent is gone and stops the same way
-//! (`TUNEC_PARENT_PID`), and the next run waits for it on the job's lock (`TUNEC_JOB_LOCK`) before
-//! touching the folder: see `stdlib/python/tunec_entry/supervisor.py`.
+//! (`TUNEC_PARENT_PID`), its output going to the log (`TUNEC_JOB_LOG`) rather than to the pipes
+//! nobody reads any more, and the next run waits for it on the job's lock (`TUNEC_JOB_LOCK`)
+//! before touching the folder: see `stdlib/python/tunec_entry/supervisor.py`. A resumed job
+//! appends to the log of the attempt it continues.
 //!
 //! Checkpoints are kept only for a rerun of a node whose previous run did not succeed with the same
 //! key (train.py then resumes from the last complete one); any other run starts from an empty
@@ -310,7 +312,15 @@ pub async fn run(
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).map_err(log_err)?;
     }
-    let mut log = std::fs::File::create(&log_path).map_err(log_err)?;
+    // A resumed job keeps the log of the attempt it continues (and what an orphaned script of a
+    // killed run appended to it while saving its checkpoint).
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resume)
+        .truncate(!resume)
+        .open(&log_path)
+        .map_err(log_err)?;
     let script = code.join(&job.script);
     let _ = writeln!(
         log,
@@ -354,6 +364,7 @@ pub async fn run(
         .env("TUNEC_CHECKPOINT_DIR", path(checkpoints))
         .env("TUNEC_PARENT_PID", std::process::id().to_string())
         .env("TUNEC_JOB_LOCK", path(lock.clone()))
+        .env("TUNEC_JOB_LOG", path(log_path.clone()))
         .env("HF_HUB_OFFLINE", "1")
         .env("TRANSFORMERS_OFFLINE", "1")
         .env("PYTHONUNBUFFERED", "1");
@@ -391,6 +402,7 @@ pub async fn run(
     for pump in pumps.into_iter().flatten() {
         let _ = pump.await;
     }
+    reporter.keep_last_lines(&job.node);
     let status = status.map_err(|e| NodeError::Failed(format!("cannot wait for `{}`: {e}", python.display())))?;
     let seconds = started.elapsed().as_secs_f64();
     if !status.success() {

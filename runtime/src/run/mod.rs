@@ -25,12 +25,14 @@
 //! managed environment provisioned on first use.
 
 pub mod data;
+pub mod data_report;
 pub mod hub;
 pub mod job;
 pub mod progress;
 pub mod python;
 pub mod sagemaker;
 pub mod schedule;
+pub mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -311,6 +313,13 @@ async fn execute(
                     },
                 };
                 let setup = |message: String| RunError::Setup { node: node.name.clone(), message };
+                if is_job {
+                    let journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(message) = data_report::check_job(&program, &node.name, base, &journal.state().nodes) {
+                        walk.failure = Some(setup(message));
+                        break;
+                    }
+                }
                 let remote = if is_job && aws.is_some() {
                     let journal = journal.lock().unwrap_or_else(|e| e.into_inner());
                     match sagemaker::plan(&program, graph, node, base, &journal) {
@@ -680,6 +689,12 @@ async fn data_node(
     };
     say_engine();
     reporter.finish(name);
+    if let Ok(Ok(outputs)) = &result {
+        if let Some(counts) = data_report::SplitCounts::of(program, name, base, outputs) {
+            reporter.line(&format!("  {name}: {}", counts.describe()));
+            counts.warnings().iter().for_each(|w| reporter.line(&format!("  {name}: {w}")));
+        }
+    }
     match result {
         Ok(Ok(outputs)) => Ok(outputs),
         Ok(Err(_)) if control.cancelled.load(Ordering::Relaxed) => Err(NodeError::Interrupted),

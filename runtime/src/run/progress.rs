@@ -8,8 +8,14 @@
 //! printed, and permanent lines are printed above the bars. In [`Mode::Plain`] permanent lines go
 //! straight to the output, a job's log lines are streamed as `  <node> | <line>`, and a data step
 //! prints its count at most every few seconds, so a log stays readable and diffable.
+//!
+//! Neither mode passes on a script's terminal control sequences (tqdm moves the cursor up to
+//! redraw nested bars): plain lines are text, and a bar's message is one line. A bar is cleared
+//! when its job ends, so the job's last lines (the saved adapter, the evaluation's metrics) are
+//! printed above the bars first, in full, rather than cut to the bar's width and erased.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -54,6 +60,65 @@ const PLAIN_EVERY: Duration = Duration::from_secs(5);
 struct Live {
     bar: Option<ProgressBar>,
     last_plain: Instant,
+    /// The last lines a process printed, progress bars left out (bars mode).
+    tail: VecDeque<String>,
+}
+
+/// How many of a job's last lines stay on the screen when its bar is cleared.
+const TAIL_LINES: usize = 3;
+
+/// `text` without terminal control sequences (CSI such as tqdm's cursor-up `ESC [ A`, OSC, other
+/// escapes) and without control characters other than tabs.
+pub fn without_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates, then one final byte.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC, DCS and the like: up to BEL or ESC \.
+                Some(']' | 'P' | '_' | '^' | 'X') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                // Other escapes: intermediates, then one final character.
+                Some(c) if ('\u{20}'..='\u{2f}').contains(&c) => {
+                    while chars.next_if(|c| ('\u{20}'..='\u{2f}').contains(c)).is_some() {}
+                    chars.next();
+                }
+                _ => {}
+            },
+            '\u{9b}' => {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether a line is a progress bar's redraw (`42%|████      | 84/200 [00:03<...]`).
+fn is_progress_bar(line: &str) -> bool {
+    line.contains("%|")
 }
 
 /// The output of a run, shared by the executor and its node tasks.
@@ -110,7 +175,7 @@ impl Reporter {
             bar
         });
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.insert(node.to_owned(), Live { bar, last_plain: Instant::now() });
+        live.insert(node.to_owned(), Live { bar, last_plain: Instant::now(), tail: VecDeque::new() });
     }
 
     /// A data step's count of records read so far.
@@ -130,17 +195,41 @@ impl Reporter {
 
     /// A line a running process printed (already stripped of its line ending).
     pub fn log(&self, node: &str, text: &str) {
+        let text = without_controls(text);
         let text = text.trim_end();
         if text.is_empty() {
             return;
         }
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        match live.get(node).and_then(|l| l.bar.as_ref()) {
-            Some(bar) => bar.set_message(text.to_owned()),
-            None => {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        match live.get_mut(node).filter(|l| l.bar.is_some()) {
+            Some(Live { bar: Some(bar), tail, .. }) => {
+                bar.set_message(text.to_owned());
+                if !is_progress_bar(text) {
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(text.to_owned());
+                }
+            }
+            _ => {
                 drop(live);
                 self.line(&format!("  {node} | {text}"));
             }
+        }
+    }
+
+    /// Prints the last lines `node`'s process printed as permanent lines, before its bar is
+    /// cleared (bars mode; plain mode printed every line already).
+    pub fn keep_last_lines(&self, node: &str) {
+        let tail: Vec<String> = {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            match live.get_mut(node) {
+                Some(entry) if entry.bar.is_some() => entry.tail.drain(..).collect(),
+                _ => return,
+            }
+        };
+        for line in tail {
+            self.line(&format!("  {node} | {line}"));
         }
     }
 
@@ -187,5 +276,26 @@ mod tests {
         reporter.finish("sft");
         let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
         assert_eq!(text, "run sft: no previous run\n  sft | {'loss': 2.5}\n");
+    }
+
+    #[test]
+    fn control_sequences_are_left_out() {
+        // tqdm's nested bars: cursor up, then the line; colours; a title; a bell.
+        assert_eq!(without_controls("\u{1b}[A 33%|███▎      | 100/300"), " 33%|███▎      | 100/300");
+        assert_eq!(without_controls("\u{1b}[1;31merror\u{1b}[0m: x"), "error: x");
+        assert_eq!(without_controls("\u{1b}]0;title\u{7}done\u{7}"), "done");
+        assert_eq!(without_controls("\u{1b}]8;;http://x\u{1b}\\link\u{1b}]8;;\u{1b}\\"), "link");
+        assert_eq!(without_controls("\u{1b}(Bplain\u{1b}7\tx"), "plain\tx");
+        assert!(matches!(without_controls("{'loss': 2.5}"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn plain_mode_passes_no_control_sequences() {
+        let buffer = Shared::default();
+        let reporter = Reporter::new(Mode::Plain, Box::new(buffer.clone()));
+        reporter.start("sft", Work::Process);
+        reporter.log("sft", "\u{1b}[A 33%|███▎      | 100/300");
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text, "  sft |  33%|███▎      | 100/300\n");
     }
 }

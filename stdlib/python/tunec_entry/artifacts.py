@@ -51,20 +51,22 @@ def _unpack(archive: Path, channel_dir: Path) -> Path:
     return target
 
 
-def check_adapter_shapes(weights: Path, r: int) -> int:
+def check_adapter_shapes(weights: Path, r: int, experts: int | None = None) -> int:
     """Check every LoRA matrix of a saved adapter: lora_A is (r, in), lora_B is (out, r). Returns how many.
 
     A wrong final save (for example an FSDP state dict gathered on one rank only) writes empty or 1-D tensors that
-    PEFT loads without complaint and that merge into garbage.
+    PEFT loads without complaint and that merge into garbage. LoRA on fused expert parameters (PEFT's
+    target_parameters) stacks one rank-r pair per expert: its rank dimension is r x `experts`.
     """
+    ranks = {r, r * experts} if experts else {r}
     checked, bad = 0, []
     with safe_open(str(weights), framework="pt") as f:
         for name in f.keys():
             shape = tuple(f.get_slice(name).get_shape())
             if ".lora_A." in name:
-                ok = len(shape) == 2 and shape[0] == r and shape[1] > 0
+                ok = len(shape) == 2 and shape[0] in ranks and shape[1] > 0
             elif ".lora_B." in name:
-                ok = len(shape) == 2 and shape[1] == r and shape[0] > 0
+                ok = len(shape) == 2 and shape[1] in ranks and shape[0] > 0
             else:
                 continue
             checked += 1

@@ -7,13 +7,16 @@ ones that otherwise fail an hour into a GPU job (docs/entry-scripts.md, "Setting
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from peft import LoraConfig
-from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, BitsAndBytesConfig, PretrainedConfig, TrainingArguments
+from transformers import BitsAndBytesConfig, TrainingArguments
 
+from tunec_entry import architecture
 from tunec_entry.config import TunecArgs
 from tunec_entry.failure import EntryError
 
@@ -53,44 +56,90 @@ def quantization_config(args: TunecArgs) -> BitsAndBytesConfig | None:
     )
 
 
-def linear_module_names(model: torch.nn.Module) -> list[str]:
-    """The names (last path component) of the model's linear layers, output layer excluded: PEFT's "all-linear".
+@dataclass(frozen=True)
+class LoraTargets:
+    """What LoRA adapts, as PEFT's LoraConfig takes it.
 
-    bitsandbytes' Linear4bit subclasses torch.nn.Linear, so this also works on the quantized model.
+    `modules`: the last names of the targeted linear layers (`q_proj`, ...), which PEFT matches as name suffixes;
+    `exclude`: a regular expression (PEFT's `exclude_modules`, matched against whole module names) for the layers
+    those names would also reach but must not (a multimodal model's vision tower, a router), else None;
+    `parameters`: PEFT's `target_parameters`, fused expert parameters (`mlp.experts.gate_up_proj`).
     """
-    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    names = {
-        name.rsplit(".", 1)[-1]
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and module is not output
-    }
-    return sorted(names)
+
+    modules: list[str]
+    exclude: str | None
+    parameters: list[str]
 
 
-def resolve_target_modules(args: TunecArgs, model: torch.nn.Module) -> list[str]:
-    """`lora_target_modules` as an explicit list of names that exist in this architecture."""
-    available = linear_module_names(model)
+def lora_targets(args: TunecArgs, model: torch.nn.Module) -> LoraTargets:
+    """`lora_target_modules` and `lora_target_parameters` resolved against the loaded model.
+
+    "all-linear" is every linear layer of the text path except the output layer and the MoE routers (PEFT's
+    own "all-linear" takes the routers and, in a multimodal model, the vision tower too). A list names layers
+    by their last name; each must be a linear layer of the text path, and a router is targeted only when named.
+    Each `lora_target_parameters` entry must end the name of a fused expert parameter of the text path.
+    """
+    layers = architecture.linear_layers(model)
+    text = architecture.text_path_ids(model)
+    text_layers = {name: module for name, module in layers.items() if id(module) in text}
+    available = sorted({leaf(name) for name in text_layers})
     if args.lora_target_modules == ALL_LINEAR:
-        return available
-    requested = (
-        [args.lora_target_modules] if isinstance(args.lora_target_modules, str) else list(args.lora_target_modules)
-    )
-    missing = [name for name in requested if name not in available]
-    if missing:
-        raise EntryError(
-            f"args.yaml `lora_target_modules`: {', '.join(missing)} not among the model's linear layers "
-            f"({', '.join(available)})"
+        router_names = architecture.routers(model, text_layers)
+        wanted = {name for name in text_layers if name not in router_names}
+    else:
+        requested = (
+            [args.lora_target_modules] if isinstance(args.lora_target_modules, str) else list(args.lora_target_modules)
         )
-    return requested
+        missing = [name for name in requested if name not in available]
+        if missing:
+            raise EntryError(
+                f"args.yaml `lora_target_modules`: {', '.join(missing)} not among the model's linear layers "
+                f"({', '.join(available)})"
+            )
+        wanted = {name for name in text_layers if leaf(name) in requested}
+    modules = sorted({leaf(name) for name in wanted})
+    reached = {name for name in layers if leaf(name) in modules}
+    return LoraTargets(modules, exclusion_pattern(reached - wanted), target_parameters(args, model))
 
 
-def lora_config(args: TunecArgs, target_modules: list[str]) -> LoraConfig:
-    """PEFT's LoraConfig from the lora_* keys, for a causal language model."""
+def leaf(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def exclusion_pattern(names: set[str]) -> str | None:
+    """A regular expression that matches exactly `names`, with layer indices generalised (`layers\\.\\d+`)."""
+    if not names:
+        return None
+    patterns = sorted({re.sub(r"\\\.\d+(?=\\\.|$)", r"\\.\\d+", re.escape(name)) for name in names})
+    return "|".join(f"(?:{pattern})" for pattern in patterns)
+
+
+def target_parameters(args: TunecArgs, model: torch.nn.Module) -> list[str]:
+    """`lora_target_parameters`, each checked to name a fused expert parameter of the text path."""
+    if not args.lora_target_parameters:
+        return []
+    fused = architecture.fused_expert_parameters(model)
+    missing = [
+        wanted for wanted in args.lora_target_parameters if not any(name.endswith("." + wanted) for name in fused)
+    ]
+    if missing:
+        known = ", ".join(architecture.parameter_suffixes(fused)) or "none: its experts, if any, are linear layers"
+        raise EntryError(
+            f"args.yaml `lora_target_parameters`: {', '.join(missing)} not among the model's fused expert "
+            f"parameters ({known})"
+        )
+    return list(args.lora_target_parameters)
+
+
+def lora_config(args: TunecArgs, targets: LoraTargets) -> LoraConfig:
+    """PEFT's LoraConfig from the lora_* keys and the resolved targets, for a causal language model."""
     return LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
-        target_modules=target_modules,
+        target_modules=targets.modules,
+        exclude_modules=targets.exclude,
+        target_parameters=targets.parameters or None,
         modules_to_save=list(args.modules_to_save) or None,
         use_rslora=args.use_rslora,
         use_dora=args.use_dora,
@@ -99,23 +148,21 @@ def lora_config(args: TunecArgs, target_modules: list[str]) -> LoraConfig:
     )
 
 
-def decoder_layer_class(config: PretrainedConfig) -> str | None:
-    """The architecture's decoder layer class (FSDP's wrap unit), from the model class's `_no_split_modules`."""
-    model_class = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(config), None)
-    layers = getattr(model_class, "_no_split_modules", None) or []
-    return layers[0] if len(layers) == 1 else None
-
-
 def _flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
     """fsdp_config values arrive as booleans or as the strings "true"/"false"."""
     value = config.get(key, default)
     return value if isinstance(value, bool) else str(value).lower() == "true"
 
 
-def fsdp_settings(args: TunecArgs, decoder_layer: str | None) -> tuple[str, dict[str, Any]]:
+def fsdp_settings(
+    args: TunecArgs, default_wrap: Callable[[], Sequence[str]], *, frozen_parts: bool = False
+) -> tuple[str, dict[str, Any]]:
     """`fsdp` and `fsdp_config` for TrainingArguments, completed and checked.
 
-    - auto_wrap without `transformer_layer_cls_to_wrap` wraps `decoder_layer` (args.yaml, else the architecture's);
+    - auto_wrap without `transformer_layer_cls_to_wrap` wraps `decoder_layer` (args.yaml), else the classes
+      `default_wrap()` gives (architecture.wrap_classes: the model's own, called only then);
+    - full fine-tuning of a model with frozen parts (a multimodal model's vision tower) needs `use_orig_params`:
+      FSDP cannot flatten trainable and frozen parameters together otherwise;
     - `cpu_ram_efficient_loading` needs `sync_module_states` (other ranks would keep random weights);
     - FSDP's `activation_checkpointing` excludes `gradient_checkpointing` (the Trainer refuses both);
     - QLoRA under FSDP needs a floating storage dtype equal to the model dtype (FSDP flattens uniform dtypes).
@@ -132,13 +179,20 @@ def fsdp_settings(args: TunecArgs, decoder_layer: str | None) -> tuple[str, dict
             raise EntryError("args.yaml sets `fsdp_config` without `fsdp`")
         return "", {}
     fsdp_config = {key.removeprefix("fsdp_"): value for key, value in fsdp_config.items()}
-    decoder_layer = args.decoder_layer or decoder_layer
-    if "auto_wrap" in options and "transformer_layer_cls_to_wrap" not in fsdp_config:
-        if decoder_layer is None:
+    if "auto_wrap" in options and not fsdp_config.get("transformer_layer_cls_to_wrap"):
+        named = [args.decoder_layer] if isinstance(args.decoder_layer, str) else list(args.decoder_layer or ())
+        wrap = named or list(default_wrap())
+        if not wrap:
             raise EntryError(
-                "args.yaml: set fsdp_config.transformer_layer_cls_to_wrap (the decoder layer class is unknown)"
+                "args.yaml: set decoder_layer or fsdp_config.transformer_layer_cls_to_wrap "
+                "(the model class names no layer to wrap)"
             )
-        fsdp_config["transformer_layer_cls_to_wrap"] = [decoder_layer]
+        fsdp_config["transformer_layer_cls_to_wrap"] = wrap
+    if frozen_parts and args.method == "full" and not _flag(fsdp_config, "use_orig_params", True):
+        raise EntryError(
+            "args.yaml: full fine-tuning of the text path leaves the vision tower frozen, which FSDP can shard "
+            "only with fsdp_config.use_orig_params: true"
+        )
     if _flag(fsdp_config, "cpu_ram_efficient_loading", False):
         if not _flag(fsdp_config, "sync_module_states", True):
             raise EntryError("args.yaml: fsdp_config.cpu_ram_efficient_loading needs sync_module_states: true")
@@ -156,7 +210,13 @@ def fsdp_settings(args: TunecArgs, decoder_layer: str | None) -> tuple[str, dict
 
 
 def training_arguments(
-    args: TunecArgs, output_dir: str, *, has_eval: bool, decoder_layer: str | None, cuda: bool
+    args: TunecArgs,
+    output_dir: str,
+    *,
+    has_eval: bool,
+    default_wrap: Callable[[], Sequence[str]] = list,
+    frozen_parts: bool = False,
+    cuda: bool,
 ) -> TrainingArguments:
     """TrainingArguments from the args.yaml keys plus what train.py decides.
 
@@ -167,7 +227,7 @@ def training_arguments(
     """
     kwargs = dict(args.training)
     kwargs["output_dir"] = output_dir
-    kwargs["fsdp"], kwargs["fsdp_config"] = fsdp_settings(args, decoder_layer)
+    kwargs["fsdp"], kwargs["fsdp_config"] = fsdp_settings(args, default_wrap, frozen_parts=frozen_parts)
     if not cuda:
         kwargs.setdefault("use_cpu", True)
     kwargs.setdefault("report_to", "none")

@@ -63,6 +63,7 @@ class TunecArgs:
     lora_alpha: float = 32.0
     lora_dropout: float = 0.05
     lora_target_modules: str | tuple[str, ...] = "all-linear"
+    lora_target_parameters: tuple[str, ...] = ()
     use_rslora: bool = False
     use_dora: bool = False
     load_in_4bit: bool | None = None
@@ -81,7 +82,11 @@ class TunecArgs:
     max_length: int | None = None
     packing: bool = False
     use_cache: bool = False
-    decoder_layer: str | None = None
+    decoder_layer: str | tuple[str, ...] | None = None
+    # tunec: the model family (the compiler writes them from the checkpoint's config.json)
+    model_type: str | None = None
+    dequantize_mxfp4: bool | None = None
+    text_only: bool | None = None
     # tunec: merge
     adapter_path: str | None = None
     base_weights: str = "pristine"
@@ -285,6 +290,14 @@ def _validated(args: TunecArgs) -> TunecArgs:
         (args.batch_size >= 1, "`batch_size` must be at least 1"),
         (args.temperature >= 0.0, "`temperature` must not be negative"),
         (args.answer_delimiter != "", "`answer_delimiter` must not be empty"),
+        (
+            not args.lora_target_parameters or args.lora_dropout == 0.0,
+            "`lora_target_parameters` needs `lora_dropout: 0` (PEFT applies LoRA to a parameter without dropout)",
+        ),
+        (
+            not args.lora_target_parameters or not args.use_dora,
+            "`lora_target_parameters` cannot be combined with `use_dora` (PEFT has no DoRA for parameters)",
+        ),
         (
             args.base_weights in BASE_WEIGHTS,
             f"`base_weights` {args.base_weights!r} is not supported by merge.py (supported: {', '.join(BASE_WEIGHTS)})",

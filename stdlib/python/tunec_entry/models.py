@@ -11,8 +11,16 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    GenerationConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
+from tunec_entry import architecture
 from tunec_entry.artifacts import resolve_artifact_dir
 from tunec_entry.builders import torch_dtype
 from tunec_entry.config import TunecArgs
@@ -48,24 +56,70 @@ def adapter_source(args: TunecArgs, env: JobEnv) -> Path | None:
     return folder
 
 
-def merged_model(
-    source: str, adapter_dir: Path, tokenizer: PreTrainedTokenizerBase, args: TunecArgs, device_map: str | None = None
-) -> PreTrainedModel:
-    """The base in `torch_dtype` (never quantized) with the adapter merged into its weights.
+def load_config(source: str, args: TunecArgs) -> PretrainedConfig:
+    """The checkpoint's config, checked against args.yaml (`model_type`, `text_only`)."""
+    config = AutoConfig.from_pretrained(source, revision=args.model_revision, trust_remote_code=args.trust_remote_code)
+    architecture.check_model_type(args, config)
+    architecture.text_only(args, config)
+    return config
 
-    Embeddings grow first if the adapter's tokenizer has more tokens than the base. merge_and_unload returns the
-    merged model instead of changing the PEFT wrapper in place; safe_merge refuses NaNs.
+
+def load_pretrained(
+    source: str,
+    config: PretrainedConfig,
+    args: TunecArgs,
+    *,
+    purpose: str,
+    attn_implementation: str | None = None,
+    device_map: str | None = None,
+) -> PreTrainedModel:
+    """The checkpoint in its own architecture (architecture.auto_class) and `torch_dtype`.
+
+    MXFP4 weights are dequantized as architecture.mxfp4_loading says for `purpose` (merge, evaluate).
     """
-    base = AutoModelForCausalLM.from_pretrained(
+    mxfp4 = architecture.mxfp4_loading(args, config, purpose)
+    dtype = torch_dtype(args.torch_dtype)
+    model = architecture.auto_class(config).from_pretrained(
         source,
         revision=args.model_revision,
-        dtype=torch_dtype(args.torch_dtype),
+        dtype=dtype,
+        attn_implementation=attn_implementation,
         trust_remote_code=args.trust_remote_code,
         device_map=device_map,
+        **architecture.quantization_kwargs(mxfp4),
+    )
+    if architecture.is_mxfp4(config):  # dequantized here, or by transformers itself where its kernels do not run
+        architecture.cast_dequantized_experts(model, dtype)
+    return model
+
+
+def merged_model(
+    source: str,
+    adapter_dir: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    args: TunecArgs,
+    device_map: str | None = None,
+    attn_implementation: str | None = None,
+) -> PreTrainedModel:
+    """The base in `torch_dtype` (never quantized; MXFP4 weights dequantized) with the adapter merged into it.
+
+    Embeddings grow first if the adapter's tokenizer has more tokens than the base. merge_and_unload returns the
+    merged model instead of changing the PEFT wrapper in place; safe_merge refuses NaNs. It merges LoRA on linear
+    layers and on fused expert parameters (PEFT's target_parameters) alike.
+    """
+    config = load_config(source, args)
+    base = load_pretrained(
+        source, config, args, purpose="merge", attn_implementation=attn_implementation, device_map=device_map
     )
     if len(tokenizer) > base.get_input_embeddings().num_embeddings:
         base.resize_token_embeddings(len(tokenizer))
     return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload(safe_merge=True)
+
+
+def set_use_cache(model: PreTrainedModel, use_cache: bool) -> None:
+    """The KV cache flag of the model and of its language model's config (a multimodal model reads the latter)."""
+    for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
+        config.use_cache = use_cache
 
 
 def inference_device_map() -> str | None:
@@ -95,7 +149,7 @@ def prepare_for_inference(model: PreTrainedModel, special: SpecialTokens) -> Spe
     The generation_config keeps the base model's sampling defaults and stop ids; tunec's stop ids (end-of-turn
     first) come before them. Returns the tokens with the complete stop list.
     """
-    model.config.use_cache = True
+    set_use_cache(model, True)
     model.config.pad_token_id = special.pad_id
     config = model.generation_config or GenerationConfig.from_model_config(model.config)
     special = special.with_stops(config.eos_token_id)
