@@ -272,17 +272,18 @@ impl ChatTokenizer {
     /// SentencePiece rules), nor when an unknown token may cover any length (WordLevel,
     /// WordPiece, Unigram).
     pub fn max_bytes_per_token(&self) -> Option<usize> {
-        let tokenizers::models::ModelWrapper::BPE(bpe) = self.tokenizer.get_model() else { return None };
-        let pre = self.tokenizer.get_pre_tokenizer().and_then(|p| serde_json::to_string(p).ok()).unwrap_or_default();
+        let tokenizer = self.encoder.tokenizer();
+        let tokenizers::models::ModelWrapper::BPE(bpe) = tokenizer.get_model() else { return None };
+        let pre = tokenizer.get_pre_tokenizer().and_then(|p| serde_json::to_string(p).ok()).unwrap_or_default();
         if !bpe.byte_fallback && !pre.contains(r#""type":"ByteLevel""#) {
             return None;
         }
-        if let Some(normalizer) = self.tokenizer.get_normalizer() {
+        if let Some(normalizer) = tokenizer.get_normalizer() {
             if !never_shrinks_much(&serde_json::to_value(normalizer).ok()?) {
                 return None;
             }
         }
-        let longest = self.tokenizer.get_vocab(true).keys().map(String::len).max()?;
+        let longest = tokenizer.get_vocab(true).keys().map(String::len).max()?;
         Some(longest.max(1) * 4)
     }
 }
