@@ -39,6 +39,7 @@ SIZES=("$@")
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=true
 mkdir -p "$WORK"
 RESULTS="$WORK/results.tsv"
+rm -f "$WORK"/raw-*.jsonl
 printf 'rows\timpl\twall_s\tcpu_s\tload_before\tload_after\tpeak_rss_kib\ttree_pss_kib\ttokens\n' >"$RESULTS"
 
 {
@@ -154,6 +155,8 @@ for n in "${SIZES[@]}"; do
     if [ "$RAW" != 0 ]; then
       line=$(measure "$n" "raw encode_batch" "$VENV/bin/python" "$ROOT/tests/bench/raw_tokenize.py" "$in")
       stats=$(tail -1 "$WORK/time-$n-raw_encode_batch.log.out")
+      # One line per round, in order: the log above is overwritten by the next round.
+      echo "$stats" >>"$WORK/raw-$n.jsonl"
       printf '%s\t%s\n' "$line" "$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')" >>"$RESULTS"
       echo "$stats" >&2
     fi

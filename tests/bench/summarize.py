@@ -22,12 +22,16 @@ def main() -> None:
     print("| Rows | Implementation | Wall | CPU | Tokens per CPU-s | Peak RSS, largest process | Peak PSS, process tree | Load before / after |")
     print("|---:|---|---:|---:|---:|---:|---:|---|")
     best: dict = {}
+    raw_rounds: dict = {}
     for r in rows:
         n, impl, tokens = int(r["rows"]), r["impl"], int(r["tokens"])
         wall, cpu = float(r["wall_s"]), float(r["cpu_s"])
         note = ""
         if impl == "raw encode_batch":
-            stats = json.loads((work / f"time-{n}-raw_encode_batch.log.out").read_text().splitlines()[-1])
+            # raw-N.jsonl has the timed region of each round, in the order of the rows.
+            if n not in raw_rounds:
+                raw_rounds[n] = (work / f"raw-{n}.jsonl").read_text().splitlines()
+            stats = json.loads(raw_rounds[n].pop(0))
             wall, cpu, note = stats["seconds"], stats["cpu_seconds"], " (encode calls only)"
         rate = tokens / cpu
         key = (n, impl)
