@@ -97,6 +97,16 @@ pub struct StepControl {
     pub rows_read: AtomicU64,
     pub engine: OnceLock<String>,
     pub cancelled: AtomicBool,
+    /// Whether [`StepControl::engine_once`] gave the engine already.
+    engine_said: AtomicBool,
+}
+
+impl StepControl {
+    /// The engine, the first time it is asked for once it is known, so that a run says it once.
+    pub fn engine_once(&self) -> Option<&str> {
+        let engine = self.engine.get()?;
+        (!self.engine_said.swap(true, Ordering::Relaxed)).then_some(engine.as_str())
+    }
 }
 
 impl PrepareConfig {
