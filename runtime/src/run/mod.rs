@@ -678,6 +678,10 @@ async fn data_node(
             }
         }
     };
+    if let Ok(Ok(_)) = &result {
+        // The step's total, so that a plain log shows every count it passed, however fast it went.
+        reporter.rows(name, control.rows_read.load(Ordering::Relaxed));
+    }
     reporter.finish(name);
     if let Ok(Ok(outputs)) = &result {
         if let Some(counts) = data_report::SplitCounts::of(program, name, base, outputs) {
