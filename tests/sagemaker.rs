@@ -11,7 +11,8 @@
 //! CreateTrainingJob calls; a capacity error retried as a new attempt whose output the merge then
 //! reads; a script error not retried and reported with its place in the file; a spot interruption
 //! resumed from the same checkpoint prefix; throttled calls; Ctrl-C that detaches (and a rerun
-//! re-attaches) and a second Ctrl-C that stops the job.
+//! re-attaches) and a second Ctrl-C that stops the job; a create whose reply is lost (watched, not
+//! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches).
 
 #[path = "support/medreason.rs"]
 mod medreason;
@@ -406,6 +407,95 @@ fn a_spot_interruption_resumes_from_the_same_checkpoints() {
     assert!(checkpoints[0].as_str().is_some_and(|u| u.contains("/team/p/checkpoints/sft/")), "{checkpoints:?}");
     assert_eq!(checkpoints[0], checkpoints[1], "the new attempt restores the same checkpoints");
     assert_eq!(sft[1]["EnableManagedSpotTraining"], true);
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+/// The CreateTrainingJob calls for `node`'s jobs, in order: (job name, outcome, the scripted reply
+/// fault or null).
+fn creates_of(aws: &Aws, node: &str) -> Vec<(String, String, Value)> {
+    aws.calls()
+        .into_iter()
+        .filter(|c| {
+            c["operation"] == "CreateTrainingJob"
+                && c["job"].as_str().is_some_and(|j| j.starts_with(&format!("p-{node}-")))
+        })
+        .map(|c| {
+            (
+                c["job"].as_str().unwrap_or_default().to_owned(),
+                c["outcome"].as_str().unwrap_or_default().to_owned(),
+                c["fault"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_create_whose_reply_is_lost_is_watched_and_not_created_again() {
+    // The server creates the sft job, then resets the connection instead of answering.
+    let script = r#"{"default": {"polls": 2, "end": "Completed"},
+      "replies": [{"operation": "CreateTrainingJob", "match": "-sft-", "fault": "drop"}]}"#;
+    let aws = Aws::start("lost-reply", script, "");
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let creates = creates_of(&aws, "sft");
+    let name = aws.state()["nodes"]["sft"]["job_name"].as_str().expect("name").to_owned();
+    // The lost reply, then a retry that found the name in use: the job was watched, not made again.
+    assert_eq!(creates[0], (name.clone(), "ok".to_owned(), Value::from("drop")), "{creates:?}");
+    assert!(
+        creates.len() >= 2 && creates[1..].iter().all(|(job, outcome, _)| job == &name && outcome == "ResourceInUse"),
+        "{creates:?}"
+    );
+    assert_eq!(aws.created().len(), 3, "one job per job node: {:?}", aws.created());
+    assert_eq!(aws.state()["nodes"]["sft"]["attempt"], 1);
+    let merge = &requests_of(&aws.jobs(), "merged")[0];
+    assert!(channel_uri(merge, "adapter").ends_with(&format!("/output/sft/{name}/output/model/")), "{merge}");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn sigkill_while_the_create_reply_is_on_its_way_reattaches_and_creates_nothing_again() {
+    // The server creates the sft job and holds its reply for two minutes: tunec is killed in the
+    // window where the job exists and tunec cannot know it.
+    let script = r#"{"default": {"polls": 3, "end": "Completed"},
+      "replies": [{"operation": "CreateTrainingJob", "match": "-sft-", "fault": "hold", "seconds": 120}]}"#;
+    let aws = Aws::start("held-reply", script, "");
+    let mut child = aws
+        .command(&["run", &aws.file(), "--progress", "plain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !creates_of(&aws, "sft").iter().any(|(_, _, fault)| fault == "hold") {
+        assert!(child.try_wait().expect("wait").is_none(), "tunec ended before it created the sft job");
+        assert!(Instant::now() < deadline, "no sft job was created: {:?}", aws.calls());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("wait");
+    // Where the kill landed: tunec was still waiting for the reply (it would otherwise have gone on,
+    // not been killed), and the journal already named the job.
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    let (name, _, _) = creates_of(&aws, "sft").remove(0);
+    let state = aws.state();
+    assert_eq!(state["nodes"]["sft"]["status"], "running", "{state}");
+    assert_eq!(state["nodes"]["sft"]["job_name"], name.as_str(), "{state}");
+
+    let before = aws.calls().len();
+    let again = aws.run();
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let rerun: Vec<Value> = aws.calls().split_off(before);
+    let sft: Vec<(&str, &str)> = rerun
+        .iter()
+        .filter(|c| c["job"] == name.as_str())
+        .map(|c| (c["operation"].as_str().unwrap_or_default(), c["outcome"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(sft.first(), Some(&("DescribeTrainingJob", "ok")), "asked about the job first: {sft:?}");
+    assert!(sft.iter().all(|(operation, _)| *operation == "DescribeTrainingJob"), "{sft:?}");
+    assert_eq!(creates_of(&aws, "sft").len(), 1, "{:?}", creates_of(&aws, "sft"));
+    assert_eq!(aws.state()["nodes"]["sft"]["status"], "succeeded");
+    assert_eq!(aws.created().len(), 3, "{:?}", aws.created());
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
