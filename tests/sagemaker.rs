@@ -12,7 +12,8 @@
 //! reads; a script error not retried and reported with its place in the file; a spot interruption
 //! resumed from the same checkpoint prefix; throttled calls; Ctrl-C that detaches (and a rerun
 //! re-attaches) and a second Ctrl-C that stops the job; a create whose reply is lost (watched, not
-//! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches).
+//! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches); every
+//! request as the server received it equals the `request.json` of `tunec build`.
 
 #[path = "support/medreason.rs"]
 mod medreason;
@@ -321,6 +322,9 @@ fn sigkill_at_random_moments_never_creates_a_job_twice() {
     let seed = 0x5a6e_0011_u64;
     let mut rng = Lcg(seed);
     let mut kills = 0;
+    // Where each kill landed: while a job existed on SageMaker (its node running, its job created),
+    // or elsewhere (the data steps, uploads, between nodes).
+    let (mut during_a_job, mut elsewhere) = (0, 0);
     for attempt in 0..60 {
         let state = std::fs::read_to_string(aws.dir.join(".tunec/p/state.json")).unwrap_or_default();
         if state.matches("\"succeeded\"").count() == 7 {
@@ -335,11 +339,27 @@ fn sigkill_at_random_moments_never_creates_a_job_twice() {
             .expect("spawn");
         match kill_after(&mut child, delay) {
             Some(status) => assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed"),
-            None => kills += 1,
+            None => {
+                kills += 1;
+                // No journal yet: killed before the first node started.
+                let state = if aws.dir.join(".tunec/p/state.json").exists() { aws.state() } else { Value::Null };
+                let created = aws.created();
+                let in_job = ["sft", "merged", "report"].iter().any(|node| {
+                    let record = &state["nodes"][node];
+                    record["status"] == "running"
+                        && record["job_name"].as_str().is_some_and(|name| created.iter().any(|c| c == name))
+                });
+                if in_job {
+                    during_a_job += 1;
+                } else {
+                    elsewhere += 1;
+                }
+            }
         }
     }
     // 30 polls per job (the interval backing off from 0.05 s to 0.3 s) outlast any one attempt.
     assert!(kills >= 3, "only {kills} kills");
+    assert!(during_a_job >= 1, "no kill landed while a job ran ({elsewhere} elsewhere, seed {seed:#x})");
     let last = aws.run();
     assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);
     let created = aws.created();
@@ -407,6 +427,55 @@ fn a_spot_interruption_resumes_from_the_same_checkpoints() {
     assert!(checkpoints[0].as_str().is_some_and(|u| u.contains("/team/p/checkpoints/sft/")), "{checkpoints:?}");
     assert_eq!(checkpoints[0], checkpoints[1], "the new attempt restores the same checkpoints");
     assert_eq!(sft[1]["EnableManagedSpotTraining"], true);
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+/// The members of two JSON values that differ, by JSON pointer.
+fn differences(pointer: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for key in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let (left, right) = (x.get(key).unwrap_or(&Value::Null), y.get(key).unwrap_or(&Value::Null));
+                differences(&format!("{pointer}/{key}"), left, right, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (left, right)) in x.iter().zip(y).enumerate() {
+                differences(&format!("{pointer}/{i}"), left, right, out);
+            }
+        }
+        _ if a != b => out.push(format!("{pointer}: {a} != {b}")),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_request_the_server_received_is_the_one_tunec_build_wrote() {
+    let aws = Aws::start("as-built", DEFAULT, "");
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let out = aws.dir.join("build");
+    let build = aws.tunec(&["build", &aws.file(), "-o", &out.display().to_string()]);
+    assert_eq!(build.code, 0, "{}", build.stderr);
+    let jobs = aws.jobs();
+    for node in ["sft", "merged", "report"] {
+        // The placeholders filled as the run's environment fills them.
+        let text = std::fs::read_to_string(out.join(node).join("request.json")).expect("request.json");
+        let filled = text
+            .replace("${env:TUNEC_SAGEMAKER_ROLE}", "arn:aws:iam::123456789012:role/tunec-test")
+            .replace("${env:TUNEC_BUCKET}", &format!("s3://{}/team", aws.bucket));
+        assert!(!filled.contains("${"), "{node}: a placeholder the test does not fill: {filled}");
+        let built: Value = serde_json::from_str(&filled).expect("request.json is JSON");
+        let received = requests_of(&jobs, node);
+        assert_eq!(received.len(), 1, "{node}: {received:?}");
+        let mut differ = Vec::new();
+        differences("", &built, &received[0], &mut differ);
+        assert!(
+            differ.is_empty(),
+            "{node}: what the server received is not what build wrote (built != received):\n{}",
+            differ.join("\n")
+        );
+    }
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
