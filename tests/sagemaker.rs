@@ -13,7 +13,8 @@
 //! resumed from the same checkpoint prefix; throttled calls; Ctrl-C that detaches (and a rerun
 //! re-attaches) and a second Ctrl-C that stops the job; a create whose reply is lost (watched, not
 //! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches); every
-//! request as the server received it equals the `request.json` of `tunec build`.
+//! request as the server received it equals the `request.json` of `tunec build`; the policies of
+//! `tunec iam-policy`, evaluated, allow every call, upload, read and write of the run.
 
 #[path = "support/medreason.rs"]
 mod medreason;
@@ -476,6 +477,157 @@ fn every_request_the_server_received_is_the_one_tunec_build_wrote() {
             differ.join("\n")
         );
     }
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+/// `pattern` with IAM's wildcards (`*` any run of characters, `?` one) matches `text`.
+fn iam_matches(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Positions in `text` the pattern so far can end at.
+    let mut ends = vec![false; t.len() + 1];
+    ends[0] = true;
+    for c in p {
+        ends = match c {
+            '*' => {
+                let first = ends.iter().position(|&e| e).unwrap_or(t.len() + 1);
+                (0..=t.len()).map(|i| i >= first).collect()
+            }
+            _ => (0..=t.len()).map(|i| i > 0 && ends[i - 1] && (c == '?' || t[i - 1] == c)).collect(),
+        };
+    }
+    ends[t.len()]
+}
+
+/// One value or a list of them, as IAM writes `Action`, `Resource` and condition values.
+fn iam_list(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `policy` allows `action` on `resource` with the request's condition keys `context`:
+/// an Allow statement whose action, resource and every condition (StringEquals, StringLike; a key
+/// the request lacks fails) match, and no Deny statement that matches.
+fn iam_allows(policy: &Value, action: &str, resource: &str, context: &[(&str, &str)]) -> bool {
+    let applies = |statement: &Value| {
+        iam_list(&statement["Action"]).iter().any(|a| iam_matches(&a.to_lowercase(), &action.to_lowercase()))
+            && iam_list(&statement["Resource"]).iter().any(|r| iam_matches(r, resource))
+            && statement["Condition"].as_object().is_none_or(|operators| {
+                operators.iter().all(|(operator, keys)| {
+                    keys.as_object().is_some_and(|keys| {
+                        keys.iter().all(|(key, allowed)| {
+                            let Some((_, value)) = context.iter().find(|(k, _)| k == key) else { return false };
+                            iam_list(allowed).iter().any(|a| match operator.as_str() {
+                                "StringEquals" => a == value,
+                                "StringLike" => iam_matches(a, value),
+                                other => panic!("a condition operator the test does not evaluate: {other}"),
+                            })
+                        })
+                    })
+                })
+            })
+    };
+    let statements = policy["Statement"].as_array().expect("statements");
+    let matching = |effect: &str| statements.iter().any(|s| s["Effect"] == effect && applies(s));
+    matching("Allow") && !matching("Deny")
+}
+
+#[test]
+fn the_policies_iam_policy_writes_allow_what_a_run_and_its_jobs_do() {
+    let aws = Aws::start("iam", DEFAULT, "");
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let policies = aws.tunec(&["iam-policy", &aws.file()]);
+    assert_eq!(policies.code, 0, "{}", policies.stderr);
+    let policies: Value = serde_json::from_str(&policies.stdout).expect("JSON");
+    let (caller, role) = (&policies["caller"], &policies["execution_role"]);
+    let mut checked = 0;
+    let mut allowed = |policy: &Value, action: &str, resource: &str, context: &[(&str, &str)]| {
+        checked += 1;
+        assert!(
+            iam_allows(policy, action, resource, context),
+            "{action} on {resource} ({context:?}) is not allowed by {policy:#}"
+        );
+    };
+    // Every SageMaker call the run made, on its job's ARN, and the role passed with each create.
+    let calls = aws.calls();
+    assert!(calls.len() >= 6, "{calls:?}");
+    for call in &calls {
+        let (operation, job) = (call["operation"].as_str().expect("operation"), call["job"].as_str().expect("job"));
+        let arn = format!("arn:aws:sagemaker:us-east-1:123456789012:training-job/{}", job.to_lowercase());
+        allowed(caller, &format!("sagemaker:{operation}"), &arn, &[]);
+        if operation == "CreateTrainingJob" {
+            let passed = [("iam:PassedToService", "sagemaker.amazonaws.com")];
+            allowed(caller, "iam:PassRole", "arn:aws:iam::123456789012:role/tunec-test", &passed);
+        }
+    }
+    // What tunec uploaded (written and read back to compare), and what the jobs wrote.
+    let objects = aws.objects();
+    let uploaded: Vec<&String> = objects.iter().filter(|o| !o.starts_with("team/p/output/")).collect();
+    assert!(uploaded.len() >= 10, "{objects:?}");
+    for key in &uploaded {
+        let arn = format!("arn:aws:s3:::{}/{key}", aws.bucket);
+        allowed(caller, "s3:PutObject", &arn, &[]);
+        allowed(caller, "s3:GetObject", &arn, &[]);
+    }
+    // What each job read (every object under each of its channels, and the listing of each
+    // channel's prefix) and where it wrote (its output path and its checkpoints).
+    let jobs = aws.jobs();
+    for node in ["sft", "merged", "report"] {
+        let request = &requests_of(&jobs, node)[0];
+        for channel in request["InputDataConfig"].as_array().expect("channels") {
+            let uri = channel.pointer("/DataSource/S3DataSource/S3Uri").and_then(Value::as_str).expect("a channel URI");
+            let prefix = uri.strip_prefix(&format!("s3://{}/", aws.bucket)).expect("in the bucket");
+            allowed(role, "s3:ListBucket", &format!("arn:aws:s3:::{}", aws.bucket), &[("s3:prefix", prefix)]);
+            let read: Vec<&String> = objects.iter().filter(|o| o.starts_with(prefix)).collect();
+            assert!(!read.is_empty(), "{node} reads {uri}, where nothing is");
+            for key in read {
+                allowed(role, "s3:GetObject", &format!("arn:aws:s3:::{}/{key}", aws.bucket), &[]);
+            }
+        }
+        let name = request["TrainingJobName"].as_str().expect("name");
+        let output = request["OutputDataConfig"]["S3OutputPath"].as_str().expect("output path");
+        let output = output.strip_prefix("s3://").expect("s3").trim_end_matches('/');
+        allowed(role, "s3:PutObject", &format!("arn:aws:s3:::{output}/{name}/output/model.tar.gz"), &[]);
+        if let Some(checkpoints) = request["CheckpointConfig"]["S3Uri"].as_str() {
+            let checkpoints = checkpoints.strip_prefix("s3://").expect("s3").trim_end_matches('/');
+            allowed(
+                role,
+                "s3:PutObject",
+                &format!("arn:aws:s3:::{checkpoints}/checkpoint-10/adapter_model.safetensors"),
+                &[],
+            );
+            allowed(
+                role,
+                "s3:GetObject",
+                &format!("arn:aws:s3:::{checkpoints}/checkpoint-10/adapter_model.safetensors"),
+                &[],
+            );
+        }
+        let image = request["AlgorithmSpecification"]["TrainingImage"].as_str().expect("image");
+        let (registry, repository) = image.split_once('/').expect("a registry and a repository");
+        let account = registry.split('.').next().expect("an account");
+        let repository = repository.split(':').next().expect("a repository");
+        allowed(role, "ecr:BatchGetImage", &format!("arn:aws:ecr:us-east-1:{account}:repository/{repository}"), &[]);
+    }
+    // And the evaluation refuses what the policies do not grant.
+    assert!(!iam_allows(
+        caller,
+        "sagemaker:CreateTrainingJob",
+        "arn:aws:sagemaker:us-east-1:123456789012:training-job/other-sft-1",
+        &[]
+    ));
+    assert!(!iam_allows(caller, "iam:PassRole", "arn:aws:iam::123456789012:role/tunec-test", &[]));
+    assert!(!iam_allows(role, "s3:PutObject", &format!("arn:aws:s3:::{}/team/p/data/x", aws.bucket), &[]));
+    assert!(!iam_allows(
+        role,
+        "s3:ListBucket",
+        &format!("arn:aws:s3:::{}", aws.bucket),
+        &[("s3:prefix", "elsewhere/")]
+    ));
+    assert!(checked > 40, "{checked} checks");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
