@@ -14,7 +14,8 @@
 //! re-attaches) and a second Ctrl-C that stops the job; a create whose reply is lost (watched, not
 //! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches); every
 //! request as the server received it equals the `request.json` of `tunec build`; the policies of
-//! `tunec iam-policy`, evaluated, allow every call, upload, read and write of the run.
+//! `tunec iam-policy`, evaluated, allow every call, upload, read and write of the run; and the
+//! role's value is in no file, upload or output of a run that fails, is interrupted or completes.
 
 #[path = "support/medreason.rs"]
 mod medreason;
@@ -628,6 +629,66 @@ fn the_policies_iam_policy_writes_allow_what_a_run_and_its_jobs_do() {
         &[("s3:prefix", "elsewhere/")]
     ));
     assert!(checked > 40, "{checked} checks");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn the_role_is_in_no_upload_log_or_journal_whether_a_run_fails_is_interrupted_or_completes() {
+    const ROLE: &str = "arn:aws:iam::123456789012:role/MarkerRoleValue";
+    // sft fails once (a script error, not retried), then runs long enough to be interrupted.
+    let script = r#"{"default": {"polls": 30, "end": "Completed"},
+      "jobs": [{"match": "-sft-", "attempts": [{"polls": 1, "end": "Failed", "failure_reason": "AlgorithmError: scripted"}]}]}"#;
+    let aws = Aws::start("role-marker", script, "");
+    let run = || {
+        support::tunec_with(&["run", &aws.file(), "--progress", "plain"], |command| {
+            aws.configure(command);
+            command.env("TUNEC_SAGEMAKER_ROLE", ROLE);
+        })
+    };
+    let scan = |what: &str, printed: &str| {
+        assert!(!printed.contains("MarkerRoleValue"), "{what}: printed:\n{printed}");
+        for path in support::files_under(&aws.dir.join(".tunec")) {
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!String::from_utf8_lossy(&bytes).contains("MarkerRoleValue"), "{what}: {}", path.display());
+        }
+        let holding = Command::new(python())
+            .args(["-c", "import boto3, sys\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nfor page in s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[2]):\n    for o in page.get('Contents', []):\n        if b'MarkerRoleValue' in s3.get_object(Bucket=sys.argv[2], Key=o['Key'])['Body'].read():\n            print(o['Key'])"])
+            .args([&aws.moto, &aws.bucket])
+            .output()
+            .expect("python runs");
+        assert!(holding.status.success(), "{}", String::from_utf8_lossy(&holding.stderr));
+        assert_eq!(String::from_utf8_lossy(&holding.stdout), "", "{what}: uploaded objects hold the role");
+    };
+
+    let failed = run();
+    assert_eq!(failed.code, 1, "{}{}", failed.stdout, failed.stderr);
+    scan("a failed run", &format!("{}{}", failed.stdout, failed.stderr));
+
+    let child = aws
+        .command(&["run", &aws.file(), "--progress", "plain"])
+        .env("TUNEC_SAGEMAKER_ROLE", ROLE)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !aws.created().iter().any(|n| n.starts_with("p-sft-") && n.ends_with("-a2")) {
+        assert!(Instant::now() < deadline, "no second sft attempt was created");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    interrupt(&child);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130));
+    scan(
+        "an interrupted run",
+        &format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    );
+
+    let done = run();
+    assert_eq!(done.code, 0, "{}{}", done.stdout, done.stderr);
+    scan("a completed run", &format!("{}{}", done.stdout, done.stderr));
+    // The role reached the one place it must: each request.
+    assert!(requests_of(&aws.jobs(), "sft").iter().all(|r| r["RoleArn"] == ROLE));
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
