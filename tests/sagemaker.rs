@@ -313,7 +313,7 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
     let again = aws.run();
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
     let decisions = again.stdout.lines().take_while(|l| !l.starts_with("summary: "));
-    assert!(decisions.clone().all(|l| l.starts_with("reuse ")) && decisions.count() > 0, "{}", again.stdout);
+    assert!(decisions.clone().all(|l| l.starts_with("reuse ")) && decisions.count() == 7, "{}", again.stdout);
     assert_eq!(aws.calls().len(), before, "no SageMaker call for a reused pipeline");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
