@@ -3,9 +3,9 @@
 //! Tokens come from the data profile the runtime writes for a chat node when one exists,
 //! otherwise from declared rows (`rows`, or the bound of a `train[:N]` slice) times a declared
 //! `mean_tokens`, otherwise a default of seq_len / 4; the source is reported with the figure. FLOPs
-//! per trained token follow research/anchors-memory-cost.md §4.1 (LoRA/QLoRA 4N, 6N with gradient
-//! checkpointing; full fine-tuning 6N, 8N) plus causal attention, 2·L·s·d_q per token forward,
-//! times 3 (4 with recompute) for forward and backward. Throughput is the GPUs' dense bf16 peak
+//! per trained token are LoRA/QLoRA 4N, 6N with gradient checkpointing (frozen weights get no
+//! weight gradients, arXiv:2106.09685), full fine-tuning 6N, 8N (arXiv:2001.08361), plus causal
+//! attention, 2·L·s·d_q per token forward, times 3 (4 with recompute) for forward and backward. Throughput is the GPUs' dense bf16 peak
 //! times a utilisation per GPU type and method (stdlib/catalog/gpus.toml, overridable per node),
 //! times 0.75 with FSDP CPU offload. Every job pays the SageMaker start-up and the model download.
 
