@@ -78,9 +78,9 @@ Failed with a ClientError FailureReason, as a real job whose output bucket is un
 (CheckpointConfig.S3Uri) is left alone: the training script writes it, not the platform.
 
 Control endpoints (plain HTTP, no signing): `GET /_control/calls` (the call log: seq, time, operation, job, outcome,
-status, detail, and fault for a held or dropped reply), `GET /_control/jobs` (every job: the request as received, its status and steps),
-`POST /_control/script` (replace the script), `POST /_control/reset` (forget jobs, calls and counters; keep the
-script). Every call is also appended as a JSON line to `--calls-log FILE` when given.
+status, detail, and fault for a held or dropped reply), `GET /_control/jobs` (every job: the request as received, its
+status and steps), `POST /_control/script` (replace the script), `POST /_control/reset` (forget jobs, calls and
+counters; keep the script). Every call is also appended as a JSON line to `--calls-log FILE` when given.
 
 Start-up: `python3 tests/aws/fake_sagemaker.py --host 127.0.0.1 --port 0 --port-file PATH [--script FILE]
 [--s3-endpoint URL] [--calls-log FILE] [--region us-east-1] [--account 123456789012]`. The port file is written
