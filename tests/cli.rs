@@ -337,6 +337,13 @@ fn build_writes_requests_args_bundle_manifest_and_pipeline() {
     let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let manifest: serde_json::Value = serde_json::from_str(&read("manifest.json")).expect("manifest is JSON");
     assert_eq!(manifest["pipeline"], "medreason");
+    // The pipeline's file, relative to the build folder, so that both can move together.
+    let pipeline_file = out.join(manifest["pipeline_file"].as_str().expect("pipeline_file"));
+    assert!(manifest["pipeline_file"].as_str().is_some_and(|p| p.starts_with("..")), "{manifest}");
+    assert_eq!(
+        pipeline_file.canonicalize().expect("it names the file"),
+        root().join("examples/medreason/medreason.tune").canonicalize().expect("the example")
+    );
     let request: serde_json::Value = serde_json::from_str(&read("sft/request.json")).expect("request is JSON");
     assert_eq!(request["ResourceConfig"]["InstanceType"], "ml.p4d.24xlarge");
     assert_eq!(request["RoleArn"], "${env:TUNEC_SAGEMAKER_ROLE}");
@@ -350,7 +357,17 @@ fn build_writes_requests_args_bundle_manifest_and_pipeline() {
     let pipeline: serde_json::Value = serde_json::from_str(&read("pipeline.json")).expect("pipeline is JSON");
     assert_eq!(pipeline["Version"], "2020-12-01");
     let graph: serde_json::Value = serde_json::from_str(&read("job_graph.json")).expect("graph is JSON");
-    assert_eq!(graph["version"], 1);
+    assert_eq!(graph["version"], tunec_compiler::lower::SCHEMA_VERSION);
+    assert_eq!(graph["target"], "sagemaker");
+    assert_eq!(graph["target_config"]["role"], serde_json::json!({"env": "TUNEC_SAGEMAKER_ROLE"}));
+    let sft = graph["nodes"].as_array().and_then(|n| n.iter().find(|n| n["name"] == "sft")).expect("sft");
+    let channels: Vec<(&str, &str)> = sft["execution"]["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap_or_default(), c["from"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(channels, [("base_model", "hub"), ("train", "data"), ("val", "data")]);
     std::fs::remove_dir_all(&out).expect("clean up");
     let local = tunec(&["build", "tests/cases/clean.tune", "-o", &out_str, "--emit", "sagemaker-pipeline"]);
     assert_eq!(local.code, 2, "a Pipelines definition needs the SageMaker target");
@@ -534,6 +551,7 @@ fn status_and_plan_read_the_journal() {
             status,
             attempt: 1,
             job_name: None,
+            job_created: false,
             outputs: vec![Output { path: "data/raw.jsonl".into(), sha256: sha256.clone(), bytes }],
             started_at: journal::now(),
             finished_at: Some(journal::now()),

@@ -635,3 +635,93 @@ fn a_failed_job_is_recorded_with_the_reason_the_script_wrote() {
     assert!(!status.stdout.contains("locked"), "the lock is released: {}", status.stdout);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[test]
+fn a_built_job_graph_runs_like_the_pipeline_it_was_built_from() {
+    let python = test_python();
+    let dir = std::env::temp_dir().join(format!("tunec-run-graph-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tiny_local(&dir);
+    let made = Command::new(&python).arg("make_model.py").current_dir(&dir).output().expect("python runs");
+    assert!(made.status.success(), "make_model.py: {}", String::from_utf8_lossy(&made.stderr));
+    let file = dir.join("tiny.tune").display().to_string();
+    let build = dir.join("build");
+    let built = tunec(&["build", &file, "-o", &build.display().to_string()]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let graph = build.join("job_graph.json").display().to_string();
+
+    // The data steps from the graph alone; the pipeline then reuses them (same keys, same journal).
+    let data = tunec(&["run", &graph, "--until", "parts"]);
+    assert_eq!(data.code, 0, "{}{}", data.stdout, data.stderr);
+    assert_eq!(
+        decisions(&data),
+        [
+            "run base: no previous run",
+            "run facts: no previous run",
+            "run convo: no previous run",
+            "run parts: no previous run"
+        ]
+    );
+    let again = tunec(&["run", &file, "--until", "parts"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(decisions(&again).iter().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+
+    // The whole graph, from the build folder: train.py, merge.py and evaluate.py run.
+    let run = tunec_with(&["run", &build.display().to_string()], Some(&python));
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for node in ["sft", "merged", "report"] {
+        assert!(run.stdout.contains(&format!("run {node}: no previous run")), "{}", run.stdout);
+        assert!(run.stdout.contains(&format!("  {node} done in ")), "{}", run.stdout);
+    }
+    let report = dir.join(".tunec/tiny/state.json");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).expect("state")).expect("json");
+    let outputs = state["nodes"]["report"]["outputs"].as_array().expect("outputs");
+    assert!(outputs.iter().any(|o| o["path"].as_str().is_some_and(|p| p.ends_with("output/data/report.json"))));
+    let from_file = tunec(&["run", &file]);
+    assert_eq!(decisions(&from_file).len(), 7, "{}", from_file.stdout);
+    assert!(decisions(&from_file).iter().all(|l| l.starts_with("reuse ")), "{}", from_file.stdout);
+    // The summary of a graph's run reads the graph alone: the split's counts, the adapter, the report.
+    let summary = tunec(&["run", &build.display().to_string(), "--format", "json"]);
+    assert_eq!(summary.code, 0, "{}", summary.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&summary.stdout).expect("one JSON document");
+    assert_eq!(doc["outcome"], "done", "{doc}");
+    let nodes = doc["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 7, "{doc}");
+    assert!(nodes.iter().all(|n| n["outcome"] == "reused"), "{doc}");
+    let parts = nodes.iter().find(|n| n["name"] == "parts").expect("parts");
+    assert!(parts["data"]["rows"].as_u64().is_some_and(|r| r > 0), "{doc}");
+    let what: Vec<&str> =
+        doc["produced"].as_array().expect("produced").iter().filter_map(|p| p["what"].as_str()).collect();
+    assert_eq!(what, ["adapter", "merged model", "report"], "{doc}");
+
+    // What cannot run: `--set` on a lowered graph, another script bundle, another graph version,
+    // a build folder moved away from its pipeline.
+    let set = tunec(&["run", &graph, "--set", "epochs=2"]);
+    assert_eq!(set.code, 2);
+    assert!(set.stderr.contains("build it again with the value"), "{}", set.stderr);
+    let text = std::fs::read_to_string(&graph).expect("graph");
+    let mut doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+    doc["bundle_digest"] = "f".repeat(64).into();
+    std::fs::write(&graph, doc.to_string()).expect("write");
+    let other = tunec(&["run", &graph]);
+    assert_eq!(other.code, 2);
+    assert!(other.stderr.contains("was built for the script bundle ffffffffffff"), "{}", other.stderr);
+    doc["version"] = 1.into();
+    std::fs::write(&graph, doc.to_string()).expect("write");
+    let old = tunec(&["run", &graph]);
+    assert_eq!(old.code, 2);
+    assert!(old.stderr.contains("a job graph of version 1, and this tunec runs version 2"), "{}", old.stderr);
+    std::fs::write(&graph, &text).expect("write");
+    let moved = std::env::temp_dir().join(format!("tunec-run-graph-moved-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&moved);
+    std::fs::create_dir_all(moved.join("deep/er")).expect("mkdir");
+    for name in ["job_graph.json", "manifest.json"] {
+        std::fs::copy(build.join(name), moved.join("deep/er").join(name)).expect("copy");
+    }
+    let lost = tunec(&["run", &moved.join("deep/er").display().to_string()]);
+    assert_eq!(lost.code, 2, "{}", lost.stderr);
+    assert!(lost.stderr.contains("the build folder was moved without it"), "{}", lost.stderr);
+    std::fs::remove_dir_all(&moved).expect("clean up");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

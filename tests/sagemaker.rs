@@ -51,14 +51,42 @@ fn wait_for_port(port: u16) {
     }
 }
 
-/// The servers of one test, its folder and its bucket; both servers stop when it is dropped.
+/// The servers of one test, its folder and its bucket; the servers it started stop when it is
+/// dropped. SageMaker is the scripted server, or moto's own (`recording` then holds what moto's
+/// recorder saw: every request it received).
 struct Aws {
     dir: PathBuf,
     moto: String,
+    /// Where SageMaker calls go: the scripted server, or moto.
     fake: String,
     calls: PathBuf,
+    recording: Option<PathBuf>,
     bucket: String,
     children: Vec<Child>,
+}
+
+/// Starts a moto server of this test's own on a free port; `env` is its environment.
+fn start_moto(children: &mut Vec<Child>, env: &[(&str, &Path)]) -> String {
+    let port = free_port();
+    let server = Path::new(&python()).with_file_name("moto_server");
+    let mut command = Command::new(server);
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    children.push(command.spawn().expect("moto_server starts (it is in the test virtualenv)"));
+    wait_for_port(port);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Makes `bucket` on the S3 server at `url`.
+fn make_bucket(url: &str, bucket: &str) {
+    let made = Command::new(python())
+        .args(["-c", "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket=sys.argv[2])"])
+        .args([url, bucket])
+        .output()
+        .expect("python runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
 }
 
 impl Drop for Aws {
@@ -80,19 +108,7 @@ impl Aws {
         let mut children = Vec::new();
         let moto = match std::env::var("TUNEC_TEST_MOTO_URL") {
             Ok(url) if !url.is_empty() => url,
-            _ => {
-                let port = free_port();
-                let server = Path::new(&python()).with_file_name("moto_server");
-                let child = Command::new(server)
-                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("moto_server starts (it is in the test virtualenv)");
-                children.push(child);
-                wait_for_port(port);
-                format!("http://127.0.0.1:{port}")
-            }
+            _ => start_moto(&mut children, &[]),
         };
         std::fs::write(dir.join("script.json"), script).expect("write");
         let port_file = dir.join("port");
@@ -122,14 +138,44 @@ impl Aws {
             std::thread::sleep(Duration::from_millis(50));
         };
         let bucket = format!("tunec-{}-{}", name.replace('_', "-"), std::process::id());
-        let made = Command::new(python())
-            .args(["-c", "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket=sys.argv[2])"])
-            .args([&moto, &bucket])
-            .output()
-            .expect("python runs");
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        make_bucket(&moto, &bucket);
         setup_pipeline(&dir, train_extra);
-        Aws { dir, moto, fake: format!("http://127.0.0.1:{port}"), calls, bucket, children }
+        Aws { dir, moto, fake: format!("http://127.0.0.1:{port}"), calls, recording: None, bucket, children }
+    }
+
+    /// Starts a moto server of the test's own, with its recorder on, for S3 and SageMaker both;
+    /// makes the bucket and the pipeline folder.
+    fn moto(name: &str) -> Aws {
+        let dir = std::env::temp_dir().join(format!("tunec-sm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let recording = dir.join("moto-recording.jsonl");
+        let mut children = Vec::new();
+        let moto = start_moto(
+            &mut children,
+            &[("MOTO_ENABLE_RECORDING", Path::new("true")), ("MOTO_RECORDER_FILEPATH", &recording)],
+        );
+        let bucket = format!("tunec-{}-{}", name.replace('_', "-"), std::process::id());
+        make_bucket(&moto, &bucket);
+        setup_pipeline(&dir, "");
+        let calls = dir.join("calls.jsonl");
+        Aws { dir, fake: moto.clone(), moto, calls, recording: Some(recording), bucket, children }
+    }
+
+    /// The SageMaker requests moto received, in order: (operation, training job name).
+    fn moto_calls(&self) -> Vec<(String, String)> {
+        let recording = self.recording.as_ref().expect("a moto SageMaker");
+        if !recording.exists() {
+            return Vec::new();
+        }
+        // The recorder keeps each request with its body in base64.
+        let script = "import base64, json, sys\nfor line in open(sys.argv[1]):\n    try:\n        e = json.loads(line)\n    except ValueError:\n        continue\n    target = {k.lower(): v for k, v in e['headers'].items()}.get('x-amz-target', '')\n    if not target.startswith('SageMaker.'):\n        continue\n    body = base64.b64decode(e['body']) if e['body_encoded'] else e['body']\n    print(json.dumps([target[len('SageMaker.'):], json.loads(body or '{}').get('TrainingJobName', '')]))";
+        let out = Command::new(python()).args(["-c", script]).arg(recording).output().expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<(String, String)>(l).expect("a JSON pair"))
+            .collect()
     }
 
     fn file(&self) -> String {
@@ -177,8 +223,17 @@ impl Aws {
             .collect()
     }
 
-    /// Successful CreateTrainingJob calls, by job name.
+    /// Successful CreateTrainingJob calls, by job name; on moto (which accepts a name twice), every
+    /// CreateTrainingJob it received.
     fn created(&self) -> Vec<String> {
+        if self.recording.is_some() {
+            return self
+                .moto_calls()
+                .into_iter()
+                .filter(|(operation, _)| operation == "CreateTrainingJob")
+                .map(|(_, job)| job)
+                .collect();
+        }
         self.calls()
             .iter()
             .filter(|c| c["operation"] == "CreateTrainingJob" && c["outcome"] == "ok")
@@ -204,6 +259,35 @@ impl Aws {
             .output()
             .expect("python runs");
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
+    /// Each job node's lowered job name, from `tunec plan`.
+    fn job_names(&self) -> std::collections::BTreeMap<String, String> {
+        let plan = self.tunec(&["plan", &self.file(), "--format", "json"]);
+        assert_eq!(plan.code, 0, "{}", plan.stderr);
+        let plan: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+        plan["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|n| Some((n["name"].as_str()?.to_owned(), n["job_name"].as_str()?.to_owned())))
+            .collect()
+    }
+
+    /// Runs a Python snippet with boto3 against moto: `sys.argv[1]` is moto's URL, `sys.argv[2]`
+    /// the bucket, then `args`; returns its stdout.
+    fn boto3(&self, snippet: &str, args: &[&str]) -> String {
+        let script = format!(
+            "import boto3, json, sys\nkw = dict(endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n{snippet}"
+        );
+        let out = Command::new(python())
+            .args(["-c", &script])
+            .args([&self.moto, &self.bucket])
+            .args(args)
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn state(&self) -> Value {
@@ -318,21 +402,28 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
-#[test]
-fn sigkill_at_random_moments_never_creates_a_job_twice() {
-    let aws = Aws::start("kill", r#"{"default": {"polls": 30, "end": "Completed"}}"#, "");
-    let seed = 0x5a6e_0011_u64;
+/// The runs [`kill_at_random_until_done`] killed, and where the kills landed: while a job existed
+/// on SageMaker (its node running, its job created), or elsewhere (the data steps, uploads,
+/// between nodes).
+#[derive(Debug, Default)]
+struct Kills {
+    total: u32,
+    during_a_job: u32,
+    elsewhere: u32,
+}
+
+/// Runs the pipeline again and again, killing each run with SIGKILL after a random delay in
+/// `delays` (seconds, from `seed`), until the journal records all seven nodes as succeeded; a run
+/// that ends before its kill must succeed. Returns the kills and where they landed.
+fn kill_at_random_until_done(aws: &Aws, seed: u64, delays: (f64, f64)) -> Kills {
     let mut rng = Lcg(seed);
-    let mut kills = 0;
-    // Where each kill landed: while a job existed on SageMaker (its node running, its job created),
-    // or elsewhere (the data steps, uploads, between nodes).
-    let (mut during_a_job, mut elsewhere) = (0, 0);
+    let mut kills = Kills::default();
     for attempt in 0..60 {
         let state = std::fs::read_to_string(aws.dir.join(".tunec/p/state.json")).unwrap_or_default();
         if state.matches("\"succeeded\"").count() == 7 {
             break;
         }
-        let delay = Duration::from_secs_f64(0.2 + 2.3 * rng.next_f64());
+        let delay = Duration::from_secs_f64(delays.0 + (delays.1 - delays.0) * rng.next_f64());
         let mut child = aws
             .command(&["run", &aws.file(), "--progress", "plain"])
             .stdout(Stdio::null())
@@ -342,7 +433,7 @@ fn sigkill_at_random_moments_never_creates_a_job_twice() {
         match kill_after(&mut child, delay) {
             Some(status) => assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed"),
             None => {
-                kills += 1;
+                kills.total += 1;
                 // No journal yet: killed before the first node started.
                 let state = if aws.dir.join(".tunec/p/state.json").exists() { aws.state() } else { Value::Null };
                 let created = aws.created();
@@ -352,16 +443,24 @@ fn sigkill_at_random_moments_never_creates_a_job_twice() {
                         && record["job_name"].as_str().is_some_and(|name| created.iter().any(|c| c == name))
                 });
                 if in_job {
-                    during_a_job += 1;
+                    kills.during_a_job += 1;
                 } else {
-                    elsewhere += 1;
+                    kills.elsewhere += 1;
                 }
             }
         }
     }
+    kills
+}
+
+#[test]
+fn sigkill_at_random_moments_never_creates_a_job_twice() {
+    let aws = Aws::start("kill", r#"{"default": {"polls": 30, "end": "Completed"}}"#, "");
+    let seed = 0x5a6e_0011_u64;
+    let kills = kill_at_random_until_done(&aws, seed, (0.2, 2.5));
     // 30 polls per job (the interval backing off from 0.05 s to 0.3 s) outlast any one attempt.
-    assert!(kills >= 3, "only {kills} kills");
-    assert!(during_a_job >= 1, "no kill landed while a job ran ({elsewhere} elsewhere, seed {seed:#x})");
+    assert!(kills.total >= 3, "only {kills:?}");
+    assert!(kills.during_a_job >= 1, "no kill landed while a job ran (seed {seed:#x}): {kills:?}");
     let last = aws.run();
     assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);
     let created = aws.created();
@@ -841,8 +940,33 @@ fn one_ctrl_c_detaches_and_the_next_run_reattaches() {
 }
 
 #[test]
+fn a_job_the_journal_records_as_created_is_never_created_again() {
+    let aws = Aws::start("forgotten", r#"{"default": {"polls": 30, "end": "Completed"}}"#, "");
+    let mut child = start_and_wait_for_job(&aws, "sft");
+    interrupt(&child);
+    assert_eq!(child.wait().expect("wait").code(), Some(130));
+    let state = aws.state();
+    assert_eq!(state["nodes"]["sft"]["job_created"], true, "{state}");
+    // The server forgets every job, as another region or account would not know it: the next run
+    // must not take "not found" as "never created".
+    let out = Command::new(python())
+        .args(["-c", "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/_control/reset', method='POST')).read()"])
+        .arg(&aws.fake)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = aws.run();
+    assert_eq!(again.code, 1, "{}{}", again.stdout, again.stderr);
+    assert!(again.stderr.contains("was created by an earlier run (the journal records it)"), "{}", again.stderr);
+    assert!(again.stderr.contains("ValidationException"), "{}", again.stderr);
+    let sft: Vec<String> = aws.created().into_iter().filter(|n| n.starts_with("p-sft-")).collect();
+    assert_eq!(sft.len(), 1, "not created again: {sft:?}");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
 fn large_files_go_in_parts_with_checksums_and_nothing_is_sent_twice() {
-    use tunec_runtime::run::sagemaker::{aws, upload};
+    use tunec_runtime::run::{aws, s3 as upload};
     let aws_servers = Aws::start("multipart", DEFAULT, "");
     let dir = aws_servers.dir.join("big");
     std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
@@ -933,5 +1057,98 @@ fn an_s3_dataset_is_downloaded_once_and_checked_again_on_every_run() {
     assert_eq!(third.code, 0, "{}", third.stderr);
     assert!(third.stdout.contains("medreason.jsonl downloaded"), "{}", third.stdout);
     assert!(third.stdout.contains("run parts: its input `convo` ran again with different outputs"), "{}", third.stdout);
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+/// Where moto's SageMaker falls short, the test stands in for the service through S3's own API:
+/// moto completes a job at once and writes no model, so the model the `sft` job "wrote" is put
+/// where SageMaker would have put it (`<S3OutputPath>/<job>/output/model/`, the request asks for
+/// no compression) before the run.
+fn put_sft_model(aws: &Aws, sft_job: &str) {
+    let prefix = format!("team/p/output/sft/{sft_job}/output/model");
+    aws.boto3(
+        "s3 = boto3.client('s3', **kw)\nfor name in ['adapter_config.json', 'adapter_model.safetensors']:\n    s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3] + '/' + name, Body=b'{}')",
+        &[&prefix],
+    );
+}
+
+/// A training job as moto holds it: the request it was created from, with moto's additions.
+fn moto_job(aws: &Aws, name: &str) -> Value {
+    let out = aws.boto3(
+        "print(json.dumps(boto3.client('sagemaker', **kw).describe_training_job(TrainingJobName=sys.argv[3]), default=str))",
+        &[name],
+    );
+    serde_json::from_str(&out).expect("a job as JSON")
+}
+
+#[test]
+fn on_motos_sagemaker_the_pipeline_runs_chains_and_reruns_with_no_call() {
+    let aws = Aws::moto("moto-whole");
+    let names = aws.job_names();
+    put_sft_model(&aws, &names["sft"]);
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for node in ["llama", "raw", "convo", "parts", "sft", "merged", "report"] {
+        assert!(run.stdout.contains(&format!("run {node}: no previous run")), "{}", run.stdout);
+    }
+    // Each job was created once, under its lowered name: moto's "not found" (a ValidationException
+    // in its own words) was taken as "never created" because the journal agreed.
+    let mut created = aws.created();
+    created.sort();
+    let mut expected: Vec<String> = ["sft", "merged", "report"].iter().map(|n| names[*n].clone()).collect();
+    expected.sort();
+    assert_eq!(created, expected);
+    let state = aws.state();
+    for node in ["sft", "merged", "report"] {
+        let record = &state["nodes"][node];
+        assert_eq!(record["status"], "succeeded", "{record}");
+        assert_eq!(record["job_name"], names[node].as_str(), "{record}");
+        assert_eq!(record["job_created"], true, "{record}");
+        // The outputs are what the service says the model is.
+        let artifacts = moto_job(&aws, &names[node])["ModelArtifacts"]["S3ModelArtifacts"].clone();
+        assert!(record["outputs"].as_array().expect("outputs").iter().any(|o| o["path"] == artifacts), "{record}");
+    }
+    // What the jobs read was uploaded where their requests say, and the merge reads the model the
+    // sft job wrote.
+    let objects = aws.objects();
+    let parts_key = state["nodes"]["parts"]["key"].as_str().expect("key");
+    for part in ["train/train.jsonl", "val/val.jsonl", "test/test.jsonl"] {
+        assert!(objects.contains(&format!("team/p/data/parts/{parts_key}/{part}")), "{part}: {objects:?}");
+    }
+    assert!(objects.iter().any(|o| o.starts_with("team/p/code/") && o.ends_with("/train.py")), "{objects:?}");
+    let merge = moto_job(&aws, &names["merged"]);
+    let adapter = channel_uri(&merge, "adapter");
+    let prefix = format!("s3://{}/", aws.bucket);
+    let adapter = adapter.strip_prefix(&prefix).unwrap_or_else(|| panic!("{adapter}"));
+    assert!(objects.contains(&format!("{adapter}adapter_config.json")), "{adapter}: {objects:?}");
+    assert_eq!(merge["RoleArn"], "arn:aws:iam::123456789012:role/tunec-test");
+
+    // A second run reuses everything and calls nothing.
+    let before = aws.moto_calls().len();
+    let again = aws.run();
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let decisions: Vec<&str> = again.stdout.lines().take_while(|l| !l.starts_with("summary: ")).collect();
+    assert_eq!(decisions.len(), 7, "{}", again.stdout);
+    assert!(decisions.iter().all(|l| l.starts_with("reuse ")), "{}", again.stdout);
+    assert_eq!(aws.moto_calls().len(), before, "no SageMaker call for a reused pipeline");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn on_motos_sagemaker_sigkill_at_random_moments_never_creates_a_job_twice() {
+    let aws = Aws::moto("moto-kill");
+    let names = aws.job_names();
+    put_sft_model(&aws, &names["sft"]);
+    let seed = 0x6d07_0011_u64;
+    let kills = kill_at_random_until_done(&aws, seed, (0.1, 2.0));
+    assert!(kills.total >= 2, "only {kills:?}");
+    let last = aws.run();
+    assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);
+    let created = aws.created();
+    for node in ["sft", "merged", "report"] {
+        let times = created.iter().filter(|n| **n == names[node]).count();
+        assert_eq!(times, 1, "{node}: one CreateTrainingJob whatever the kills (seed {seed:#x}): {created:?}");
+    }
+    assert_eq!(created.len(), 3, "{created:?}");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::Path;
 use tunec_compiler::catalog::Catalog;
 use tunec_compiler::lower::{self, Execution, LowerInput};
-use tunec_runtime::run::sagemaker::request::to_input;
+use tunec_runtime::run::target::sagemaker::request::to_input;
 
 fn fill(value: &Value) -> Value {
     let text = serde_json::to_string(value)
@@ -58,7 +58,7 @@ fn every_example_request_builds_with_the_sdk() {
                 bundle_digest: "0000000000000000000000000000000000000000000000000000000000000000",
             });
             for node in &graph.nodes {
-                if let Execution::SagemakerJob { request, job_name, .. } = &node.execution {
+                if let Execution::SageMakerJob { request, job_name, .. } = &node.execution {
                     let input = to_sdk(&fill(request));
                     assert_eq!(input.training_job_name(), Some(job_name.as_str()));
                     requests += 1;

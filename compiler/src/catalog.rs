@@ -124,9 +124,24 @@ struct ImageFile {
     image: Vec<Image>,
 }
 
+/// GPU facts and the estimator's assumptions for one GPU type (stdlib/catalog/gpus.toml).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct GpuFacts {
+    pub name: String,
+    pub bf16_tflops: f64,
+    pub memory_bandwidth_gbps: f64,
+    pub utilization_lora: f64,
+    pub utilization_qlora: f64,
+    pub utilization_full: f64,
+    pub source: String,
+    pub date: String,
+    #[serde(default)]
+    pub note: String,
+}
+
 #[derive(Debug, Deserialize)]
 struct GpuFile {
-    gpu: Vec<crate::estimate::GpuFacts>,
+    gpu: Vec<GpuFacts>,
 }
 
 #[derive(Debug)]
@@ -134,7 +149,7 @@ pub struct Catalog {
     pub models: Vec<ModelFacts>,
     pub instances: Vec<Instance>,
     /// GPU facts and the estimator's utilisation assumptions.
-    pub gpus: Vec<crate::estimate::GpuFacts>,
+    pub gpus: Vec<GpuFacts>,
     /// Training images by transformers and PyTorch version.
     pub images: Vec<Image>,
 }

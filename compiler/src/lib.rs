@@ -7,10 +7,13 @@
 pub mod catalog;
 pub mod check;
 pub mod diagnostics;
+pub mod driver;
 pub mod estimate;
 pub mod format;
 pub mod lower;
 pub mod render;
 pub mod syntax;
+pub mod target;
 
-pub use check::{check, Checked, NoFiles, Override, Program, World};
+pub use check::{NoFiles, Override, Program, World};
+pub use driver::{check, check_with, Checked};

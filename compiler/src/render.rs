@@ -5,8 +5,8 @@
 //! that point into another file than the diagnostic's own (a default from the prelude) are left
 //! out of the graphical report; the message and help still say where the value came from.
 
-use crate::check::Checked;
 use crate::diagnostics::{Diagnostic, LineIndex, Severity, Sources};
+use crate::driver::Checked;
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
 use serde_json::{json, Value as Json};
 use std::fmt;
@@ -200,7 +200,7 @@ pub fn check_json(checked: &Checked) -> Json {
         "version": 1,
         "file": checked.sources.name(checked.main),
         "pipeline": checked.program.as_ref().map(|p| p.name.clone()),
-        "target": checked.program.as_ref().map(|p| p.target.kind.clone()),
+        "target": checked.program.as_ref().map(|p| p.target.kind.name()),
         "summary": {"errors": errors, "warnings": checked.diagnostics.len() - errors},
         "diagnostics": diagnostics,
         "nodes": nodes,

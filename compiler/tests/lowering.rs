@@ -7,7 +7,8 @@
 
 use std::path::Path;
 use tunec_compiler::catalog::Catalog;
-use tunec_compiler::lower::{self, graph, names, pipeline, Execution, JobGraph, LowerInput};
+use tunec_compiler::lower::sagemaker::{names, pipeline};
+use tunec_compiler::lower::{self, graph, Execution, JobGraph, LowerInput};
 use tunec_compiler::{check, NoFiles, Override, World};
 
 const BUNDLE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -53,7 +54,7 @@ fn examples_lower_to_snapshotted_requests() {
         let graph = lowered_in(&text, &[], &Dir(path.parent().expect("a folder").to_path_buf()));
         for node in &graph.nodes {
             match &node.execution {
-                Execution::SagemakerJob { request, args_yaml, job_name, .. } => {
+                Execution::SageMakerJob { request, args_yaml, job_name, .. } => {
                     assert!(names::is_valid(job_name), "{job_name}");
                     insta::assert_json_snapshot!(format!("{example}-{}-request", node.name), request);
                     insta::assert_snapshot!(format!("{example}-{}-args", node.name), args_yaml);
@@ -77,6 +78,60 @@ fn the_job_graph_round_trips_through_json() {
     let back: JobGraph = serde_json::from_str(&text).expect("deserialises");
     assert_eq!(back, graph);
     assert_eq!(graph.version, lower::SCHEMA_VERSION);
+}
+
+/// A run reads the graph alone: each job's channels, each data step's settings, the target's.
+#[test]
+fn the_job_graph_carries_what_a_run_reads() {
+    use tunec_compiler::lower::{ChannelSource, JobChannel};
+    let dir = root().join("examples/tiny-local");
+    let text = std::fs::read_to_string(dir.join("tiny.tune")).expect("example");
+    let graph = lowered_in(&text, &[], &Dir(dir));
+    let channels = |node: &str| -> Vec<JobChannel> { graph.node(node).expect("node").channels().to_vec() };
+    let data = |name: &str, part: &str| JobChannel {
+        name: name.into(),
+        source: ChannelSource::Data { node: "parts".into(), part: Some(part.into()) },
+    };
+    assert_eq!(
+        channels("sft"),
+        [
+            JobChannel { name: "base_model".into(), source: ChannelSource::LocalModel { node: "base".into() } },
+            data("train", "train"),
+            data("val", "val"),
+        ]
+    );
+    assert_eq!(
+        channels("merged"),
+        [
+            JobChannel { name: "adapter".into(), source: ChannelSource::JobOutput { node: "sft".into() } },
+            JobChannel { name: "base_model".into(), source: ChannelSource::LocalModel { node: "base".into() } },
+        ]
+    );
+    assert_eq!(
+        channels("report"),
+        [
+            JobChannel { name: "model".into(), source: ChannelSource::JobOutput { node: "merged".into() } },
+            data("test", "test"),
+        ]
+    );
+    assert!(graph.node("parts").expect("parts").channels().is_empty());
+    // The data steps' settings, defaults included, read back as the checker's fields would be.
+    let chat = graph.node("convo").expect("convo").fields();
+    assert_eq!(chat.reference("data").map(|r| r.node), Some("facts".to_owned()));
+    assert_eq!(chat.reference("tokenizer").map(|r| r.node), Some("base".to_owned()));
+    assert!(chat.int("seq_len").is_some() && chat.word("overflow").is_some());
+    let columns = graph.node("facts").expect("facts").fields().columns("columns").expect("columns");
+    assert!(!columns.is_empty());
+    assert_eq!(graph.node("base").expect("base").fields().str("path"), Some("model"));
+    // And the target's, with env() as a placeholder.
+    let medreason = lowered(&medreason(), &[]);
+    let target = medreason.target_fields();
+    assert_eq!(target.str("region"), Some("us-east-1"));
+    assert_eq!(target.str_or_env("role").as_deref(), Some("${env:TUNEC_SAGEMAKER_ROLE}"));
+    assert_eq!(
+        medreason.node("sft").expect("sft").channels()[0].source,
+        ChannelSource::Hub { node: "llama".into(), id: "meta-llama/Llama-3.1-8B-Instruct".into() }
+    );
 }
 
 #[test]
@@ -125,7 +180,7 @@ fn keys_move_exactly_with_semantic_inputs() {
 /// The image a job runs in, from its request.
 fn training_image(graph: &JobGraph, node: &str) -> String {
     match &graph.node(node).expect("node").execution {
-        Execution::SagemakerJob { request, .. } => {
+        Execution::SageMakerJob { request, .. } => {
             request["AlgorithmSpecification"]["TrainingImage"].as_str().expect("an image").to_owned()
         }
         other => panic!("{node} is not a SageMaker job: {other:?}"),
@@ -179,7 +234,7 @@ fn no_environment_value_is_inlined() {
     for name in &graph.env {
         assert!(text.contains(&format!("${{env:{name}}}")), "{name} appears as a placeholder");
     }
-    let Some(Execution::SagemakerJob { request, .. }) = graph.node("sft").map(|n| &n.execution) else {
+    let Some(Execution::SageMakerJob { request, .. }) = graph.node("sft").map(|n| &n.execution) else {
         panic!("sft is a SageMaker job");
     };
     assert_eq!(request["RoleArn"], "${env:TUNEC_SAGEMAKER_ROLE}");
@@ -190,7 +245,7 @@ fn no_environment_value_is_inlined() {
 fn merge_and_evaluate_read_upstream_artifacts() {
     let graph = lowered(&medreason(), &[]);
     let job = |n: &str| match &graph.node(n).expect("node").execution {
-        Execution::SagemakerJob { request, job_name, .. } => (request.clone(), job_name.clone()),
+        Execution::SageMakerJob { request, job_name, .. } => (request.clone(), job_name.clone()),
         other => panic!("{n}: {other:?}"),
     };
     let (sft, sft_job) = job("sft");
@@ -229,7 +284,7 @@ fn merge_and_evaluate_read_upstream_artifacts() {
 #[test]
 fn spot_jobs_wait_at_least_as_long_as_they_run() {
     let graph = lowered(&medreason().replace("spot                   = false", "spot = true  max_wait = 10h"), &[]);
-    let Some(Execution::SagemakerJob { request, .. }) = graph.node("sft").map(|n| &n.execution) else { panic!("job") };
+    let Some(Execution::SageMakerJob { request, .. }) = graph.node("sft").map(|n| &n.execution) else { panic!("job") };
     assert_eq!(request["EnableManagedSpotTraining"], true);
     assert_eq!(request["StoppingCondition"]["MaxRuntimeInSeconds"], 18_000);
     assert_eq!(request["StoppingCondition"]["MaxWaitTimeInSeconds"], 36_000);
@@ -245,7 +300,7 @@ fn models_arrive_from_the_hub_an_upload_or_another_job() {
         );
     let graph = lowered(&text, &[]);
     let job = |n: &str| match &graph.node(n).expect("node").execution {
-        Execution::SagemakerJob { request, args_yaml, .. } => (request.clone(), args_yaml.clone()),
+        Execution::SageMakerJob { request, args_yaml, .. } => (request.clone(), args_yaml.clone()),
         other => panic!("{n}: {other:?}"),
     };
     let channels = |request: &serde_json::Value| -> Vec<String> {
@@ -264,7 +319,7 @@ fn models_arrive_from_the_hub_an_upload_or_another_job() {
     let (again, again_args) = job("again");
     assert_eq!(channels(&again), ["base_model", "train", "config", "code"]);
     let merged_out = match &graph.node("merged").expect("merged").execution {
-        Execution::SagemakerJob { request, job_name, .. } => {
+        Execution::SageMakerJob { request, job_name, .. } => {
             format!("{}{job_name}/output/model/", request["OutputDataConfig"]["S3OutputPath"].as_str().expect("path"))
         }
         _ => panic!("merged is a job"),

@@ -69,6 +69,10 @@ pub struct NodeRecord {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
+    /// The job named `job_name` exists on its target: its creation was answered, or a run found
+    /// it. Until then a target that cannot find it may create it; after, it must not.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub job_created: bool,
     #[serde(default)]
     pub outputs: Vec<Output>,
     pub started_at: String,
@@ -76,6 +80,10 @@ pub struct NodeRecord {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -438,6 +446,7 @@ mod tests {
             status,
             attempt: 1,
             job_name: None,
+            job_created: false,
             outputs,
             started_at: now(),
             finished_at: None,

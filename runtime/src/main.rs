@@ -27,12 +27,8 @@ macro_rules! out_raw {
     }};
 }
 
-mod check;
 mod cli;
-mod emit;
-mod errors_doc;
-mod fmt;
-mod plan;
+mod commands;
 
 use std::process::ExitCode;
 

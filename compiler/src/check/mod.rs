@@ -8,6 +8,7 @@
 //! stops early: a node with a bad field still gets its other fields checked and its rules run on
 //! what did check, so one run shows every problem.
 
+mod compute;
 mod local_model;
 mod resolve;
 mod rules;
@@ -21,6 +22,7 @@ pub mod value;
 use crate::catalog::{Catalog, ModelFacts};
 use crate::diagnostics::{Diagnostic, FileId, Sources};
 use crate::syntax::ast::{NodeKind, Span};
+use crate::target::Target;
 use std::fmt;
 pub use value::{Column, FieldVal, Fields, Origin, RefVal, Val};
 
@@ -101,6 +103,19 @@ pub struct TypedNode {
     pub inputs: Vec<String>,
     /// For model nodes: the architecture and tokenizer facts.
     pub model: Option<ModelFacts>,
+    /// For job nodes: the instance it runs on, its own or inherited (`compute.rs`).
+    pub compute: Option<Compute>,
+}
+
+/// The instance a job node runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compute {
+    /// The instance type, `ml.g5.2xlarge`.
+    pub instance: String,
+    /// How many instances, at least 1.
+    pub count: u64,
+    /// The node whose `compute` it is: the node itself, or the job it reads its model from.
+    pub from: String,
 }
 
 impl TypedNode {
@@ -159,8 +174,7 @@ pub fn show(val: &Val) -> String {
 /// The pipeline's target.
 #[derive(Clone, Debug)]
 pub struct TargetConfig {
-    /// `local` or `sagemaker`.
-    pub kind: String,
+    pub kind: Target,
     pub fields: Fields,
     pub span: Span,
 }
@@ -209,25 +223,6 @@ impl Program {
     }
 }
 
-/// Everything `check` produces.
-#[derive(Debug)]
-pub struct Checked {
-    pub sources: Sources,
-    pub main: FileId,
-    /// Present when the file parsed and declared a pipeline, even with check errors, so that
-    /// editors can still show types.
-    pub program: Option<Program>,
-    /// Memory, time and cost of the job nodes; present with the program.
-    pub estimates: Option<crate::estimate::Estimates>,
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl Checked {
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
-    }
-}
-
 /// A `--set name=value` override: the parameter and the value's source text.
 #[derive(Clone, Debug)]
 pub struct Override {
@@ -239,28 +234,21 @@ pub struct Override {
 pub const PRELUDE: &str = include_str!("../../../stdlib/prelude.tune");
 pub const PRELUDE_NAME: &str = "<stdlib/prelude.tune>";
 
-/// Checks a pipeline file. `name` is how the file is shown in diagnostics.
-pub fn check(name: &str, text: &str, overrides: &[Override], world: &dyn World) -> Checked {
-    check_with(name, text, overrides, world, Catalog::builtin())
-}
-
-/// [`check`] against a given catalog.
-pub fn check_with(name: &str, text: &str, overrides: &[Override], world: &dyn World, catalog: &Catalog) -> Checked {
-    let mut sources = Sources::default();
-    let main = sources.add(name, text);
-    let prelude = sources.add(PRELUDE_NAME, PRELUDE);
-    let mut diagnostics = Vec::new();
-    let program = resolve::run(&mut sources, main, prelude, overrides, world, catalog, &mut diagnostics);
-    let mut estimates = None;
+/// Resolves and checks a pipeline file already registered in `sources` as `main` (with the prelude
+/// as `prelude`), then runs the rules: the typed program, if the file declares one, with every
+/// problem appended to `diagnostics`.
+pub fn program(
+    sources: &mut Sources,
+    main: FileId,
+    prelude: FileId,
+    overrides: &[Override],
+    world: &dyn World,
+    catalog: &Catalog,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Program> {
+    let program = resolve::run(sources, main, prelude, overrides, world, catalog, diagnostics);
     if let Some(program) = &program {
-        rules::run(program, catalog, &mut diagnostics);
-        let profiles =
-            |node: &str| world.profile(&program.name, node).and_then(|t| crate::estimate::DataProfile::parse(&t));
-        let (est, problems) = crate::estimate::estimate(program, catalog, &profiles);
-        diagnostics.extend(problems);
-        estimates = Some(est);
+        rules::run(program, catalog, diagnostics);
     }
-    diagnostics.sort_by_key(|d| (d.file, d.primary.span.start, d.code));
-    diagnostics.dedup();
-    Checked { sources, main, program, estimates, diagnostics }
+    program
 }

@@ -9,6 +9,7 @@ use crate::catalog::Catalog;
 use crate::diagnostics::{Code, Diagnostic, FileId, Label, Sources};
 use crate::syntax::ast::{self, Defaults, Field, Item, NodeKind, Span, Value, ValueKind};
 use crate::syntax::{parse_file, parse_value};
+use crate::target::Target;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `defaults` blocks by path (`train`, `train.method.lora`), later blocks overriding earlier ones
@@ -195,7 +196,7 @@ pub(super) fn run(
     }
 
     // Target and pipeline settings.
-    let mut target = TargetConfig { kind: "local".into(), fields: Fields::default(), span: pipeline.name.span };
+    let mut target = TargetConfig { kind: Target::Local, fields: Fields::default(), span: pipeline.name.span };
     let mut seen_target: Option<Span> = None;
     let mut settings = Vec::new();
     for item in &pipeline.items {
@@ -218,7 +219,7 @@ pub(super) fn run(
                 match schema::TARGETS.iter().find(|s| s.name == t.kind.name) {
                     Some(spec) => {
                         let fields = ctx.fields(spec.fields, &t.fields, &[], t.kind.span, &|_, _| Vec::new());
-                        target = TargetConfig { kind: spec.name.into(), fields, span: t.kind.span };
+                        target = TargetConfig { kind: spec.target, fields, span: t.kind.span };
                     }
                     None => {
                         let help = match suggest::closest(&t.kind.name, schema::TARGETS.iter().map(|s| s.name)) {
@@ -260,6 +261,7 @@ pub(super) fn run(
     }
     let order = topo_order(&nodes, main, ctx.diagnostics);
     fill_types(&mut nodes, &order);
+    super::compute::resolve(&mut nodes);
 
     Some(Program {
         name: pipeline.name.name.clone(),
@@ -579,6 +581,7 @@ fn check_node(
         fields,
         inputs,
         model,
+        compute: None,
     })
 }
 

@@ -7,6 +7,7 @@
 //! they live in `stdlib/prelude.tune`, in the language itself.
 
 use crate::syntax::ast::NodeKind;
+use crate::target::Target;
 
 /// The type a field's value must have.
 #[derive(Clone, Copy, Debug)]
@@ -141,6 +142,7 @@ pub struct FuncSpec {
 #[derive(Debug)]
 pub struct TargetSpec {
     pub name: &'static str,
+    pub target: Target,
     pub fields: &'static [FieldSpec],
     pub doc: &'static str,
 }
@@ -499,6 +501,7 @@ pub const FUNCTIONS: &[FuncSpec] = &[
 pub const TARGETS: &[TargetSpec] = &[
     TargetSpec {
         name: "sagemaker",
+        target: Target::SageMaker,
         fields: &[
             req("region", Ty::StrOrEnv, "The AWS region, e.g. `us-east-1`."),
             req("role", Ty::StrOrEnv, "The SageMaker execution role ARN, usually `env(\"TUNEC_SAGEMAKER_ROLE\")`."),
@@ -509,6 +512,7 @@ pub const TARGETS: &[TargetSpec] = &[
     },
     TargetSpec {
         name: "local",
+        target: Target::Local,
         fields: &[opt("python", Ty::Str, "The Python interpreter to run the entry scripts with.")],
         doc: "Everything runs on this machine; the default.",
     },

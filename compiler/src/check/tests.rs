@@ -1,7 +1,8 @@
 //! Checker semantics that fixtures do not show well: where field values come from (pipeline,
 //! user defaults, prelude), parameter substitution, and the typed program's shape.
 
-use super::{check, NoFiles, NodeType, Origin, Override, Val};
+use super::{NoFiles, NodeType, Origin, Override, Val};
+use crate::driver::check;
 
 const PIPELINE: &str = r#"
 pipeline p {

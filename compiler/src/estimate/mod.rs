@@ -11,7 +11,7 @@
 pub mod memory;
 pub mod time;
 
-use crate::catalog::{Accelerator, Catalog, Instance, ModelFacts};
+use crate::catalog::{Accelerator, Catalog, GpuFacts, Instance, ModelFacts};
 use crate::check::{NodeType, Program, TypedNode, Val};
 use crate::diagnostics::{Code, Diagnostic, Label};
 use crate::syntax::ast::NodeKind;
@@ -77,21 +77,6 @@ impl Estimates {
     }
 }
 
-/// GPU facts and the estimator's assumptions for one GPU type (stdlib/catalog/gpus.toml).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct GpuFacts {
-    pub name: String,
-    pub bf16_tflops: f64,
-    pub memory_bandwidth_gbps: f64,
-    pub utilization_lora: f64,
-    pub utilization_qlora: f64,
-    pub utilization_full: f64,
-    pub source: String,
-    pub date: String,
-    #[serde(default)]
-    pub note: String,
-}
-
 /// Looks up per-node data profiles; the runtime's journal provides them.
 pub type Profiles<'a> = dyn Fn(&str) -> Option<DataProfile> + 'a;
 
@@ -150,11 +135,9 @@ struct Data {
     source: TokenSource,
 }
 
+/// The instance a job runs on and how many, as the checker resolved them.
 fn instance_of(node: &TypedNode) -> Option<(&str, u64)> {
-    match node.fields.get("compute").map(|f| &f.val) {
-        Some(Val::Instance { name, count }) => Some((name.as_str(), u64::try_from(*count).unwrap_or(1).max(1))),
-        _ => None,
-    }
+    node.compute.as_ref().map(|c| (c.instance.as_str(), c.count))
 }
 
 fn gib(bytes: u64) -> String {
@@ -162,7 +145,7 @@ fn gib(bytes: u64) -> String {
 }
 
 impl Ctx<'_> {
-    fn gpu(&self, instance: &Instance) -> Option<&crate::estimate::GpuFacts> {
+    fn gpu(&self, instance: &Instance) -> Option<&GpuFacts> {
         self.catalog.gpus.iter().find(|g| g.name == instance.gpu)
     }
 
@@ -430,7 +413,7 @@ impl Ctx<'_> {
         let capacity = if instance.local_storage_gb > 0 {
             instance.local_storage_gb * 1_000_000_000
         } else {
-            crate::lower::request::MAX_VOLUME_GB * 1_000_000_000
+            crate::target::sagemaker::MAX_VOLUME_GB * 1_000_000_000
         };
         if total > capacity {
             self.diagnostics.push(
@@ -530,7 +513,7 @@ impl Ctx<'_> {
 
     fn merge(&mut self, node: &TypedNode) -> Option<NodeEstimate> {
         let adapter = self.program.node(&node.fields.reference("adapter")?.node)?;
-        let (instance_name, count) = instance_of(node).or_else(|| instance_of(adapter))?;
+        let (instance_name, count) = instance_of(node)?;
         let instance = self.catalog.instance(instance_name)?;
         let base = match &adapter.ty {
             NodeType::Adapter { base } | NodeType::Model { base } => base.clone(),
@@ -577,13 +560,7 @@ impl Ctx<'_> {
 
     fn evaluate(&mut self, node: &TypedNode) -> Option<NodeEstimate> {
         let model = self.program.node(&node.fields.reference("model")?.node)?;
-        let upstream = if model.kind == NodeKind::Merge {
-            model.fields.reference("adapter").and_then(|a| self.program.node(&a.node))
-        } else {
-            Some(model)
-        };
-        let (instance_name, count) =
-            instance_of(node).or_else(|| instance_of(model)).or_else(|| upstream.and_then(instance_of))?;
+        let (instance_name, count) = instance_of(node)?;
         let instance = self.catalog.instance(instance_name)?;
         let base = match &model.ty {
             NodeType::Adapter { base } | NodeType::Model { base } => base.clone(),

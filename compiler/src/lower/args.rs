@@ -24,7 +24,7 @@ fn torch_dtype(word: &str) -> &'static str {
 fn model_args(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
     let (adapter, model) = super::model_inputs(program, node);
     let source = model.as_deref().and_then(|m| super::model_source(program, m));
-    let channel = super::request::model_channel_name(node.kind, adapter.is_some());
+    let channel = super::model_channel_name(node.kind, adapter.is_some());
     let mut out = vec![("model_name_or_path", json!(super::model_path(source.as_ref(), channel)))];
     if adapter.is_some() {
         out.push(("adapter_path", json!("/opt/ml/input/data/adapter")));
@@ -119,7 +119,7 @@ fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
         ("save_total_limit", json!(2)),
         ("eval_strategy", json!(if f.reference("eval").is_some() { "steps" } else { "no" })),
         ("eval_steps", json!(f.int("eval_steps").or_else(|| f.int("save_steps")))),
-        ("output_dir", json!(super::request::CHECKPOINT_DIR)),
+        ("output_dir", json!(super::CHECKPOINT_DIR)),
     ]);
     if method != "full" {
         let targets = match f.path("method.targets").map(|v| &v.val) {

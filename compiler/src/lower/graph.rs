@@ -4,7 +4,7 @@ use super::{Execution, JobGraph};
 
 fn label(node: &super::JobNode) -> String {
     let how = match &node.execution {
-        Execution::SagemakerJob { instance_type, instance_count, .. } => format!("{instance_type} x {instance_count}"),
+        Execution::SageMakerJob { instance_type, instance_count, .. } => format!("{instance_type} x {instance_count}"),
         other => other.describe().to_owned(),
     };
     format!("{} {}\\n{}\\n{}", node.kind, node.name, how, &node.key[..node.key.len().min(12)])

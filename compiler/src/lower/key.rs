@@ -12,6 +12,9 @@ use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
+/// The version of the key documents; bumped only when the same inputs must give new keys.
+pub(crate) const KEY_SCHEMA: u32 = 1;
+
 /// Fields that never change what a node produces: how it is scheduled and paid for, estimator
 /// hints, and the name of the secret it reads. Everything written into args.yaml is semantic.
 pub(crate) const NON_SEMANTIC: &[&str] =

@@ -1,5 +1,7 @@
 //! Lowering: a checked [`Program`] becomes a [`JobGraph`], the serialisable plan the runtime
-//! executes and `tunec build` writes out.
+//! executes and `tunec build` writes out. The graph is all the runtime reads: each node's
+//! normalised configuration (what a data step does), each job's channels (what it reads), and the
+//! target's settings, so that `tunec run` can execute a `job_graph.json` without the pipeline.
 //!
 //! Each pipeline node becomes one graph node with its dependencies, a content-addressed key
 //! (`key.rs`) and an execution: a model reference, a local data operation, or a job that runs one
@@ -11,33 +13,44 @@
 //! carries a schema version.
 
 pub mod args;
+mod config;
 pub mod graph;
-pub mod iam;
 mod key;
-pub mod names;
-pub mod pipeline;
-pub mod request;
+pub mod sagemaker;
 
 use crate::catalog::Catalog;
 use crate::check::{Program, TypedNode, Val};
 use crate::estimate::Estimates;
 use crate::syntax::ast::NodeKind;
+use crate::target::Target;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 
+pub use config::Config;
 pub use key::sha256_hex;
 
-/// The version of the [`JobGraph`] schema; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Where a job finds its scripts, its args.yaml and its checkpoint folder: the `/opt/ml` layout of
+/// a SageMaker training container, which the local target emulates.
+pub const CONTAINER_CODE_DIR: &str = "/opt/ml/input/data/code";
+pub const CONTAINER_CONFIG: &str = "/opt/ml/input/data/config/args.yaml";
+pub const CHECKPOINT_DIR: &str = "/opt/ml/checkpoints";
+
+/// The version of the [`JobGraph`] schema; bumped on any incompatible change. Version 2 added the
+/// target's settings and each job's channels, which `tunec run` of a built graph needs. The content
+/// keys have a version of their own (`key::KEY_SCHEMA`), so a new graph schema reruns nothing.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The lowered pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct JobGraph {
     pub version: u32,
     pub pipeline: String,
-    /// `local` or `sagemaker`.
-    pub target: String,
+    /// Where the jobs run: `local` or `sagemaker`.
+    pub target: Target,
+    /// The target's settings as written (`python`; `region`, `role`, `bucket`, `kms_key`), in the
+    /// form of [`JobNode::config`]: an `env("NAME")` is `{"env": "NAME"}`.
+    pub target_config: Json,
     /// SHA-256 of the script bundle the jobs run.
     pub bundle_digest: String,
     /// Environment variables the graph reads at run time (`env("NAME")`), sorted.
@@ -49,6 +62,11 @@ pub struct JobGraph {
 impl JobGraph {
     pub fn node(&self, name: &str) -> Option<&JobNode> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The target's settings, read like a node's fields.
+    pub fn target_fields(&self) -> Config<'_> {
+        Config::new(&self.target_config)
     }
 }
 
@@ -68,6 +86,26 @@ pub struct JobNode {
     pub execution: Execution,
 }
 
+impl JobNode {
+    /// The normalised configuration, read field by field.
+    pub fn fields(&self) -> Config<'_> {
+        Config::new(&self.config)
+    }
+
+    /// Whether it runs as a job (train, merge, evaluate) rather than in the data engine.
+    pub fn is_job(&self) -> bool {
+        matches!(self.execution, Execution::SageMakerJob { .. } | Execution::LocalScript { .. })
+    }
+
+    /// The input channels of a job node; none for other nodes.
+    pub fn channels(&self) -> &[JobChannel] {
+        match &self.execution {
+            Execution::SageMakerJob { channels, .. } | Execution::LocalScript { channels, .. } => channels,
+            _ => &[],
+        }
+    }
+}
+
 /// How a node is carried out.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -77,7 +115,8 @@ pub enum Execution {
     /// Dataset loading, chat templating and tokenization, or splitting: the runtime's data engine.
     Data { operation: String },
     /// A SageMaker training job running `script`.
-    SagemakerJob {
+    #[serde(rename = "sagemaker_job")]
+    SageMakerJob {
         script: String,
         job_name: String,
         image: String,
@@ -87,9 +126,16 @@ pub enum Execution {
         request: Json,
         /// The job's args.yaml, as the file's text.
         args_yaml: String,
+        /// What it reads; the request names a channel's S3 prefix.
+        channels: Vec<JobChannel>,
     },
     /// A local process running `script` in an emulated /opt/ml layout.
-    LocalScript { script: String, args_yaml: String },
+    LocalScript {
+        script: String,
+        args_yaml: String,
+        /// What it reads, linked into its `input/data/`.
+        channels: Vec<JobChannel>,
+    },
 }
 
 impl Execution {
@@ -98,7 +144,7 @@ impl Execution {
         match self {
             Execution::Model { .. } => "model reference",
             Execution::Data { .. } => "local data step",
-            Execution::SagemakerJob { .. } => "SageMaker training job",
+            Execution::SageMakerJob { .. } => "SageMaker training job",
             Execution::LocalScript { .. } => "local script",
         }
     }
@@ -184,24 +230,36 @@ pub(crate) fn model_inputs(program: &Program, node: &TypedNode) -> (Option<Strin
     }
 }
 
+/// The channel a job's starting weights arrive in: `model` for an evaluation of a finished model,
+/// `base_model` for what an adapter is trained on or merged into.
+pub(crate) fn model_channel_name(kind: NodeKind, reads_adapter: bool) -> &'static str {
+    if kind == NodeKind::Evaluate && !reads_adapter {
+        "model"
+    } else {
+        "base_model"
+    }
+}
+
 /// Where a job channel's files come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
 pub enum ChannelSource {
     /// A part (`train`, `val`, `test`) of a split node's output; `None` for the whole split.
     Data { node: String, part: Option<String> },
     /// A `local_model` node's directory.
-    LocalModel(String),
+    LocalModel { node: String },
     /// What another job wrote to its model folder (an adapter, a merged or fully trained model).
-    JobOutput(String),
+    JobOutput { node: String },
     /// A Hugging Face Hub model (`hf_model` node, id): no channel, the job downloads it.
     Hub { node: String, id: String },
 }
 
 /// One input channel of a job: its name (`train`, `val`, `test`, `base_model`, `model`, `adapter`)
 /// and what it holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobChannel {
-    pub name: &'static str,
+    pub name: String,
+    #[serde(flatten)]
     pub source: ChannelSource,
 }
 
@@ -212,14 +270,19 @@ pub fn job_channels(program: &Program, node: &TypedNode) -> Vec<JobChannel> {
     let mut channels = Vec::new();
     let (adapter, model) = model_inputs(program, node);
     if let Some(adapter) = &adapter {
-        channels.push(JobChannel { name: "adapter", source: ChannelSource::JobOutput(adapter.clone()) });
+        channels
+            .push(JobChannel { name: "adapter".into(), source: ChannelSource::JobOutput { node: adapter.clone() } });
     }
-    let name = request::model_channel_name(node.kind, adapter.is_some());
+    let name = model_channel_name(node.kind, adapter.is_some()).to_owned();
     match model.as_deref().and_then(|m| model_source(program, m)) {
         Some(ModelSource::Hub(id)) => channels
             .push(JobChannel { name, source: ChannelSource::Hub { node: model.clone().unwrap_or_default(), id } }),
-        Some(ModelSource::Upload(n)) => channels.push(JobChannel { name, source: ChannelSource::LocalModel(n) }),
-        Some(ModelSource::Output(n)) => channels.push(JobChannel { name, source: ChannelSource::JobOutput(n) }),
+        Some(ModelSource::Upload(node)) => {
+            channels.push(JobChannel { name, source: ChannelSource::LocalModel { node } })
+        }
+        Some(ModelSource::Output(node)) => {
+            channels.push(JobChannel { name, source: ChannelSource::JobOutput { node } })
+        }
         None => {}
     }
     let data = |field: &str| {
@@ -232,7 +295,7 @@ pub fn job_channels(program: &Program, node: &TypedNode) -> Vec<JobChannel> {
     };
     for (name, field) in parts {
         if let Some(source) = data(field) {
-            channels.push(JobChannel { name, source });
+            channels.push(JobChannel { name: (*name).to_owned(), source });
         }
     }
     channels
@@ -268,7 +331,7 @@ pub fn lower(input: &LowerInput<'_>) -> JobGraph {
         node.fields.0.values().for_each(|f| collect_env(&f.val, &mut env));
         let image = image_uri(input, node);
         let semantic = json!({
-            "schema": SCHEMA_VERSION,
+            "schema": key::KEY_SCHEMA,
             "kind": node.kind.as_str(),
             "function": node.func,
             "fields": key::fields_json(&node.fields, &|n| keys.get(n).cloned().unwrap_or_default(), key::NON_SEMANTIC),
@@ -294,7 +357,8 @@ pub fn lower(input: &LowerInput<'_>) -> JobGraph {
     JobGraph {
         version: SCHEMA_VERSION,
         pipeline: program.name.clone(),
-        target: program.target.kind.clone(),
+        target: program.target.kind,
+        target_config: key::fields_json(&program.target.fields, &|n| n.to_owned(), &[]),
         bundle_digest: input.bundle_digest.to_owned(),
         env,
         nodes,
@@ -340,30 +404,12 @@ fn execution(
         NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate => {
             let script = script_of(node.kind).unwrap_or("train.py").to_owned();
             let args_yaml = args::args_yaml(program, node, input.catalog);
-            if program.target.kind == "sagemaker" {
-                let job_name = names::job_name(&program.name, &node.name, key);
-                let (instance_type, instance_count) = request::find_compute(program, node).unwrap_or_default();
-                let request = request::create_training_job(&request::RequestInput {
-                    program,
-                    node,
-                    job_name: &job_name,
-                    key,
-                    keys,
-                    image: image.clone().unwrap_or_default(),
-                    bundle_digest: input.bundle_digest,
-                    disk_bytes: input.estimates.and_then(|e| e.node(&node.name)).map(|e| e.disk_bytes),
-                });
-                Execution::SagemakerJob {
-                    script,
-                    job_name,
-                    image: image.unwrap_or_default(),
-                    instance_type,
-                    instance_count,
-                    request,
-                    args_yaml,
+            let channels = job_channels(program, node);
+            match program.target.kind {
+                Target::Local => Execution::LocalScript { script, args_yaml, channels },
+                Target::SageMaker => {
+                    sagemaker::job(input, node, sagemaker::Job { key, keys, image, script, args_yaml, channels })
                 }
-            } else {
-                Execution::LocalScript { script, args_yaml }
             }
         }
     }

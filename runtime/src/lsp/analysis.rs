@@ -21,6 +21,7 @@ use tunec_compiler::diagnostics::{Diagnostic, FileId, Severity};
 use tunec_compiler::render;
 use tunec_compiler::syntax::ast::{Call, Field, File, Ident, Item, Node, NodeKind, Span, Value, ValueKind};
 use tunec_compiler::syntax::parse_file;
+use tunec_compiler::target::Target;
 use tunec_compiler::{Checked, NoFiles, World};
 
 use crate::world::FsWorld;
@@ -534,9 +535,11 @@ fn no_estimate(analysis: &Analysis, name: &str) -> String {
             && d.primary.span.end <= node.span.end
     });
     match instance {
-        None if program.target.kind == "local" => "the local target runs the job on this machine, whose accelerator \
+        None if program.target.kind == Target::Local => {
+            "the local target runs the job on this machine, whose accelerator \
              tunec does not know; give it `compute = \"<instance>\" x 1` to estimate it as on that instance"
-            .to_owned(),
+                .to_owned()
+        }
         None => "it has no `compute` instance".to_owned(),
         Some(instance) => match Catalog::builtin().instance(&instance) {
             None => format!("`{instance}` is not in the instance catalog"),

@@ -1,4 +1,6 @@
-//! The data nodes of a local run: what each one reads, writes and records as its outputs.
+//! The data nodes of a run, on every target: what each one reads, writes and records as its
+//! outputs. Everything is read from the job graph: each node's normalised configuration and the
+//! nodes it references.
 //!
 //! - `model`: a `local_model` directory's `config.json`, `tokenizer.json`, `tokenizer_config.json`
 //!   (and `chat_template.jinja`, `generation_config.json` and weight index files when present) are
@@ -8,9 +10,9 @@
 //!   files (downloaded by the executor, [`super::hub`]); one that none uses records nothing (its
 //!   jobs download it).
 //! - `dataset`: a local `file(...)` is recorded with its digest; an `s3://` object is read from its
-//!   local copy under `.tunec/<pipeline>/sources/` (downloaded by the executor,
-//!   [`super::sagemaker::upload::download`]); an `hf_dataset` split from its Parquet shards under
-//!   `.tunec/<pipeline>/sources/hf/` ([`super::hub`]). Each copy is what is recorded.
+//!   local copy under `.tunec/<pipeline>/sources/` (downloaded first, [`super::sources`]); an
+//!   `hf_dataset` split from its Parquet shards under `.tunec/<pipeline>/sources/hf/`
+//!   ([`super::hub`]). Each copy is what is recorded.
 //! - `chat`: nothing of its own; its settings are used by the split below.
 //! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and
 //!   tokenizer into `.tunec/<pipeline>/data/<split>/<key>/`, and `profile.json` is copied to
@@ -26,8 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
-use tunec_compiler::check::{Program, TypedNode, Val};
-use tunec_compiler::syntax::ast::NodeKind;
+use tunec_compiler::lower::{JobGraph, JobNode};
 
 use super::data_report;
 use super::hub::{self, Manifest};
@@ -68,40 +69,34 @@ fn output(base: &Path, rel: &str) -> Result<Output, StepError> {
     Ok(Output { path: rel.to_owned(), sha256, bytes })
 }
 
-fn node<'p>(program: &'p Program, name: &str) -> Result<&'p TypedNode, StepError> {
-    program.node(name).ok_or_else(|| StepError(format!("the program has no node `{name}`")))
-}
-
-fn referenced<'p>(program: &'p Program, from: &TypedNode, field: &str) -> Result<&'p TypedNode, StepError> {
-    match from.fields.reference(field) {
-        Some(r) => node(program, &r.node),
+fn referenced<'g>(graph: &'g JobGraph, from: &JobNode, field: &str) -> Result<&'g JobNode, StepError> {
+    match from.fields().reference(field) {
+        Some(r) => graph.node(&r.node).ok_or_else(|| StepError(format!("the job graph has no node `{}`", r.node))),
         None => fail(format!("`{}` has no `{field}`", from.name)),
     }
 }
 
-/// Carries out a data node (model, dataset, chat or split) and returns the outputs to record;
-/// `control` counts the records a split reads and stops it when cancelled.
+/// Carries out a data node (model, dataset, chat or split) of `graph` and returns the outputs to
+/// record; `control` counts the records a split reads and stops it when cancelled.
 pub fn run_node(
-    program: &Program,
-    name: &str,
-    key: &str,
+    graph: &JobGraph,
+    n: &JobNode,
     base: &Path,
     control: &Arc<StepControl>,
 ) -> Result<Vec<Output>, StepError> {
-    let n = node(program, name)?;
-    match n.kind {
-        NodeKind::Model => model_outputs(n, base, &program.name),
-        NodeKind::Dataset => dataset_outputs(n, base, &program.name),
-        NodeKind::Chat => Ok(Vec::new()),
-        NodeKind::Split => split(program, n, key, base, control),
-        _ => fail(format!("`{name}` is a {} node, not a data step", n.kind.as_str())),
+    match n.kind.as_str() {
+        "model" => model_outputs(n, base, &graph.pipeline),
+        "dataset" => dataset_outputs(n, base, &graph.pipeline),
+        "chat" => Ok(Vec::new()),
+        "split" => split(graph, n, base, control),
+        kind => fail(format!("`{}` is a {kind} node, not a data step", n.name)),
     }
 }
 
 /// The files of a model that decide what its tokenizer does: a local directory's, or the local
 /// copy of a Hub model's when a chat node uses it.
-fn model_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Output>, StepError> {
-    if n.func == "hf_model" {
+fn model_outputs(n: &JobNode, base: &Path, pipeline: &str) -> Result<Vec<Output>, StepError> {
+    if n.function == "hf_model" {
         let dir = hub_model_dir(n, pipeline);
         return match Manifest::read(&base.join(&dir)) {
             Some(manifest) => manifest.files.iter().map(|f| output(base, &format!("{dir}/{}", f.name))).collect(),
@@ -123,8 +118,8 @@ fn model_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Outpu
 
 /// The files of a `local_model` directory that are recorded, relative to `base`: the tokenizer's
 /// and `config.json` first, then the weights, weight indexes and `generation_config.json`, sorted.
-fn local_model_files(n: &TypedNode, base: &Path) -> Result<Vec<String>, StepError> {
-    let dir = n.fields.str("path").unwrap_or_default();
+fn local_model_files(n: &JobNode, base: &Path) -> Result<Vec<String>, StepError> {
+    let dir = n.fields().str("path").unwrap_or_default();
     let mut files = Vec::new();
     for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
         let rel = Path::new(dir).join(file).display().to_string();
@@ -148,15 +143,14 @@ fn local_model_files(n: &TypedNode, base: &Path) -> Result<Vec<String>, StepErro
 /// Why a data node whose record is intact (same key, outputs unchanged) runs all the same: a file
 /// that its `local_model` folder gained since (found without hashing anything), or a remote source
 /// to look at again. `None`: it is reused. The executor and `tunec plan` both ask this.
-pub fn still_runs(program: &Program, name: &str, base: &Path, recorded: &[Output]) -> Option<Reason> {
-    let n = program.node(name)?;
-    if n.kind == NodeKind::Model && n.func == "local_model" {
+pub fn still_runs(graph: &JobGraph, n: &JobNode, base: &Path, recorded: &[Output]) -> Option<Reason> {
+    if n.kind == "model" && n.function == "local_model" {
         let files = local_model_files(n, base).ok()?;
         if let Some(file) = files.into_iter().find(|f| !recorded.iter().any(|o| &o.path == f)) {
             return Some(Reason::NewFile(file));
         }
     }
-    remote(program, n).map(|r| Reason::RemoteSource(r.to_string()))
+    remote(graph, n).map(|r| Reason::RemoteSource(r.to_string()))
 }
 
 /// Whether a node of `kind` reads an input's output at `path`. These are what a node's dependents
@@ -164,12 +158,12 @@ pub fn still_runs(program: &Program, name: &str, base: &Path, recorded: &[Output
 /// out different. A chat node reads a model's tokenizer files, not its weights, so new weights
 /// rerun the jobs but not the data step. No node reads what a job measured of itself, so a rerun
 /// whose model came out the same reruns nothing, however its timings differ ([`measured`]).
-pub fn reads(kind: Option<NodeKind>, path: &str) -> bool {
+pub fn reads(kind: &str, path: &str) -> bool {
     if measured(path) {
         return false;
     }
     let name = path.rsplit('/').next().unwrap_or(path);
-    !(kind == Some(NodeKind::Chat) && (is_weights(name) || name.ends_with(".index.json")))
+    !(kind == "chat" && (is_weights(name) || name.ends_with(".index.json")))
 }
 
 /// Whether a job's output is for people rather than for the nodes after it, on either target.
@@ -225,51 +219,49 @@ impl fmt::Display for Remote {
 }
 
 /// The name of the environment variable of a node's `token = env("NAME")`.
-fn token_env(n: &TypedNode) -> Option<String> {
-    match n.fields.get("token").map(|f| &f.val) {
-        Some(Val::Env(name)) => Some(name.clone()),
-        _ => None,
-    }
+fn token_env(n: &JobNode) -> Option<String> {
+    n.fields().env("token").map(str::to_owned)
 }
 
-fn hub_model_dir(n: &TypedNode, pipeline: &str) -> String {
-    hub::model_dir(pipeline, n.fields.str("id").unwrap_or_default(), n.fields.str("revision"))
+fn hub_model_dir(n: &JobNode, pipeline: &str) -> String {
+    let fields = n.fields();
+    hub::model_dir(pipeline, fields.str("id").unwrap_or_default(), fields.str("revision"))
 }
 
-fn hub_dataset_dir(n: &TypedNode, pipeline: &str) -> String {
-    let split = n.fields.str("split").and_then(|s| SplitSlice::parse(s).ok());
+fn hub_dataset_dir(n: &JobNode, pipeline: &str) -> String {
+    let fields = n.fields();
+    let split = fields.str("split").and_then(|s| SplitSlice::parse(s).ok());
     hub::dataset_dir(
         pipeline,
-        n.fields.str("id").unwrap_or_default(),
-        n.fields.str("subset"),
+        fields.str("id").unwrap_or_default(),
+        fields.str("subset"),
         split.as_ref().map(|s| s.split.as_str()),
     )
 }
 
 /// The remote source a data node reads, if any: an `s3://` dataset, a Hub dataset, or the Hub model
-/// that a chat node of the program uses as its tokenizer.
-pub fn remote(program: &Program, n: &TypedNode) -> Option<Remote> {
-    let pipeline = &program.name;
-    match (n.kind, n.func.as_str()) {
-        (NodeKind::Dataset, "file") => {
-            n.fields.str("path").filter(|p| p.starts_with("s3://")).map(|p| Remote::S3(p.to_owned()))
-        }
-        (NodeKind::Dataset, "hf_dataset") => Some(Remote::HubDataset {
-            id: n.fields.str("id").unwrap_or_default().to_owned(),
-            subset: n.fields.str("subset").map(str::to_owned),
-            split: n.fields.str("split").and_then(|s| SplitSlice::parse(s).ok()),
-            revision: n.fields.str("revision").map(str::to_owned),
+/// that a chat node of the graph uses as its tokenizer.
+pub fn remote(graph: &JobGraph, n: &JobNode) -> Option<Remote> {
+    let pipeline = &graph.pipeline;
+    let fields = n.fields();
+    match (n.kind.as_str(), n.function.as_str()) {
+        ("dataset", "file") => fields.str("path").filter(|p| p.starts_with("s3://")).map(|p| Remote::S3(p.to_owned())),
+        ("dataset", "hf_dataset") => Some(Remote::HubDataset {
+            id: fields.str("id").unwrap_or_default().to_owned(),
+            subset: fields.str("subset").map(str::to_owned),
+            split: fields.str("split").and_then(|s| SplitSlice::parse(s).ok()),
+            revision: fields.str("revision").map(str::to_owned),
             token: token_env(n),
             dir: hub_dataset_dir(n, pipeline),
         }),
-        (NodeKind::Model, "hf_model") => {
-            let tokenizer = program
+        ("model", "hf_model") => {
+            let tokenizer = graph
                 .nodes
                 .iter()
-                .any(|c| c.kind == NodeKind::Chat && c.fields.reference("tokenizer").is_some_and(|r| r.node == n.name));
+                .any(|c| c.kind == "chat" && c.fields().reference("tokenizer").is_some_and(|r| r.node == n.name));
             tokenizer.then(|| Remote::HubModel {
-                id: n.fields.str("id").unwrap_or_default().to_owned(),
-                revision: n.fields.str("revision").map(str::to_owned),
+                id: fields.str("id").unwrap_or_default().to_owned(),
+                revision: fields.str("revision").map(str::to_owned),
                 token: token_env(n),
                 dir: hub_model_dir(n, pipeline),
             })
@@ -288,10 +280,11 @@ pub fn s3_copy(pipeline: &str, uri: &str) -> Option<String> {
 
 /// The dataset node's source as the data engine reads it: a local path resolved against `base`,
 /// an `s3://` object as its local copy (which the executor downloads first).
-fn source_spec(n: &TypedNode, base: &Path, pipeline: &str) -> Result<SourceSpec, StepError> {
-    let origin = match n.func.as_str() {
+fn source_spec(n: &JobNode, base: &Path, pipeline: &str) -> Result<SourceSpec, StepError> {
+    let fields = n.fields();
+    let origin = match n.function.as_str() {
         "file" => {
-            let path = n.fields.str("path").unwrap_or_default();
+            let path = fields.str("path").unwrap_or_default();
             let path = match s3_copy(pipeline, path) {
                 Some(copy) if path.starts_with("s3://") => base.join(copy).display().to_string(),
                 _ if path.starts_with("s3://") => {
@@ -299,7 +292,7 @@ fn source_spec(n: &TypedNode, base: &Path, pipeline: &str) -> Result<SourceSpec,
                 }
                 _ => base.join(path).display().to_string(),
             };
-            Origin::File { path, format: n.fields.word("format").map(str::to_owned) }
+            Origin::File { path, format: fields.word("format").map(str::to_owned) }
         }
         _ => {
             let dir = hub_dataset_dir(n, pipeline);
@@ -307,42 +300,42 @@ fn source_spec(n: &TypedNode, base: &Path, pipeline: &str) -> Result<SourceSpec,
                 Some(manifest) => {
                     Origin::Shards { paths: manifest.files.iter().map(|f| base.join(&dir).join(&f.name)).collect() }
                 }
-                None => Origin::HfDataset { id: n.fields.str("id").unwrap_or_default().to_owned() },
+                None => Origin::HfDataset { id: fields.str("id").unwrap_or_default().to_owned() },
             }
         }
     };
-    let columns = match n.fields.get("columns").map(|f| &f.val) {
-        Some(Val::Columns(columns)) => columns
-            .iter()
-            .map(|c| match ColumnType::parse(&c.ty) {
-                Some(ty) => Ok((c.name.clone(), ty)),
-                None => fail(format!("column `{}` has a type the data step does not read: {}", c.name, c.ty)),
+    let columns = match fields.columns("columns") {
+        Some(columns) => columns
+            .into_iter()
+            .map(|(name, ty)| match ColumnType::parse(ty) {
+                Some(parsed) => Ok((name.to_owned(), parsed)),
+                None => fail(format!("column `{name}` has a type the data step does not read: {ty}")),
             })
             .collect::<Result<Vec<_>, _>>()?,
-        _ => return fail(format!("dataset `{}` declares no columns", n.name)),
+        None => return fail(format!("dataset `{}` declares no columns", n.name)),
     };
     Ok(SourceSpec {
         origin,
-        split: n.fields.str("split").map(parse_split).transpose().map_err(err)?,
+        split: fields.str("split").map(parse_split).transpose().map_err(err)?,
         schema: Schema { columns },
-        on_bad_row: if n.fields.word("on_bad_row") == Some("skip") { BadRowPolicy::Skip } else { BadRowPolicy::Fail },
+        on_bad_row: if fields.word("on_bad_row") == Some("skip") { BadRowPolicy::Skip } else { BadRowPolicy::Fail },
     })
 }
 
-fn dataset_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Output>, StepError> {
+fn dataset_outputs(n: &JobNode, base: &Path, pipeline: &str) -> Result<Vec<Output>, StepError> {
     let spec = source_spec(n, base, pipeline)?;
     for (path, _) in spec.local().map_err(err)? {
         if !path.is_file() {
             return fail(format!("dataset `{}`: no file at {}", n.name, path.display()));
         }
     }
-    if n.func == "hf_dataset" {
+    if n.function == "hf_dataset" {
         let dir = hub_dataset_dir(n, pipeline);
         let manifest = Manifest::read(&base.join(&dir))
             .ok_or_else(|| StepError(format!("dataset `{}`: no local copy", n.name)))?;
         return manifest.files.iter().map(|f| output(base, &format!("{dir}/{}", f.name))).collect();
     }
-    let path = n.fields.str("path").unwrap_or_default();
+    let path = n.fields().str("path").unwrap_or_default();
     match s3_copy(pipeline, path) {
         Some(copy) => Ok(vec![output(base, &copy)?]),
         None => Ok(vec![output(base, path)?]),
@@ -351,18 +344,18 @@ fn dataset_outputs(n: &TypedNode, base: &Path, pipeline: &str) -> Result<Vec<Out
 
 /// The tokenizer of the chat node's model: a local directory, or the local copy of a Hub model's
 /// tokenizer files.
-fn tokenizer(model: &TypedNode, base: &Path, pipeline: &str) -> Result<ChatTokenizer, StepError> {
-    let dir = if model.func == "hf_model" {
+fn tokenizer(model: &JobNode, base: &Path, pipeline: &str) -> Result<ChatTokenizer, StepError> {
+    let dir = if model.function == "hf_model" {
         base.join(hub_model_dir(model, pipeline))
     } else {
-        base.join(model.fields.str("path").unwrap_or_default())
+        base.join(model.fields().str("path").unwrap_or_default())
     };
     ChatTokenizer::from_files(&dir)
         .map_err(|e| StepError(format!("cannot load the tokenizer of `{}`: {e}", model.name)))
 }
 
-fn prepare_config(chat: &TypedNode, split: &TypedNode, schema: &Schema) -> Result<PrepareConfig, StepError> {
-    let f = &chat.fields;
+fn prepare_config(chat: &JobNode, split: &JobNode, schema: &Schema) -> Result<PrepareConfig, StepError> {
+    let f = chat.fields();
     if f.bool("add_special_tokens") == Some(true) {
         return fail(format!(
             "chat `{}`: add_special_tokens = true is not supported by the data step (the chat template already \
@@ -383,7 +376,7 @@ fn prepare_config(chat: &TypedNode, split: &TypedNode, schema: &Schema) -> Resul
         Some("truncate") => OverflowPolicy::Truncate,
         _ => OverflowPolicy::Error,
     };
-    let s = &split.fields;
+    let s = split.fields();
     let fractions = SplitFractions {
         train: s.float("train").unwrap_or(0.0),
         val: s.float("val").unwrap_or(0.0),
@@ -414,24 +407,18 @@ fn env_count(name: &str, what: &str) -> Result<Option<usize>, StepError> {
 }
 
 /// Prepares the split's files and the chat node's data profile.
-fn split(
-    program: &Program,
-    split: &TypedNode,
-    key: &str,
-    base: &Path,
-    control: &Arc<StepControl>,
-) -> Result<Vec<Output>, StepError> {
-    let chat = referenced(program, split, "data")?;
-    let dataset = referenced(program, chat, "data")?;
-    let model = referenced(program, chat, "tokenizer")?;
-    let source = source_spec(dataset, base, &program.name)?;
+fn split(graph: &JobGraph, split: &JobNode, base: &Path, control: &Arc<StepControl>) -> Result<Vec<Output>, StepError> {
+    let chat = referenced(graph, split, "data")?;
+    let dataset = referenced(graph, chat, "data")?;
+    let model = referenced(graph, chat, "tokenizer")?;
+    let source = source_spec(dataset, base, &graph.pipeline)?;
     let mut config = prepare_config(chat, split, &source.schema)?;
     config.control = control.clone();
     config.threads = env_count("TUNEC_DATA_THREADS", "threads")?.unwrap_or(config.threads);
     config.batch_rows = env_count("TUNEC_DATA_BATCH_ROWS", "records per batch")?.unwrap_or(config.batch_rows);
-    let tokenizer = tokenizer(model, base, &program.name)?;
-    let dir = tunec_dir(&program.name);
-    let out_rel = format!("{dir}/data/{}/{key}", split.name);
+    let tokenizer = tokenizer(model, base, &graph.pipeline)?;
+    let dir = tunec_dir(&graph.pipeline);
+    let out_rel = format!("{dir}/data/{}/{}", split.name, split.key);
     let out = base.join(&out_rel);
     let profile = prepare(&source, &tokenizer, &config, &out)
         .map_err(|e| StepError(data_report::failure(&e, split, chat, dataset)))?;
@@ -440,7 +427,7 @@ fn split(
     journal::write_atomic(&base.join(&profile_rel), &text).map_err(err)?;
     // The estimator's copy of the profile is written all the same: `tunec check` then shows the
     // counts the step found.
-    data_report::check_trainable(program, split, &profile).map_err(StepError)?;
+    data_report::check_trainable(graph, split, &profile).map_err(StepError)?;
     let mut outputs = Vec::new();
     for part in Split::ALL {
         outputs.push(output(base, &format!("{out_rel}/{0}/{0}.jsonl", part.name()))?);
@@ -460,30 +447,30 @@ mod tests {
         for weights in
             ["model/model.safetensors", "m/pytorch_model-00001-of-00002.bin", "m/model.safetensors.index.json"]
         {
-            assert!(!reads(Some(NodeKind::Chat), weights), "{weights}");
-            assert!(reads(Some(NodeKind::Train), weights), "{weights}");
-            assert!(reads(Some(NodeKind::Merge), weights), "{weights}");
+            assert!(!reads("chat", weights), "{weights}");
+            assert!(reads("train", weights), "{weights}");
+            assert!(reads("merge", weights), "{weights}");
         }
-        assert!(reads(Some(NodeKind::Chat), "model/tokenizer.json"));
-        assert!(reads(Some(NodeKind::Chat), "model/chat_template.jinja"));
+        assert!(reads("chat", "model/tokenizer.json"));
+        assert!(reads("chat", "model/chat_template.jinja"));
     }
 
     #[test]
     fn no_node_reads_what_a_job_measured_of_itself_on_either_target() {
         let job = ".tunec/tiny/jobs/sft/5a759ad0dab7edafd932dc92558f1899f81790fc3c6a4e6b6ab671a07810c046";
-        for kind in [NodeKind::Merge, NodeKind::Evaluate] {
-            assert!(reads(Some(kind), &format!("{job}/model/adapter_model.safetensors")));
-            assert!(reads(Some(kind), &format!("{job}/model/adapter_config.json")));
-            assert!(!reads(Some(kind), &format!("{job}/output/data/metrics.json")));
-            assert!(!reads(Some(kind), &format!("{job}/output/data/smoke.json")));
+        for kind in ["merge", "evaluate"] {
+            assert!(reads(kind, &format!("{job}/model/adapter_model.safetensors")));
+            assert!(reads(kind, &format!("{job}/model/adapter_config.json")));
+            assert!(!reads(kind, &format!("{job}/output/data/metrics.json")));
+            assert!(!reads(kind, &format!("{job}/output/data/smoke.json")));
             // SageMaker: the model artifact is read, the checkpoint prefix is not.
-            assert!(reads(Some(kind), "s3://b/medreason/out/medreason-sft-5a759ad0da-a2/output/model.tar.gz"));
+            assert!(reads(kind, "s3://b/medreason/out/medreason-sft-5a759ad0da-a2/output/model.tar.gz"));
             let key = "5a759ad0dab7edafd932dc92558f1899f81790fc3c6a4e6b6ab671a07810c046";
-            assert!(!reads(Some(kind), &format!("s3://b/medreason/checkpoints/sft/{key}/")));
-            assert!(reads(Some(kind), "s3://checkpoints/p/output/sft/p-sft-5a759ad0da/output/model.tar.gz"));
+            assert!(!reads(kind, &format!("s3://b/medreason/checkpoints/sft/{key}/")));
+            assert!(reads(kind, "s3://checkpoints/p/output/sft/p-sft-5a759ad0da/output/model.tar.gz"));
         }
         // A data file of the user's that happens to sit in a folder named `output` is read.
-        assert!(reads(Some(NodeKind::Split), "data/output/rows.jsonl"));
-        assert!(reads(Some(NodeKind::Split), ".tunec/p/sources/bucket/output/data/rows.jsonl"));
+        assert!(reads("split", "data/output/rows.jsonl"));
+        assert!(reads("split", ".tunec/p/sources/bucket/output/data/rows.jsonl"));
     }
 }

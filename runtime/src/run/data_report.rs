@@ -11,13 +11,13 @@
 //! [`ROWS_FACTOR`] times off what the step read (the estimates and budget checks made before the
 //! run used it). A job whose settings changed since its split ran is checked again against the
 //! split's recorded counts before it starts ([`check_job`]). On SageMaker these errors come here
-//! too, before anything is uploaded.
+//! too, before anything is uploaded. Everything is read from the job graph (each node's
+//! normalised configuration), so a build folder's `job_graph.json` reports the same.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tunec_compiler::check::{Program, TypedNode};
-use tunec_compiler::syntax::ast::NodeKind;
+use tunec_compiler::lower::{JobGraph, JobNode};
 
 use crate::data::prepare::{PrepareError, Profile, Split};
 use crate::data::source::SourceError;
@@ -31,23 +31,24 @@ pub const ROWS_FACTOR: f64 = 2.0;
 
 /// The dataset behind a split, as the user wrote it: `data.jsonl`, `s3://b/k.jsonl`,
 /// `hf://datasets/org/name (train[:1000])`.
-pub fn source_name(dataset: &TypedNode) -> String {
-    match dataset.func.as_str() {
+pub fn source_name(dataset: &JobNode) -> String {
+    let fields = dataset.fields();
+    match dataset.function.as_str() {
         "hf_dataset" => {
-            let id = dataset.fields.str("id").unwrap_or_default();
-            match dataset.fields.str("split") {
+            let id = fields.str("id").unwrap_or_default();
+            match fields.str("split") {
                 Some(split) => format!("hf://datasets/{id} ({split})"),
                 None => format!("hf://datasets/{id}"),
             }
         }
-        _ => dataset.fields.str("path").unwrap_or_default().to_owned(),
+        _ => fields.str("path").unwrap_or_default().to_owned(),
     }
 }
 
 /// The chat and dataset nodes a split reads.
-fn inputs<'p>(program: &'p Program, split: &TypedNode) -> Option<(&'p TypedNode, &'p TypedNode)> {
-    let chat = program.node(&split.fields.reference("data")?.node)?;
-    let dataset = program.node(&chat.fields.reference("data")?.node)?;
+fn inputs<'g>(graph: &'g JobGraph, split: &JobNode) -> Option<(&'g JobNode, &'g JobNode)> {
+    let chat = graph.node(&split.fields().reference("data")?.node)?;
+    let dataset = graph.node(&chat.fields().reference("data")?.node)?;
     Some((chat, dataset))
 }
 
@@ -131,12 +132,12 @@ pub struct SplitCounts {
 impl SplitCounts {
     /// The counts of split node `name`, from its recorded outputs; `None` for another kind of node
     /// or when the profile cannot be read.
-    pub fn of(program: &Program, name: &str, base: &Path, outputs: &[Output]) -> Option<SplitCounts> {
-        let split = program.node(name).filter(|n| n.kind == NodeKind::Split)?;
-        let (chat, dataset) = inputs(program, split)?;
+    pub fn of(graph: &JobGraph, name: &str, base: &Path, outputs: &[Output]) -> Option<SplitCounts> {
+        let split = graph.node(name).filter(|n| n.kind == "split")?;
+        let (chat, dataset) = inputs(graph, split)?;
         let path = outputs.iter().find(|o| o.path.ends_with("/profile.json") && o.path.contains("/data/"))?;
         let profile: Profile = serde_json::from_slice(&std::fs::read(base.join(&path.path)).ok()?).ok()?;
-        Some(SplitCounts { profile, source: source_name(dataset), seq_len: chat.fields.int("seq_len") })
+        Some(SplitCounts { profile, source: source_name(dataset), seq_len: chat.fields().int("seq_len") })
     }
 
     pub fn describe(&self) -> String {
@@ -207,10 +208,10 @@ fn part_named(name: &str) -> Option<Split> {
 /// Refuses a split that no job could train or evaluate on, with the file and the setting to
 /// change: a declared `rows` more than [`ROWS_FACTOR`] times off what was read, and for every job
 /// that reads the split what [`check_reads`] refuses.
-pub fn check_trainable(program: &Program, split: &TypedNode, profile: &Profile) -> Result<(), String> {
-    let Some((_, dataset)) = inputs(program, split) else { return Ok(()) };
+pub fn check_trainable(graph: &JobGraph, split: &JobNode, profile: &Profile) -> Result<(), String> {
+    let Some((_, dataset)) = inputs(graph, split) else { return Ok(()) };
     let source = source_name(dataset);
-    if let Some(declared) = dataset.fields.int("rows").and_then(|r| u64::try_from(r).ok()) {
+    if let Some(declared) = dataset.fields().int("rows").and_then(|r| u64::try_from(r).ok()) {
         let read = profile.read as f64;
         if read * ROWS_FACTOR < declared as f64 || read > declared as f64 * ROWS_FACTOR {
             return Err(format!(
@@ -223,26 +224,25 @@ pub fn check_trainable(program: &Program, split: &TypedNode, profile: &Profile) 
             ));
         }
     }
-    for job in program.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Evaluate)) {
-        check_reads(program, job, split, profile)?;
+    for job in graph.nodes.iter().filter(|n| matches!(n.kind.as_str(), "train" | "evaluate")) {
+        check_reads(graph, job, split, profile)?;
     }
     Ok(())
 }
 
-/// Refuses to start job `name` when a split it reads, as its data step recorded it, has no rows
+/// Refuses to start `job` when a split it reads, as its data step recorded it, has no rows
 /// in a part the job reads or fewer train rows than one batch: the job's settings may have
 /// changed since the split ran.
 pub fn check_job(
-    program: &Program,
-    name: &str,
+    graph: &JobGraph,
+    job: &JobNode,
     base: &Path,
     records: &BTreeMap<String, NodeRecord>,
 ) -> Result<(), String> {
-    let Some(job) = program.node(name) else { return Ok(()) };
-    for split in job.inputs.iter().filter_map(|i| program.node(i)).filter(|n| n.kind == NodeKind::Split) {
+    for split in job.deps.iter().filter_map(|i| graph.node(i)).filter(|n| n.kind == "split") {
         let Some(record) = records.get(&split.name) else { continue };
-        if let Some(counts) = SplitCounts::of(program, &split.name, base, &record.outputs) {
-            check_reads(program, job, split, &counts.profile)?;
+        if let Some(counts) = SplitCounts::of(graph, &split.name, base, &record.outputs) {
+            check_reads(graph, job, split, &counts.profile)?;
         }
     }
     Ok(())
@@ -250,17 +250,17 @@ pub fn check_job(
 
 /// What job `job` reads of `split` must have rows, and its train part at least one batch
 /// (`per_device_batch` x `grad_accum`).
-fn check_reads(program: &Program, job: &TypedNode, split: &TypedNode, profile: &Profile) -> Result<(), String> {
-    let Some((chat, dataset)) = inputs(program, split) else { return Ok(()) };
+fn check_reads(graph: &JobGraph, job: &JobNode, split: &JobNode, profile: &Profile) -> Result<(), String> {
+    let Some((chat, dataset)) = inputs(graph, split) else { return Ok(()) };
     let source = source_name(dataset);
-    let counts = || describe(profile, &source, chat.fields.int("seq_len"));
-    let fields: &[(&str, &str)] = match job.kind {
-        NodeKind::Train => &[("data", "train"), ("eval", "val")],
-        NodeKind::Evaluate => &[("data", "test")],
+    let counts = || describe(profile, &source, chat.fields().int("seq_len"));
+    let fields: &[(&str, &str)] = match job.kind.as_str() {
+        "train" => &[("data", "train"), ("eval", "val")],
+        "evaluate" => &[("data", "test")],
         _ => &[],
     };
     for &(field, channel) in fields {
-        let Some(r) = job.fields.reference(field).filter(|r| r.node == split.name) else { continue };
+        let Some(r) = job.fields().reference(field).filter(|r| r.node == split.name) else { continue };
         let Some(part) = part_named(r.part.as_deref().unwrap_or(channel)) else { continue };
         let rows = part_rows(profile, part);
         let reference = format!("{field} = {}.{}", split.name, part.name());
@@ -282,12 +282,12 @@ fn check_reads(program: &Program, job: &TypedNode, split: &TypedNode, profile: &
                 split.name,
                 split.name,
                 part.name(),
-                job.kind.as_str(),
+                job.kind,
                 job.name
             ));
         }
-        if job.kind == NodeKind::Train && field == "data" {
-            let batch = job.fields.int("per_device_batch").unwrap_or(1) * job.fields.int("grad_accum").unwrap_or(1);
+        if job.kind == "train" && field == "data" {
+            let batch = job.fields().int("per_device_batch").unwrap_or(1) * job.fields().int("grad_accum").unwrap_or(1);
             if u64::try_from(batch).is_ok_and(|batch| rows < batch) {
                 return Err(format!(
                     "split `{}`: `{}.train` has {}, fewer than one batch of train `{}` \
@@ -308,7 +308,7 @@ fn check_reads(program: &Program, job: &TypedNode, split: &TypedNode, profile: &
 
 /// A failed data step's message in terms of the user's file and the setting that decides it:
 /// a bad row names `on_bad_row`, a row longer than `seq_len` the chat's `overflow`.
-pub fn failure(error: &PrepareError, split: &TypedNode, chat: &TypedNode, dataset: &TypedNode) -> String {
+pub fn failure(error: &PrepareError, split: &JobNode, chat: &JobNode, dataset: &JobNode) -> String {
     let source = source_name(dataset);
     match error {
         PrepareError::Source(SourceError::BadRow { error, .. }) => format!(

@@ -77,7 +77,8 @@ mod tests {
         JobGraph {
             version: 1,
             pipeline: "p".into(),
-            target: "local".into(),
+            target: tunec_compiler::target::Target::Local,
+            target_config: serde_json::json!({}),
             bundle_digest: String::new(),
             env: Vec::new(),
             nodes: nodes

@@ -13,7 +13,6 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tunec_compiler::check::Program;
 use tunec_compiler::lower::JobGraph;
 
 use super::data::measured;
@@ -144,7 +143,6 @@ fn report(outputs: &[crate::journal::Output], base: &Path) -> Option<(String, Op
 impl Summary {
     /// Reads what the run that started at `since` recorded for the nodes it covers (`until`).
     pub fn collect(
-        program: &Program,
         graph: &JobGraph,
         base: &Path,
         until: Option<&str>,
@@ -179,7 +177,7 @@ impl Summary {
             if outcome.done() {
                 match node.kind.as_str() {
                     "train" | "merge" => {
-                        let full = program.node(&node.name).and_then(|n| n.fields.word("method")) == Some("full");
+                        let full = node.fields().word("method") == Some("full");
                         let what = match node.kind.as_str() {
                             "merge" => "merged model",
                             _ if full => "model",
@@ -209,7 +207,7 @@ impl Summary {
                 kind: node.kind.clone(),
                 outcome,
                 seconds: if this_run { record.and_then(seconds) } else { None },
-                data: if outcome.done() { SplitCounts::of(program, &node.name, base, outputs) } else { None },
+                data: if outcome.done() { SplitCounts::of(graph, &node.name, base, outputs) } else { None },
             });
         }
         let (outcome, error) = match result {
@@ -220,7 +218,7 @@ impl Summary {
         };
         Summary {
             pipeline: graph.pipeline.clone(),
-            target: graph.target.clone(),
+            target: graph.target.to_string(),
             outcome,
             seconds: jiff::Timestamp::now().duration_since(since).as_secs_f64(),
             nodes,

@@ -7,19 +7,18 @@ use crate::check::suggest;
 use crate::check::Val;
 use crate::diagnostics::{Code, Label};
 use crate::syntax::ast::NodeKind;
+use crate::target::sagemaker::MAX_RUNTIME_SECS;
+use crate::target::Target;
 
 /// The nodes that run as jobs: train, merge and evaluate.
 fn job_nodes(program: &crate::check::Program) -> impl Iterator<Item = &crate::check::TypedNode> {
     program.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Train | NodeKind::Merge | NodeKind::Evaluate))
 }
 
-/// SageMaker's MaxRuntimeInSeconds and MaxWaitTimeInSeconds ceiling: 28 days.
-const MAX_RUNTIME_SECS: u64 = 28 * 24 * 3600;
-
 pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
-    if r.program.target.kind == "sagemaker" {
+    if r.program.target.kind == Target::SageMaker {
         let jobs: Vec<_> = job_nodes(r.program)
-            .filter(|n| crate::lower::request::find_compute(r.program, n).is_none())
+            .filter(|n| n.compute.is_none())
             // A job that would inherit from an upstream job is covered by that job's report.
             .filter(|n| {
                 !["adapter", "model"].iter().filter_map(|f| n.fields.reference(f)).any(|upstream| {
@@ -149,7 +148,7 @@ pub(super) fn run(r: &mut Report<'_>, catalog: &Catalog) {
 /// target's region when the region is written in the pipeline.
 pub(super) fn images(r: &mut Report<'_>, catalog: &Catalog) {
     let region = match r.program.target.fields.get("region").map(|f| &f.val) {
-        Some(Val::Str(region)) if r.program.target.kind == "sagemaker" => Some(region.clone()),
+        Some(Val::Str(region)) if r.program.target.kind == Target::SageMaker => Some(region.clone()),
         _ => None,
     };
     let nodes: Vec<_> = job_nodes(r.program).collect();

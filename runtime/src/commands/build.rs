@@ -1,7 +1,7 @@
 //! `tunec build`: writes the lowered pipeline as files a reviewer (or another tool) can read.
 //!
 //! ```text
-//! DIR/manifest.json        what was built: pipeline, bundle digest, nodes with keys and files
+//! DIR/manifest.json        what was built: pipeline and its file, bundle digest, nodes with keys and files
 //! DIR/job_graph.json       the whole JobGraph (schema-versioned)
 //! DIR/code/                the script bundle (stdlib entry scripts, launch.sh, requirements.txt)
 //! DIR/<node>/request.json  the CreateTrainingJob request, as it goes on the wire (SageMaker target)
@@ -11,11 +11,13 @@
 //!
 //! Values from `env()` stay `${env:NAME}` placeholders in every file.
 
-use crate::check::compiled;
-use crate::cli::{usage_error, Input};
-use std::path::Path;
+use super::check::compiled;
+use super::{usage_error, Input};
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
-use tunec_compiler::lower::{pipeline, Execution};
+use tunec_compiler::lower::sagemaker::pipeline;
+use tunec_compiler::lower::Execution;
+use tunec_compiler::target::Target;
 use tunec_runtime::bundle;
 
 fn write(path: &Path, text: &str) -> std::io::Result<()> {
@@ -23,6 +25,21 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(path, text)
+}
+
+/// `file` as a path relative to the folder `from`, so that a build folder keeps pointing at its
+/// pipeline when both move together.
+fn relative(from: &Path, file: &Path) -> std::io::Result<PathBuf> {
+    let (from, file) = (std::path::absolute(from)?, std::path::absolute(file)?);
+    let (from, file): (Vec<Component>, Vec<Component>) =
+        (from.components().filter(|c| *c != Component::CurDir).collect(), file.components().collect());
+    let common = from.iter().zip(&file).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    path.extend(&file[common..]);
+    Ok(path)
 }
 
 fn pretty(value: &impl serde::Serialize) -> String {
@@ -36,7 +53,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
         Ok(x) => x,
         Err(code) => return code,
     };
-    if emit_pipeline && graph.target != "sagemaker" {
+    if emit_pipeline && graph.target != Target::SageMaker {
         return usage_error(
             "a SageMaker Pipelines definition needs `target sagemaker { ... }`; this pipeline's target is local",
         );
@@ -47,7 +64,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
         for node in &graph.nodes {
             let mut files = Vec::new();
             match &node.execution {
-                Execution::SagemakerJob { request, args_yaml, .. } => {
+                Execution::SageMakerJob { request, args_yaml, .. } => {
                     write(&out.join(&node.name).join("request.json"), &pretty(request))?;
                     write(&out.join(&node.name).join("args.yaml"), args_yaml)?;
                     files.extend([format!("{}/request.json", node.name), format!("{}/args.yaml", node.name)]);
@@ -64,7 +81,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
                 "key": node.key,
                 "deps": node.deps,
                 "execution": node.execution.describe(),
-                "job_name": match &node.execution { Execution::SagemakerJob { job_name, .. } => Some(job_name), _ => None },
+                "job_name": match &node.execution { Execution::SageMakerJob { job_name, .. } => Some(job_name), _ => None },
                 "files": files,
             }));
         }
@@ -77,6 +94,7 @@ pub(crate) fn build(input: &Input, out: &Path, emit_pipeline: bool) -> ExitCode 
         Ok(serde_json::json!({
             "version": graph.version,
             "pipeline": graph.pipeline,
+            "pipeline_file": relative(out, &input.file)?.display().to_string(),
             "target": graph.target,
             "bundle_digest": graph.bundle_digest,
             "env": graph.env,

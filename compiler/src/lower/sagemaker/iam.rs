@@ -8,7 +8,8 @@
 //! role, region are account values, not secrets); unresolved ones stay as `${env:NAME}` so the
 //! policy is still readable.
 
-use super::{names, Execution, JobGraph};
+use super::names;
+use crate::lower::{Execution, JobGraph};
 use serde_json::{json, Value as Json};
 
 /// The account-specific values a policy names.
@@ -49,7 +50,7 @@ fn image_repositories(graph: &JobGraph) -> Vec<String> {
         .nodes
         .iter()
         .filter_map(|n| match &n.execution {
-            Execution::SagemakerJob { image, .. } => {
+            Execution::SageMakerJob { image, .. } => {
                 // <account>.dkr.ecr.<region>.<domain>/<repository>:<tag>
                 let (host, path) = image.split_once('/')?;
                 let mut host_parts = host.split('.');

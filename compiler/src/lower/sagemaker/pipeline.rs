@@ -8,7 +8,7 @@
 //! strings), so the definition holds no account value or secret. Data steps are not part of the
 //! definition: `tunec run` prepares and uploads their content-addressed outputs first. Steps cache for 30 days and retry capacity and internal errors with backoff.
 
-use super::{Execution, JobGraph};
+use crate::lower::{Execution, JobGraph};
 use serde_json::{json, Value as Json};
 
 /// SageMaker Pipelines step names: letters, digits, `-` and `_`.
@@ -68,12 +68,12 @@ pub fn definition(graph: &JobGraph) -> Json {
     // Model output prefix of each job → its step, to wire channels to step properties.
     let mut outputs: Vec<(String, String)> = Vec::new();
     for node in &graph.nodes {
-        let Execution::SagemakerJob { request, job_name, .. } = &node.execution else { continue };
+        let Execution::SageMakerJob { request, job_name, .. } = &node.execution else { continue };
         let out = request["OutputDataConfig"]["S3OutputPath"].as_str().unwrap_or_default();
         outputs.push((format!("{out}{job_name}/output/model/"), step_name(&node.name)));
     }
     for node in &graph.nodes {
-        let Execution::SagemakerJob { request, .. } = &node.execution else { continue };
+        let Execution::SageMakerJob { request, .. } = &node.execution else { continue };
         let mut arguments = request.clone();
         if let Json::Object(map) = &mut arguments {
             map.remove("TrainingJobName");

@@ -9,7 +9,7 @@
 //! error rather than a wait on standard input, so that a CI step with an empty file list fails
 //! loudly instead of hanging.
 
-use crate::cli::{usage_error, Color};
+use super::{usage_error, Color};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -121,7 +121,7 @@ fn formatted(name: &str, text: &str, color: Color) -> Option<String> {
         Err(diagnostics) => {
             let mut sources = Sources::default();
             sources.add(name, text);
-            let style = crate::check::style(color);
+            let style = super::check::style(color);
             let mut err = std::io::stderr().lock();
             for d in &diagnostics {
                 let _ = writeln!(err, "{}", render::human(d, &sources, style));

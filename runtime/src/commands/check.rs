@@ -1,7 +1,7 @@
 //! `tunec check`, and the compile step every command shares: read the file, check it, print the
 //! diagnostics, and hand back the checked program (and its job graph) when there are no errors.
 
-use crate::cli::{usage_error, Color, Format, Input};
+use super::{usage_error, Color, Format, Input};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use tunec_compiler::catalog::Catalog;
@@ -65,17 +65,22 @@ pub(crate) fn compiled(input: &Input) -> Result<(Checked, JobGraph), ExitCode> {
         return Err(ExitCode::from(1));
     }
     print_diagnostics(&checked, input.color, false);
+    match lowered(&checked) {
+        Some(graph) => Ok((checked, graph)),
+        None => Err(ExitCode::from(1)),
+    }
+}
+
+/// The job graph of a pipeline that checked without errors.
+pub(crate) fn lowered(checked: &Checked) -> Option<JobGraph> {
+    let program = checked.program.as_ref().filter(|_| !checked.has_errors())?;
     let digest = bundle::digest();
-    let graph = match &checked.program {
-        Some(program) => lower::lower(&LowerInput {
-            program,
-            estimates: checked.estimates.as_ref(),
-            catalog: Catalog::builtin(),
-            bundle_digest: &digest,
-        }),
-        None => return Err(ExitCode::from(1)),
-    };
-    Ok((checked, graph))
+    Some(lower::lower(&LowerInput {
+        program,
+        estimates: checked.estimates.as_ref(),
+        catalog: Catalog::builtin(),
+        bundle_digest: &digest,
+    }))
 }
 
 pub(crate) fn run(input: &Input, format: Format) -> ExitCode {

@@ -1,5 +1,9 @@
 //! The fixture suite: every `tests/cases/*.tune` file is a test, and so is every example.
 //!
+//! It needs the compiler alone, so it is a test of this crate and runs without building the
+//! runtime. The fixtures and their snapshots stay at the repository's `tests/cases/` and
+//! `tests/snapshots/`, where the runtime's tests also find the fixture models.
+//!
 //! A fixture starts with header comments: `// expect: code, code` (or `// expect: clean`) names the
 //! exact set of codes the check must report, and `// set: name=value` lines pass `--set`
 //! overrides. The rendered diagnostics (fixed width, no colour) are snapshotted next to the source,
@@ -63,9 +67,17 @@ fn emitted(checked: &Checked) -> BTreeSet<&'static str> {
     checked.diagnostics.iter().map(|d| d.code.name()).collect()
 }
 
+/// The fixtures' and examples' snapshots, beside the fixtures at the repository's root.
+fn snapshots() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(root().join("tests/snapshots"));
+    settings
+}
+
 #[test]
 fn fixtures() {
-    insta::glob!("cases/*.tune", |path| {
+    let _snapshots = snapshots().bind_to_scope();
+    insta::glob!("../../tests/cases", "*.tune", |path| {
         let (text, checked) = check_file(path);
         let expect = header_values(&text, "expect:");
         assert_eq!(expect.len(), 1, "{}: one `// expect:` line", path.display());
@@ -80,7 +92,8 @@ fn fixtures() {
 
 #[test]
 fn examples_check_clean() {
-    insta::glob!("../examples", "*/*.tune", |path| {
+    let _snapshots = snapshots().bind_to_scope();
+    insta::glob!("../../examples", "*/*.tune", |path| {
         let (text, checked) = check_file(path);
         assert!(checked.diagnostics.is_empty(), "{}", snapshot_text(&text, &checked));
         let program = checked.program.as_ref().expect("examples declare a pipeline");

@@ -13,33 +13,19 @@
 //! `.../code/<bundle digest>/`, `.../models/<node>/<key>/` (local models),
 //! `.../output/<node>/` (SageMaker adds `<job>/output/model/`) and `.../checkpoints/<node>/<key>/`.
 
-use super::{env_placeholder, job_channels, model_inputs, names, string_or_env, ChannelSource, JobChannel};
-
-/// The channel a job's starting weights arrive in: `model` for an evaluation of a finished model,
-/// `base_model` for what an adapter is trained on or merged into.
-pub(crate) fn model_channel_name(kind: NodeKind, reads_adapter: bool) -> &'static str {
-    if kind == NodeKind::Evaluate && !reads_adapter {
-        "model"
-    } else {
-        "base_model"
-    }
-}
+use super::names;
 use crate::check::{Program, TypedNode, Val};
+use crate::lower::{env_placeholder, model_inputs, string_or_env, ChannelSource, JobChannel};
+use crate::lower::{CHECKPOINT_DIR, CONTAINER_CODE_DIR, CONTAINER_CONFIG};
 use crate::syntax::ast::NodeKind;
+use crate::target::sagemaker;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
-
-pub const CONTAINER_CODE_DIR: &str = "/opt/ml/input/data/code";
-pub const CONTAINER_CONFIG: &str = "/opt/ml/input/data/config/args.yaml";
-pub const CHECKPOINT_DIR: &str = "/opt/ml/checkpoints";
-/// The smallest EBS volume tunec asks for, in GB.
-pub const MIN_VOLUME_GB: u64 = 30;
-/// The largest EBS volume SageMaker attaches, in GB.
-pub const MAX_VOLUME_GB: u64 = 16_384;
 
 pub(crate) struct RequestInput<'a> {
     pub program: &'a Program,
     pub node: &'a TypedNode,
+    pub channels: &'a [JobChannel],
     pub job_name: &'a str,
     pub key: &'a str,
     pub keys: &'a BTreeMap<String, String>,
@@ -80,23 +66,6 @@ pub fn config_prefix(program: &Program, node: &str, key: &str) -> String {
     format!("{}/config/{node}/{key}/", base(program))
 }
 
-/// The instance type and count of a job node; merge and evaluate fall back to the instance of the
-/// job they read from. `None` when nothing in the chain names one (a check error on SageMaker).
-pub fn find_compute(program: &Program, node: &TypedNode) -> Option<(String, u64)> {
-    let own = |n: &TypedNode| match n.fields.get("compute").map(|f| &f.val) {
-        Some(Val::Instance { name, count }) => Some((name.clone(), u64::try_from(*count).unwrap_or(1))),
-        _ => None,
-    };
-    let mut current = Some(node);
-    while let Some(n) = current {
-        if let Some(found) = own(n) {
-            return Some(found);
-        }
-        current = ["adapter", "model"].iter().find_map(|f| n.fields.reference(f)).and_then(|r| program.node(&r.node));
-    }
-    None
-}
-
 fn channel(name: &str, uri: &str) -> Json {
     json!({
         "ChannelName": name,
@@ -109,14 +78,14 @@ pub(crate) fn create_training_job(input: &RequestInput<'_>) -> Json {
     let program = input.program;
     let node = input.node;
     let mut channels: Vec<Json> = Vec::new();
-    for JobChannel { name, source } in job_channels(program, node) {
-        let uri = match &source {
+    for JobChannel { name, source } in input.channels {
+        let uri = match source {
             ChannelSource::Hub { .. } => continue,
-            ChannelSource::LocalModel(model) => {
+            ChannelSource::LocalModel { node: model } => {
                 let key = input.keys.get(model).map_or("", String::as_str);
                 format!("{}/models/{model}/{key}/", base(program))
             }
-            ChannelSource::JobOutput(job) => model_output_prefix(program, input.keys, job),
+            ChannelSource::JobOutput { node: job } => model_output_prefix(program, input.keys, job),
             ChannelSource::Data { node, part } => data_prefix(program, input.keys, node, part.as_deref()),
         };
         channels.push(channel(name, &uri));
@@ -125,11 +94,12 @@ pub(crate) fn create_training_job(input: &RequestInput<'_>) -> Json {
     channels.push(channel("code", &code_prefix(program, input.bundle_digest)));
 
     // A checked SageMaker program always has one (`missing_field` otherwise).
-    let (instance_type, instance_count) = find_compute(program, node).unwrap_or_default();
+    let (instance_type, instance_count) =
+        node.compute.as_ref().map(|c| (c.instance.clone(), c.count)).unwrap_or_default();
     let volume = input
         .disk_bytes
-        .map_or(MIN_VOLUME_GB, |b| (b as f64 * 1.25 / 1e9).ceil() as u64)
-        .clamp(MIN_VOLUME_GB, MAX_VOLUME_GB);
+        .map_or(sagemaker::MIN_VOLUME_GB, |b| (b as f64 * 1.25 / 1e9).ceil() as u64)
+        .clamp(sagemaker::MIN_VOLUME_GB, sagemaker::MAX_VOLUME_GB);
     let max_runtime = match node.fields.get("max_runtime").map(|f| &f.val) {
         Some(Val::Duration(s)) => *s,
         _ => 24 * 3600,

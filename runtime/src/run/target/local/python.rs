@@ -19,11 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use tunec_compiler::check::Program;
-
-use super::progress::{Reporter, Work};
-use super::{NodeError, Stop, StopLevel};
 use crate::bundle;
+use crate::run::progress::{Reporter, Work};
+use crate::run::{NodeError, Stop, StopLevel};
 
 /// The PyTorch of the Hugging Face training image the entry scripts are written for.
 pub const TORCH: &str = "torch==2.8.0";
@@ -38,14 +36,14 @@ pub enum PythonChoice {
 }
 
 /// The Python the user named with `--python` (`flag`), `TUNEC_PYTHON`, or the pipeline's
-/// `target local { python = ".." }` (a path with a `/` is relative to the pipeline's folder `base`,
-/// a bare name is looked up in `PATH`); otherwise the managed environment.
-pub fn choose(flag: Option<&Path>, program: &Program, base: &Path) -> Result<PythonChoice, String> {
+/// `target local { python = ".." }` (`configured`; a path with a `/` is relative to the pipeline's
+/// folder `base`, a bare name is looked up in `PATH`); otherwise the managed environment.
+pub fn choose(flag: Option<&Path>, configured: Option<&str>, base: &Path) -> Result<PythonChoice, String> {
     let (path, origin) = if let Some(flag) = flag {
         (flag.to_path_buf(), "--python")
     } else if let Some(env) = std::env::var_os("TUNEC_PYTHON").filter(|v| !v.is_empty()) {
         (PathBuf::from(env), "TUNEC_PYTHON")
-    } else if let Some(target) = program.target.fields.str("python") {
+    } else if let Some(target) = configured {
         let path = if target.contains('/') { base.join(target) } else { PathBuf::from(target) };
         (path, "`target local { python }`")
     } else {

@@ -1,4 +1,5 @@
-//! The AWS clients of the SageMaker target, configured the standard way: credentials only through
+//! The AWS clients of a run (S3 for the SageMaker target's uploads and for `s3://` sources, and
+//! SageMaker for its training jobs), configured the standard way: credentials only through
 //! the SDK's default chain (environment, shared config and SSO, web identity, container and
 //! instance roles), the region from the pipeline's target (else the chain's), and an endpoint
 //! override for a local AWS API server.
@@ -9,7 +10,22 @@
 
 use aws_config::BehaviorVersion;
 
-/// The two clients a SageMaker run uses, and what the runtime needs to know about them.
+/// Where the clients connect: a region (else the AWS configuration's) and an endpoint for every
+/// service (`--endpoint-url`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+impl Settings {
+    /// The clients, with `kms_key` for uploads.
+    pub async fn connect(&self, kms_key: Option<String>) -> Result<Aws, String> {
+        connect(self.region.clone(), self.endpoint_url.as_deref(), kms_key).await
+    }
+}
+
+/// The clients a run uses, and what the runtime needs to know about them.
 #[derive(Clone, Debug)]
 pub struct Aws {
     pub s3: aws_sdk_s3::Client,
