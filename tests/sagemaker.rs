@@ -206,6 +206,12 @@ impl Aws {
         command
     }
 
+    /// `tunec run` in the background, its output discarded (a run the test will kill).
+    fn spawn_run(&self) -> Child {
+        let mut command = self.command(&["run", &self.file(), "--progress", "plain"]);
+        command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn")
+    }
+
     fn tunec(&self, args: &[&str]) -> Run {
         support::tunec_with(args, |command| self.configure(command))
     }
@@ -424,12 +430,7 @@ fn kill_at_random_until_done(aws: &Aws, seed: u64, delays: (f64, f64)) -> Kills 
             break;
         }
         let delay = Duration::from_secs_f64(delays.0 + (delays.1 - delays.0) * rng.next_f64());
-        let mut child = aws
-            .command(&["run", &aws.file(), "--progress", "plain"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = aws.spawn_run();
         match kill_after(&mut child, delay) {
             Some(status) => assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed"),
             None => {
@@ -840,12 +841,7 @@ fn sigkill_while_the_create_reply_is_on_its_way_reattaches_and_creates_nothing_a
     let script = r#"{"default": {"polls": 3, "end": "Completed"},
       "replies": [{"operation": "CreateTrainingJob", "match": "-sft-", "fault": "hold", "seconds": 120}]}"#;
     let aws = Aws::start("held-reply", script, "");
-    let mut child = aws
-        .command(&["run", &aws.file(), "--progress", "plain"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = aws.spawn_run();
     let deadline = Instant::now() + Duration::from_secs(180);
     while !creates_of(&aws, "sft").iter().any(|(_, _, fault)| fault == "hold") {
         assert!(child.try_wait().expect("wait").is_none(), "tunec ended before it created the sft job");
