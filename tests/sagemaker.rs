@@ -420,16 +420,24 @@ struct Kills {
 
 /// Runs the pipeline again and again, killing each run with SIGKILL after a random delay in
 /// `delays` (seconds, from `seed`), until the journal records all seven nodes as succeeded; a run
-/// that ends before its kill must succeed. Returns the kills and where they landed.
+/// that ends before its kill must succeed. A run killed before it got anywhere (no node newly
+/// succeeded, no job newly created) makes the next delays half as long again, so that a loaded
+/// machine, slower to reach the jobs, still has runs killed while one exists. Returns the kills and
+/// where they landed.
 fn kill_at_random_until_done(aws: &Aws, seed: u64, delays: (f64, f64)) -> Kills {
     let mut rng = Lcg(seed);
     let mut kills = Kills::default();
-    for attempt in 0..60 {
+    let mut stretch = 1.0;
+    let progress = || {
         let state = std::fs::read_to_string(aws.dir.join(".tunec/p/state.json")).unwrap_or_default();
-        if state.matches("\"succeeded\"").count() == 7 {
+        (state.matches("\"succeeded\"").count(), aws.created().len())
+    };
+    for attempt in 0..60 {
+        let before = progress();
+        if before.0 == 7 {
             break;
         }
-        let delay = Duration::from_secs_f64(delays.0 + (delays.1 - delays.0) * rng.next_f64());
+        let delay = Duration::from_secs_f64(stretch * (delays.0 + (delays.1 - delays.0) * rng.next_f64()));
         let mut child = aws.spawn_run();
         match kill_after(&mut child, delay) {
             Some(status) => assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed"),
@@ -447,6 +455,9 @@ fn kill_at_random_until_done(aws: &Aws, seed: u64, delays: (f64, f64)) -> Kills 
                     kills.during_a_job += 1;
                 } else {
                     kills.elsewhere += 1;
+                }
+                if progress() == before {
+                    stretch *= 1.5;
                 }
             }
         }
