@@ -15,9 +15,9 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISA
 export TOKENIZERS_PARALLELISM=false PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0
 
 echo "== python lint"
-RUFF=(--line-length 120 --config "lint.isort.known-first-party=['tunec_entry','tinyllm','conftest']")
-"$VENV/bin/ruff" check --no-cache "${RUFF[@]}" --select F,E,W,B,UP,I,N,RUF --ignore RUF001,RUF002,RUF003 stdlib/python tests/python tests/aws examples
-"$VENV/bin/ruff" format --check --no-cache "${RUFF[@]}" stdlib/python tests/python tests/aws examples
+RUFF=(--line-length 120 --config "lint.isort.known-first-party=['tunec_entry','tinyllm','conftest','tunec']")
+"$VENV/bin/ruff" check --no-cache "${RUFF[@]}" --select F,E,W,B,UP,I,N,RUF --ignore RUF001,RUF002,RUF003 stdlib/python tests/python tests/aws examples python tests/wheel
+"$VENV/bin/ruff" format --check --no-cache "${RUFF[@]}" stdlib/python tests/python tests/aws examples python tests/wheel
 
 echo "== python tests"
 "$VENV/bin/python" -c 'import torch, transformers, peft, accelerate; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__, "accelerate", accelerate.__version__)'

@@ -1,13 +1,16 @@
 //! Embeds into the binary, at build time:
 //! - the error-code pages of docs/errors/ for `tunec explain`;
 //! - the script bundle (stdlib/python: entry scripts, launch.sh, requirements.txt, helpers) that
-//!   jobs run, so the binary works from any folder.
+//!   jobs run, so the binary works from any folder;
+//! - the version that `tunec --version` prints (`TUNEC_VERSION`): the crate's version, the commit
+//!   it was built from and that commit's date, and whether it is a debug build.
 //!
 //! Files are found at build time, so adding a page or a script needs no code change; tests check
 //! that every diagnostic code has a page.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
     println!("cargo:rerun-if-changed={}", dir.display());
@@ -28,8 +31,46 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
     }
 }
 
+/// `0.1.0 (b772eaa1c0de 2026-12-04)`, with `, debug build` added in the dev profile.
+///
+/// The commit is `TUNEC_COMMIT` when set (a build from a source archive, which has no `.git`), else
+/// what git says about the checkout, else `unknown commit`. The build script runs again when HEAD
+/// moves: the HEAD file and the loose file of the branch it points to are watched (never the whole
+/// `refs/` folder, which other worktrees' commits touch), so a commit rebuilds this crate, as it
+/// would to embed any build-time value.
+fn version(manifest: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=TUNEC_COMMIT");
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git").arg("-C").arg(manifest).args(args).output().ok()?;
+        let text = String::from_utf8(out.stdout).ok()?;
+        (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+    };
+    let commit = match std::env::var("TUNEC_COMMIT").ok().filter(|c| !c.trim().is_empty()) {
+        Some(commit) => commit.trim().to_owned(),
+        None => match git(&["log", "-1", "--format=%H %cs"]) {
+            Some(line) => {
+                let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
+                if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+                    watched.push(git(&["rev-parse", "--git-path", &branch]));
+                }
+                watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));
+                // A path that does not exist would make cargo run this script on every build.
+                for path in watched.into_iter().flatten().map(|p| manifest.join(p)).filter(|p| p.exists()) {
+                    println!("cargo:rerun-if-changed={}", path.display());
+                }
+                let (hash, date) = line.split_once(' ').unwrap_or((&line, ""));
+                format!("{} {date}", &hash[..hash.len().min(12)]).trim_end().to_owned()
+            }
+            None => "unknown commit".to_owned(),
+        },
+    };
+    let debug = if std::env::var("PROFILE").as_deref() == Ok("debug") { ", debug build" } else { "" };
+    format!("{} ({commit}{debug})", env!("CARGO_PKG_VERSION"))
+}
+
 fn main() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    println!("cargo:rustc-env=TUNEC_VERSION={}", version(&manifest));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     let errors = manifest.join("../docs/errors");

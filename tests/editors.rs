@@ -33,6 +33,7 @@ fn the_language_id_and_scope_agree_everywhere() {
     assert_eq!(grammar["scopeName"], grammar_entry["scopeName"]);
     assert!(grammar["scopeName"].as_str().expect("scope").ends_with(".tune"));
     assert_eq!(package["main"], "./extension.js");
+    assert_eq!(package["version"], env!("CARGO_PKG_VERSION"), "the extension's version is tunec's");
     assert!(package["dependencies"]["vscode-languageclient"].is_string());
 
     let client = read("extension.js");

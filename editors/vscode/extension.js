@@ -1,15 +1,18 @@
 // Starts `tunec lsp` for .tune files. Everything else (diagnostics, hover, completion,
-// formatting) comes from the server; this file only launches it and passes the settings.
+// formatting) comes from the server; this file only launches it and passes the settings. Which
+// tunec it starts is decided in binary.js.
 'use strict';
 
 const vscode = require('vscode');
 const { LanguageClient, TransportKind } = require('vscode-languageclient/node');
+const { resolveTunec } = require('./binary');
 
 let client;
 
 function activate(context) {
   const config = vscode.workspace.getConfiguration('tunec');
-  const command = config.get('path') || 'tunec';
+  const folders = (vscode.workspace.workspaceFolders || []).map((f) => f.uri.fsPath);
+  const command = resolveTunec(config.get('path'), folders);
   const docsUrl = config.get('docsUrl');
   const server = { command, args: ['lsp'], transport: TransportKind.stdio };
   client = new LanguageClient(

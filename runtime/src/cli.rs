@@ -2,17 +2,22 @@
 //!
 //! `check`, `plan`, `build`, `graph`, `iam-policy`, `status`, `explain`, `fmt` (the formatter),
 //! `lsp` (the language server, `tunec_runtime::lsp`) and `run` (the executor, `tunec_runtime::run`,
-//! on the local and SageMaker targets) are complete.
+//! on the local and SageMaker targets) are complete; `completions` and `man` print what they generate
+//! from this definition.
 
+use crate::commands::completions::{CodeNames, CompletionsArgs};
 use crate::commands::graph::GraphFormat;
 use crate::commands::run::Progress;
-use crate::commands::{build, check, explain, fmt, graph, iam, plan, run, status, Color, Format, Input};
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::commands::{
+    build, check, completions, explain, fmt, graph, iam, man, plan, run, status, Color, Format, Input,
+};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "tunec", version, about = "A compiler and runtime for LLM fine-tuning pipelines", long_about = None)]
+#[command(name = "tunec", about = "A compiler and runtime for LLM fine-tuning pipelines", long_about = None)]
+#[command(version = env!("TUNEC_VERSION"))]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -115,11 +120,25 @@ enum Command {
     /// Print the documentation page of a diagnostic code (`tunec explain fsdp_qlora_storage`).
     Explain {
         /// A full (`tunec::check::x`) or short (`x`) code; omit to list all codes.
+        #[arg(value_parser = CodeNames, hide_possible_values = true)]
         code: Option<String>,
+    },
+    /// Print the completion script of a shell: subcommands, flags, values, codes and node names.
+    Completions(CompletionsArgs),
+    /// Print the man page of tunec, or write the pages of tunec and its subcommands to a folder.
+    Man {
+        /// Write `tunec.1` and a page per subcommand (`tunec-check.1`, ...) here instead.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
     },
 }
 
 pub(crate) fn main() -> ExitCode {
+    // The completion scripts ask for node names by running the line typed so far with this set.
+    if std::env::var_os(completions::NODES_VAR).is_some() {
+        let words: Vec<String> = std::env::args_os().map(|w| w.to_string_lossy().into_owned()).collect();
+        return completions::nodes(&words, Cli::command());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -143,5 +162,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Status { file, format, clear_stale_lock } => status::status(&file, format, clear_stale_lock),
         Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),
         Command::Lsp => ExitCode::from(tunec_runtime::lsp::serve_stdio()),
+        Command::Completions(args) => completions::completions(&args, Cli::command()),
+        Command::Man { output } => man::man(output.as_deref(), Cli::command()),
     }
 }

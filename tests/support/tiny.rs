@@ -17,6 +17,7 @@ pub(crate) fn test_python() -> String {
 }
 
 /// Every file of examples/tiny-local that is committed, copied to a fresh folder.
+#[allow(dead_code)] // not every test binary copies the example
 pub(crate) fn copy_tiny_local(dir: &Path) {
     let example = root().join("examples/tiny-local");
     std::fs::create_dir_all(dir.join("model")).expect("mkdir");

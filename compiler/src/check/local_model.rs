@@ -1,13 +1,17 @@
 //! Model facts from a local directory: `config.json`, `tokenizer_config.json` (and the presence
 //! of `tokenizer.json`), read through the [`World`] and parsed here.
 //!
-//! The same facts the catalog holds for Hub models are derived from the files: the architecture
-//! and decoder-layer class, the shape and parameter count, the special tokens and what the chat
-//! template does with them. Only Llama-style decoders (Llama, Mistral, Qwen2, Gemma2, Phi-3) are
-//! understood; another `model_type` is reported rather than guessed.
+//! The same facts the catalog holds for Hub models are derived from the files (and, when it was
+//! saved, `generation_config.json`, for the ids generation stops at): the shape (for a
+//! multimodal checkpoint, its text model's, under the key the architecture table names), the
+//! mixture-of-experts and latent-attention sizes, how the weights are stored, the parameter count,
+//! the special tokens and what the chat template does with them. What a `model_type` means (its
+//! classes, norms, experts, LoRA targets) comes from its row of the architecture table
+//! (`stdlib/catalog/architectures.toml`); a model type without a row is reported, with the
+//! supported ones, rather than guessed.
 
 use super::World;
-use crate::catalog::ModelFacts;
+use crate::catalog::{architecture, Catalog, Mla, ModelFacts, Moe};
 use serde_json::Value as Json;
 
 pub(super) struct Problem {
@@ -20,7 +24,7 @@ fn problem(message: impl Into<String>, label: impl Into<String>, help: impl Into
     Problem { message: message.into(), label: label.into(), help: help.into() }
 }
 
-pub(super) fn read(dir: &str, world: &dyn World) -> Result<ModelFacts, Problem> {
+pub(super) fn read(dir: &str, world: &dyn World, catalog: &Catalog) -> Result<ModelFacts, Problem> {
     let config_text = world.read(dir, "config.json").map_err(|why| {
         problem(format!("cannot read the model config in `{dir}`"), why, "the directory needs config.json, tokenizer.json and tokenizer_config.json (as `save_pretrained` writes them)")
     })?;
@@ -61,7 +65,25 @@ pub(super) fn read(dir: &str, world: &dyn World) -> Result<ModelFacts, Problem> 
             json.get("chat_template").and_then(Json::as_str).map(str::to_owned)
         })
         .unwrap_or_default();
-    facts(dir, &config, &tok, &template)
+    // generation_config.json, when saved, names the ids generation stops at (Qwen3 stops at
+    // `<|endoftext|>` as well as `<|im_end|>`); the entry scripts add them to the stop tokens.
+    let stop_ids: Vec<u64> = world
+        .read(dir, "generation_config.json")
+        .ok()
+        .and_then(|text| serde_json::from_str::<Json>(&text).ok())
+        .and_then(|g| match g.get("eos_token_id")? {
+            Json::Array(ids) => Some(ids.iter().filter_map(Json::as_u64).collect()),
+            id => id.as_u64().map(|id| vec![id]),
+        })
+        .unwrap_or_default();
+    let mut facts = facts(dir, &config, &tok, &template, catalog)?;
+    for id in stop_ids {
+        let token = tok.pointer(&format!("/added_tokens_decoder/{id}/content")).and_then(Json::as_str);
+        if let Some(token) = token.filter(|t| !facts.stop_tokens.iter().any(|s| s == t)) {
+            facts.stop_tokens.push(token.to_owned());
+        }
+    }
+    Ok(facts)
 }
 
 /// The chat template inside tokenizer_config.json: a string, or the `default` of a list of named ones.
@@ -78,24 +100,38 @@ fn chat_template(tok: &Json) -> Option<String> {
     }
 }
 
-fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFacts, Problem> {
+fn facts(dir: &str, config: &Json, tok: &Json, template: &str, catalog: &Catalog) -> Result<ModelFacts, Problem> {
     let model_type = config.get("model_type").and_then(Json::as_str).unwrap_or("");
-    let family = match model_type {
-        "llama" => "llama",
-        "mistral" => "mistral",
-        "qwen2" => "qwen2",
-        "gemma2" => "gemma2",
-        "phi3" => "phi3",
-        other => {
-            return Err(problem(
-                format!("model type `{other}` in `{dir}/config.json` is not supported"),
-                "unsupported architecture",
-                "tunec understands llama, mistral, qwen2, gemma2 and phi3 decoders",
-            ))
-        }
+    let Some(arch) = catalog.architecture(model_type) else {
+        let known: Vec<&str> = catalog.architectures.iter().map(|a| a.model_type.as_str()).collect();
+        let what =
+            if model_type.is_empty() { "no `model_type`".to_owned() } else { format!("model type `{model_type}`") };
+        return Err(problem(
+            format!("{what} in `{dir}/config.json` is not supported"),
+            "unsupported architecture",
+            format!(
+                "tunec knows {}; a new family is a row in stdlib/catalog/architectures.toml plus a fixture (docs/language.md, \"Adding a model family\")",
+                known.join(", ")
+            ),
+        ));
     };
+    // A multimodal checkpoint keeps its text model's config under a key of its own; keys missing
+    // there (often `tie_word_embeddings`) are read from the top level.
+    let text = if arch.text_config.is_empty() {
+        config
+    } else {
+        config.get(&arch.text_config).filter(|t| t.is_object()).ok_or_else(|| {
+            problem(
+                format!("`{dir}/config.json` has no `{}`", arch.text_config),
+                format!("a `{model_type}` checkpoint keeps its text model in `{}`", arch.text_config),
+                "write a complete config with `model.config.save_pretrained(dir)`",
+            )
+        })?
+    };
+    let get = |key: &str| lookup(text, config, key);
+    let int = |key: &str| get(key).and_then(Json::as_u64).or_else(|| arch.config_defaults.get(key).copied());
     let num = |key: &str| -> Result<u64, Problem> {
-        config.get(key).and_then(Json::as_u64).ok_or_else(|| {
+        int(key).ok_or_else(|| {
             problem(
                 format!("`{dir}/config.json` has no integer `{key}`"),
                 format!("`{key}` missing"),
@@ -104,10 +140,9 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFa
         })
     };
     let hidden_size = num("hidden_size")?;
-    let intermediate_size = num("intermediate_size")?;
     let num_layers = num("num_hidden_layers")?;
     let num_heads = num("num_attention_heads")?;
-    let num_kv_heads = config.get("num_key_value_heads").and_then(Json::as_u64).unwrap_or(num_heads);
+    let num_kv_heads = int("num_key_value_heads").unwrap_or(num_heads);
     if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
         return Err(problem(
             format!("`{dir}/config.json` has {num_heads} attention heads and {num_kv_heads} KV heads"),
@@ -115,29 +150,36 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFa
             "the number of heads must be a positive multiple of the KV heads",
         ));
     }
-    let head_dim = config.get("head_dim").and_then(Json::as_u64).unwrap_or(hidden_size / num_heads);
+    let head_dim = int("head_dim").unwrap_or(hidden_size / num_heads);
     let vocab_size = num("vocab_size")?;
     let max_position_embeddings = num("max_position_embeddings")?;
-    let tied_embeddings = config.get("tie_word_embeddings").and_then(Json::as_bool).unwrap_or(false);
-    let attention_bias = family == "qwen2" || config.get("attention_bias").and_then(Json::as_bool).unwrap_or(false);
-    let architecture = config
-        .get("architectures")
-        .and_then(|a| a.get(0))
-        .and_then(Json::as_str)
-        .unwrap_or("LlamaForCausalLM")
-        .to_owned();
-    let decoder_layer = format!("{}DecoderLayer", architecture.trim_end_matches("ForCausalLM"));
-    let linear_modules: Vec<String> = if family == "phi3" {
-        vec!["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
-    } else {
-        vec!["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    }
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
+    let tied_embeddings = get("tie_word_embeddings").and_then(Json::as_bool).unwrap_or(arch.tie_word_embeddings);
+    let attention_bias = arch.attention_bias == architecture::BiasKind::Qkv
+        || get("attention_bias").and_then(Json::as_bool).unwrap_or(false);
+    let moe = if arch.is_moe() { Some(moe_shape(dir, arch, text, config, num_layers)?) } else { None };
+    // The dense MLP's width: Llama 4 names it apart from the experts'.
+    let intermediate_size = match (int("intermediate_size_mlp"), moe) {
+        (Some(dense), Some(_)) => dense,
+        _ => num("intermediate_size")?,
+    };
+    let mla = match arch.attention {
+        architecture::AttentionKind::Mla => Some(Mla {
+            // `null` means queries are projected directly (DeepSeek-V2-Lite), not the default rank.
+            q_lora_rank: if text.get("q_lora_rank").is_some_and(Json::is_null) {
+                0
+            } else {
+                int("q_lora_rank").unwrap_or(0)
+            },
+            kv_lora_rank: num("kv_lora_rank")?,
+            qk_nope_head_dim: num("qk_nope_head_dim")?,
+            qk_rope_head_dim: num("qk_rope_head_dim")?,
+            v_head_dim: num("v_head_dim")?,
+        }),
+        architecture::AttentionKind::Gqa => None,
+    };
 
     // Sizes beyond these are not a language model's, and would overflow the estimator's arithmetic.
-    for (key, value, max) in [
+    let mut sizes = vec![
         ("hidden_size", hidden_size, 1u64 << 20),
         ("intermediate_size", intermediate_size, 1 << 22),
         ("num_hidden_layers", num_layers, 1 << 14),
@@ -145,7 +187,23 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFa
         ("head_dim", head_dim, 1 << 16),
         ("vocab_size", vocab_size, 1 << 24),
         ("max_position_embeddings", max_position_embeddings, 1 << 31),
-    ] {
+    ];
+    if let Some(moe) = moe {
+        sizes.extend([
+            ("experts", moe.experts, 1 << 12),
+            ("num_experts_per_tok", moe.top_k, moe.experts),
+            ("expert intermediate size", moe.intermediate_size, 1 << 20),
+        ]);
+    }
+    if let Some(mla) = mla {
+        sizes.extend([
+            ("kv_lora_rank", mla.kv_lora_rank, 1 << 16),
+            ("qk_nope_head_dim", mla.qk_nope_head_dim, 1 << 12),
+            ("qk_rope_head_dim", mla.qk_rope_head_dim, 1 << 12),
+            ("v_head_dim", mla.v_head_dim, 1 << 12),
+        ]);
+    }
+    for (key, value, max) in sizes {
         if value == 0 || value > max {
             return Err(problem(
                 format!("`{key}` = {value} in `{dir}/config.json` is not a plausible size"),
@@ -154,20 +212,26 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFa
             ));
         }
     }
-    let (h, q, kv) = (u128::from(hidden_size), u128::from(num_heads * head_dim), u128::from(num_kv_heads * head_dim));
-    let bias = if attention_bias { q + 2 * kv } else { 0 };
-    let norms = if family == "gemma2" { 4 } else { 2 };
-    let layer = h * q + 2 * h * kv + q * h + 3 * h * u128::from(intermediate_size) + norms * h + bias;
-    let embed = u128::from(vocab_size) * h;
-    let head = if tied_embeddings { 0 } else { embed };
-    let total = embed + u128::from(num_layers) * layer + h + head;
-    let params = u64::try_from(total).ok().filter(|p| *p <= 1 << 50).ok_or_else(|| {
-        problem(
-            format!("`{dir}/config.json` describes {total} parameters"),
-            "more parameters than any model",
-            "check the sizes in config.json",
-        )
-    })?;
+    let vision_params = if arch.vision.is_empty() {
+        0
+    } else {
+        config
+            .get("vision_config")
+            .and_then(|v| architecture::vision_params(&arch.vision, v, hidden_size))
+            .filter(|p| *p <= 1 << 40)
+            .ok_or_else(|| {
+                problem(
+                    format!("`{dir}/config.json` has no complete `vision_config`"),
+                    format!("a `{model_type}` checkpoint has a vision tower"),
+                    "write a complete config with `model.config.save_pretrained(dir)`; tunec counts the vision tower's memory",
+                )
+            })?
+    };
+    let weights = match config.pointer("/quantization_config/quant_method").and_then(Json::as_str) {
+        Some("mxfp4") => "mxfp4",
+        Some("fp8") => "fp8",
+        _ => "",
+    };
 
     let token = |key: &str| -> String {
         match tok.get(key) {
@@ -203,11 +267,17 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFa
         } else {
             String::new()
         };
-    Ok(ModelFacts {
+    let bos_token = token("bos_token");
+    let pad_token = token("pad_token");
+    let used = [&bos_token, &eos_token, &eot_token, &pad_token, &reserved_pad_token];
+    let max_token_id = max_token_id(tok, used.into_iter().chain(stop_tokens.iter()));
+    let template_system = template_system(&template);
+    let mut facts = ModelFacts {
         id: dir.to_owned(),
-        family: family.to_owned(),
-        architecture,
-        decoder_layer,
+        model_type: model_type.to_owned(),
+        family: String::new(),
+        architecture: String::new(),
+        decoder_layer: String::new(),
         hidden_size,
         intermediate_size,
         num_layers,
@@ -217,20 +287,127 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str) -> Result<ModelFa
         vocab_size,
         max_position_embeddings,
         tied_embeddings,
-        params,
-        linear_modules,
+        params: 0,
+        linear_modules: Vec::new(),
         attention_bias,
+        moe,
+        mla,
+        vision_params,
+        weights: weights.to_owned(),
         instruct: !template.is_empty(),
         chat_template: chat_template.to_owned(),
-        bos_token: token("bos_token"),
+        bos_token,
         eos_token,
         eot_token,
-        pad_token: token("pad_token"),
+        pad_token,
         reserved_pad_token,
         template_adds_bos: template.contains("bos_token"),
         stop_tokens,
+        max_token_id,
+        template_system: template_system.to_owned(),
         source: format!("{dir}/config.json, {dir}/tokenizer_config.json"),
         date: String::new(),
         note: String::new(),
-    })
+        arch: Default::default(),
+    }
+    .with_arch(arch.clone());
+    let counts = facts.counts();
+    facts.params = Some(counts.total).filter(|p| *p <= 1 << 50).ok_or_else(|| {
+        problem(
+            format!("`{dir}/config.json` describes {} parameters", counts.total),
+            "more parameters than any model",
+            "check the sizes in config.json",
+        )
+    })?;
+    Ok(facts)
+}
+
+/// The experts of a MoE config, under the keys the families use: `num_experts` (Qwen3-MoE),
+/// `num_local_experts` (gpt-oss, Granite MoE, Llama 4) or `n_routed_experts` (DeepSeek V3); the
+/// expert width `moe_intermediate_size`, else `intermediate_size`; dense layers from
+/// `first_k_dense_replace`, `mlp_only_layers` and `decoder_sparse_step`, or `moe_layers` and
+/// `interleave_moe_layer_step`.
+fn moe_shape(
+    dir: &str,
+    arch: &crate::catalog::Architecture,
+    text: &Json,
+    config: &Json,
+    layers: u64,
+) -> Result<Moe, Problem> {
+    let get = |key: &str| lookup(text, config, key);
+    let int = |key: &str| get(key).and_then(Json::as_u64).or_else(|| arch.config_defaults.get(key).copied());
+    let missing = |what: &str| {
+        problem(
+            format!("`{dir}/config.json` has no {what}"),
+            format!("a `{}` model has experts", arch.model_type),
+            "write a complete config with `model.config.save_pretrained(dir)`",
+        )
+    };
+    let experts = ["num_experts", "num_local_experts", "n_routed_experts"]
+        .into_iter()
+        .find_map(&int)
+        .ok_or_else(|| missing("expert count (`num_experts`, `num_local_experts` or `n_routed_experts`)"))?;
+    let top_k = ["num_experts_per_tok", "experts_per_token"]
+        .into_iter()
+        .find_map(&int)
+        .ok_or_else(|| missing("`num_experts_per_tok`"))?;
+    let intermediate_size = int("moe_intermediate_size")
+        .or_else(|| int("intermediate_size"))
+        .ok_or_else(|| missing("`moe_intermediate_size`"))?;
+    let shared_intermediate_size = match (int("n_shared_experts"), arch.model_type.as_str()) {
+        (Some(n), _) => n * intermediate_size,
+        // Llama 4's MoE block always has one shared expert of the experts' width.
+        (None, "llama4") => intermediate_size,
+        _ => 0,
+    };
+    let list = |key: &str| -> Option<Vec<u64>> { get(key)?.as_array()?.iter().map(Json::as_u64).collect() };
+    let dense_layers = if let Some(k) = int("first_k_dense_replace") {
+        k.min(layers)
+    } else if let Some(moe_layers) = list("moe_layers") {
+        layers - (moe_layers.iter().filter(|l| **l < layers).count() as u64)
+    } else if let Some(step) = int("interleave_moe_layer_step").filter(|s| *s > 0) {
+        layers - layers / step
+    } else {
+        let only = list("mlp_only_layers").unwrap_or_default();
+        let step = int("decoder_sparse_step").unwrap_or(1).max(1);
+        (0..layers).filter(|l| only.contains(l) || (l + 1) % step != 0).count() as u64
+    };
+    Ok(Moe { experts, top_k, intermediate_size, shared_intermediate_size, dense_layers })
+}
+
+/// A key of the text config, else of the top level; JSON `null` counts as absent.
+fn lookup<'a>(text: &'a Json, config: &'a Json, key: &str) -> Option<&'a Json> {
+    text.get(key).filter(|v| !v.is_null()).or_else(|| config.get(key).filter(|v| !v.is_null()))
+}
+
+/// The largest id among `tokens` in tokenizer_config.json's `added_tokens_decoder`, where the
+/// special tokens are listed with their ids.
+fn max_token_id<'a>(tok: &Json, tokens: impl Iterator<Item = &'a String>) -> Option<u64> {
+    let added = tok.get("added_tokens_decoder")?.as_object()?;
+    let wanted: Vec<&String> = tokens.filter(|t| !t.is_empty()).collect();
+    added
+        .iter()
+        .filter(|(_, entry)| {
+            entry.get("content").and_then(Json::as_str).is_some_and(|c| wanted.iter().any(|w| *w == c))
+        })
+        .filter_map(|(id, _)| id.parse::<u64>().ok())
+        .max()
+}
+
+/// What a chat template does with a system message, read from its own checks: `refused` (it
+/// raises "System role not supported", as Gemma 2's does), `last_user` (written into the last user
+/// turn only, `loop.last and system_message`, as Mistral's templates do), `folded` into the first
+/// user turn (Gemma 3's `first_user_prefix`, another system message inside `[INST]`) or `native`.
+fn template_system(template: &str) -> &'static str {
+    if template.contains("raise_exception") && template.contains("System role not supported") {
+        "refused"
+    } else if template.contains("loop.last and system_message") {
+        "last_user"
+    } else if template.contains("first_user_prefix")
+        || (template.contains("system_message") && template.contains("[INST]"))
+    {
+        "folded"
+    } else {
+        "native"
+    }
 }

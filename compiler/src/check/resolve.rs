@@ -3,7 +3,7 @@
 
 use super::schema::{self, FieldSpec, RefTy, Ty};
 use super::suggest;
-use super::value::{describe_refs, ConvertCtx, Fields, Params, RefVal, Val};
+use super::value::{describe_refs, ConvertCtx, FieldVal, Fields, Origin, Params, RefVal, Val};
 use super::{local_model, NodeType, Override, ParamInfo, Program, TargetConfig, TypedNode, World};
 use crate::catalog::Catalog;
 use crate::diagnostics::{Code, Diagnostic, FileId, Label, Sources};
@@ -261,6 +261,7 @@ pub(super) fn run(
     }
     let order = topo_order(&nodes, main, ctx.diagnostics);
     fill_types(&mut nodes, &order);
+    family_defaults(&mut nodes);
     super::compute::resolve(&mut nodes);
 
     Some(Program {
@@ -728,7 +729,7 @@ fn model_facts(
             if let Some(facts) = catalog.model(id) {
                 return Some(facts.clone());
             }
-            let help = match suggest::closest(id, catalog.models.iter().map(|m| m.id.as_str())) {
+            let help = match suggest::closest(id, catalog.models.ids()) {
                 Some(best) => format!("did you mean `{best}`? for a model outside the catalog, download it and use `local_model(\"dir\")`"),
                 None => "for a model outside the catalog, download it and use `local_model(\"dir\")`; `tunec explain unknown_model` lists the catalog".into(),
             };
@@ -746,7 +747,7 @@ fn model_facts(
         _ => {
             let fv = fields.get("path")?;
             let Val::Str(path) = &fv.val else { return None };
-            match local_model::read(path, world) {
+            match local_model::read(path, world, catalog) {
                 Ok(facts) => Some(facts),
                 Err(problem) => {
                     ctx.diagnostics.push(
@@ -757,6 +758,41 @@ fn model_facts(
                 }
             }
         }
+    }
+}
+
+/// Fills the defaults that depend on the model's family: a train node without `attention` gets the
+/// kernel its family's row of the architecture table recommends (eager for gpt-oss, which has no
+/// SDPA), so the checked program, the keys, the estimate and args.yaml all see the same value.
+fn family_defaults(nodes: &mut [TypedNode]) {
+    let index: BTreeMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let kernels: Vec<(usize, String)> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.kind == NodeKind::Train && n.fields.get("attention").is_none())
+        .filter_map(|(i, n)| {
+            // Through a merged or trained model to the checkpoint it started from; a cycle (already
+            // reported) ends the walk.
+            let mut model = n.fields.reference("model")?.node.as_str();
+            for _ in 0..nodes.len() {
+                let node = &nodes[*index.get(model)?];
+                if let Some(facts) = &node.model {
+                    return Some((i, facts.attention(None).to_owned()));
+                }
+                model = match &node.ty {
+                    NodeType::Model { base } | NodeType::Adapter { base } if base != model => base,
+                    _ => return None,
+                };
+            }
+            None
+        })
+        .collect();
+    for (i, kernel) in kernels {
+        let span = nodes[i].name_span;
+        nodes[i].fields.0.insert(
+            "attention".to_owned(),
+            FieldVal { val: Val::Enum(kernel), span, key_span: span, origin: Origin::Family },
+        );
     }
 }
 

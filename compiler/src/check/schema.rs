@@ -210,7 +210,7 @@ const LORA_FIELDS: &[FieldSpec] = &[
     opt(
         "targets",
         Ty::Targets,
-        "The linear modules that get adapters: `all_linear` or names such as `[q_proj, v_proj]`.",
+        "The modules that get adapters: `all_linear`, or a list of names such as `[q_proj, v_proj]`, which may hold `all_linear` and, for a mixture-of-experts model, `experts`.",
     ),
     opt("rslora", Ty::Bool, "Scale by alpha / sqrt(r) instead of alpha / r."),
     opt(
@@ -327,7 +327,11 @@ const TRAIN_FIELDS: &[FieldSpec] = &[
         Ty::Enum(&["linear", "cosine", "constant", "constant_with_warmup"]),
         "The learning-rate schedule.",
     ),
-    opt("attention", Ty::Enum(&["sdpa", "flash_attention_2", "eager"]), "The attention kernel."),
+    opt(
+        "attention",
+        Ty::Enum(&["sdpa", "flash_attention_2", "eager"]),
+        "The attention kernel; unset, the model family's (`eager` for gpt-oss and Gemma 2, else `sdpa`).",
+    ),
     opt("packing", Ty::Bool, "Pack several conversations into one sequence."),
     opt("use_cache", Ty::Bool, "Keep the KV cache while training (must be off with gradient checkpointing)."),
     opt(

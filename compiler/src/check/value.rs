@@ -67,6 +67,9 @@ pub enum Origin {
     User,
     /// Filled in from a `defaults` block (the span points into that block's file).
     Default(FileId),
+    /// Derived from the model's family (its row of `stdlib/catalog/architectures.toml`); the span
+    /// is the node's name.
+    Family,
 }
 
 #[derive(Clone, Debug, PartialEq)]

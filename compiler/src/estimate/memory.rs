@@ -6,22 +6,28 @@
 //!
 //! - **weights**: quantized linears at 4.127 bit/param (NF4 with double quantization; 4.5 without)
 //!   or 1 B (int8); everything bitsandbytes does not quantize (embeddings, `lm_head`, norms,
-//!   biases) in bf16; unquantized models at the training dtype. FSDP shards them over the sharding
-//!   group; CPU offload moves the shards to host RAM.
+//!   biases, fused expert parameters, a vision tower) in bf16; unquantized models at the training
+//!   dtype. A mixture-of-experts model keeps every expert resident: they are their own term,
+//!   `expert weights`. FSDP shards them over the sharding group; CPU offload moves the shards to
+//!   host RAM.
 //! - **gathered units**: with FULL_SHARD (FSDP1, transformer auto-wrap) the root unit (embeddings,
 //!   `lm_head`, final norm) stays gathered for the whole step, plus the decoder layer being
-//!   computed and the one being prefetched.
+//!   computed and the one being prefetched (the largest layer: with its experts, for MoE).
 //! - **trainable state**: LoRA matrices r·(d_in + d_out) per targeted linear, upcast to fp32 by
 //!   PEFT, their fp32 gradients and the optimizer state (AdamW: 2 fp32 states; 8-bit optimizers: 2
 //!   bytes; SGD: none); full fine-tuning keeps weights, gradients and AdamW state in the training
 //!   dtype (train.py loads the model in that dtype, so there is no fp32 master copy). FSDP shards
 //!   them; offload moves them to host RAM. With `use_orig_params`, FSDP allocates gradients for
 //!   the frozen weights of mixed units as well.
-//! - **activations**: per Llama-style layer s·b·(10h + 4h_kv + 8i) bytes with fused/flash
-//!   attention, plus 4·b·heads·s² for eager attention's scores, plus bf16+mask copies of each
-//!   targeted module's input when LoRA dropout is on, plus HF RMSNorm's fp32 upcast (8·s·b·h). With
-//!   gradient checkpointing only each layer's input (2·s·b·h) is kept and one layer is recomputed
-//!   at a time.
+//! - **activations**: per layer s·b·(6h + 4d_q + 2(d_k + d_v)) bytes of attention with fused/flash
+//!   kernels (10h + 4h_kv for Llama, where d_q = h), plus 8i for a dense gated MLP or, in a MoE
+//!   layer, 8i per routed expert of each token (top-k of them; all of them where the
+//!   implementation runs every expert) plus the shared expert and the routing buffers (fp32 router
+//!   logits and probabilities, each token's gathered input and weighted output per expert), plus
+//!   4·b·heads·s² for eager attention's scores, plus bf16+mask copies of each targeted module's
+//!   input when LoRA dropout is on, plus HF RMSNorm's fp32 upcast (8·s·b·h). With gradient
+//!   checkpointing only each layer's input (2·s·b·h) is kept and one layer (the largest) is
+//!   recomputed at a time.
 //! - **transient**: the larger of the logits/cross-entropy peak (b·s·vocab elements at 12 B: the
 //!   bf16 logits, their fp32 upcast's log-softmax and its gradient, and the bf16 gradient) and the
 //!   recompute of one layer under gradient checkpointing. The two never coexist: the loss backward
@@ -34,6 +40,7 @@
 //! activation offloading; sequences are taken at their maximum length (the collator pads to the
 //! longest in a micro-batch, and the peak is set by the longest).
 
+use crate::catalog::architecture::{self, AttentionKind, ExpertCompute, Group, MoeKind, Targets};
 use crate::catalog::ModelFacts;
 
 pub const MIB: u64 = 1 << 20;
@@ -128,48 +135,56 @@ pub struct Memory {
     pub trainable_params: u64,
 }
 
-/// (d_in, d_out) of a linear module of a decoder layer.
-pub fn module_shape(model: &ModelFacts, name: &str) -> Option<(u64, u64)> {
-    let h = model.hidden_size;
-    let q = model.num_heads * model.head_dim;
-    let kv = model.num_kv_heads * model.head_dim;
-    let i = model.intermediate_size;
-    Some(match name {
-        "q_proj" => (h, q),
-        "k_proj" | "v_proj" => (h, kv),
-        "o_proj" => (q, h),
-        "gate_proj" | "up_proj" => (h, i),
-        "down_proj" => (i, h),
-        "qkv_proj" => (h, q + 2 * kv),
-        "gate_up_proj" => (h, 2 * i),
-        _ => return None,
-    })
-}
-
-/// Parameters in the linear layers of all decoder layers (what bitsandbytes quantizes).
+/// Parameters in the linear layers of the decoder that bitsandbytes quantizes (nn.Linear, fused
+/// experts excluded).
 pub fn linear_params(model: &ModelFacts) -> u64 {
-    let per_layer: u64 = model.linear_modules.iter().filter_map(|m| module_shape(model, m)).map(|(i, o)| i * o).sum();
-    per_layer * model.num_layers
+    model.counts().quantizable
 }
 
 /// The root FSDP unit: embeddings, the untied `lm_head` and the final norm.
 pub fn root_params(model: &ModelFacts) -> u64 {
-    let embed = model.vocab_size * model.hidden_size;
-    embed + if model.tied_embeddings { 0 } else { embed } + model.hidden_size
+    model.counts().root
 }
 
-/// LoRA parameters for rank `r` on the targeted modules of every layer.
+/// LoRA parameters for rank `r` on the targeted modules of every layer (`None` is `all_linear`).
 pub fn lora_params(model: &ModelFacts, r: u64, targets: Option<&[String]>) -> u64 {
-    let modules: Vec<&str> = match targets {
-        None => model.linear_modules.iter().map(String::as_str).collect(),
-        Some(list) => list.iter().map(String::as_str).filter(|m| *m != "lm_head").collect(),
+    architecture::lora_params(model, r, &Targets::new(targets))
+}
+
+/// Activation bytes per token of one decoder layer with fused attention, without norms' upcast:
+/// (attention, dense layer's MLP, MoE layer's MLP and routing).
+fn layer_activation_per_token(m: &ModelFacts) -> (f64, f64, f64) {
+    let h = m.hidden_size as f64;
+    let heads = m.num_heads as f64;
+    let (d_q, d_k, d_v, latent) = match (m.arch.attention, m.mla) {
+        (AttentionKind::Mla, Some(mla)) => {
+            let qk = (mla.qk_nope_head_dim + mla.qk_rope_head_dim) as f64;
+            let latent = (mla.q_lora_rank + mla.kv_lora_rank + mla.qk_rope_head_dim) as f64;
+            (heads * qk, heads * qk, heads * mla.v_head_dim as f64, latent)
+        }
+        _ => {
+            let kv = (m.num_kv_heads * m.head_dim) as f64;
+            (heads * m.head_dim as f64, kv, kv, 0.0)
+        }
     };
-    let per_layer: u64 = modules.iter().filter_map(|m| module_shape(model, m)).map(|(i, o)| r * (i + o)).sum();
-    let head = match targets {
-        Some(list) if list.iter().any(|m| m == "lm_head") => r * (model.hidden_size + model.vocab_size),
-        _ => 0,
+    let attention = 6.0 * h + 4.0 * d_q + 2.0 * (d_k + d_v) + 2.0 * latent;
+    let dense = 8.0 * m.intermediate_size as f64;
+    let moe = match m.moe.filter(|_| m.arch.is_moe()) {
+        Some(moe) => {
+            let (e, k, i) = (moe.experts as f64, moe.top_k as f64, moe.intermediate_size as f64);
+            let shared = 8.0 * moe.shared_intermediate_size as f64;
+            let router = 8.0 * e;
+            match m.arch.expert_compute {
+                // Each token's gathered input and weighted output per routed expert (bf16), its
+                // routing weight (fp32) and index (int64).
+                ExpertCompute::Routed => k * 8.0 * i + shared + router + k * (4.0 * h + 12.0),
+                // Every token repeated for every expert, and every expert's activations.
+                ExpertCompute::All => e * (2.0 * h + 8.0 * i) + shared + router,
+            }
+        }
+        None => dense,
     };
-    per_layer * model.num_layers + head
+    (attention, dense, moe)
 }
 
 /// Bytes per trainable parameter of optimizer state.
@@ -192,21 +207,36 @@ fn frac(bytes: u64, divisor: u64) -> u64 {
 pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let m = s.model;
     let world = (s.gpus_per_node * s.nodes).max(1);
+    let counts = m.counts();
     let total = m.params;
-    let lin = linear_params(m).min(total);
-    let root = root_params(m).min(total);
-    let layer_params = (total - root) / m.num_layers.max(1);
-    let layer_lin = lin / m.num_layers.max(1);
+    let lin = counts.quantizable.min(total);
+    let root = counts.root.min(total);
+    let layer_params = counts.max_layer.min(total - root);
+    let layer_lin = counts.max_layer_quantizable.min(layer_params);
+    let experts = counts.experts.min(total);
+    let experts_lin = counts.experts_quantizable.min(experts);
 
-    // Weights, as loaded.
-    let (weight_bytes, layer_bytes, root_bytes) = match s.quant {
+    // Weights, as loaded; the experts of a MoE model apart.
+    let (weight_bytes, layer_bytes, root_bytes, expert_bytes) = match s.quant {
         Quant::FourBit { double_quant } => {
             let bits = if double_quant { 4.127 } else { 4.5 };
             let q = |n: u64| (n as f64 * bits / 8.0).ceil() as u64;
-            (q(lin) + (total - lin) * 2, q(layer_lin) + (layer_params - layer_lin) * 2, root * 2)
+            (
+                q(lin) + (total - lin) * 2,
+                q(layer_lin) + (layer_params - layer_lin) * 2,
+                root * 2,
+                q(experts_lin) + (experts - experts_lin) * 2,
+            )
         }
-        Quant::Int8 => (lin + (total - lin) * 2, layer_lin + (layer_params - layer_lin) * 2, root * 2),
-        Quant::None => (total * s.dtype_bytes, layer_params * s.dtype_bytes, root * s.dtype_bytes),
+        Quant::Int8 => (
+            lin + (total - lin) * 2,
+            layer_lin + (layer_params - layer_lin) * 2,
+            root * 2,
+            experts_lin + (experts - experts_lin) * 2,
+        ),
+        Quant::None => {
+            (total * s.dtype_bytes, layer_params * s.dtype_bytes, root * s.dtype_bytes, experts * s.dtype_bytes)
+        }
     };
 
     // Trainable state.
@@ -249,11 +279,21 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let mut host: Vec<Term> = Vec::new();
 
     // The model's weights: frozen under LoRA/QLoRA, trained under full fine-tuning.
-    let weight_shard = frac(weight_bytes, param_shards);
-    if offload {
-        host.push(Term { name: "weights (offloaded shards)", bytes: weight_bytes });
+    let expert_name = if s.quant != Quant::None && m.arch.moe == MoeKind::Fused && experts > 0 {
+        "expert weights (bf16: not quantizable)"
     } else {
-        gpu.push(Term { name: "weights", bytes: weight_shard });
+        "expert weights"
+    };
+    if offload {
+        host.push(Term { name: "weights (offloaded shards)", bytes: weight_bytes - expert_bytes });
+        if expert_bytes > 0 {
+            host.push(Term { name: "expert weights (offloaded shards)", bytes: expert_bytes });
+        }
+    } else {
+        gpu.push(Term { name: "weights", bytes: frac(weight_bytes - expert_bytes, param_shards) });
+        if expert_bytes > 0 {
+            gpu.push(Term { name: expert_name, bytes: frac(expert_bytes, param_shards) });
+        }
     }
     if param_shards > 1 || offload {
         // The root unit stays gathered for the step; one layer is computed, one prefetched.
@@ -278,27 +318,36 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     // Activation sizes grow with batch x sequence (x sequence, for eager attention): computed in
     // f64 so that no input can overflow, then cast back (saturating).
     let h = m.hidden_size as f64;
-    let h_kv = (m.num_kv_heads * m.head_dim) as f64;
     let tokens = s.micro_batch as f64 * s.seq_len as f64;
-    let mut per_layer = tokens * (10.0 * h + 4.0 * h_kv + 8.0 * m.intermediate_size as f64) + tokens * 8.0 * h;
+    let (attention, dense_mlp, moe_mlp) = layer_activation_per_token(m);
+    let mut common = tokens * (attention + 8.0 * h);
     if s.attention == Attention::Eager {
-        per_layer += 4.0 * s.micro_batch as f64 * m.num_heads as f64 * (s.seq_len as f64).powi(2);
+        common += 4.0 * s.micro_batch as f64 * m.num_heads as f64 * (s.seq_len as f64).powi(2);
     }
     if s.method != Method::Full && s.lora_dropout {
-        let modules: Vec<&str> = match &s.targets {
-            None => m.linear_modules.iter().map(String::as_str).collect(),
-            Some(list) => list.iter().map(String::as_str).collect(),
-        };
-        let inputs: u64 = modules.iter().filter_map(|name| module_shape(m, name)).map(|(d_in, _)| d_in).sum();
-        per_layer += 3.0 * tokens * inputs as f64;
+        // Each targeted module keeps a dropped-out copy of its input; an expert sees the tokens
+        // routed to it, top_k / experts of them.
+        let targets = Targets::new(s.targets.as_deref());
+        let layers = m.num_layers.max(1) as f64;
+        let routed = m.moe.map_or(1.0, |e| e.top_k as f64 / e.experts.max(1) as f64);
+        let inputs: f64 = architecture::linears(m)
+            .iter()
+            .filter(|l| targets.selects(&m.arch, l))
+            .map(|l| l.d_in as f64 * l.count as f64 / layers * if l.group == Group::Expert { routed } else { 1.0 })
+            .sum();
+        common += 3.0 * tokens * inputs;
     }
+    let dense_layers = m.moe.filter(|_| m.arch.is_moe()).map_or(m.num_layers, |e| e.dense_layers.min(m.num_layers));
+    let moe_layers = (m.num_layers - dense_layers) as f64;
+    let (dense_layer, moe_layer) = (common + tokens * dense_mlp, common + tokens * moe_mlp);
     let layers = m.num_layers as f64;
     let head_input = 2.0 * tokens * h;
     let logits = (12.0 * tokens * m.vocab_size as f64) as u64;
+    let largest = if moe_layers > 0.0 { dense_layer.max(moe_layer) } else { dense_layer };
     let (stored, recompute) = if s.gradient_checkpointing {
-        ((2.0 * tokens * h * layers + head_input) as u64, per_layer as u64)
+        ((2.0 * tokens * h * layers + head_input) as u64, largest as u64)
     } else {
-        ((per_layer * layers + head_input) as u64, 0)
+        ((dense_layer * dense_layers as f64 + moe_layer * moe_layers + head_input) as u64, 0)
     };
     gpu.push(Term { name: "activations", bytes: stored });
     if logits >= recompute {
@@ -324,7 +373,7 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let host_terms: Vec<Term> = host
         .into_iter()
         .map(|t| {
-            if t.name.starts_with("weights") || t.name == trainable_name {
+            if t.name.ends_with("(offloaded shards)") || t.name == trainable_name {
                 // Offloaded state is spread over the nodes, each GPU's shard in its host's RAM.
                 Term { name: t.name, bytes: frac(t.bytes, s.nodes.max(1)) }
             } else {
@@ -364,8 +413,19 @@ mod tests {
         let m = llama8b();
         let lin = linear_params(m);
         assert_eq!(lin, 6_979_321_856, "the 8B model's quantized linears (§7 of the notes: 6.979B)");
-        let setup = TrainSetup {
-            model: m,
+        let mut setup = qlora(m);
+        setup.seq_len = 1;
+        let mem = train_memory(&setup);
+        let weights = mem.gpu_terms.iter().find(|t| t.name == "weights").expect("weights term").bytes;
+        // 6.979e9 x 4.127 / 8 = 3.600e9 B of NF4, plus 1.051e9 params in bf16.
+        let expected = (lin as f64 * 4.127 / 8.0).ceil() as u64 + (m.params - lin) * 2;
+        assert_eq!(weights, expected);
+        assert_eq!(mem.gpu_peak, mem.gpu_terms.iter().map(|t| t.bytes).sum::<u64>());
+    }
+
+    fn qlora(model: &'static ModelFacts) -> TrainSetup<'static> {
+        TrainSetup {
+            model,
             method: Method::Qlora,
             quant: Quant::FourBit { double_quant: true },
             lora_r: 16,
@@ -377,17 +437,51 @@ mod tests {
             gpus_per_node: 1,
             nodes: 1,
             micro_batch: 1,
-            seq_len: 1,
+            seq_len: 1024,
             gradient_checkpointing: true,
             attention: Attention::Fused,
             optimizer: "adamw_torch".into(),
             cpu_ram_efficient_loading: true,
+        }
+    }
+
+    fn term(mem: &Memory, prefix: &str) -> u64 {
+        mem.gpu_terms.iter().find(|t| t.name.starts_with(prefix)).map_or(0, |t| t.bytes)
+    }
+
+    /// 4-bit quantization reaches experts that are nn.Linear (Qwen3-MoE) and leaves fused expert
+    /// parameters (Llama 4) in bf16, each expert resident either way.
+    #[test]
+    fn quantization_reaches_module_experts_only() {
+        let catalog = Catalog::builtin();
+        let qwen = catalog.model("Qwen/Qwen3-30B-A3B").expect("in the catalog");
+        let experts = qwen.counts().experts;
+        let mem = train_memory(&qlora(qwen));
+        assert_eq!(term(&mem, "expert weights"), (experts as f64 * 4.127 / 8.0).ceil() as u64);
+        let scout = catalog.model("meta-llama/Llama-4-Scout-17B-16E-Instruct").expect("in the catalog");
+        let mem = train_memory(&qlora(scout));
+        let fused = mem.gpu_terms.iter().find(|t| t.name == "expert weights (bf16: not quantizable)").expect("term");
+        assert_eq!(fused.bytes, scout.counts().experts * 2);
+    }
+
+    /// A MoE layer's activations follow the experts a token is routed to, not all of them; Llama 4,
+    /// which runs every expert, keeps far more than a dense model of its width.
+    #[test]
+    fn moe_activations_follow_the_routing() {
+        let catalog = Catalog::builtin();
+        let setup = |id: &str| {
+            let mut s = qlora(catalog.model(id).expect("in the catalog"));
+            s.gradient_checkpointing = false;
+            s
         };
-        let mem = train_memory(&setup);
-        let weights = mem.gpu_terms.iter().find(|t| t.name == "weights").expect("weights term").bytes;
-        // 6.979e9 x 4.127 / 8 = 3.600e9 B of NF4, plus 1.051e9 params in bf16.
-        let expected = (lin as f64 * 4.127 / 8.0).ceil() as u64 + (m.params - lin) * 2;
-        assert_eq!(weights, expected);
-        assert_eq!(mem.gpu_peak, mem.gpu_terms.iter().map(|t| t.bytes).sum::<u64>());
+        let stored = |id: &str| term(&train_memory(&setup(id)), "activations");
+        // Qwen3-30B-A3B: 8 of 128 experts of 768 per token, against Qwen3-8B's dense 12288.
+        assert!(stored("Qwen/Qwen3-30B-A3B") < stored("Qwen/Qwen3-14B"));
+        let (attention, dense, moe) = layer_activation_per_token(catalog.model("Qwen/Qwen3-30B-A3B").expect("row"));
+        assert!(attention > 0.0 && dense > 0.0);
+        assert_eq!(moe, 8.0 * 8.0 * 768.0 + 8.0 * 128.0 + 8.0 * (4.0 * 2048.0 + 12.0));
+        let (_, _, scout) =
+            layer_activation_per_token(catalog.model("meta-llama/Llama-4-Scout-17B-16E-Instruct").expect("row"));
+        assert_eq!(scout, 16.0 * (2.0 * 5120.0 + 8.0 * 8192.0) + 8.0 * 8192.0 + 8.0 * 16.0);
     }
 }

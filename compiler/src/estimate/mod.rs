@@ -250,7 +250,11 @@ impl Ctx<'_> {
             micro_batch: u64::try_from(f.int("per_device_batch").unwrap_or(1)).unwrap_or(1),
             seq_len,
             gradient_checkpointing: f.bool("gradient_checkpointing").unwrap_or(true),
-            attention: if f.word("attention") == Some("eager") { Attention::Eager } else { Attention::Fused },
+            attention: if facts.attention(f.word("attention")) == "eager" {
+                Attention::Eager
+            } else {
+                Attention::Fused
+            },
             optimizer: f.word("optimizer").unwrap_or("adamw_torch").to_owned(),
             cpu_ram_efficient_loading: f.bool("fsdp.cpu_ram_efficient_loading").unwrap_or(true),
         }
@@ -328,8 +332,10 @@ impl Ctx<'_> {
         };
         let full = setup.method == Method::Full;
         let mean = data.as_ref().map_or(0.0, |d| d.mean_tokens);
-        let attention = time::attention_forward_per_token(facts.num_layers, facts.num_heads * facts.head_dim, mean);
-        let flops_per_token = time::train_flops_per_token(facts.params, full, setup.gradient_checkpointing, attention);
+        let counts = facts.counts();
+        let attention = time::attention_forward_per_token(facts.num_layers, attention_width(&facts), mean);
+        // A token's FLOPs run through the parameters it uses: with experts, only its top-k.
+        let flops_per_token = time::train_flops_per_token(counts.active, full, setup.gradient_checkpointing, attention);
         let utilization = node.fields.float("utilization").or_else(|| {
             self.gpu(instance).map(|g| match setup.method {
                 Method::Lora => g.utilization_lora,
@@ -348,13 +354,13 @@ impl Ctx<'_> {
                     .or_else(|| node.fields.int("save_steps"))
                     .map_or(steps.max(1.0), |e| e as f64);
                 let passes = (steps / every.max(1.0)).floor().max(1.0);
-                passes * *rows as f64 * mean_tokens * 2.0 * facts.params as f64 / tp
+                passes * *rows as f64 * mean_tokens * 2.0 * counts.active as f64 / tp
             }
             _ => 0.0,
         };
-        let hours = tokens
-            .zip(throughput)
-            .map(|(t, tp)| (t * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(facts.params * 2));
+        let hours = tokens.zip(throughput).map(|(t, tp)| {
+            (t * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(checkpoint_bytes(&facts))
+        });
         let spot = node.fields.bool("spot").unwrap_or(false);
         let usd = hours.and_then(|h| cost(h, instance, count, spot));
         if let (Some(h), Some(Val::Duration(limit))) = (hours, node.fields.get("max_runtime").map(|f| &f.val)) {
@@ -380,7 +386,7 @@ impl Ctx<'_> {
         let optimizer_state = if full { facts.params * 2 * setup.dtype_bytes } else { mem.trainable_params * 8 };
         let dataset_bytes = tokens.map_or(0, |t| (t / epochs * 20.0) as u64);
         let disk_terms = vec![
-            Term { name: "base model", bytes: facts.params * 2 },
+            Term { name: "base model", bytes: checkpoint_bytes(&facts) },
             Term { name: "dataset", bytes: dataset_bytes },
             Term { name: "checkpoints (2 kept)", bytes: 2 * (trainable_bytes + optimizer_state) },
             Term { name: "output", bytes: trainable_bytes },
@@ -550,9 +556,11 @@ impl Ctx<'_> {
                 .with_help("set `compute` to an instance with more GPU memory in total"),
             );
         }
-        let disk_terms =
-            vec![Term { name: "base model", bytes: facts.params * 2 }, Term { name: "merged model", bytes: weights }];
-        let hours = time::overhead_hours(facts.params * 2) + weights as f64 / time::SAVE_BYTES_PER_SEC / 3600.0;
+        let disk_terms = vec![
+            Term { name: "base model", bytes: checkpoint_bytes(&facts) },
+            Term { name: "merged model", bytes: weights },
+        ];
+        let hours = time::overhead_hours(checkpoint_bytes(&facts)) + weights as f64 / time::SAVE_BYTES_PER_SEC / 3600.0;
         // Merge jobs run on demand: their request never asks for spot capacity.
         let est = self.job(node, instance, count, gpu_terms, host_terms, disk_terms, None, None, Some(hours), false);
         Some(est)
@@ -573,8 +581,13 @@ impl Ctx<'_> {
         let seq = data.as_ref().map_or(2048, |d| d.seq_len) + max_new;
         let weights = facts.params * 2;
         let gpus = instance.gpu_count.max(1);
-        let kv = (batch as f64 * seq as f64 * (facts.num_layers * 2 * facts.num_kv_heads * facts.head_dim * 2) as f64)
-            as u64;
+        // K and V in bf16 for every layer; transformers caches latent attention's keys and values
+        // expanded, per head.
+        let kv_width = match facts.mla {
+            Some(mla) => facts.num_heads * (mla.qk_nope_head_dim + mla.qk_rope_head_dim + mla.v_head_dim),
+            None => 2 * facts.num_kv_heads * facts.head_dim,
+        };
+        let kv = (batch as f64 * seq as f64 * (facts.num_layers * kv_width * 2) as f64) as u64;
         let gpu_terms = vec![
             Term { name: "weights (spread over GPUs)", bytes: weights.div_ceil(gpus) },
             Term { name: "KV cache", bytes: kv.div_ceil(gpus) },
@@ -687,6 +700,34 @@ fn largest(terms: &[Term], n: usize) -> Vec<&Term> {
     sorted.sort_by_key(|t| std::cmp::Reverse(t.bytes));
     sorted.truncate(n);
     sorted
+}
+
+/// Bytes of the checkpoint as published, which a job downloads: 16-bit weights, MXFP4 experts
+/// (4.25 bits per weight: 4-bit values and one 8-bit scale per 32) or FP8 linear layers (1 byte;
+/// the block scales are negligible).
+pub fn checkpoint_bytes(m: &ModelFacts) -> u64 {
+    let c = m.counts();
+    let total = m.params;
+    match m.weights.as_str() {
+        "mxfp4" => {
+            let experts = c.experts.min(total);
+            (experts as f64 * 4.25 / 8.0).ceil() as u64 + (total - experts) * 2
+        }
+        "fp8" => {
+            let linear = c.quantizable.min(total);
+            linear + (total - linear) * 2
+        }
+        _ => total * 2,
+    }
+}
+
+/// The query width attention's FLOPs scale with: heads x head_dim, or for latent attention the
+/// mean of the query-key and value head widths.
+fn attention_width(m: &ModelFacts) -> u64 {
+    match m.mla {
+        Some(mla) => m.num_heads * (mla.qk_nope_head_dim + mla.qk_rope_head_dim + mla.v_head_dim) / 2,
+        None => m.num_heads * m.head_dim,
+    }
 }
 
 /// The rows a `train[:N]` or `train[M:N]` slice selects, when that is known without the data.

@@ -6,6 +6,7 @@
 //! YAML is written as `key: <JSON value>`, one key per line: JSON is valid YAML 1.2, so every value
 //! round-trips exactly without a YAML library, and the text is stable for snapshots and keys.
 
+use crate::catalog::architecture::{MoeKind, Targets};
 use crate::catalog::{Catalog, ModelFacts};
 use crate::check::{Program, TypedNode, Val};
 use crate::syntax::ast::NodeKind;
@@ -42,6 +43,52 @@ fn origin_model(program: &Program, node: &TypedNode) -> String {
         }
     }
     origin
+}
+
+/// What the scripts need to know about the model's family: its `model_type`, whether the
+/// checkpoint they load is MXFP4 (to load with `Mxfp4Config(dequantize=True)`), and whether it is a
+/// multimodal checkpoint trained on text only.
+fn family(program: &Program, node: &TypedNode, facts: Option<&ModelFacts>) -> Vec<(&'static str, Json)> {
+    let Some(facts) = facts else { return Vec::new() };
+    // The weights come from the published checkpoint, not from a model tunec saved (in bf16).
+    let loads_checkpoint =
+        super::model_inputs(program, node).1.and_then(|m| program.node(&m)).is_some_and(|m| m.kind == NodeKind::Model);
+    vec![
+        ("model_type", json!(facts.model_type)),
+        ("dequantize_mxfp4", json!(loads_checkpoint && facts.weights == "mxfp4")),
+        ("text_only", json!(facts.arch.multimodal())),
+    ]
+}
+
+/// `lora_target_modules` ("all-linear" or module names) and, when the experts are fused
+/// parameters and `targets` names `experts`, `lora_target_parameters` for PEFT's
+/// `target_parameters`.
+fn lora_targets(list: Option<Vec<String>>, facts: Option<&ModelFacts>) -> (Json, Option<Json>) {
+    let Some(facts) = facts else {
+        return (list.map_or_else(|| json!("all-linear"), |l| json!(l)), None);
+    };
+    let arch = &facts.arch;
+    let t = Targets::new(list.as_deref());
+    let mut names: Vec<&String> = Vec::new();
+    if t.all_linear {
+        names.extend(&arch.linear_modules);
+    }
+    names.extend(&t.modules);
+    if t.experts && arch.moe == MoeKind::Modules {
+        names.extend(&arch.experts);
+    }
+    let mut modules: Vec<String> = Vec::new();
+    for name in names {
+        if !modules.contains(name) {
+            modules.push(name.clone());
+        }
+    }
+    let only_all_linear = modules.len() == arch.linear_modules.len();
+    if t.lm_head {
+        modules.push("lm_head".to_owned());
+    }
+    let modules = if t.all_linear && only_all_linear && !t.lm_head { json!("all-linear") } else { json!(modules) };
+    (modules, t.fused_experts(arch).then(|| json!(arch.experts)))
 }
 
 fn tokens(facts: Option<&ModelFacts>, model: Option<&TypedNode>) -> Vec<(&'static str, Json)> {
@@ -94,7 +141,7 @@ fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
         ("torch_dtype", json!(torch_dtype(precision))),
         ("bf16", json!(precision == "bf16")),
         ("fp16", json!(precision == "fp16")),
-        ("attn_implementation", json!(f.word("attention").unwrap_or("sdpa"))),
+        ("attn_implementation", json!(f.word("attention").or(facts.map(|m| m.attention(None))).unwrap_or("sdpa"))),
         ("max_length", json!(seq_len(program, node, "data"))),
         ("num_train_epochs", json!(f.int("epochs").unwrap_or(1))),
         ("max_steps", json!(f.int("max_steps").unwrap_or(-1))),
@@ -122,10 +169,11 @@ fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
         ("output_dir", json!(super::CHECKPOINT_DIR)),
     ]);
     if method != "full" {
-        let targets = match f.path("method.targets").map(|v| &v.val) {
-            Some(Val::Targets(Some(list))) => json!(list.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()),
-            _ => json!("all-linear"),
+        let list = match f.path("method.targets").map(|v| &v.val) {
+            Some(Val::Targets(Some(list))) => Some(list.iter().map(|(n, _)| n.clone()).collect()),
+            _ => None,
         };
+        let (targets, parameters) = lora_targets(list, facts);
         let modules_to_save = json!(f.strings("method.modules_to_save"));
         out.extend([
             ("use_peft", json!(true)),
@@ -133,6 +181,11 @@ fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
             ("lora_alpha", json!(f.float("method.alpha"))),
             ("lora_dropout", json!(f.float("method.dropout"))),
             ("lora_target_modules", targets),
+        ]);
+        if let Some(parameters) = parameters {
+            out.push(("lora_target_parameters", parameters));
+        }
+        out.extend([
             ("use_rslora", json!(f.bool("method.rslora").unwrap_or(false))),
             ("lora_modules_to_save", modules_to_save),
         ]);
@@ -176,6 +229,7 @@ fn train(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
         ));
     }
     out.extend(tokens(facts, program.node(&model_node)));
+    out.extend(family(program, node, facts));
     out
 }
 
@@ -195,6 +249,7 @@ fn merge(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
         ),
     ]);
     out.extend(tokens(program.model_facts(&base), program.node(&base)));
+    out.extend(family(program, node, program.model_facts(&base)));
     out
 }
 
@@ -212,5 +267,6 @@ fn evaluate(program: &Program, node: &TypedNode) -> Vec<(&'static str, Json)> {
         ("torch_dtype", json!("bfloat16")),
     ]);
     out.extend(tokens(program.model_facts(&base), program.node(&base)));
+    out.extend(family(program, node, program.model_facts(&base)));
     out
 }

@@ -502,6 +502,7 @@ fn describe_field(analysis: &Analysis, ctx: &Ctx, key: &str) -> Option<String> {
             let from = match &fv.origin {
                 Origin::User => String::new(),
                 Origin::Default(file) => format!(" (a default from `{}`)", analysis.checked.sources.name(*file)),
+                Origin::Family => " (the model family's default)".to_owned(),
             };
             out.push_str(&format!("\n\nvalue: {}{from}", show(&fv.val)));
         }

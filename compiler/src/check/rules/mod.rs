@@ -6,6 +6,7 @@
 //! assumes another field checked: a field that failed its type check is simply absent.
 
 mod data;
+mod families;
 mod fsdp;
 mod hardware;
 mod quant;
@@ -24,6 +25,7 @@ pub(super) fn run(program: &Program, catalog: &Catalog, out: &mut Vec<Diagnostic
     hardware::images(&mut r, catalog);
     quant::run(&mut r);
     fsdp::run(&mut r, catalog);
+    families::run(&mut r, catalog);
     tokens::run(&mut r);
     data::run(&mut r);
     training::run(&mut r);

@@ -8,17 +8,20 @@ use crate::syntax::ast::{NodeKind, Span};
 
 pub(super) fn run(r: &mut Report<'_>) {
     let program = r.program;
-    // pad == eos/eot: checked on the model node, where the pad token is chosen.
+    // pad == eos/eot/a stop token: checked on the model node, where the pad token is chosen. The pad
+    // is the one args.yaml writes: the node's, else the catalog's reserved one, else the tokenizer's.
     for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Model) {
         let Some(facts) = &node.model else { continue };
         let chosen = node.fields.str("pad_token");
-        let pad = chosen.unwrap_or(facts.pad_token.as_str());
+        let pad = chosen
+            .or_else(|| (!facts.reserved_pad_token.is_empty()).then_some(facts.reserved_pad_token.as_str()))
+            .unwrap_or(facts.pad_token.as_str());
         let trained_by_chat = program
             .nodes
             .iter()
             .any(|n| n.kind == NodeKind::Chat && n.fields.reference("tokenizer").is_some_and(|t| t.node == node.name));
         if pad.is_empty() {
-            if trained_by_chat && facts.reserved_pad_token.is_empty() {
+            if trained_by_chat {
                 r.emit(
                     Code::MissingField,
                     node.name_span,
@@ -29,25 +32,42 @@ pub(super) fn run(r: &mut Report<'_>) {
             }
             continue;
         }
-        if trained_by_chat && (pad == facts.eos_token || pad == facts.eot_token) {
-            let which = if pad == facts.eot_token { "end-of-turn" } else { "end-of-sequence" };
-            let fix = if facts.reserved_pad_token.is_empty() {
-                "set `pad_token` to a token that is neither EOS nor end-of-turn (add one to the tokenizer if it has none)".to_owned()
-            } else {
-                format!("set `pad_token = \"{}\"`", facts.reserved_pad_token)
-            };
-            let (span, label) = match chosen {
-                Some(_) => (node.span_of("pad_token"), format!("\"{pad}\" is the {which} token")),
-                None => (node.name_span, format!("the tokenizer pads with \"{pad}\", its {which} token")),
-            };
-            r.emit(
-                Code::PadIsEos,
-                span,
-                format!("the pad token is the {which} token `{pad}`"),
-                label,
-                format!("padding is masked out of the loss, so the model never learns to stop; {fix}"),
-            );
+        let which = if pad == facts.eot_token {
+            "end-of-turn token"
+        } else if pad == facts.eos_token {
+            "end-of-sequence token"
+        } else if facts.stop_tokens.iter().any(|t| t == pad) {
+            "a stop token"
+        } else {
+            continue;
+        };
+        if !trained_by_chat {
+            continue;
         }
+        let fix = if facts.reserved_pad_token.is_empty() || facts.reserved_pad_token == pad {
+            "set `pad_token` to a token that is none of the stop tokens (add one to the tokenizer if it has none)"
+                .to_owned()
+        } else {
+            format!("set `pad_token = \"{}\"`", facts.reserved_pad_token)
+        };
+        let the = if which == "a stop token" { "" } else { "the " };
+        let (span, label) = match chosen {
+            Some(_) => (node.span_of("pad_token"), format!("\"{pad}\" is {the}{which}")),
+            None => (
+                node.name_span,
+                format!(
+                    "the tokenizer pads with \"{pad}\", {}",
+                    if the.is_empty() { which.to_owned() } else { format!("its {which}") }
+                ),
+            ),
+        };
+        r.emit(
+            Code::PadIsEos,
+            span,
+            format!("the pad token is {the}{which} `{pad}`"),
+            label,
+            format!("padding is masked out of the loss, so the model never learns to stop; {fix}"),
+        );
     }
     for node in program.nodes.iter().filter(|n| n.kind == NodeKind::Chat) {
         let Some(tokenizer) = node.fields.reference("tokenizer") else { continue };

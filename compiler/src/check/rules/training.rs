@@ -1,6 +1,7 @@
 //! Rules about the training loop itself: use_cache, warm-up, LoRA target modules and packing.
 
 use super::Report;
+use crate::catalog::architecture::{ALL_LINEAR, EXPERTS};
 use crate::check::Val;
 use crate::diagnostics::{Code, Label};
 use crate::syntax::ast::NodeKind;
@@ -30,19 +31,19 @@ pub(super) fn run(r: &mut Report<'_>) {
         }
         if let Some(facts) = node.fields.reference("model").and_then(|m| program.model_facts(&m.node)) {
             if let Some(Val::Targets(Some(targets))) = node.fields.path("method.targets").map(|f| &f.val) {
+                let known = facts.arch.target_names();
                 for (name, span) in targets {
-                    if name == "lm_head" || facts.linear_modules.contains(name) {
+                    if name == "lm_head" || name == ALL_LINEAR || known.contains(&name.as_str()) {
                         continue;
                     }
-                    let help =
-                        match crate::check::suggest::closest(name, facts.linear_modules.iter().map(String::as_str)) {
+                    let help = if name == EXPERTS {
+                        format!("{} has no experts; its modules are {}", facts.architecture, quoted(&known))
+                    } else {
+                        match crate::check::suggest::closest(name, known.iter().copied()) {
                             Some(best) => format!("did you mean `{best}`? or use `targets = all_linear`"),
-                            None => format!(
-                                "{} has {}",
-                                facts.architecture,
-                                facts.linear_modules.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-                            ),
-                        };
+                            None => format!("{} has {}", facts.architecture, quoted(&known)),
+                        }
+                    };
                     r.emit(
                         Code::UnknownTargetModule,
                         *span,
@@ -65,4 +66,8 @@ pub(super) fn run(r: &mut Report<'_>) {
             .push(Label::new(node.span_of("attention"), node.describe("attention")));
         }
     }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
 }

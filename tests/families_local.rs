@@ -1,0 +1,316 @@
+//! `tunec run` on the local target over a miniature of each kind of architecture tunec supports:
+//! the data step (the family's real tokenizer and chat template), train.py, merge.py and evaluate.py
+//! on the CPU, through the real binary.
+//!
+//! Each miniature is built by `tunec_entry.miniature` from the family's published `config.json`
+//! (`tests/python/families/`): the same config class and architecture, 2 layers of toy size, random
+//! weights, the real vocabulary. Its tokenizer is the family's real one (`TUNEC_FIXTURES`,
+//! `.ci/fixtures.sh`), with TRL's reference template where the tokenizer ships none (gpt-oss).
+//! Nothing is downloaded.
+//!
+//! One family per kind, to keep the run short (tests/python/test_families.py runs the entry scripts
+//! on all sixteen): dense grouped-query attention with QK norms (Qwen3), sliding-window layers with a
+//! 262k vocabulary (Gemma 3 1B), latent attention with shared experts and a dense first layer
+//! (DeepSeek V3), experts as a `ModuleList` of linear layers (Qwen3-MoE), fused expert parameters
+//! stored as MXFP4 with LoRA on the experts (gpt-oss), and text-only training of a multimodal
+//! checkpoint (Gemma 3 4B). Per family: the run succeeds; the adapter holds LoRA weights on the
+//! modules the family's targets mean (the experts where asked, never the router or the vision
+//! tower); the merged model is saved as the architecture it was read as; metrics.json has the
+//! steps; the evaluation scored every test row.
+
+mod support;
+#[path = "support/tiny.rs"]
+mod tiny;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::root;
+use tiny::test_python;
+
+/// The steps each miniature trains: enough to save a checkpoint and the adapter.
+const STEPS: u64 = 2;
+
+struct Family {
+    /// The `model_type`, and the config file's name under tests/python/families.
+    model_type: &'static str,
+    /// The folder of `TUNEC_FIXTURES` with the real tokenizer.
+    tokenizer: &'static str,
+    /// TRL's reference template, for a tokenizer that ships none.
+    template: Option<&'static str>,
+    /// Whether the template accepts a system message (Gemma 3's folds it into the user turn; tunec's
+    /// `template_roles` rule refuses one there, so the pipeline leaves it out).
+    system: bool,
+    /// The model node's `pad_token`, for a tokenizer that pads with a stop token (tunec's
+    /// `pad_is_eos` refuses it).
+    pad_token: Option<&'static str>,
+    /// The `method` of the train node.
+    method: &'static str,
+    /// What the adapter's tensor names must include, and what none may.
+    adapted: &'static [&'static str],
+    not_adapted: &'static [&'static str],
+    /// The fused expert parameters the adapter's config names (PEFT's `target_parameters`).
+    target_parameters: &'static [&'static str],
+}
+
+fn run_family(family: &Family) {
+    let python = test_python();
+    let fixtures = PathBuf::from(std::env::var_os("TUNEC_FIXTURES").unwrap_or_else(|| {
+        panic!(
+            "TUNEC_FIXTURES is not set: the families run with their real tokenizers; run through .ci/run, or \
+             export TUNEC_FIXTURES (the folder .ci/fixtures.sh fills)"
+        )
+    }));
+    let name = family.model_type;
+    let dir = std::env::temp_dir().join(format!("tunec-family-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let source = dir.join("source");
+    std::fs::create_dir_all(&source).expect("mkdir");
+    std::fs::copy(root().join(format!("tests/python/families/{name}.json")), source.join("config.json"))
+        .expect("the family's config.json");
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        let from = fixtures.join(family.tokenizer).join(file);
+        std::fs::copy(&from, source.join(file)).unwrap_or_else(|e| panic!("{}: {e} (.ci/fixtures.sh)", from.display()));
+    }
+    if let Some(template) = family.template {
+        let from = fixtures.join("trl_chat_templates").join(template);
+        std::fs::copy(&from, source.join("chat_template.jinja"))
+            .unwrap_or_else(|e| panic!("{}: {e} (.ci/fixtures.sh)", from.display()));
+    }
+    let built = Command::new(&python)
+        .args(["-m", "tunec_entry.miniature"])
+        .arg(&source)
+        .arg(dir.join("model"))
+        .args(["--dtype", "float32"])
+        .env("PYTHONPATH", root().join("stdlib/python"))
+        .output()
+        .expect("python runs");
+    assert!(built.status.success(), "the miniature of {name}: {}", String::from_utf8_lossy(&built.stderr));
+    let miniature: serde_json::Value = serde_json::from_slice(&built.stdout).expect("one JSON line");
+    assert_eq!(miniature["model_type"], name, "{miniature}");
+    std::fs::copy(root().join("examples/tiny-local/data.jsonl"), dir.join("data.jsonl")).expect("copy");
+    std::fs::write(dir.join("p.tune"), pipeline(family)).expect("write");
+
+    let file = dir.join("p.tune").display().to_string();
+    let run = support::tunec_with(&["run", &file], |command| {
+        command
+            .env("TUNEC_PYTHON", &python)
+            .env_remove("TUNEC_MANAGED_REQUIREMENTS")
+            .env("TUNEC_HOME", std::env::temp_dir().join(format!("tunec-home-{}", std::process::id())));
+    });
+    assert_eq!(run.code, 0, "{name}: {}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("summary: `fam` done in "), "{name}: {}", run.stdout);
+
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".tunec/fam/state.json")).expect("state"))
+            .expect("json");
+    let output = |node: &str, suffix: &str| -> PathBuf {
+        let outputs = state["nodes"][node]["outputs"].as_array().expect("outputs");
+        let path = outputs
+            .iter()
+            .filter_map(|o| o["path"].as_str())
+            .find(|p| p.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{name}: {node} has no output `…{suffix}`: {outputs:?}"));
+        let path = dir.join(path);
+        assert!(path.is_file(), "{}", path.display());
+        path
+    };
+    let json = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json")
+    };
+
+    // The adapter: LoRA weights on what the family's targets mean.
+    let tensors = safetensors_names(&output("sft", "/model/adapter_model.safetensors"));
+    assert!(tensors.iter().any(|t| t.contains("lora_A")), "{name}: {tensors:?}");
+    for wanted in family.adapted {
+        assert!(tensors.iter().any(|t| t.contains(wanted)), "{name}: no adapter on `{wanted}`: {tensors:?}");
+    }
+    for unwanted in family.not_adapted {
+        assert!(!tensors.iter().any(|t| t.contains(unwanted)), "{name}: an adapter on `{unwanted}`: {tensors:?}");
+    }
+    let adapter_config = json(output("sft", "/model/adapter_config.json"));
+    assert_eq!(adapter_config["peft_type"], "LORA", "{name}: {adapter_config}");
+    let mut parameters: Vec<&str> = adapter_config["target_parameters"]
+        .as_array()
+        .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    parameters.sort_unstable();
+    assert_eq!(parameters, family.target_parameters, "{name}: {adapter_config}");
+    let metrics = json(output("sft", "/output/data/metrics.json"));
+    assert_eq!(metrics["global_step"], STEPS, "{name}: {metrics}");
+
+    // The merged model: the architecture it was read as, with its weights.
+    let base = json(dir.join("model/config.json"));
+    let merged = json(output("merged", "/model/config.json"));
+    output("merged", "/model/model.safetensors");
+    assert_eq!(
+        (&merged["model_type"], &merged["architectures"]),
+        (&base["model_type"], &base["architectures"]),
+        "{name}: the merged model's config.json"
+    );
+
+    // The evaluation scored every row of the test split, as many as the run's summary says it has.
+    let report = json(output("report", "/output/data/report.json"));
+    assert_eq!(report["num_examples"], test_rows(&run.stdout), "{name}: {report}\n{}", run.stdout);
+    for metric in ["exact_match", "rouge_l"] {
+        let value = report["metrics"][metric].as_f64().unwrap_or_else(|| panic!("{name}: {metric}: {report}"));
+        assert!((0.0..=1.0).contains(&value), "{name}: {metric} = {value}");
+    }
+    output("report", "/output/data/predictions.jsonl");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+fn pipeline(family: &Family) -> String {
+    let system = if family.system { "    system    = \"You answer in a few words.\"\n" } else { "" };
+    let method = family.method;
+    let model = match family.pad_token {
+        Some(pad) => format!("local_model(\"model\") {{\n    pad_token = \"{pad}\"\n  }}"),
+        None => "local_model(\"model\")".to_string(),
+    };
+    format!(
+        r#"pipeline fam {{
+  target local
+
+  model base = {model}
+
+  dataset facts = file("data.jsonl") {{
+    columns = {{ question: string, answer: string }}
+  }}
+
+  chat convo = chat_template(facts, tokenizer = base) {{
+{system}    user      = "{{question}}"
+    assistant = "{{answer}}"
+    seq_len   = 128
+    overflow  = drop
+  }}
+
+  split parts = split(convo, train = 0.8, val = 0.1, test = 0.1, seed = 42)
+
+  train sft = sft(base, data = parts.train, eval = parts.val) {{
+    method           = {method}
+    per_device_batch = 2
+    max_steps        = {STEPS}
+    save_steps       = {STEPS}
+    learning_rate    = 1e-2
+    precision        = fp32
+  }}
+
+  merge merged = merge(sft) {{
+    dtype = fp32
+  }}
+  evaluate report = evaluate(merged, parts.test) {{
+    metrics        = [exact_match, rouge_l]
+    max_new_tokens = 8
+    batch_size     = 4
+  }}
+}}
+"#
+    )
+}
+
+/// The test split's row count, from the summary's line for the split (`parts ran … 40 rows (32
+/// train, 4 val, 4 test)`).
+fn test_rows(stdout: &str) -> u64 {
+    let line = stdout.lines().find(|l| l.trim_start().starts_with("parts ") && l.ends_with(" test)"));
+    let count = line.and_then(|l| l.strip_suffix(" test)")).and_then(|l| l.rsplit(' ').next());
+    count.and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no line for the split in the summary: {stdout}"))
+}
+
+/// The tensor names of a safetensors file, from its header (an 8-byte little-endian length, then
+/// that many bytes of JSON).
+fn safetensors_names(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).expect("read");
+    let length = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + length]).expect("the header's JSON");
+    header.as_object().expect("an object").keys().filter(|k| *k != "__metadata__").cloned().collect()
+}
+
+#[test]
+fn qwen3_dense_grouped_query_attention() {
+    run_family(&Family {
+        model_type: "qwen3",
+        tokenizer: "qwen3",
+        template: None,
+        system: true,
+        pad_token: None,
+        method: "lora { r = 8 }",
+        adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.gate_proj", "mlp.down_proj"],
+        not_adapted: &["lm_head", "embed_tokens"],
+        target_parameters: &[],
+    });
+}
+
+#[test]
+fn gemma3_text_sliding_window_layers() {
+    run_family(&Family {
+        model_type: "gemma3_text",
+        tokenizer: "gemma3",
+        template: None,
+        system: false,
+        pad_token: None,
+        method: "lora { r = 8 }",
+        adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.q_proj", "mlp.up_proj"],
+        not_adapted: &["lm_head", "embed_tokens"],
+        target_parameters: &[],
+    });
+}
+
+#[test]
+fn deepseek_v3_latent_attention_and_shared_experts() {
+    run_family(&Family {
+        model_type: "deepseek_v3",
+        tokenizer: "deepseek_v3",
+        template: None,
+        system: true,
+        pad_token: Some("<｜▁pad▁｜>"),
+        method: "lora { r = 8 }",
+        adapted: &["self_attn.q_a_proj", "self_attn.kv_a_proj_with_mqa", "mlp.experts.0.", "mlp.shared_experts."],
+        not_adapted: &["mlp.gate.", "lm_head"],
+        target_parameters: &[],
+    });
+}
+
+#[test]
+fn qwen3_moe_experts_as_linear_layers() {
+    run_family(&Family {
+        model_type: "qwen3_moe",
+        tokenizer: "qwen3",
+        template: None,
+        system: true,
+        pad_token: None,
+        method: "lora { r = 8 }",
+        adapted: &["self_attn.q_proj", "mlp.experts.0.gate_proj", "mlp.experts.3.down_proj"],
+        not_adapted: &["mlp.gate.", "lm_head"],
+        target_parameters: &[],
+    });
+}
+
+#[test]
+fn gpt_oss_fused_mxfp4_experts_with_lora_on_the_experts() {
+    run_family(&Family {
+        model_type: "gpt_oss",
+        tokenizer: "gptoss",
+        template: Some("gptoss.jinja"),
+        system: true,
+        pad_token: None,
+        method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
+        // PEFT wraps the two parameters of `mlp.experts` one inside the other.
+        adapted: &["self_attn.q_proj", "mlp.experts.lora_A", "mlp.experts.base_layer.lora_A"],
+        not_adapted: &["router", "lm_head"],
+        target_parameters: &["mlp.experts.down_proj", "mlp.experts.gate_up_proj"],
+    });
+}
+
+#[test]
+fn gemma3_multimodal_checkpoint_trained_text_only() {
+    run_family(&Family {
+        model_type: "gemma3",
+        tokenizer: "gemma3",
+        template: None,
+        system: false,
+        pad_token: None,
+        method: "lora { r = 8 }",
+        adapted: &["language_model.layers.0.self_attn.q_proj", "language_model.layers.1.mlp.down_proj"],
+        not_adapted: &["vision_tower", "multi_modal_projector", "lm_head"],
+        target_parameters: &[],
+    });
+}
