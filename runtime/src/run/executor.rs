@@ -283,6 +283,10 @@ impl Executor {
             if let Some(engine) = control.engine_once() {
                 reporter.line(&format!("  {}: tokenizer: {engine}", node.name));
             }
+            if let Ok(Ok(_)) = &result {
+                // The step's total, so that a plain log shows every count it passed, however fast it went.
+                reporter.rows(&node.name, control.rows_read.load(Ordering::Relaxed));
+            }
             reporter.finish(&node.name);
             if let Ok(Ok(outputs)) = &result {
                 if let Some(counts) = data_report::SplitCounts::of(&graph, &node.name, &base, outputs) {
