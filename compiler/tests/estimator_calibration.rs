@@ -1,8 +1,8 @@
 //! The estimator against published peak-memory measurements.
 //!
-//! Every point of research/anchors-memory-cost.md §2 that the model can express (an HF
-//! transformers + PEFT + bitsandbytes run whose configuration is published) is estimated with the
-//! same code `tunec check` uses, and compared with the measurement. docs/estimator.md shows the
+//! Every published peak-memory measurement (docs/estimator.md §6, sources in docs/sources.md) that
+//! the model can express (an HF transformers + PEFT + bitsandbytes run whose configuration is
+//! published) is estimated with the same code `tunec check` uses, and compared with the measurement. docs/estimator.md shows the
 //! table this test prints and states the tolerance it enforces: ±20 % for every point but the
 //! multi-GPU FSDP points the model underestimates (the Llama-2-70B ones measured with nvidia-smi,
 //! gpt-oss full fine-tuning under FSDP2), whose wider bounds are documented as a known limitation.

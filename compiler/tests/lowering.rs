@@ -177,6 +177,55 @@ fn keys_move_exactly_with_semantic_inputs() {
     }
 }
 
+/// The image a job runs in, from its request.
+fn training_image(graph: &JobGraph, node: &str) -> String {
+    match &graph.node(node).expect("node").execution {
+        Execution::SageMakerJob { request, .. } => {
+            request["AlgorithmSpecification"]["TrainingImage"].as_str().expect("an image").to_owned()
+        }
+        other => panic!("{node} is not a SageMaker job: {other:?}"),
+    }
+}
+
+#[test]
+fn job_keys_follow_the_scripts_and_the_image_they_run() {
+    let text = medreason();
+    let checked = check("pipeline.tune", &text, &[], &NoFiles);
+    let program = checked.program.as_ref().expect("a program");
+    let with_bundle = |bundle: &str| {
+        lower::lower(&LowerInput {
+            program,
+            estimates: checked.estimates.as_ref(),
+            catalog: Catalog::builtin(),
+            bundle_digest: bundle,
+        })
+    };
+    let base = with_bundle(BUNDLE);
+    let key = |g: &JobGraph, n: &str| g.node(n).expect("node").key.clone();
+    let (jobs, data) = (["sft", "merged", "report"], ["llama", "raw", "convo", "parts"]);
+
+    // Another script bundle (an edited train.py, merge.py or evaluate.py): every job reruns, under
+    // a new name, and nothing upstream does.
+    let edited = with_bundle("fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+    for node in data {
+        assert_eq!(key(&edited, node), key(&base, node), "{node}");
+    }
+    for node in jobs {
+        assert_ne!(key(&edited, node), key(&base, node), "{node}");
+        assert_ne!(edited.node(node).map(|n| &n.execution), base.node(node).map(|n| &n.execution), "{node}");
+    }
+
+    // Another image (the region's registry serves it under another URI): the same.
+    let moved = lowered(&text.replace("region = \"us-east-1\"", "region = \"eu-west-1\""), &[]);
+    for node in data {
+        assert_eq!(key(&moved, node), key(&base, node), "{node}");
+    }
+    for node in jobs {
+        assert_ne!(training_image(&moved, node), training_image(&base, node), "{node}");
+        assert_ne!(key(&moved, node), key(&base, node), "{node}");
+    }
+}
+
 #[test]
 fn no_environment_value_is_inlined() {
     let graph = lowered(&medreason(), &[]);

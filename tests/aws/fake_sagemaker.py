@@ -61,7 +61,14 @@ Lifecycle script (`--script FILE`, or `POST /_control/script` with the JSON as b
 - `errors`: the first `times` (default 1) calls of `operation` whose job name matches `match` (default: any) fail
   with `code` and `message` (default messages for AccessDeniedException, ResourceLimitExceeded,
   InternalFailure and ServiceUnavailable) and HTTP `status` (default 400; 500/503 for the last two).
-- Loading a script (at start or by POST) restarts the attempt, throttle and error counters; jobs are kept.
+- `replies`: faults *after* a call has done its work, for the window where a client cannot know whether it did:
+  `{"operation": "CreateTrainingJob", "match": "-sft-", "fault": "hold" | "drop", "seconds": 60, "times": 1}`. The
+  first `times` (default 1) successful calls of `operation` whose job name matches `match` (default: any) are logged
+  (with `"fault"` in the log entry) as soon as they are done, and then their reply is held for `seconds` (default
+  60) before it is sent (`hold`: a test kills the client while it waits), or never sent: the connection is reset
+  (`drop`: TCP RST, as a lost reply looks to the client). The job exists either way, so a retried create gives
+  `ResourceInUse`.
+- Loading a script (at start or by POST) restarts the attempt, throttle, error and reply counters; jobs are kept.
 
 On Completed, with `--s3-endpoint URL`, the model is written to S3 with boto3 (credentials test/test, path-style,
 the job's region): `<S3OutputPath>/<job>/output/model.tar.gz`, a gzipped tar of the scenario's `artifacts` (default
@@ -71,9 +78,9 @@ Failed with a ClientError FailureReason, as a real job whose output bucket is un
 (CheckpointConfig.S3Uri) is left alone: the training script writes it, not the platform.
 
 Control endpoints (plain HTTP, no signing): `GET /_control/calls` (the call log: seq, time, operation, job, outcome,
-status, detail), `GET /_control/jobs` (every job: the request as received, its status and steps),
-`POST /_control/script` (replace the script), `POST /_control/reset` (forget jobs, calls and counters; keep the
-script). Every call is also appended as a JSON line to `--calls-log FILE` when given.
+status, detail, and fault for a held or dropped reply), `GET /_control/jobs` (every job: the request as received, its
+status and steps), `POST /_control/script` (replace the script), `POST /_control/reset` (forget jobs, calls and
+counters; keep the script). Every call is also appended as a JSON line to `--calls-log FILE` when given.
 
 Start-up: `python3 tests/aws/fake_sagemaker.py --host 127.0.0.1 --port 0 --port-file PATH [--script FILE]
 [--s3-endpoint URL] [--calls-log FILE] [--region us-east-1] [--account 123456789012]`. The port file is written
@@ -89,6 +96,8 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import sys
 import tarfile
 import threading
@@ -164,7 +173,7 @@ def check_script(script: Any) -> dict[str, Any]:
     """The script with defaults filled in; ValueError says what is wrong."""
     if not isinstance(script, dict):
         raise ValueError("the script is a JSON object")
-    unknown = set(script) - {"default", "jobs", "throttle", "errors"}
+    unknown = set(script) - {"default", "jobs", "throttle", "errors", "replies"}
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)}")
     out: dict[str, Any] = {"default": check_scenario(script.get("default", {}), "default"), "jobs": []}
@@ -210,6 +219,30 @@ def check_script(script: Any) -> dict[str, Any]:
         if errors[-1]["match"] is not None:
             re.compile(errors[-1]["match"])
     out["errors"] = errors
+    replies = []
+    for i, rule in enumerate(script.get("replies", [])):
+        if (
+            not isinstance(rule, dict)
+            or rule.get("operation") not in OPERATIONS
+            or rule.get("fault") not in ("hold", "drop")
+            or not set(rule) <= {"operation", "match", "fault", "seconds", "times"}
+        ):
+            raise ValueError(
+                f"replies[{i}]: needs an 'operation' of {OPERATIONS} and a 'fault' of hold or drop "
+                "(and optionally 'match', 'seconds', 'times')"
+            )
+        if rule.get("match") is not None:
+            re.compile(rule["match"])
+        replies.append(
+            {
+                "operation": rule["operation"],
+                "match": rule.get("match"),
+                "fault": rule["fault"],
+                "seconds": float(rule.get("seconds", 60)),
+                "times": int(rule.get("times", 1)),
+            }
+        )
+    out["replies"] = replies
     return out
 
 
@@ -505,6 +538,7 @@ class FakeSageMaker:
         self.attempts_used = [0] * len(self.script["jobs"])
         self.op_counts: dict[str, int] = {}
         self.error_counts = [0] * len(self.script["errors"])
+        self.reply_counts = [0] * len(self.script["replies"])
 
     def reset(self) -> None:
         self.jobs.clear()
@@ -532,6 +566,17 @@ class FakeSageMaker:
                 continue
             self.error_counts[i] += 1
             raise ApiError(rule["code"], rule["message"], rule["status"])
+
+    def reply_fault(self, op: str, name: str | None) -> dict[str, Any] | None:
+        """The `replies` rule that takes this successful call, if any (counted)."""
+        for i, rule in enumerate(self.script["replies"]):
+            if rule["operation"] != op or self.reply_counts[i] >= rule["times"]:
+                continue
+            if rule["match"] is not None and not (name and re.search(rule["match"], name)):
+                continue
+            self.reply_counts[i] += 1
+            return rule
+        return None
 
     def scenario_for(self, name: str) -> tuple[dict[str, Any], str]:
         for i, entry in enumerate(self.script["jobs"]):
@@ -643,10 +688,11 @@ class FakeSageMaker:
 
     def call(
         self, op: str, req: dict[str, Any], signing_region: str | None, signed: bool
-    ) -> tuple[int, dict[str, Any], str | None]:
-        """Run one API call under the lock: (HTTP status, body, error code or None)."""
+    ) -> tuple[int, dict[str, Any], str | None, dict[str, Any] | None]:
+        """Run one API call under the lock: (HTTP status, body, error code or None, the `replies` fault or None)."""
         name = req.get("TrainingJobName") if isinstance(req, dict) else None
         entry: dict[str, Any] = {"time": now(), "operation": op, "job": name, "signed": signed}
+        fault = None
         with self.lock:
             try:
                 if op not in OPERATIONS:
@@ -665,6 +711,9 @@ class FakeSageMaker:
                     entry["detail"] = f"{body['TrainingJobStatus']}/{body['SecondaryStatus']}"
                 elif op == "CreateTrainingJob":
                     entry["detail"] = self.jobs[name.lower()].attempt
+                fault = self.reply_fault(op, name)
+                if fault is not None:
+                    entry["fault"] = fault["fault"]
             except ApiError as e:
                 status, code = e.status, e.code
                 body = {"__type": e.code, "message": e.message}
@@ -672,8 +721,8 @@ class FakeSageMaker:
                 entry["detail"] = e.message
             entry["status"] = status
             self.record(entry)
-        log(f"{op} {name or ''} -> {status} {code or ''}".rstrip())
-        return status, body, code
+        log(f"{op} {name or ''} -> {status} {code or ''}{' (reply: ' + fault['fault'] + ')' if fault else ''}".rstrip())
+        return status, body, code, fault
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -765,10 +814,25 @@ class Handler(BaseHTTPRequestHandler):
             return
         auth = self.headers.get("Authorization", "")
         scope = re.search(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/sagemaker/aws4_request", auth)
-        status, body, code = app.call(
+        status, body, code, fault = app.call(
             target.split(".", 1)[1], req, scope.group(1) if scope else None, auth.startswith("AWS4-HMAC-SHA256")
         )
-        self.send(status, body, code)
+        if fault is not None and fault["fault"] == "drop":
+            self.reset_connection()
+            return
+        if fault is not None:
+            time.sleep(fault["seconds"])
+        try:
+            self.send(status, body, code)
+        except OSError:  # the client is gone (killed while the reply was held)
+            self.close_connection = True
+
+    def reset_connection(self) -> None:
+        """Close the connection with a TCP RST and no reply (SO_LINGER 0), as a reply lost on the way looks."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # Close the descriptor itself: the handler's file objects would otherwise keep it open until they close.
+        os.close(self.connection.detach())
 
 
 def write_port_file(path: str, port: int) -> None:

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# The data-step benchmark of docs/performance.md: tunec's data step against the seed's Python
-# (datasets + apply_chat_template + the tokenizer) and against raw tokenization alone, on generated
-# MedReason-shaped rows, with wall time and peak RSS from /usr/bin/time -v (the largest single
-# process) and the peak PSS of the whole process tree (tests/bench/tree_mem.py; datasets' workers).
+# The data-step benchmark of docs/performance.md, on generated MedReason-shaped rows with the real
+# Llama 3.1 tokenizer. On the same rows, in one run:
 #
-#   tests/bench/run_data_bench.sh [ROWS...]          (default: 10000 200000)
+#   tunec fast        `tunec run --until parts` (release build), texts encoded by tunec's byte-level
+#                     BPE engine (the default for Llama 3)
+#   tunec tokenizers  the same with TUNEC_TOKENIZER=tokenizers: every text through the tokenizers crate
+#   seed num_proc=N   the seed's Python: datasets + apply_chat_template + the tokenizer
+#                     (tests/bench/seed_prepare.py; N from SEED_NUM_PROC)
+#   raw encode_batch  tokenizers' Python encode_batch on the rendered texts, timed region only
+#                     (tests/bench/raw_tokenize.py)
 #
-# Environment: WORK (default /tmp/dbench), VENV (default /tmp/bench-venv, created when missing),
-# TUNEC_FIXTURES (default ~/.cache/tunec/fixtures, filled by .ci/fixtures.sh), SEED_NUM_PROC
-# (default "2 1": the seed's Python with num_proc=2 and without num_proc; empty skips the seed),
-# BENCH_ROWS (rows for the `prepare` bench at the end; default the first size; 0 skips it),
-# CARGO_TARGET_DIR (where the release binary is built; default target/).
+# Each gets its wall time, CPU seconds (user + system, whole process tree), peak RSS of the largest
+# process (/usr/bin/time -v) and peak PSS of the process tree (tests/bench/tree_mem.py), and the load
+# average before and after it. The machine may be shared: the implementations run one after another
+# in rounds (REPEAT rounds, alternating), and the summary compares tokens per CPU-second, which the
+# contention disturbs least. Both tunec runs must write the same files (their SHA-256s are compared).
 #
-# tunec is measured twice: `tunec run --until parts` on the same JSONL as the Python scripts (a
-# local pipeline with the same chat settings; includes journaling and file digests), and the
-# `prepare` bench (its own in-memory rows, shorter, ~517 tokens; one thread, then all).
+#   tests/bench/run_data_bench.sh [ROWS...]          (default: 10000 1000000)
+#
+# Environment: WORK (default /tmp/dbench; needs about 3 GB per million rows for the input, and tunec's
+# outputs, 8.5 GB per million rows, are removed after each run), VENV (default /tmp/bench-venv,
+# created when missing), TUNEC_FIXTURES (default ~/.cache/tunec/fixtures, filled by .ci/fixtures.sh),
+# SEED_NUM_PROC (default "2": the seed with num_proc=2; "2 1" adds a run without num_proc; empty
+# skips the seed), RAW (default 1; 0 skips raw encode_batch), REPEAT (rounds, default 1), TUNEC_BIN
+# (a tunec to measure instead of building one), CARGO_TARGET_DIR (where the release build goes).
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -22,13 +31,21 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-/tmp/dbench}
 VENV=${VENV:-/tmp/bench-venv}
 FIX=${TUNEC_FIXTURES:-$HOME/.cache/tunec/fixtures}
-SEED_NUM_PROC=${SEED_NUM_PROC-"2 1"}
+SEED_NUM_PROC=${SEED_NUM_PROC-2}
+RAW=${RAW:-1}
+REPEAT=${REPEAT:-1}
 SIZES=("$@")
-[ ${#SIZES[@]} -eq 0 ] && SIZES=(10000 200000)
+[ ${#SIZES[@]} -eq 0 ] && SIZES=(10000 1000000)
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=true
 mkdir -p "$WORK"
 RESULTS="$WORK/results.tsv"
-printf 'rows\timpl\twall_s\tcpu_s\tload_before\tpeak_rss_kib\ttree_pss_kib\tmean_tokens\ttokens\n' >"$RESULTS"
+rm -f "$WORK"/raw-*.jsonl
+printf 'rows\timpl\twall_s\tcpu_s\tload_before\tload_after\tpeak_rss_kib\ttree_pss_kib\ttokens\n' >"$RESULTS"
+
+{
+  echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/^Mem:/ {print $2}') GiB"
+  echo "started: $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$WORK/machine.txt" >&2
 
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
@@ -36,9 +53,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q transformers==4.56.2 datasets==5.0.1 tokenizers==0.22.2 jinja2==3.1.6
 fi
 
-# A copy of the release binary, so that a rebuild in the checkout does not change it mid-run.
-(cd "$ROOT" && cargo build --release -p tunec-runtime --bin tunec)
-cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/tunec" "$WORK/tunec"
+# A copy of the binary, so that a rebuild in the checkout does not change it mid-run.
+if [ -n "${TUNEC_BIN:-}" ]; then
+  cp "$TUNEC_BIN" "$WORK/tunec"
+else
+  (cd "$ROOT" && cargo build --release --locked -p tunec-runtime --bin tunec)
+  cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/tunec" "$WORK/tunec"
+fi
 
 # The local pipeline: same system prompt, template, date, seq_len as seed_prepare.py.
 PIPE="$WORK/pipe"
@@ -66,58 +87,81 @@ pipeline p {
 }
 EOF
 
-# measure ROWS IMPL MEAN_TOKENS TOKENS CMD...: wall and peak RSS of CMD from /usr/bin/time -v.
+# measure ROWS IMPL CMD...: one line of results.tsv without the token count, from /usr/bin/time -v
+# and tree_mem.py.
 measure() {
   local rows=$1 impl=$2 log="$WORK/time-$1-${2// /_}.log"
   shift 2
   sync
-  local wall rss pss cpu load
-  load=$(cut -d' ' -f1 /proc/loadavg)
+  local wall rss pss cpu before after
+  before=$(cut -d' ' -f1 /proc/loadavg)
   if ! /usr/bin/time -v python3 "$ROOT/tests/bench/tree_mem.py" "$log.mem" "$@" >"$log.out" 2>"$log"; then
     echo "failed: $* (see $log, $log.out)" >&2
     tail -20 "$log.out" "$log" >&2
     exit 1
   fi
+  after=$(cut -d' ' -f1 /proc/loadavg)
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$log")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
   cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$log")
   pss=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_tree_pss_kib"])' "$log.mem")
-  echo "$rows $impl: ${wall} s wall, ${cpu} s CPU (load before: $load), peak RSS ${rss} KiB (largest process), peak PSS ${pss} KiB (process tree)" >&2
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rows" "$impl" "$wall" "$cpu" "$load" "$rss" "$pss"
+  echo "$rows $impl: ${wall} s wall, ${cpu} s CPU (load $before before, $after after), peak RSS ${rss} KiB (largest process), peak PSS ${pss} KiB (process tree)" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$rows" "$impl" "$wall" "$cpu" "$before" "$after" "$rss" "$pss"
+}
+
+# tunec_run ROWS ENGINE: tunec on the rows with TUNEC_TOKENIZER=ENGINE; prints the digests of its
+# split files, then removes them.
+tunec_run() {
+  local n=$1 engine=$2 name
+  name=$([ "$engine" = auto ] && echo "tunec fast" || echo "tunec tokenizers")
+  rm -rf "$PIPE/.tunec"
+  export TUNEC_TOKENIZER=$engine
+  line=$(measure "$n" "$name" "$WORK/tunec" run "$PIPE/p.tune" --until parts)
+  unset TUNEC_TOKENIZER
+  tokens=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(round(p["mean_tokens"]*p["rows"]))' \
+    "$PIPE/.tunec/p/profiles/convo.json")
+  printf '%s\t%s\n' "$line" "$tokens" >>"$RESULTS"
+  grep -h "tokenizer:" "$WORK/time-$n-${name// /_}.log.out" >&2 || true
+  (cd "$PIPE/.tunec/p/data" && find . -name '*.jsonl' -o -name '*.parquet' | sort | xargs sha256sum) \
+    >"$WORK/digests-$n-$engine.txt"
+  rm -rf "$PIPE/.tunec"
 }
 
 for n in "${SIZES[@]}"; do
   in="$WORK/rows$n.jsonl"
   [ -f "$in" ] || python3 "$ROOT/tests/bench/gen_medreason.py" "$n" "$in"
-
-  # (a) tunec on the same rows.
-  rm -rf "$PIPE/.tunec"
   ln -sf "$in" "$PIPE/rows.jsonl"
-  line=$(measure "$n" "tunec run" "$WORK/tunec" run "$PIPE/p.tune" --until parts)
-  mean=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p["mean_tokens"], p["rows"])' \
-    "$PIPE/.tunec/p/profiles/convo.json")
-  printf '%s\t%s\t%s\n' "$line" "${mean% *}" "$(python3 -c "print(round(${mean% *}*${mean#* }))")" >>"$RESULTS"
+  for round in $(seq "$REPEAT"); do
+    echo "== $n rows, round $round" >&2
+    tunec_run "$n" auto
+    tunec_run "$n" tokenizers
+    if ! cmp -s "$WORK/digests-$n-auto.txt" "$WORK/digests-$n-tokenizers.txt"; then
+      echo "the two tokenizer engines wrote different files:" >&2
+      diff "$WORK/digests-$n-auto.txt" "$WORK/digests-$n-tokenizers.txt" >&2
+      exit 1
+    fi
+    echo "$n rows: both engines wrote the same $(wc -l <"$WORK/digests-$n-auto.txt") files" >&2
 
-  # (b) the seed's Python.
-  for np in $SEED_NUM_PROC; do
-    line=$(measure "$n" "seed num_proc=$np" "$VENV/bin/python" "$ROOT/tests/bench/seed_prepare.py" "$in" \
-      "$WORK/seed-out" --num-proc "$np")
-    stats=$(tail -1 "$WORK/time-$n-seed_num_proc=$np.log.out")
-    printf '%s\t%s\t%s\n' "$line" "$(echo "$stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["mean_tokens"], d["tokens"], sep="\t")')" >>"$RESULTS"
-    rm -rf "$WORK/seed-out"
+    for np in $SEED_NUM_PROC; do
+      line=$(measure "$n" "seed num_proc=$np" "$VENV/bin/python" "$ROOT/tests/bench/seed_prepare.py" "$in" \
+        "$WORK/seed-out" --num-proc "$np")
+      stats=$(tail -1 "$WORK/time-$n-seed_num_proc=$np.log.out")
+      printf '%s\t%s\n' "$line" "$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')" >>"$RESULTS"
+      rm -rf "$WORK/seed-out"
+    done
+
+    # Raw tokenization alone: its CPU figure is the encode calls' (the timed region), not the
+    # process's, which also renders every text and holds them all in memory.
+    if [ "$RAW" != 0 ]; then
+      line=$(measure "$n" "raw encode_batch" "$VENV/bin/python" "$ROOT/tests/bench/raw_tokenize.py" "$in")
+      stats=$(tail -1 "$WORK/time-$n-raw_encode_batch.log.out")
+      # One line per round, in order: the log above is overwritten by the next round.
+      echo "$stats" >>"$WORK/raw-$n.jsonl"
+      printf '%s\t%s\n' "$line" "$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')" >>"$RESULTS"
+      echo "$stats" >&2
+    fi
   done
-
-  # (c) raw tokenization alone (its wall and RSS include reading and rendering; its throughput does not).
-  line=$(measure "$n" "raw encode_batch" "$VENV/bin/python" "$ROOT/tests/bench/raw_tokenize.py" "$in")
-  stats=$(tail -1 "$WORK/time-$n-raw_encode_batch.log.out")
-  printf '%s\t%s\t%s\n' "$line" "$(echo "$stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["mean_tokens"], d["tokens"], sep="\t")')" >>"$RESULTS"
-  echo "$stats" >&2
 done
 
-# The prepare bench (its own rows), for the record.
-BENCH_ROWS=${BENCH_ROWS:-${SIZES[0]}}
-[ "$BENCH_ROWS" != 0 ] && (cd "$ROOT" && TUNEC_FIXTURES="$FIX" /usr/bin/time -v cargo bench -p tunec-runtime --bench prepare -- "$BENCH_ROWS") \
-  >"$WORK/prepare-bench.out" 2>"$WORK/prepare-bench.log" || true
-grep threads "$WORK/prepare-bench.out" >&2 || true
-
-column -t -s $'\t' "$RESULTS"
+echo "finished: $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$WORK/machine.txt" >&2
+python3 "$ROOT/tests/bench/summarize.py" "$RESULTS" "$WORK"

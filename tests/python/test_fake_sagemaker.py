@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +28,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from tinyllm import REPO, tunec_binary
 
@@ -594,6 +595,49 @@ def test_scripted_errors_fail_matching_calls_a_given_number_of_times(start) -> N
         assert message.endswith("is not authorized to perform: sagemaker:DescribeTrainingJob")
     assert statuses(server, "x-sft-1", 1) == [("InProgress", "Starting")]
     assert error_of(server.sm.list_training_jobs)[::2] == ("InternalFailure", 500)
+
+
+def test_a_dropped_reply_leaves_the_job_created_and_a_retry_finds_it_in_use(start) -> None:
+    server = start({"replies": [{"operation": "CreateTrainingJob", "match": "-sft-", "fault": "drop"}]})
+    server.sm.create_training_job(**request("x-merge-1"))  # no match: answered
+    with pytest.raises((EndpointConnectionError, ConnectionClosedError)):
+        server.sm.create_training_job(**request("x-sft-1"))
+    # The job was created before the connection was reset, and the rule is used up.
+    assert server.sm.describe_training_job(TrainingJobName="x-sft-1")["TrainingJobStatus"] == "InProgress"
+    code, message, _ = error_of(server.sm.create_training_job, **request("x-sft-1"))
+    assert code == "ResourceInUse" and "already exists" in message
+    server.sm.create_training_job(**request("x-sft-2"))
+    creates = [
+        (c["job"], c["outcome"], c.get("fault")) for c in server.calls() if c["operation"] == "CreateTrainingJob"
+    ]
+    assert creates == [
+        ("x-merge-1", "ok", None),
+        ("x-sft-1", "ok", "drop"),
+        ("x-sft-1", "ResourceInUse", None),
+        ("x-sft-2", "ok", None),
+    ]
+
+
+def test_a_held_reply_is_logged_before_it_is_sent(start) -> None:
+    server = start({"replies": [{"operation": "CreateTrainingJob", "fault": "hold", "seconds": 1.5}]})
+    answer: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: answer.update(server.sm.create_training_job(**request("held-1"))))
+    started = time.monotonic()
+    thread.start()
+    # The call log and the job show the create while the client still waits for its reply.
+    logged = wait_until(lambda: [c for c in server.calls() if c["operation"] == "CreateTrainingJob"], "the create")
+    assert thread.is_alive() and not answer
+    assert (logged[0]["outcome"], logged[0]["fault"]) == ("ok", "hold")
+    assert server.control("jobs")[1][0]["name"] == "held-1"
+    thread.join(timeout=30)
+    assert time.monotonic() - started >= 1.5
+    assert answer["TrainingJobArn"].endswith(":training-job/held-1")
+    # Only the first create is held.
+    started = time.monotonic()
+    server.sm.create_training_job(**request("held-2"))
+    assert time.monotonic() - started < 1.5
+    status, body = server.control("script", {"replies": [{"operation": "CreateTrainingJob", "fault": "lose"}]})
+    assert status == 400 and "a 'fault' of hold or drop" in body["message"]
 
 
 # --------------------------------------------------------------------------------------------------- S3 outputs

@@ -2,7 +2,7 @@
 //!
 //! Input is a [`TrainSetup`]: the architecture, the method, the parallel layout and the batch.
 //! Output is a list of named terms (bytes) whose sum is the estimated peak, so a user can see
-//! which term does not fit. The model follows research/anchors-memory-cost.md §1:
+//! which term does not fit. The terms and their sources are in docs/estimator.md §2:
 //!
 //! - **weights**: quantized linears at 4.127 bit/param (NF4 with double quantization; 4.5 without)
 //!   or 1 B (int8); everything bitsandbytes does not quantize (embeddings, `lm_head`, norms,
@@ -400,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn lora_parameter_counts_match_the_research_table() {
+    fn lora_parameter_counts_match_the_published_architecture() {
         // anchors-memory-cost.md §6: r=16 all-linear 41.9M; q,v only 6.8M.
         let m = llama8b();
         assert_eq!(lora_params(m, 16, None), 41_943_040);
@@ -412,7 +412,7 @@ mod tests {
     fn nf4_weights_follow_the_bit_budget() {
         let m = llama8b();
         let lin = linear_params(m);
-        assert_eq!(lin, 6_979_321_856, "the 8B model's quantized linears (§7 of the notes: 6.979B)");
+        assert_eq!(lin, 6_979_321_856, "the 8B model's quantized linears (6.979B)");
         let mut setup = qlora(m);
         setup.seq_len = 1;
         let mem = train_memory(&setup);

@@ -8,10 +8,14 @@
 //!   `chat_template.jinja`) with minijinja, configured as `transformers`' `apply_chat_template`
 //!   configures jinja2 (trim/lstrip blocks, loop controls, Python string methods, `raise_exception`,
 //!   `strftime_now`, a `json.dumps`-compatible `tojson`, `{% generation %}` tags accepted).
-//! - [`tokenize`] encodes the rendered text with the `tokenizers` crate without adding special tokens
-//!   (the template wrote them), builds assistant-only labels by checking that the rendered prompt's ids
-//!   are a prefix of the conversation's (from one encoding of the conversation), and applies the
-//!   pipeline's overflow policy for `seq_len`.
+//! - [`tokenize`] encodes the rendered text without adding special tokens (the template wrote
+//!   them), builds assistant-only labels by checking that the rendered prompt's ids are a prefix of
+//!   the conversation's (from one encoding of the conversation), and applies the pipeline's overflow
+//!   policy for `seq_len`.
+//! - [`encoder`] is what it encodes with: [`bpe`], a fast engine for byte-level BPE tokenizers
+//!   (Llama 3, Qwen, DeepSeek V3, gpt-oss, Mistral Nemo) that gives `tokenizers`' ids and offsets
+//!   exactly, where it can take the tokenizer, and the `tokenizers` crate for the rest (Gemma's
+//!   SentencePiece-style BPE, other normalizers and pre-tokenizers).
 //!
 //! - [`source`] reads a dataset node's rows from local JSONL, CSV and Parquet files, applies the
 //!   Hub's split-slice syntax (`train[:10000]`, `train[10%:]`), checks the declared columns with
@@ -25,9 +29,12 @@
 //!
 //! `tests/chat_template_parity.rs` compares the first two, case by case, with `transformers` itself
 //! on the real Llama 3.1 tokenizer; `tests/data_prepare.rs` runs the whole step on MedReason-shaped
-//! JSONL, CSV and Parquet files with the same tokenizer.
+//! JSONL, CSV and Parquet files with the same tokenizer; `tests/tokenizer_engines.rs` holds the fast
+//! engine to `tokenizers`, token for token, on nine families' real tokenizers.
 
+pub mod bpe;
 pub mod conversation;
+pub mod encoder;
 pub mod output;
 pub mod prepare;
 pub mod source;

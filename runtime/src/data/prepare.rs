@@ -37,7 +37,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -92,12 +92,24 @@ pub struct PrepareConfig {
     pub control: Arc<StepControl>,
 }
 
-/// What a caller sees of a running step and how it stops one: the records read so far, and a flag
-/// that stops the step between two batches (its outputs are then left as they were).
+/// What a caller sees of a running step and how it stops one: the records read so far, the engine
+/// that encodes its texts once the tokenizer is loaded, and a flag that stops the step between two
+/// batches (its outputs are then left as they were).
 #[derive(Debug, Default)]
 pub struct StepControl {
     pub rows_read: AtomicU64,
+    pub engine: OnceLock<String>,
     pub cancelled: AtomicBool,
+    /// Whether [`StepControl::engine_once`] gave the engine already.
+    engine_said: AtomicBool,
+}
+
+impl StepControl {
+    /// The engine, the first time it is asked for once it is known, so that a run says it once.
+    pub fn engine_once(&self) -> Option<&str> {
+        let engine = self.engine.get()?;
+        (!self.engine_said.swap(true, Ordering::Relaxed)).then_some(engine.as_str())
+    }
 }
 
 impl PrepareConfig {

@@ -22,9 +22,11 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokenizers::Tokenizer;
 
+use super::encoder::{Engine, EngineChoice, TextEncoder, Tokens as Encoding};
 use super::template::{ChatTemplate, Message, TemplateError, Vars};
 use super::turns::{self, Mismatch, Renders, Tokens, TurnError};
 
@@ -185,7 +187,7 @@ pub enum Trained {
 #[derive(Debug)]
 pub struct ChatTokenizer {
     template: ChatTemplate,
-    tokenizer: Tokenizer,
+    encoder: Arc<TextEncoder>,
     /// The text of each added token by id: the tokens the tokenizer cuts its input at.
     added: HashMap<u32, String>,
     /// The ids of the added tokens marked special (end-of-turn tokens are).
@@ -194,25 +196,35 @@ pub struct ChatTokenizer {
 
 impl ChatTokenizer {
     /// Loads `tokenizer.json`, `tokenizer_config.json` and an optional `chat_template.jinja` from a
-    /// model or tokenizer directory.
+    /// model or tokenizer directory; the encoding engine follows `TUNEC_TOKENIZER`
+    /// ([`EngineChoice::from_env`]).
     pub fn from_files(dir: &Path) -> Result<ChatTokenizer, TokenizeError> {
         let template = ChatTemplate::from_files(dir)?;
-        let path = dir.join("tokenizer.json");
-        let tokenizer =
-            Tokenizer::from_file(&path).map_err(|e| TokenizeError::Tokenizer(format!("{}: {e}", path.display())))?;
-        Ok(ChatTokenizer::new(template, tokenizer))
+        let choice = EngineChoice::from_env().map_err(TokenizeError::Tokenizer)?;
+        let encoder = TextEncoder::from_file(&dir.join("tokenizer.json"), choice).map_err(TokenizeError::Tokenizer)?;
+        Ok(ChatTokenizer::with_encoder(template, Arc::new(encoder)))
     }
 
+    /// A template and a tokenizer, encoded by the fast engine where it is exact.
     pub fn new(template: ChatTemplate, tokenizer: Tokenizer) -> ChatTokenizer {
-        let decoder = tokenizer.get_added_tokens_decoder();
+        ChatTokenizer::with_encoder(template, Arc::new(TextEncoder::new(tokenizer, EngineChoice::Auto)))
+    }
+
+    pub fn with_encoder(template: ChatTemplate, encoder: Arc<TextEncoder>) -> ChatTokenizer {
+        let decoder = encoder.tokenizer().get_added_tokens_decoder();
         let special = decoder.iter().filter(|(_, token)| token.special).map(|(&id, _)| id).collect();
         let added = decoder.into_iter().map(|(id, token)| (id, token.content)).collect();
-        ChatTokenizer { template, tokenizer, added, special }
+        ChatTokenizer { template, encoder, added, special }
     }
 
     /// The same tokenizer with another template (a pipeline's own `chat_template`).
     pub fn with_template(&self, template: ChatTemplate) -> ChatTokenizer {
-        ChatTokenizer::new(template, self.tokenizer.clone())
+        ChatTokenizer::with_encoder(template, self.encoder.clone())
+    }
+
+    /// The engine that encodes the rendered texts.
+    pub fn engine(&self) -> &Engine {
+        self.encoder.engine()
     }
 
     pub fn template(&self) -> &ChatTemplate {
@@ -222,8 +234,7 @@ impl ChatTokenizer {
     /// The ids of already rendered text, without adding special tokens (as
     /// `tokenizer(text, add_special_tokens=False)["input_ids"]`).
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
-        let encoding = self.tokenizer.encode(text, false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
+        Ok(self.encoder.encode(text).map_err(TokenizeError::Tokenizer)?.ids)
     }
 
     /// Renders and tokenizes a conversation that ends with an assistant message, with labels on
@@ -268,9 +279,8 @@ impl ChatTokenizer {
         let final_turn = messages.len() - 1;
         let prompt = self.template.render_values(&values[..final_turn], true, vars)?;
         let text = self.template.render_values(&values, false, vars)?;
-        let encoding =
-            self.tokenizer.encode(text.as_str(), false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        let input_ids = encoding.get_ids().to_vec();
+        let encoding = self.encoder.encode(&text).map_err(TokenizeError::Tokenizer)?;
+        let input_ids = encoding.ids.clone();
         let (labels, prompt_tokens, turns) = match trained {
             Trained::All => {
                 let prompt_tokens = match self.prompt_tokens_from(&prompt, &text, &encoding)? {
@@ -307,7 +317,7 @@ impl ChatTokenizer {
         vars: &Vars<'_>,
         text: &str,
         final_prompt: &str,
-        encoding: &tokenizers::Encoding,
+        encoding: &Encoding,
         indices: &[usize],
     ) -> Result<Vec<Range<usize>>, TokenizeError> {
         let render = |values: &[minijinja::Value], agp: bool| self.template.render_values(values, agp, vars);
@@ -316,12 +326,12 @@ impl ChatTokenizer {
         let is_special = |id: u32| self.special.contains(&id);
         let prefix_tokens = |prefix: &str| self.prefix_ids(prefix, text, encoding).map_err(|e| e.to_string());
         let encode = |fragment: &str| {
-            let encoding = self.tokenizer.encode(fragment, false).map_err(|e| e.to_string())?;
-            Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+            let encoding = self.encoder.encode(fragment)?;
+            Ok((encoding.ids, encoding.offsets))
         };
         let tokens = Tokens {
-            ids: encoding.get_ids(),
-            offsets: encoding.get_offsets(),
+            ids: &encoding.ids,
+            offsets: &encoding.offsets,
             is_added: &is_added,
             is_special: &is_special,
             prefix_tokens: &prefix_tokens,
@@ -344,13 +354,13 @@ impl ChatTokenizer {
         &self,
         prefix: &str,
         text: &str,
-        encoding: &tokenizers::Encoding,
+        encoding: &Encoding,
     ) -> Result<Result<usize, Mismatch>, TokenizeError> {
         if let Some(n) = self.prompt_tokens_from(prefix, text, encoding)? {
             return Ok(Ok(n));
         }
         let prefix_ids = self.encode_text(prefix)?;
-        let input_ids = encoding.get_ids();
+        let input_ids = &encoding.ids;
         if input_ids.starts_with(&prefix_ids) {
             return Ok(Ok(prefix_ids.len()));
         }
@@ -366,13 +376,12 @@ impl ChatTokenizer {
         &self,
         prompt: &str,
         text: &str,
-        encoding: &tokenizers::Encoding,
+        encoding: &Encoding,
     ) -> Result<Option<usize>, TokenizeError> {
         if !text.starts_with(prompt) {
             return Ok(None);
         }
-        let ids = encoding.get_ids();
-        let offsets = encoding.get_offsets();
+        let (ids, offsets) = (&encoding.ids, &encoding.offsets);
         // The last added token that ends inside the prompt, found where its text is.
         let inside = offsets.partition_point(|&(_, end)| end <= prompt.len());
         let anchor = (0..inside).rev().find_map(|i| {
@@ -401,17 +410,18 @@ impl ChatTokenizer {
     /// SentencePiece rules), nor when an unknown token may cover any length (WordLevel,
     /// WordPiece, Unigram).
     pub fn max_bytes_per_token(&self) -> Option<usize> {
-        let tokenizers::models::ModelWrapper::BPE(bpe) = self.tokenizer.get_model() else { return None };
-        let pre = self.tokenizer.get_pre_tokenizer().and_then(|p| serde_json::to_string(p).ok()).unwrap_or_default();
+        let tokenizer = self.encoder.tokenizer();
+        let tokenizers::models::ModelWrapper::BPE(bpe) = tokenizer.get_model() else { return None };
+        let pre = tokenizer.get_pre_tokenizer().and_then(|p| serde_json::to_string(p).ok()).unwrap_or_default();
         if !bpe.byte_fallback && !pre.contains(r#""type":"ByteLevel""#) {
             return None;
         }
-        if let Some(normalizer) = self.tokenizer.get_normalizer() {
+        if let Some(normalizer) = tokenizer.get_normalizer() {
             if !never_shrinks_much(&serde_json::to_value(normalizer).ok()?) {
                 return None;
             }
         }
-        let longest = self.tokenizer.get_vocab(true).keys().map(String::len).max()?;
+        let longest = tokenizer.get_vocab(true).keys().map(String::len).max()?;
         Some(longest.max(1) * 4)
     }
 }

@@ -17,7 +17,9 @@
 //! - `split`: the data engine's `prepare` runs the chat node's dataset through the chat template and
 //!   tokenizer into `.tunec/<pipeline>/data/<split>/<key>/`, and `profile.json` is copied to
 //!   `.tunec/<pipeline>/profiles/<chat>.json`, where `tunec check` reads it for estimates. A split
-//!   that no job could train on fails here ([`data_report::check_trainable`]).
+//!   that no job could train on fails here ([`data_report::check_trainable`]). `TUNEC_DATA_THREADS`
+//!   and `TUNEC_DATA_BATCH_ROWS` set the step's threads and batch size; its files are the same
+//!   bytes whatever they are.
 //!
 //! Output paths are relative to the pipeline's folder (`base`), as the journal records them.
 
@@ -398,6 +400,20 @@ fn prepare_config(chat: &JobNode, split: &JobNode, schema: &Schema) -> Result<Pr
     Ok(config)
 }
 
+/// A count the environment sets for the data step (`TUNEC_DATA_THREADS`, `TUNEC_DATA_BATCH_ROWS`):
+/// `None` when unset or empty, an error naming the variable when it is not a whole number of 1 or
+/// more. Neither changes what the step writes, only how it works, so neither is in any key.
+fn env_count(name: &str, what: &str) -> Result<Option<usize>, StepError> {
+    let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) else { return Ok(None) };
+    match value.to_str().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(n) if n >= 1 => Ok(Some(n)),
+        _ => fail(format!(
+            "{name} is `{}`: set it to the number of {what} (1 or more), or unset it",
+            value.to_string_lossy()
+        )),
+    }
+}
+
 /// Prepares the split's files and the chat node's data profile.
 fn split(graph: &JobGraph, split: &JobNode, base: &Path, control: &Arc<StepControl>) -> Result<Vec<Output>, StepError> {
     let chat = referenced(graph, split, "data")?;
@@ -406,7 +422,10 @@ fn split(graph: &JobGraph, split: &JobNode, base: &Path, control: &Arc<StepContr
     let source = source_spec(dataset, base, &graph.pipeline)?;
     let mut config = prepare_config(chat, split, &source.schema)?;
     config.control = control.clone();
+    config.threads = env_count("TUNEC_DATA_THREADS", "threads")?.unwrap_or(config.threads);
+    config.batch_rows = env_count("TUNEC_DATA_BATCH_ROWS", "records per batch")?.unwrap_or(config.batch_rows);
     let tokenizer = tokenizer(model, base, &graph.pipeline)?;
+    let _ = control.engine.set(tokenizer.engine().to_string());
     let dir = tunec_dir(&graph.pipeline);
     let out_rel = format!("{dir}/data/{}/{}", split.name, split.key);
     let out = base.join(&out_rel);

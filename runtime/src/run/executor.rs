@@ -280,6 +280,13 @@ impl Executor {
                 tokio::task::spawn_blocking(move || data::run_node(&graph, &graph.nodes[index], &base, &control))
             };
             let result = task.await;
+            if let Some(engine) = control.engine_once() {
+                reporter.line(&format!("  {}: tokenizer: {engine}", node.name));
+            }
+            if let Ok(Ok(_)) = &result {
+                // The step's total, so that a plain log shows every count it passed, however fast it went.
+                reporter.rows(&node.name, control.rows_read.load(Ordering::Relaxed));
+            }
             reporter.finish(&node.name);
             if let Ok(Ok(outputs)) = &result {
                 if let Some(counts) = data_report::SplitCounts::of(&graph, &node.name, &base, outputs) {
@@ -362,7 +369,12 @@ impl Executor {
         match event {
             Event::Tick => {
                 for (&index, control) in &self.steps {
-                    self.reporter.rows(&self.graph.nodes[index].name, control.rows_read.load(Ordering::Relaxed));
+                    let name = &self.graph.nodes[index].name;
+                    // The tokenizer's engine, said once, when the step has loaded it.
+                    if let Some(engine) = control.engine_once() {
+                        self.reporter.line(&format!("  {name}: tokenizer: {engine}"));
+                    }
+                    self.reporter.rows(name, control.rows_read.load(Ordering::Relaxed));
                 }
             }
             Event::Signal(level) => {

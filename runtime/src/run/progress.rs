@@ -7,7 +7,9 @@
 //! step counts the records it has read, a job shows its elapsed time and the last line its script
 //! printed, and permanent lines are printed above the bars. In [`Mode::Plain`] permanent lines go
 //! straight to the output, a job's log lines are streamed as `  <node> | <line>`, and a data step
-//! prints its count at most every few seconds, so a log stays readable and diffable.
+//! prints its count when it passes 10,000, 20,000, 50,000, 100,000, ... records (then every million),
+//! so a log stays readable, and diffable: the same data gives the same lines however long the step
+//! takes.
 //!
 //! Neither mode passes on a script's terminal control sequences (tqdm moves the cursor up to
 //! redraw nested bars): plain lines are text, and a bar's message is one line. A bar is cleared
@@ -18,7 +20,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -54,12 +56,33 @@ pub enum Work {
     Process,
 }
 
-/// How often a plain-mode data step reports its count.
-const PLAIN_EVERY: Duration = Duration::from_secs(5);
+/// The first count a plain-mode data step reports.
+const FIRST_MILESTONE: u64 = 10_000;
+/// Past this, counts are reported every this many records.
+const MILESTONE_STEP: u64 = 1_000_000;
+
+/// The next count after `count` that a plain-mode data step reports: 10,000, 20,000, 50,000,
+/// 100,000, 200,000, 500,000, then every million. Counts, not time, so that the lines of a log
+/// depend on the data only.
+fn next_milestone(count: u64) -> u64 {
+    if count >= MILESTONE_STEP {
+        return (count / MILESTONE_STEP + 1) * MILESTONE_STEP;
+    }
+    let mut decade = FIRST_MILESTONE;
+    loop {
+        for m in [decade, 2 * decade, 5 * decade] {
+            if m > count {
+                return m;
+            }
+        }
+        decade *= 10;
+    }
+}
 
 struct Live {
     bar: Option<ProgressBar>,
-    last_plain: Instant,
+    /// The last count a plain-mode data step reported (0 before the first).
+    reported: u64,
     /// The last lines a process printed, progress bars left out (bars mode).
     tail: VecDeque<String>,
 }
@@ -175,21 +198,27 @@ impl Reporter {
             bar
         });
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.insert(node.to_owned(), Live { bar, last_plain: Instant::now(), tail: VecDeque::new() });
+        live.insert(node.to_owned(), Live { bar, reported: 0, tail: VecDeque::new() });
     }
 
-    /// A data step's count of records read so far.
+    /// A data step's count of records read so far. In plain mode, a line for every milestone
+    /// ([`next_milestone`]) passed since the last call, so that a final call with the step's total
+    /// prints the same lines whatever the timing of the calls before it.
     pub fn rows(&self, node: &str, rows: u64) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = live.get_mut(node) else { return };
-        match &entry.bar {
-            Some(bar) => bar.set_position(rows),
-            None if entry.last_plain.elapsed() >= PLAIN_EVERY && rows > 0 => {
-                entry.last_plain = Instant::now();
-                drop(live);
-                self.line(&format!("  {node} | {rows} records read"));
-            }
-            None => {}
+        if let Some(bar) = &entry.bar {
+            bar.set_position(rows);
+            return;
+        }
+        let mut passed = Vec::new();
+        while next_milestone(entry.reported) <= rows {
+            entry.reported = next_milestone(entry.reported);
+            passed.push(entry.reported);
+        }
+        drop(live);
+        for count in passed {
+            self.line(&format!("  {node} | {count} records read"));
         }
     }
 
@@ -276,6 +305,32 @@ mod tests {
         reporter.finish("sft");
         let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
         assert_eq!(text, "run sft: no previous run\n  sft | {'loss': 2.5}\n");
+    }
+
+    #[test]
+    fn plain_mode_counts_records_at_milestones_whatever_the_timing() {
+        assert_eq!(
+            [0, 9_999, 10_000, 19_999, 20_000, 49_999, 50_000, 99_999, 500_000, 999_999, 1_000_000, 7_300_000]
+                .map(next_milestone),
+            [
+                10_000, 10_000, 20_000, 20_000, 50_000, 50_000, 100_000, 100_000, 1_000_000, 1_000_000, 2_000_000,
+                8_000_000
+            ]
+        );
+        // The same total gives the same lines, however the calls before it were spaced.
+        let lines = |calls: &[u64]| {
+            let buffer = Shared::default();
+            let reporter = Reporter::new(Mode::Plain, Box::new(buffer.clone()));
+            reporter.start("parts", Work::Rows);
+            calls.iter().for_each(|&n| reporter.rows("parts", n));
+            reporter.finish("parts");
+            let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+            text
+        };
+        let expected = "  parts | 10000 records read\n  parts | 20000 records read\n  parts | 50000 records read\n";
+        assert_eq!(lines(&[60_000]), expected);
+        assert_eq!(lines(&[0, 5_000, 10_000, 10_001, 35_000, 60_000, 60_000]), expected);
+        assert_eq!(lines(&[9_999]), "");
     }
 
     #[test]

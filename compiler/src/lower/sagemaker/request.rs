@@ -2,7 +2,8 @@
 //! goes on the wire).
 //!
 //! It is equivalent to what the SageMaker Python SDK's ModelTrainer with Torchrun sends for the
-//! seed workflow (research/sagemaker-lowering.md §1.3), in the documented simplified variant: one
+//! seed workflow (github.com/aws/sagemaker-python-sdk, `ModelTrainer` in
+//! `src/sagemaker/modules/train/model_trainer.py`), in the documented simplified variant: one
 //! `code` channel holding the stdlib scripts and `launch.sh`, and `/bin/bash -c` as the entry
 //! point; `launch.sh` installs requirements.txt and starts the script under torchrun with one
 //! process per GPU and the multi-node rendezvous read from resourceconfig.json. Channels come in

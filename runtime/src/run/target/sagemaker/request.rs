@@ -4,7 +4,8 @@
 //! The SDK's builders do not check the API's required members or its enumerations (an unknown
 //! instance type would be sent as an opaque string and refused by the service), so [`to_input`]
 //! does: a member that is missing or of the wrong type, or an enumeration value the SDK does not
-//! know, is an error that names it.
+//! know, is an error that names it. So is a member it does not map ([`MAPPED`]): a request
+//! lowered with a member the conversion would drop is refused, not sent without it.
 
 use aws_sdk_sagemaker::operation::create_training_job::CreateTrainingJobInput;
 use aws_sdk_sagemaker::types::{
@@ -40,8 +41,56 @@ fn strings(v: &Value, pointer: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The members [`to_input`] maps, in the request's shape: an object lists its members, a list
+/// holds the shape of its items, `"*"` maps any member to a string (HyperParameters, Environment),
+/// and `true` is a value taken as it is.
+const MAPPED: &str = r#"{
+  "TrainingJobName": true, "RoleArn": true, "EnableManagedSpotTraining": true,
+  "AlgorithmSpecification": {"TrainingImage": true, "TrainingInputMode": true,
+                             "ContainerEntrypoint": true, "ContainerArguments": true},
+  "InputDataConfig": [{"ChannelName": true, "InputMode": true,
+                       "DataSource": {"S3DataSource": {"S3DataType": true, "S3Uri": true, "S3DataDistributionType": true}}}],
+  "OutputDataConfig": {"S3OutputPath": true, "CompressionType": true, "KmsKeyId": true},
+  "ResourceConfig": {"InstanceType": true, "InstanceCount": true, "VolumeSizeInGB": true,
+                     "KeepAlivePeriodInSeconds": true, "VolumeKmsKeyId": true},
+  "StoppingCondition": {"MaxRuntimeInSeconds": true, "MaxWaitTimeInSeconds": true},
+  "HyperParameters": "*", "Environment": "*",
+  "Tags": [{"Key": true, "Value": true}],
+  "CheckpointConfig": {"S3Uri": true, "LocalPath": true}
+}"#;
+
+/// The JSON pointers of the members of `value` that `shape` does not map.
+fn unmapped(pointer: &str, value: &Value, shape: &Value, out: &mut Vec<String>) {
+    match (value, shape) {
+        (Value::Object(members), Value::Object(known)) => {
+            for (name, member) in members {
+                let at = format!("{pointer}/{name}");
+                match known.get(name) {
+                    Some(shape) => unmapped(&at, member, shape, out),
+                    None => out.push(at),
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(shape)) => {
+            for (i, item) in items.iter().enumerate() {
+                unmapped(&format!("{pointer}/{i}"), item, &shape[0], out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The SDK's CreateTrainingJob input for a request in the API's JSON shape.
 pub fn to_input(req: &Value) -> Result<CreateTrainingJobInput, String> {
+    let shape: Value = serde_json::from_str(MAPPED).map_err(|e| format!("the mapped members: {e}"))?;
+    let mut dropped = Vec::new();
+    unmapped("", req, &shape, &mut dropped);
+    if !dropped.is_empty() {
+        return Err(format!(
+            "the request has members tunec does not send to SageMaker: {} (a newer tunec lowered it, or it was edited)",
+            dropped.join(", ")
+        ));
+    }
     let algorithm = AlgorithmSpecification::builder()
         .training_image(text(req, "/AlgorithmSpecification/TrainingImage")?)
         .training_input_mode(known::<TrainingInputMode>(
@@ -244,5 +293,27 @@ mod tests {
         req["ResourceConfig"]["InstanceType"] = "ml.g5.2xlarge".into();
         req["StoppingCondition"] = serde_json::json!({});
         assert!(to_input(&req).expect_err("missing").contains("/StoppingCondition/MaxRuntimeInSeconds"));
+    }
+
+    #[test]
+    fn a_member_the_conversion_would_drop_is_refused_by_its_pointer() {
+        let mut req = serde_json::json!({
+            "TrainingJobName": "p-sft-0123456789",
+            "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
+            "RoleArn": "arn:aws:iam::111122223333:role/r",
+            "InputDataConfig": [{"ChannelName": "train", "InputMode": "File", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": "s3://b/p/data/", "S3DataDistributionType": "FullyReplicated"}}}],
+            "OutputDataConfig": {"S3OutputPath": "s3://b/p/output/sft/", "CompressionType": "NONE"},
+            "ResourceConfig": {"InstanceType": "ml.g5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30, "KeepAlivePeriodInSeconds": 0},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+            "HyperParameters": {"config": "/opt/ml/input/data/config/args.yaml"},
+            "Environment": {"TUNEC_NODE": "sft"},
+        });
+        to_input(&req).expect("every member is mapped");
+        req["VpcConfig"] = serde_json::json!({"Subnets": ["subnet-1"]});
+        req["InputDataConfig"][0]["ContentType"] = "application/jsonlines".into();
+        req["ResourceConfig"]["InstanceGroups"] = serde_json::json!([]);
+        let err = to_input(&req).expect_err("unmapped members");
+        assert!(err.contains("/InputDataConfig/0/ContentType, /ResourceConfig/InstanceGroups, /VpcConfig"), "{err}");
     }
 }
