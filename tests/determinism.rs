@@ -264,7 +264,12 @@ fn the_split_files_are_the_same_bytes_for_every_thread_count_and_batch_size() {
     assert!(dropped["duplicates"].as_u64() >= Some(made["duplicate"] as u64), "{dropped}");
     assert!(dropped["dropped"].as_u64() >= Some((made["long"] + made["huge"]) as u64), "{dropped}");
     assert!(dropped["rows"].as_u64().is_some_and(|n| n > 1500), "{dropped}");
-    assert_eq!((&cut["read"], &cut["duplicates"], &cut["dropped"]), (&600.into(), &0.into(), &0.into()), "{cut}");
+    assert_eq!((&cut["read"], &cut["duplicates"]), (&600.into(), &0.into()), "{cut}");
+    // Under truncate a long row is cut, unless its prompt alone fills seq_len (the small tokenizer
+    // spends many tokens on a question): nothing is left to train, and it is dropped. Every record
+    // read is written, skipped or dropped.
+    let count = |key: &str| cut[key].as_u64().unwrap_or_else(|| panic!("{key} in {cut}"));
+    assert_eq!(count("rows") + count("skipped") + count("dropped"), 600, "{cut}");
     assert!(cut["skipped"].as_u64().is_some_and(|n| n > 10), "{cut}");
     assert!(cut["truncated"].as_u64().is_some_and(|n| n > 20), "{cut}");
     let kinds = ["jsonl", "parquet"];
