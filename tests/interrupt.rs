@@ -260,7 +260,15 @@ fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
     // Finish, then compare with the uninterrupted run.
     let last = spawn_run(&file, &python).wait_with_output().expect("run");
     assert!(last.status.success(), "{}", String::from_utf8_lossy(&last.stderr));
-    same_outputs_as_uninterrupted(&dir, &python, &format!("killed {kills} times (seed {seed:#x}): {landed:?}"), &[]);
+    // Not the logged training loss: a kill while sft ran makes the supervisor save at the step
+    // reached, between two logs, and the resumed Trainer's first logged loss averages only the steps
+    // after it (as in the Ctrl-C test below). The weights, merged model and report are the same.
+    same_outputs_as_uninterrupted(
+        &dir,
+        &python,
+        &format!("killed {kills} times (seed {seed:#x}): {landed:?}"),
+        &["train_loss", "final_train_loss"],
+    );
     // No temporary file of a killed write is left outside the jobs' folders.
     for entry in support::files_under(&dir.join(".tunec/tiny")) {
         let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
