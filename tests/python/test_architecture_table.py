@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import inspect
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 import torch
 import transformers
 from transformers import AutoConfig
