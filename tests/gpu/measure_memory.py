@@ -37,7 +37,9 @@ sys.path.insert(0, str(REPO / "tests" / "python"))
 # An instance with the requested number of GPUs: the per-GPU estimate depends on the world size (FSDP
 # sharding, NCCL buffers), not on the instance's own GPU memory, which is only the capacity it is compared with.
 INSTANCE_FOR_GPUS = {1: "ml.g6e.xlarge", 4: "ml.g6e.12xlarge", 8: "ml.p5.48xlarge"}
-MODEL_TYPE = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "gemma2": "gemma2", "phi3": "phi3"}
+# The dense families whose shape a catalog row gives in full (mixture-of-experts and multimodal rows
+# need more than these keys to rebuild).
+DENSE_MODEL_TYPES = {"llama", "mistral", "qwen2", "gemma2", "phi3"}
 
 
 def tunec_binary() -> str:
@@ -81,12 +83,16 @@ def build_model(row: dict[str, Any], folder: Path, layers: int | None, tiny: boo
             head_dim=16,
             vocab_size=len(tokenizer),
         )
+    if row["model_type"] not in DENSE_MODEL_TYPES:
+        raise SystemExit(
+            f"{row['id']}: the harness rebuilds dense models only ({', '.join(sorted(DENSE_MODEL_TYPES))}), "
+            f"not {row['model_type']}"
+        )
     config = AutoConfig.for_model(
-        MODEL_TYPE[row["family"]],
+        row["model_type"],
         **shape,
         max_position_embeddings=row["max_position_embeddings"],
         tie_word_embeddings=row["tied_embeddings"],
-        architectures=[row["architecture"]],
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         torch_dtype="bfloat16",

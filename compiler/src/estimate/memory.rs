@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn lora_parameter_counts_match_the_published_architecture() {
-        // anchors-memory-cost.md §6: r=16 all-linear 41.9M; q,v only 6.8M.
+        // Llama-3.1-8B's published shape: r=16 all-linear 41.9M; q,v only 6.8M.
         let m = llama8b();
         assert_eq!(lora_params(m, 16, None), 41_943_040);
         let qv = ["q_proj".to_owned(), "v_proj".to_owned()];
