@@ -224,15 +224,36 @@ fn sigkill_at_random_moments_loses_nothing_and_redoes_nothing() {
         }
         // Between 0.3 s and 9 s: the data step, model loading, training steps, checkpoint saves,
         // the merge and the evaluation are all hit over the loop.
-        let delay = Duration::from_secs_f64(0.3 + 8.7 * rng.next_f64());
+        let mut delay = Duration::from_secs_f64(0.3 + 8.7 * rng.next_f64());
         let mut child = spawn_run(&file, &python);
         let (rx, reader) = stdout_lines(&mut child);
+        // Until a kill has landed in training, the kill waits for sft to start and comes 0.5 to 2 s
+        // later (Python has not finished importing torch by then on any machine), so that how fast
+        // this machine runs the steps before it cannot decide whether training is hit at all.
+        let mut seen = Vec::new();
+        if !landed.contains_key("sft") && !done_before.iter().any(|n| n == "sft") {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while Instant::now() < deadline {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(line) => {
+                        let started = line.starts_with("run sft:");
+                        seen.push(line);
+                        if started {
+                            break;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            delay = Duration::from_secs_f64(0.5 + 1.5 * rng.next_f64());
+        }
         let ended = kill_after(&mut child, delay);
         if ended.is_none() {
             kills += 1;
         }
         reader.join().expect("reader");
-        let lines: Vec<String> = rx.try_iter().collect();
+        let lines: Vec<String> = seen.into_iter().chain(rx.try_iter()).collect();
         if let Some(status) = ended {
             assert!(status.success(), "attempt {attempt} (seed {seed:#x}) failed: {lines:?}");
         }
