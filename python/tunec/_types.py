@@ -84,6 +84,7 @@ class Estimate(TypedDict):
     disk_bytes: int
     disk_terms: dict[str, int]
     tokens: int | None
+    trained_tokens: int | None
     token_source: str | None
     hours: float | None
     usd: float | None
