@@ -10,11 +10,13 @@
 //! It needs `TUNEC_FIXTURES` and `TUNEC_TEST_PYTHON`, which `.ci/run` sets; without them it fails
 //! rather than passing without having compared anything.
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+#[path = "support/transformers.rs"]
+mod transformers_reference;
+
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
+use transformers_reference::ask_python;
 use tunec_runtime::data::template::{ChatTemplate, Message, TemplateError, Vars};
 use tunec_runtime::data::tokenize::{ChatTokenizer, TokenizeError, Trained, IGNORE_INDEX};
 
@@ -434,35 +436,7 @@ struct PythonResult {
     error: Option<String>,
 }
 
-/// Runs `TUNEC_TEST_PYTHON` with `args`, offline, the request as JSON on its stdin; its JSON answer,
-/// which must come from the training image's transformers.
-fn ask_python(python: &PathBuf, args: &[&std::ffi::OsStr], request: &Value) -> Value {
-    let mut child = Command::new(python)
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("TOKENIZERS_PARALLELISM", "false")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run TUNEC_TEST_PYTHON={}: {e}", python.display()));
-    child.stdin.take().expect("stdin").write_all(request.to_string().as_bytes()).expect("write the request");
-    let output = child.wait_with_output().expect("python runs");
-    assert!(
-        output.status.success(),
-        "the transformers side failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let reply: Value = serde_json::from_slice(&output.stdout).expect("python answers JSON");
-    assert_eq!(reply["transformers"], "4.56.2", "TUNEC_TEST_PYTHON must have the training image's transformers");
-    reply
-}
-
-fn run_transformers(python: &PathBuf, tokenizer_dir: &PathBuf, cases: &[Case]) -> Vec<PythonResult> {
+fn run_transformers(python: &Path, tokenizer_dir: &PathBuf, cases: &[Case]) -> Vec<PythonResult> {
     let request = json!({
         "tokenizer_dir": tokenizer_dir,
         "cases": cases.iter().map(|c| json!({
@@ -825,7 +799,7 @@ struct Reference {
     straddles: Vec<u64>,
 }
 
-fn run_reference(python: &PathBuf, request: &Value) -> Vec<Reference> {
+fn run_reference(python: &Path, request: &Value) -> Vec<Reference> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/parity/reference.py");
     let reply = ask_python(python, &[script.as_os_str()], request);
     let ids = |v: &Value| -> Option<Vec<u32>> {

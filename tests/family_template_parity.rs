@@ -17,11 +17,13 @@
 //!
 //! It needs `TUNEC_FIXTURES` and `TUNEC_TEST_PYTHON` (transformers 4.56.2), which `.ci/run` sets.
 
-use std::io::Write as _;
+#[path = "support/transformers.rs"]
+mod transformers_reference;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Map, Value};
+use transformers_reference::ask_python;
 use tunec_runtime::data::template::{ChatTemplate, Message, TemplateError};
 use tunec_runtime::data::tokenize::{ChatTokenizer, TokenizeError, IGNORE_INDEX};
 
@@ -102,26 +104,7 @@ struct Rendered {
 
 fn transformers(python: &Path, dir: &Path, template: Option<&str>, conversations: &[Vec<Message>]) -> Vec<Theirs> {
     let request = json!({ "dir": dir, "template": template, "conversations": conversations });
-    let mut child = Command::new(python)
-        .args(["-c", PYTHON])
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .env("TOKENIZERS_PARALLELISM", "false")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run TUNEC_TEST_PYTHON={}: {e}", python.display()));
-    child.stdin.take().expect("stdin").write_all(request.to_string().as_bytes()).expect("write the request");
-    let output = child.wait_with_output().expect("python runs");
-    assert!(
-        output.status.success(),
-        "the transformers side failed on {}:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let reply: Value = serde_json::from_slice(&output.stdout).expect("python answers JSON");
-    assert_eq!(reply["transformers"], "4.56.2", "TUNEC_TEST_PYTHON must have the training image's transformers");
+    let reply = ask_python(python, &["-c".as_ref(), PYTHON.as_ref()], &request);
     let ids = |v: &Value| -> Vec<u32> {
         v.as_array().expect("ids").iter().map(|id| u32::try_from(id.as_u64().expect("an id")).expect("u32")).collect()
     };
