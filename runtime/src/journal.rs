@@ -295,7 +295,8 @@ pub fn read_state(folder: &Path) -> Result<Option<State>, JournalError> {
     }
     let state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
     let expected = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if !expected.is_empty() && state.pipeline != expected {
+    // A smoke run's journal (`.tunec/<pipeline>/smoke/`) is of the pipeline `<pipeline>/smoke`.
+    if !expected.is_empty() && !folder.ends_with(&state.pipeline) {
         return Err(JournalError::OtherPipeline { path, found: state.pipeline, expected });
     }
     Ok(Some(state))

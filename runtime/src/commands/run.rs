@@ -8,6 +8,8 @@
 //! to the build folder), and its journal is that folder's. It must have been built by a tunec with
 //! the same job-graph version and script bundle, since the keys it holds cover both.
 
+mod smoke;
+
 use super::check::compiled;
 use super::{usage_error, Format, Input};
 use clap::ValueEnum;
@@ -48,6 +50,7 @@ pub(crate) fn run(
     progress: Progress,
     endpoint_url: Option<String>,
     format: Format,
+    smoke: Option<u64>,
 ) -> ExitCode {
     if let Some(file) = job_graph_file(&input.file) {
         if !input.set.is_empty() {
@@ -68,7 +71,8 @@ pub(crate) fn run(
                 (n.name.clone(), NodeContext { location, memory: None })
             })
             .collect();
-        return execute(&graph, &base, How { until, python, progress, endpoint_url, format, contexts });
+        let how = How { until, python, progress, endpoint_url, format, contexts, smoke, estimates: None };
+        return execute(&graph, &base, how);
     }
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
@@ -76,7 +80,9 @@ pub(crate) fn run(
     };
     let Some(program) = &checked.program else { return ExitCode::from(1) };
     let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let how = How { until, python, progress, endpoint_url, format, contexts: contexts(&checked, program) };
+    let contexts = contexts(&checked, program);
+    let estimates = checked.estimates.clone();
+    let how = How { until, python, progress, endpoint_url, format, contexts, smoke, estimates };
     execute(&graph, &base, how)
 }
 
@@ -149,11 +155,18 @@ struct How {
     endpoint_url: Option<String>,
     format: Format,
     contexts: BTreeMap<String, NodeContext>,
+    /// `--smoke`: the number of records of each dataset to read (`--smoke-rows`).
+    smoke: Option<u64>,
+    /// The real run's estimate, for the smoke report.
+    estimates: Option<tunec_compiler::estimate::Estimates>,
 }
 
 /// Runs `graph`, whose paths are relative to `base`, on its target.
 fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
-    let How { until, python, progress, endpoint_url, format, contexts } = how;
+    if let Some(rows) = how.smoke {
+        return smoke::execute(graph, base, how, rows);
+    }
+    let How { until, python, progress, endpoint_url, format, contexts, .. } = how;
     if let Err(e) = runner::check_until(graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
