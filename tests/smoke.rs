@@ -50,6 +50,11 @@ fn pipeline(dir: &Path, changes: &[(&str, &str)]) -> String {
 /// `tunec run --smoke FILE` with the test Python, no CUDA device, no AWS credentials and every AWS
 /// endpoint unreachable.
 fn smoke(file: &str, extra: &[&str]) -> Run {
+    smoke_env(file, extra, &[])
+}
+
+/// [`smoke`] with more environment variables.
+fn smoke_env(file: &str, extra: &[&str], env: &[(&str, String)]) -> Run {
     let python = test_python();
     let mut args = vec!["run", "--smoke", file, "--progress", "plain"];
     args.extend_from_slice(extra);
@@ -68,6 +73,7 @@ fn smoke(file: &str, extra: &[&str]) -> Run {
         for var in ["TUNEC_SAGEMAKER_ROLE", "TUNEC_BUCKET", "TUNEC_MANAGED_REQUIREMENTS"] {
             command.env_remove(var);
         }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
     })
 }
 
@@ -252,5 +258,75 @@ fn an_evaluation_that_cannot_score_its_answers_fails_the_evaluate_job() {
     failed_at(&dir, &run, "report", "evaluate report", "no test row has `options`");
     let report = report(&dir);
     assert_eq!(node(&report, "merged")["outcome"], "succeeded", "{report}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// The fake Hub of `tests/hub/fake_hub.py` serving `meta-llama/Llama-3.1-8B-Instruct`'s tokenizer,
+/// chat template and config.json (no weights); stopped when dropped.
+struct FakeHub {
+    endpoint: String,
+    child: std::process::Child,
+}
+
+impl Drop for FakeHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake_hub(dir: &Path) -> FakeHub {
+    let files = dir.join("hub/models/meta-llama/Llama-3.1-8B-Instruct/main");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    // The fixture names ids 128004 and 128008 as Llama 3 did; Llama 3.1's tokenizer, whose stop and
+    // pad tokens the catalog lists, calls them <|finetune_right_pad_id|> and <|eom_id|>.
+    for file in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "config.json"] {
+        let text = std::fs::read_to_string(dir.join("model").join(file)).expect("read");
+        let text = text
+            .replace("<|reserved_special_token_2|>", "<|finetune_right_pad_id|>")
+            .replace("<|reserved_special_token_4|>", "<|eom_id|>");
+        std::fs::write(files.join(file), text).expect("write");
+    }
+    let port_file = dir.join("port");
+    let child = std::process::Command::new(test_python())
+        .arg(root().join("tests/hub/fake_hub.py"))
+        .arg(dir.join("hub"))
+        .arg("--port-file")
+        .arg(&port_file)
+        .arg("--log")
+        .arg(dir.join("requests.jsonl"))
+        .spawn()
+        .expect("the fake Hub starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let port = loop {
+        if let Ok(port) = std::fs::read_to_string(&port_file) {
+            break port;
+        }
+        assert!(std::time::Instant::now() < deadline, "the fake Hub did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    FakeHub { endpoint: format!("http://127.0.0.1:{}", port.trim()), child }
+}
+
+#[test]
+fn an_hf_model_gets_its_miniature_from_the_config_json_of_its_hub_copy() {
+    let dir = setup("hub");
+    let hub = fake_hub(&dir);
+    let file = pipeline(
+        &dir,
+        &[
+            ("local_model(\"model\")", "hf_model(\"meta-llama/Llama-3.1-8B-Instruct\")"),
+            ("<|reserved_special_token_2|>", "<|finetune_right_pad_id|>"),
+        ],
+    );
+    std::fs::remove_dir_all(dir.join("model")).expect("the local copy goes");
+    let env = [("HF_ENDPOINT", hub.endpoint.clone()), ("HF_HOME", dir.join("hf-home").display().to_string())];
+    let run = smoke_env(&file, &["--until", "sft"], &env);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("llama: `meta-llama/Llama-3.1-8B-Instruct` → a miniature"), "{}", run.stdout);
+    let miniature = json(&dir.join(".tunec/p/smoke/models/llama/config.json"));
+    assert_eq!(miniature["architectures"][0], "LlamaForCausalLM", "{miniature}");
+    assert_eq!((miniature["num_hidden_layers"].as_u64(), miniature["vocab_size"].as_u64()), (Some(2), Some(128256)));
+    assert_eq!(node(&report(&dir), "sft")["outcome"], "succeeded");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

@@ -27,7 +27,7 @@ pub mod report;
 pub mod target;
 
 use serde_json::{json, Value as Json};
-use tunec_compiler::lower::{sha256_hex, Execution, JobGraph};
+use tunec_compiler::lower::{sha256_hex, ChannelSource, Execution, JobGraph};
 use tunec_compiler::target::Target;
 
 /// Records of each dataset a smoke run reads when `--smoke-rows` is not given: enough for a split
@@ -157,7 +157,16 @@ pub fn substitute(graph: &JobGraph, rows: u64, hardware: &Hardware) -> (JobGraph
             _ => None,
         };
         if let Some((script, args_yaml, channels)) = job {
-            let args_yaml = args(&name, &node.kind, &args_yaml, hardware, &mut subs);
+            let mut args_yaml = args(&name, &node.kind, &args_yaml, hardware, &mut subs);
+            // A Hub model is no channel on SageMaker (the job downloads it by its id); here its
+            // miniature is one, like a local model's folder.
+            for channel in &channels {
+                if let ChannelSource::Hub { .. } = channel.source {
+                    let mut lines: Vec<String> = args_yaml.lines().map(str::to_owned).collect();
+                    set(&mut lines, "model_name_or_path", &format!("\"/opt/ml/input/data/{}\"", channel.name));
+                    args_yaml = lines.join("\n") + "\n";
+                }
+            }
             node.execution = Execution::LocalScript { script, args_yaml, channels };
         }
         // The real key, the smoke settings, what the job runs and the smoke keys of its inputs.
