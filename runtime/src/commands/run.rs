@@ -196,15 +196,7 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
         Ok(journal) => journal,
         Err(e) => return usage_error(&e.to_string()),
     };
-    let mode = match progress {
-        _ if format == Format::Json => Mode::Plain,
-        Progress::Auto => Mode::detect(),
-        Progress::Bars => Mode::Bars,
-        Progress::Plain => Mode::Plain,
-    };
-    let out: Box<dyn std::io::Write + Send> =
-        if format == Format::Json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
-    let reporter = Arc::new(Reporter::new(mode, out));
+    let reporter = reporter(progress, format);
     let aws = Settings { region, endpoint_url };
     // The one place that knows the targets: each is built here and run through the same executor.
     let target: Arc<dyn runner::target::Target> = match graph.target {
@@ -234,6 +226,19 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
         }
         Err(e) => usage_error(&e.to_string()),
     }
+}
+
+/// Where a run's progress goes: stdout, or stderr when stdout is for the JSON document.
+fn reporter(progress: Progress, format: Format) -> Arc<Reporter> {
+    let mode = match progress {
+        _ if format == Format::Json => Mode::Plain,
+        Progress::Auto => Mode::detect(),
+        Progress::Bars => Mode::Bars,
+        Progress::Plain => Mode::Plain,
+    };
+    let out: Box<dyn std::io::Write + Send> =
+        if format == Format::Json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    Arc::new(Reporter::new(mode, out))
 }
 
 /// Each node's place in the `.tune` file and memory estimate, for the messages of a run.

@@ -2,7 +2,7 @@
 //! (`tunec_runtime::run::smoke`), run on the local target through the same executor, then the
 //! smoke report, printed and written to `.tunec/<pipeline>/smoke/report.json`.
 
-use super::{How, Progress};
+use super::How;
 use crate::commands::{usage_error, Format};
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,7 +11,6 @@ use tunec_compiler::lower::JobGraph;
 use tunec_compiler::target::Target;
 use tunec_runtime::journal::{self, Journal};
 use tunec_runtime::run::aws::Settings;
-use tunec_runtime::run::progress::{Mode, Reporter};
 use tunec_runtime::run::smoke::target::SmokeTarget;
 use tunec_runtime::run::smoke::{self as smoke_run, report, Hardware};
 use tunec_runtime::run::summary::Summary;
@@ -36,15 +35,7 @@ pub(super) fn execute(graph: &JobGraph, base: &Path, how: How, rows: u64) -> Exi
         Ok(journal) => journal,
         Err(e) => return usage_error(&e.to_string()),
     };
-    let mode = match progress {
-        _ if format == Format::Json => Mode::Plain,
-        Progress::Auto => Mode::detect(),
-        Progress::Bars => Mode::Bars,
-        Progress::Plain => Mode::Plain,
-    };
-    let out: Box<dyn std::io::Write + Send> =
-        if format == Format::Json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
-    let reporter = Arc::new(Reporter::new(mode, out));
+    let reporter = super::reporter(progress, format);
     reporter.line(&format!(
         "smoke run of `{}` on this machine, the first {rows} records of each dataset; substituted:",
         graph.pipeline
