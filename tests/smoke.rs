@@ -321,12 +321,17 @@ fn an_hf_model_gets_its_miniature_from_the_config_json_of_its_hub_copy() {
     );
     std::fs::remove_dir_all(dir.join("model")).expect("the local copy goes");
     let env = [("HF_ENDPOINT", hub.endpoint.clone()), ("HF_HOME", dir.join("hf-home").display().to_string())];
-    let run = smoke_env(&file, &["--until", "sft"], &env);
+    let run = smoke_env(&file, &["--until", "sft", "--smoke-rows", "24"], &env);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("llama: `meta-llama/Llama-3.1-8B-Instruct` → a miniature"), "{}", run.stdout);
     let miniature = json(&dir.join(".tunec/p/smoke/models/llama/config.json"));
     assert_eq!(miniature["architectures"][0], "LlamaForCausalLM", "{miniature}");
     assert_eq!((miniature["num_hidden_layers"].as_u64(), miniature["vocab_size"].as_u64()), (Some(2), Some(128256)));
-    assert_eq!(node(&report(&dir), "sft")["outcome"], "succeeded");
+    let report = report(&dir);
+    assert_eq!(node(&report, "sft")["outcome"], "succeeded", "{report}");
+    assert_eq!(node(&report, "merged")["outcome"], "not run", "{report}");
+    // `--smoke-rows 24`: the first 24 of the file's 31 records.
+    assert_eq!(report["data"][0]["read"], 24, "{report}");
+    assert!(run.stdout.contains("raw: every record → the first 24 records (`train[:24]`)"), "{}", run.stdout);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

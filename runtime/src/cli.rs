@@ -91,7 +91,7 @@ enum Command {
         #[arg(long, value_name = "URL")]
         endpoint_url: Option<String>,
         /// `human`: progress, then a summary, on stdout; `json`: progress as plain lines on
-        /// stderr, then the summary as one JSON document on stdout.
+        /// stderr, then the summary as one JSON document on stdout (with `--smoke`, the smoke report).
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
         /// A smoke run: the same graph on this machine, whatever the target, with the real tokenizer,

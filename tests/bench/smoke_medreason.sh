@@ -31,6 +31,6 @@ for round in $(seq "$ROUNDS"); do
   CUDA_VISIBLE_DEVICES= /usr/bin/time -v "$TUNEC_BIN" run --smoke "$WORK/p.tune" --progress plain \
     >"$WORK/out.txt" 2>"$WORK/time.txt" || { cat "$WORK/out.txt" "$WORK/time.txt"; exit 1; }
   grep -E "smoke run of .p.: passed" "$WORK/out.txt"
-  grep -E "Elapsed \(wall clock\)|Maximum resident" "$WORK/time.txt"
+  grep -E "Elapsed \(wall clock\)|User time|System time|Maximum resident" "$WORK/time.txt"
 done
 rm -rf "$WORK"
