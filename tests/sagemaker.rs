@@ -14,7 +14,8 @@
 //! re-attaches) and a second Ctrl-C that stops the job; a create whose reply is lost (watched, not
 //! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches); every
 //! request as the server received it equals the `request.json` of `tunec build`; the policies of
-//! `tunec iam-policy`, evaluated, allow every call, upload, read and write of the run; and the
+//! `tunec iam-policy`, evaluated, allow every SageMaker call and every S3 request of the run (from
+//! the servers' logs) and each job's reads and writes; and the
 //! role's value is in no file, upload or output of a run that fails, is interrupted or completes.
 
 #[path = "support/medreason.rs"]
@@ -23,6 +24,7 @@ mod medreason;
 mod process;
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +63,8 @@ struct Aws {
     fake: String,
     calls: PathBuf,
     recording: Option<PathBuf>,
+    /// Moto's recording of every S3 request, when the test started a moto of its own to log them.
+    s3_recording: Option<PathBuf>,
     bucket: String,
     children: Vec<Child>,
 }
@@ -102,13 +106,23 @@ impl Aws {
     /// Starts the scripted server with `script`, and moto unless one runs; makes the bucket and the
     /// pipeline folder (the pipeline of [`pipeline`] with `train_extra` in the train node).
     fn start(name: &str, script: &str, train_extra: &str) -> Aws {
+        Self::start_with(name, script, train_extra, false)
+    }
+
+    /// [`Aws::start`], with a moto of the test's own that records every S3 request when `record`.
+    fn start_with(name: &str, script: &str, train_extra: &str, record: bool) -> Aws {
         let dir = std::env::temp_dir().join(format!("tunec-sm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("model")).expect("mkdir");
         let mut children = Vec::new();
-        let moto = match std::env::var("TUNEC_TEST_MOTO_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => start_moto(&mut children, &[]),
+        let s3_recording = record.then(|| dir.join("s3-recording.jsonl"));
+        let moto = match (&s3_recording, std::env::var("TUNEC_TEST_MOTO_URL")) {
+            (Some(recording), _) => start_moto(
+                &mut children,
+                &[("MOTO_ENABLE_RECORDING", Path::new("true")), ("MOTO_RECORDER_FILEPATH", recording)],
+            ),
+            (None, Ok(url)) if !url.is_empty() => url,
+            (None, _) => start_moto(&mut children, &[]),
         };
         std::fs::write(dir.join("script.json"), script).expect("write");
         let port_file = dir.join("port");
@@ -140,7 +154,8 @@ impl Aws {
         let bucket = format!("tunec-{}-{}", name.replace('_', "-"), std::process::id());
         make_bucket(&moto, &bucket);
         setup_pipeline(&dir, train_extra);
-        Aws { dir, moto, fake: format!("http://127.0.0.1:{port}"), calls, recording: None, bucket, children }
+        let fake = format!("http://127.0.0.1:{port}");
+        Aws { dir, moto, fake, calls, recording: None, s3_recording, bucket, children }
     }
 
     /// Starts a moto server of the test's own, with its recorder on, for S3 and SageMaker both;
@@ -159,7 +174,7 @@ impl Aws {
         make_bucket(&moto, &bucket);
         setup_pipeline(&dir, "");
         let calls = dir.join("calls.jsonl");
-        Aws { dir, fake: moto.clone(), moto, calls, recording: Some(recording), bucket, children }
+        Aws { dir, fake: moto.clone(), moto, calls, recording: Some(recording), s3_recording: None, bucket, children }
     }
 
     /// The SageMaker requests moto received, in order: (operation, training job name).
@@ -176,6 +191,17 @@ impl Aws {
             .lines()
             .map(|l| serde_json::from_str::<(String, String)>(l).expect("a JSON pair"))
             .collect()
+    }
+
+    /// The S3 requests tunec itself made (the AWS SDK for Rust's user agent; the scripted server
+    /// and the test's own calls are boto3's), as moto recorded them: method, decoded path, and the
+    /// query's parameters.
+    fn s3_requests_by_tunec(&self) -> Vec<(String, String, BTreeMap<String, String>)> {
+        let recording = self.s3_recording.as_ref().expect("a moto that records S3");
+        let script = "import json, sys, urllib.parse\nfor line in open(sys.argv[1]):\n    try:\n        e = json.loads(line)\n    except ValueError:\n        continue\n    agent = {k.lower(): v for k, v in e['headers'].items()}.get('user-agent', '')\n    if 'aws-sdk-rust' not in agent:\n        continue\n    url = urllib.parse.urlsplit(e['url'])\n    query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))\n    print(json.dumps([e['method'], urllib.parse.unquote(url.path), query]))";
+        let out = Command::new(python()).args(["-c", script]).arg(recording).output().expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON triple")).collect()
     }
 
     fn file(&self) -> String {
@@ -648,7 +674,7 @@ fn iam_allows(policy: &Value, action: &str, resource: &str, context: &[(&str, &s
 
 #[test]
 fn the_policies_iam_policy_writes_allow_what_a_run_and_its_jobs_do() {
-    let aws = Aws::start("iam", DEFAULT, "");
+    let aws = Aws::start_with("iam", DEFAULT, "", true);
     let run = aws.run();
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let policies = aws.tunec(&["iam-policy", &aws.file()]);
@@ -675,14 +701,41 @@ fn the_policies_iam_policy_writes_allow_what_a_run_and_its_jobs_do() {
             allowed(caller, "iam:PassRole", "arn:aws:iam::123456789012:role/tunec-test", &passed);
         }
     }
-    // What tunec uploaded (written and read back to compare), and what the jobs wrote.
+    // Every S3 request tunec made, as moto logged it, under the action IAM authorises it by: the
+    // SDK names the operation (`x-id`); a multipart upload's calls are all s3:PutObject, a HEAD of an
+    // object s3:GetObject, a listing s3:ListBucket with its prefix.
+    let requests = aws.s3_requests_by_tunec();
+    let mut written = BTreeSet::new();
+    for (method, path, query) in &requests {
+        let call = format!("{method} {path} {query:?}");
+        let (bucket, key) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
+        assert_eq!(bucket, aws.bucket, "{call}");
+        let object = format!("arn:aws:s3:::{bucket}/{key}");
+        match (method.as_str(), key.is_empty()) {
+            ("GET", true) if query.get("list-type").is_some_and(|v| v == "2") => {
+                let prefix = query.get("prefix").map_or("", String::as_str);
+                allowed(caller, "s3:ListBucket", &format!("arn:aws:s3:::{bucket}"), &[("s3:prefix", prefix)]);
+            }
+            ("HEAD", true) => allowed(caller, "s3:ListBucket", &format!("arn:aws:s3:::{bucket}"), &[]),
+            ("PUT" | "POST", false) => {
+                allowed(caller, "s3:PutObject", &object, &[]);
+                written.insert(key.to_owned());
+            }
+            ("GET" | "HEAD", false) => allowed(caller, "s3:GetObject", &object, &[]),
+            ("DELETE", false) if query.contains_key("uploadId") => {
+                allowed(caller, "s3:AbortMultipartUpload", &object, &[])
+            }
+            ("DELETE", false) => allowed(caller, "s3:DeleteObject", &object, &[]),
+            _ => panic!("an S3 request this test does not map to an IAM action: {call}"),
+        }
+    }
+    // The log is complete: every object tunec left in the bucket (all but the jobs' outputs) was
+    // written by a logged request.
     let objects = aws.objects();
     let uploaded: Vec<&String> = objects.iter().filter(|o| !o.starts_with("team/p/output/")).collect();
     assert!(uploaded.len() >= 10, "{objects:?}");
     for key in &uploaded {
-        let arn = format!("arn:aws:s3:::{}/{key}", aws.bucket);
-        allowed(caller, "s3:PutObject", &arn, &[]);
-        allowed(caller, "s3:GetObject", &arn, &[]);
+        assert!(written.contains(key.as_str()), "{key} is in the bucket, and no logged request of tunec wrote it");
     }
     // What each job read (every object under each of its channels, and the listing of each
     // channel's prefix) and where it wrote (its output path and its checkpoints).
