@@ -367,9 +367,16 @@ fn setup_pipeline(dir: &Path, train_extra: &str) {
 
 const DEFAULT: &str = r#"{"default": {"polls": 3, "end": "Completed"}}"#;
 
+/// [`DEFAULT`], with what the train and evaluation scripts leave in `/opt/ml/output/data`.
+const WITH_OUTPUT_DATA: &str = r#"{"default": {"polls": 3, "end": "Completed"}, "jobs": [
+  {"match": "-sft-", "attempts": [{"polls": 3, "output_data": {"metrics.json": "{\"train_runtime_s\": 12.5}"}}]},
+  {"match": "-report-", "attempts": [{"polls": 3, "output_data": {
+    "report.json": "{\"metrics\": {\"exact_match\": 0.5, \"rouge_l\": 0.625}, \"num_examples\": 4}",
+    "predictions.jsonl": "{\"id\": 0}\n"}}]}]}"#;
+
 #[test]
 fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
-    let aws = Aws::start("whole", DEFAULT, "");
+    let aws = Aws::start("whole", WITH_OUTPUT_DATA, "");
     let run = aws.run();
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     for node in ["llama", "raw", "convo", "parts", "sft", "merged", "report"] {
@@ -388,8 +395,9 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
             record["outputs"].as_array().expect("outputs").iter().filter_map(|o| o["path"].as_str()).collect();
         assert!(outputs.iter().any(|o| o.ends_with(&format!("/{name}/output/model/"))), "{outputs:?}");
     }
-    // The summary says where the models and the report are: the jobs' artifacts on S3.
-    for (node, what) in [("sft", "adapter"), ("merged", "merged model"), ("report", "report")] {
+    // The summary says where the models are (the jobs' artifacts on S3) and where the report is: the
+    // evaluation's output data, downloaded and unpacked into its node's folder, with its metrics.
+    for (node, what) in [("sft", "adapter"), ("merged", "merged model")] {
         let name = state["nodes"][node]["job_name"].as_str().expect("name");
         assert!(
             run.stdout
@@ -400,13 +408,41 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
             run.stdout
         );
     }
+    let report_key = state["nodes"]["report"]["key"].as_str().expect("key");
+    let report_dir = aws.dir.join(format!(".tunec/p/jobs/report/{report_key}/output/data"));
+    let report_file = report_dir.join("report.json");
+    assert!(run.stdout.contains(&format!("report (report): {}", report_file.display())), "{}", run.stdout);
+    let summary: Vec<&str> =
+        run.stdout.lines().skip_while(|l| !l.starts_with("metrics (report, 4 test rows)")).collect();
+    assert!(summary.len() >= 3, "{}", run.stdout);
+    assert!(summary[1].contains("exact_match") && summary[1].contains("0.5"), "{}", run.stdout);
+    assert!(summary[2].contains("rouge_l") && summary[2].contains("0.625"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(report_dir.join("predictions.jsonl")).expect("predictions"), "{\"id\": 0}\n");
+    let sft_key = state["nodes"]["sft"]["key"].as_str().expect("key");
+    let metrics = aws.dir.join(format!(".tunec/p/jobs/sft/{sft_key}/output/data/metrics.json"));
+    assert_eq!(std::fs::read_to_string(metrics).expect("the train job's metrics"), "{\"train_runtime_s\": 12.5}");
+    // They are recorded with their digests, and no archive is left beside them.
+    let recorded: Vec<&str> = state["nodes"]["report"]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .filter(|o| o["sha256"].as_str().is_some_and(|d| d.len() == 64))
+        .filter_map(|o| o["path"].as_str())
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            format!(".tunec/p/jobs/report/{report_key}/output/data/predictions.jsonl"),
+            format!(".tunec/p/jobs/report/{report_key}/output/data/report.json")
+        ]
+    );
+    assert!(!report_dir.with_file_name("output.tar.gz").exists());
     // What the jobs read was uploaded where their requests say.
     let objects = aws.objects();
     let parts_key = state["nodes"]["parts"]["key"].as_str().expect("key");
     for part in ["train/train.jsonl", "val/val.jsonl", "test/test.jsonl"] {
         assert!(objects.contains(&format!("team/p/data/parts/{parts_key}/{part}")), "{part}: {objects:?}");
     }
-    let sft_key = state["nodes"]["sft"]["key"].as_str().expect("key");
     assert!(objects.contains(&format!("team/p/config/sft/{sft_key}/args.yaml")), "{objects:?}");
     assert!(objects.iter().any(|o| o.starts_with("team/p/code/") && o.ends_with("/train.py")), "{objects:?}");
     let llama_key = state["nodes"]["llama"]["key"].as_str().expect("key");

@@ -7,8 +7,8 @@
 //! of whose inputs are done, was reused; anything else the run covers did not run. Times are those
 //! of the records. What a run produced are the jobs' model folders (an adapter, a merged or fully
 //! trained model) and the evaluation's `report.json`, whose `metrics` become a small table. On the
-//! SageMaker target these are the jobs' S3 model artifacts; the report sits inside the evaluation's
-//! `model.tar.gz`, which tunec does not download, so its metrics are not shown.
+//! SageMaker target the models are the jobs' S3 model artifacts, and the report is the local copy
+//! of the evaluation's output data (`target::sagemaker::output_data`).
 
 use std::path::Path;
 
