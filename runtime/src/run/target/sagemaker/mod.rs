@@ -32,8 +32,9 @@
 //! class, SageMaker's reason and what to change (for out of memory, the estimate).
 //!
 //! **Outputs.** A completed job's outputs are its model artifact and checkpoint prefix (what the
-//! jobs after it read), and the files of its `output.tar.gz` (metrics, an evaluation's report),
-//! downloaded into the node's local folder ([`output_data`]) for the summary and for people.
+//! jobs after it read); the files of its `output.tar.gz` (metrics, an evaluation's report) are
+//! downloaded into the node's local folder ([`output_data`]) for the summary and for people, and
+//! not recorded, so that deleting them reruns nothing.
 //!
 //! **Stopping.** On Ctrl-C the job keeps running on SageMaker: tunec says so and waits five seconds
 //! for a second Ctrl-C, which stops it (`StopTrainingJob`, then watched until `Stopped`);
@@ -621,8 +622,9 @@ impl Job for SageMakerJob {
                 if let Some(path) = described.output_data_config().and_then(|o| o.s3_output_path()) {
                     let uri = output_data::archive_uri(path, name);
                     let root = job_root(&self.pipeline, &self.plan.node, &self.plan.key);
+                    // Copies for people, not recorded: a deleted copy must never rerun a paid job.
                     match output_data::fetch(&self.aws, &uri, &self.base, &root).await {
-                        Ok(files) => outputs.extend(files),
+                        Ok(files) => self.log(&format!("output data: {} files in {root}/output/data", files.len())),
                         Err(e) => self.reporter.line(&format!(
                             "  {}: its output data (metrics, reports) is not on this machine: {e}",
                             self.plan.node

@@ -5,9 +5,10 @@
 //! Once a job completed, tunec downloads that archive and unpacks it into the node's folder,
 //! `.tunec/<pipeline>/jobs/<node>/<key>/output/data/`, where the local target's jobs write the same
 //! files, so that the end-of-run summary shows an evaluation's metrics and the files can be read
-//! on this machine whichever target ran the job. They are for people: no job reads them, so they
-//! never enter a dependent's key (`run::data::measured`), and a job whose archive cannot be fetched
-//! has still succeeded (the run says why its files are missing).
+//! on this machine whichever target ran the job. They are copies for people: they are not recorded
+//! as the node's outputs (what the node produced is its model artifact on S3), so deleting them
+//! never reruns a paid job, no job reads them, and a job whose archive cannot be fetched has still
+//! succeeded (the run says why its files are missing).
 //!
 //! Only regular files and folders are unpacked, each inside the node's folder (an entry that would
 //! land outside it, a link or a device is skipped).
@@ -25,7 +26,7 @@ pub fn archive_uri(s3_output_path: &str, job_name: &str) -> String {
 }
 
 /// Downloads the archive `uri` and unpacks it into `<base>/<root>/output/data/` (cleared first);
-/// returns its files as outputs named relative to `base`.
+/// returns its files, named relative to `base`, with their digests.
 pub async fn fetch(aws: &Aws, uri: &str, base: &Path, root: &str) -> Result<Vec<Output>, String> {
     let output = base.join(root).join("output");
     let archive = output.join("output.tar.gz");
