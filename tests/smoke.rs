@@ -218,6 +218,12 @@ fn labels_that_mask_everything_stop_the_split() {
         pipeline(&dir, &[("seq_len     = 1024", "seq_len     = 48"), ("overflow    = drop", "overflow    = truncate")]);
     let run = smoke(&file, &[]);
     failed_at(&dir, &run, "parts", "split parts", "`parts.train` has no rows");
+    // `--format json`: the report on stdout, progress on stderr.
+    let run = smoke(&file, &["--format", "json"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let printed: serde_json::Value = serde_json::from_str(&run.stdout).expect("the report as JSON");
+    assert_eq!(printed, report(&dir));
+    assert!(run.stderr.contains("sft: QLoRA (nf4 base weights) → LoRA"), "{}", run.stderr);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 

@@ -232,14 +232,17 @@ fn is_leftover(name: &str) -> bool {
 /// Removes what runs killed in the middle of a write left in the journal's folder: the
 /// temporary files of a data step, a journal or profile write, or a download. Only a run holding
 /// the lock writes them, so once it is taken none is in use. The jobs' folders are left alone:
-/// a script whose run was killed may still be saving into its own.
+/// a script whose run was killed may still be saving into its own. So is a pipeline's `smoke/`
+/// folder, the journal of its smoke runs, which hold a lock of their own.
 fn sweep_leftovers(folder: &Path) {
     let Ok(entries) = std::fs::read_dir(folder) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         match entry.file_type() {
-            Ok(t) if t.is_dir() && !(path.parent() == Some(folder) && name == "jobs") => sweep_leftovers(&path),
+            Ok(t) if t.is_dir() && !(path.parent() == Some(folder) && (name == "jobs" || name == "smoke")) => {
+                sweep_leftovers(&path)
+            }
             Ok(t) if t.is_file() && is_leftover(&name) => {
                 let _ = std::fs::remove_file(&path);
             }
