@@ -26,8 +26,11 @@
 pub mod report;
 pub mod target;
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value as Json};
-use tunec_compiler::lower::{sha256_hex, ChannelSource, Execution, JobGraph};
+use tunec_compiler::check::slice::{Bound, SplitSlice};
+use tunec_compiler::lower::{sha256_hex, ChannelSource, Execution, JobGraph, JobNode};
 use tunec_compiler::target::Target;
 
 /// Records of each dataset a smoke run reads when `--smoke-rows` is not given: enough for a split
@@ -121,7 +124,7 @@ pub fn substitute(graph: &JobGraph, rows: u64, hardware: &Hardware) -> (JobGraph
         smoke.target = Target::Local;
         smoke.target_config = json!({});
     }
-    let mut keys: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    let mut keys: BTreeMap<String, String> = BTreeMap::new();
     for node in &mut smoke.nodes {
         let name = node.name.clone();
         match node.kind.as_str() {
@@ -129,7 +132,7 @@ pub fn substitute(graph: &JobGraph, rows: u64, hardware: &Hardware) -> (JobGraph
                 &name,
                 format!("`{}`", node.fields().str("id").or_else(|| node.fields().str("path")).unwrap_or_default()),
                 "a miniature of the same architecture (2 layers, random weights, the real vocabulary)",
-                "no weights are downloaded or loaded",
+                "no weights are downloaded or read",
             )),
             "dataset" => limit_rows(node, rows, &mut subs),
             "train" => {
@@ -186,10 +189,9 @@ pub fn substitute(graph: &JobGraph, rows: u64, hardware: &Hardware) -> (JobGraph
 }
 
 /// Reads the first `rows` records of a dataset (of its slice, where it has one).
-fn limit_rows(node: &mut tunec_compiler::lower::JobNode, rows: u64, subs: &mut Vec<Substitution>) {
+fn limit_rows(node: &mut JobNode, rows: u64, subs: &mut Vec<Substitution>) {
     let declared = node.fields().str("split").map(str::to_owned);
-    let slice = declared.as_deref().and_then(|s| tunec_compiler::check::slice::SplitSlice::parse(s).ok());
-    use tunec_compiler::check::slice::Bound;
+    let slice = declared.as_deref().and_then(|s| SplitSlice::parse(s).ok());
     let limited = match &slice {
         None => format!("train[:{rows}]"),
         Some(s) => match (s.from, s.to) {
@@ -396,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_dataset_reads_its_first_rows_within_its_own_slice() {
-        let node = |split: Option<&str>| tunec_compiler::lower::JobNode {
+        let node = |split: Option<&str>| JobNode {
             name: "raw".into(),
             kind: "dataset".into(),
             function: "hf_dataset".into(),

@@ -17,6 +17,7 @@ use tunec_compiler::lower::JobGraph;
 
 use super::Substitution;
 use crate::journal::{read_state, Status};
+use crate::run::target::local::job_root;
 
 /// One node's outcome.
 #[derive(Debug, Clone)]
