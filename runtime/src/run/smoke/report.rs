@@ -170,11 +170,8 @@ pub fn collect(inputs: &Inputs<'_>) -> Report {
             _ => Vec::new(),
         };
         let padding = padding(&lengths, batch as usize, seq_len.unwrap_or(0));
-        let metrics = read_json(
-            &base
-                .join(super::super::target::local::job_root(&smoke.pipeline, &node.name, &node.key))
-                .join("output/data/metrics.json"),
-        );
+        let job = base.join(job_root(&smoke.pipeline, &node.name, &node.key));
+        let metrics = read_json(&job.join("output/data/metrics.json"));
         let losses = metrics.as_ref().map(super::target::losses).filter(|l| !l.is_empty());
         train.push(TrainFigures {
             node: node.name.clone(),
