@@ -556,6 +556,8 @@ fn status_and_plan_read_the_journal() {
             started_at: journal::now(),
             finished_at: Some(journal::now()),
             error: None,
+            estimate: None,
+            usage: None,
         };
         j.record("raw", record(&raw_key, Status::Succeeded)).expect("record");
         j.record("convo", record("0000", Status::Succeeded)).expect("record");

@@ -44,7 +44,12 @@ from transformers.trainer import TRAINING_ARGS_NAME
 
 from tunec_entry import architecture, builders
 from tunec_entry.artifacts import check_adapter_shapes
-from tunec_entry.checkpoints import TRAINER_STATE, checkpoint_step, newest_checkpoint, training_finished
+from tunec_entry.checkpoints import (
+    TRAINER_STATE,
+    checkpoint_step,
+    newest_checkpoint,
+    training_finished,
+)
 from tunec_entry.config import TunecArgs, load_args
 from tunec_entry.data import (
     EpochSampler,
@@ -55,9 +60,19 @@ from tunec_entry.data import (
     read_tokenized_split,
     rows_without,
 )
-from tunec_entry.failure import EXIT_INTERRUPTED, EntryError, configure_logging, run_entry
+from tunec_entry.failure import (
+    EXIT_INTERRUPTED,
+    EntryError,
+    configure_logging,
+    run_entry,
+)
 from tunec_entry.jobenv import JobEnv, config_path, parse_command_line, write_json
-from tunec_entry.models import load_tokenizer, model_source, prepare_for_inference, set_use_cache
+from tunec_entry.models import (
+    load_tokenizer,
+    model_source,
+    prepare_for_inference,
+    set_use_cache,
+)
 from tunec_entry.tokens import SpecialTokens
 from tunec_entry.trainlog import (
     RunSummary,
@@ -67,6 +82,7 @@ from tunec_entry.trainlog import (
     peak_host_memory_bytes,
     sum_over_ranks,
 )
+from tunec_entry.usage import UsageMeter
 
 log = logging.getLogger("tunec")
 
@@ -295,6 +311,7 @@ def prepared_checkpoint_dir(env: JobEnv, args: TunecArgs) -> Path:
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
+    meter = UsageMeter("train")
     options = parse_command_line("train.py", "Fine-tune a causal LM on pre-tokenized data.", argv)
     env = JobEnv.from_environ(environ)
     args = load_args(config_path(options.config, environ, env))
@@ -336,7 +353,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         eval_dataset=TokenizedDataset(val_rows) if val_rows is not None else None,
         data_collator=make_collator(special.pad_id, args.packing),
         processing_class=tokenizer,
-        callbacks=[stop],
+        callbacks=[stop, meter],
     )
     resume = newest_checkpoint(checkpoint_dir)
     resumed_from = checkpoint_step(resume) if resume is not None else None
@@ -383,6 +400,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     )
     if trainer.is_world_process_zero():
         write_json(env.output_data_dir / METRICS_FILE, build_metrics(trainer.state.log_history, summary))
+    meter.write(env.output_data_dir, tokens=summary.train_tokens, tokens_seconds=runtime)
     return 0
 
 

@@ -11,7 +11,7 @@ use tunec_compiler::{Checked, Override};
 use tunec_runtime::bundle;
 use tunec_runtime::world::FsWorld;
 
-fn parse_overrides(set: &[String]) -> Result<Vec<Override>, String> {
+pub(crate) fn parse_overrides(set: &[String]) -> Result<Vec<Override>, String> {
     set.iter()
         .map(|s| match s.split_once('=') {
             Some((name, value)) if !name.trim().is_empty() => {

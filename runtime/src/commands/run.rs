@@ -8,7 +8,7 @@
 //! to the build folder), and its journal is that folder's. It must have been built by a tunec with
 //! the same job-graph version and script bundle, since the keys it holds cover both.
 
-use super::check::compiled;
+use super::check::{compiled, parse_overrides};
 use super::{usage_error, Format, Input};
 use clap::ValueEnum;
 use std::collections::BTreeMap;
@@ -19,6 +19,7 @@ use tunec_compiler::lower::{JobGraph, SCHEMA_VERSION};
 use tunec_compiler::target::Target;
 use tunec_runtime::bundle;
 use tunec_runtime::journal::Journal;
+use tunec_runtime::ledger::{self, EstimateSource};
 use tunec_runtime::run::aws::Settings;
 use tunec_runtime::run::progress::{Mode, Reporter};
 use tunec_runtime::run::summary::Summary;
@@ -26,6 +27,7 @@ use tunec_runtime::run::target::local::LocalTarget;
 use tunec_runtime::run::target::sagemaker::request::resolve_placeholders;
 use tunec_runtime::run::target::sagemaker::{NodeContext, SageMakerOptions, SageMakerTarget};
 use tunec_runtime::run::{self as runner, Outcome, RunError, RunOptions};
+use tunec_runtime::world::FsWorld;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -68,7 +70,9 @@ pub(crate) fn run(
                 (n.name.clone(), NodeContext { location, memory: None })
             })
             .collect();
-        return execute(&graph, &base, How { until, python, progress, endpoint_url, format, contexts });
+        // A build folder carries no `.tune` file to estimate: its jobs record what they used only.
+        let estimates = EstimateSource::default();
+        return execute(&graph, &base, How { until, python, progress, endpoint_url, format, contexts, estimates });
     }
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
@@ -76,7 +80,15 @@ pub(crate) fn run(
     };
     let Some(program) = &checked.program else { return ExitCode::from(1) };
     let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let how = How { until, python, progress, endpoint_url, format, contexts: contexts(&checked, program) };
+    let how = How {
+        until,
+        python,
+        progress,
+        endpoint_url,
+        format,
+        contexts: contexts(&checked, program),
+        estimates: estimate_source(input, &checked),
+    };
     execute(&graph, &base, how)
 }
 
@@ -149,11 +161,13 @@ struct How {
     endpoint_url: Option<String>,
     format: Format,
     contexts: BTreeMap<String, NodeContext>,
+    /// Each job node's estimate, recorded next to what it used.
+    estimates: EstimateSource,
 }
 
 /// Runs `graph`, whose paths are relative to `base`, on its target.
 fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
-    let How { until, python, progress, endpoint_url, format, contexts } = how;
+    let How { until, python, progress, endpoint_url, format, contexts, estimates } = how;
     if let Err(e) = runner::check_until(graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
@@ -201,7 +215,7 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
             Arc::new(SageMakerTarget::new(base, reporter.clone(), options))
         }
     };
-    let options = RunOptions { until, signals: true, stop: None, aws };
+    let options = RunOptions { until, signals: true, stop: None, aws, estimates };
     let since = jiff::Timestamp::now();
     let result = runner::run(graph, base, target, &options, journal, reporter.clone());
     let summary = Summary::collect(graph, base, options.until.as_deref(), since, &result);
@@ -221,6 +235,18 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
         }
         Err(e) => usage_error(&e.to_string()),
     }
+}
+
+/// A job's estimate as the run starts it: the same text and `--set` values checked again, with
+/// the data profiles written by then.
+fn estimate_source(input: &Input, checked: &tunec_compiler::Checked) -> EstimateSource {
+    let Some(source) = checked.sources.get(checked.main) else { return EstimateSource::default() };
+    let (name, text) = (source.name.clone(), source.text.clone());
+    let overrides = parse_overrides(&input.set).unwrap_or_default();
+    let world = FsWorld::for_pipeline(&input.file);
+    EstimateSource::new(move |node| {
+        ledger::estimates(&tunec_compiler::check(&name, &text, &overrides, &world)).remove(node)
+    })
 }
 
 /// Each node's place in the `.tune` file and memory estimate, for the messages of a run.

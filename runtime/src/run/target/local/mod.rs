@@ -47,6 +47,7 @@ use tunec_compiler::lower::{ChannelSource, Execution, JobGraph, JobNode};
 use super::{AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, PrepareError, Target};
 use crate::bundle;
 use crate::journal::{self, Output};
+use crate::ledger::{Used, USAGE_FILE};
 use crate::run::data::StepError;
 use crate::run::progress::Reporter;
 use crate::run::{NodeError, Stop, StopLevel};
@@ -575,6 +576,21 @@ impl Job for LocalJob {
                 outputs.len()
             ));
             Ok(outputs)
+        })
+    }
+
+    /// The script's `usage.json`, when it wrote a readable one.
+    fn usage(&mut self) -> BoxFuture<'_, Option<Used>> {
+        Box::pin(async move {
+            let rel = format!("{}/output/data/{USAGE_FILE}", self.plan.root);
+            let read = std::fs::read_to_string(self.base.join(&rel)).map_err(|e| e.to_string());
+            match read.and_then(|text| Used::parse(&text)) {
+                Ok(used) => Some(Used { process_seconds: self.running.as_ref().map(|r| r.seconds), ..used }),
+                Err(e) => {
+                    self.reporter.line(&format!("  {}: no usage recorded: `{rel}`: {e}", self.plan.node));
+                    None
+                }
+            }
         })
     }
 }

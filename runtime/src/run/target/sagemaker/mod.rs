@@ -51,6 +51,7 @@ use tunec_compiler::lower::{ChannelSource, Execution, JobGraph, JobNode};
 
 use super::{AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, PrepareError, Target};
 use crate::journal::{Output, State, Status};
+use crate::ledger::Used;
 use crate::run::aws::{self, error_parts, Aws};
 use crate::run::progress::Reporter;
 use crate::run::target::local::bundle_dir;
@@ -614,6 +615,21 @@ impl Job for SageMakerJob {
             self.reporter.line(&format!("  {} done: {name} completed", self.plan.node));
             Ok(outputs)
         })
+    }
+
+    /// What SageMaker billed and timed. The script's `usage.json` travels in the job's
+    /// `output.tar.gz`, which tunec does not download.
+    fn usage(&mut self) -> BoxFuture<'_, Option<Used>> {
+        let described = self.watch.completed.as_ref();
+        let seconds = |v: Option<i32>| v.and_then(|s| u64::try_from(s).ok());
+        let billable_seconds = seconds(described.and_then(DescribeTrainingJobOutput::billable_time_in_seconds));
+        let training_seconds = seconds(described.and_then(DescribeTrainingJobOutput::training_time_in_seconds));
+        let used = (billable_seconds.is_some() || training_seconds.is_some()).then(|| Used {
+            billable_seconds,
+            training_seconds,
+            ..Used::default()
+        });
+        Box::pin(async move { used })
     }
 }
 
