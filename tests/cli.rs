@@ -33,6 +33,37 @@ fn check_reports_errors_with_exit_code_1() {
 }
 
 #[test]
+fn check_fit_lists_what_fits_in_place_of_the_nodes_and_keeps_checks_exit_code() {
+    // A step that does not fit: the gpu_memory error on stderr, the search on stdout, exit 1.
+    let run = tunec(&["check", "tests/cases/gpu_memory.tune", "--fit", "sft"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("tunec::estimate::gpu_memory"), "{}", run.stderr);
+    assert!(run.stdout.starts_with("`sft` on ml.g5.2xlarge x 1 (A10G"), "{}", run.stdout);
+    assert!(run.stdout.contains(": does not fit\n"), "{}", run.stdout);
+    assert!(!run.stdout.contains("Adapter<llama>"), "the search replaces the node listing: {}", run.stdout);
+    let doc = json(&tunec(&["check", "--format", "json", "tests/cases/gpu_memory.tune", "--fit", "sft"]));
+    let fit = &doc["fit"];
+    assert_eq!((&fit["version"], &fit["node"], &fit["fits"]), (&1.into(), &"sft".into(), &false.into()));
+    let instances = fit["instances"].as_array().expect("instances");
+    assert!(
+        !instances.is_empty()
+            && instances.iter().all(|i| i["gpu_peak_bytes"].as_u64() <= i["gpu_capacity_bytes"].as_u64())
+    );
+    assert!(doc["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .any(|d| d["code"] == "tunec::estimate::gpu_memory"));
+    // Only a train node with an estimate is searched: anything else is a usage error.
+    let split = tunec(&["check", "tests/cases/gpu_memory.tune", "--fit", "parts"]);
+    assert_eq!(split.code, 2);
+    assert!(split.stderr.contains("`parts` is a split node"), "{}", split.stderr);
+    let unknown = tunec(&["check", "tests/cases/gpu_memory.tune", "--fit", "sfd"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("the train nodes are `sft`"), "{}", unknown.stderr);
+}
+
+#[test]
 fn warnings_alone_exit_0() {
     let run = tunec(&["check", "tests/cases/fsdp_single_gpu.tune"]);
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -7,6 +7,7 @@
 use crate::catalog::Catalog;
 use crate::check::{self, Override, Program, World, PRELUDE, PRELUDE_NAME};
 use crate::diagnostics::{Diagnostic, FileId, Sources};
+use crate::estimate::fit::{Fit, FitError};
 use crate::estimate::{self, DataProfile, Estimates};
 
 /// Everything `check` produces.
@@ -31,6 +32,18 @@ impl Checked {
 /// Checks a pipeline file. `name` is how the file is shown in diagnostics.
 pub fn check(name: &str, text: &str, overrides: &[Override], world: &dyn World) -> Checked {
     check_with(name, text, overrides, world, Catalog::builtin())
+}
+
+/// The fit search for train node `node` of a checked program ([`estimate::fit`]), with the
+/// data profiles `world` has, as [`check`] estimates.
+pub fn fit(program: &Program, node: &str, world: &dyn World) -> Result<Fit, FitError> {
+    fit_with(program, node, world, Catalog::builtin())
+}
+
+/// [`fit`] against a given catalog.
+pub fn fit_with(program: &Program, node: &str, world: &dyn World, catalog: &Catalog) -> Result<Fit, FitError> {
+    let profiles = |n: &str| world.profile(&program.name, n).and_then(|t| DataProfile::parse(&t));
+    estimate::fit::search(program, catalog, &profiles, node)
 }
 
 /// [`check`] against a given catalog.

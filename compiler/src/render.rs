@@ -251,6 +251,116 @@ pub fn total_line(estimates: &crate::estimate::Estimates) -> String {
     format!("total: {:.2} h, ${:.2}{partial}", estimates.total_hours, estimates.total_usd)
 }
 
+/// The fit search for people: the node as declared, its largest batch and sequence length, and
+/// the instances on which its job fits, cheapest first, as a table.
+pub fn fit_lines(f: &crate::estimate::fit::Fit) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "`{}` on {} x {} ({}, {} GiB per GPU, {} GiB host): per_device_batch {}, seq_len {}: GPU {} GiB, host {} GiB: {}",
+            f.node,
+            f.instance,
+            f.count,
+            f.gpu,
+            gib(f.capacity_bytes),
+            gib(f.host_capacity_bytes),
+            f.per_device_batch,
+            f.seq_len,
+            gib(f.peak_bytes),
+            gib(f.host_peak_bytes),
+            if f.fits() { "fits" } else { "does not fit" }
+        ),
+        match &f.max_batch {
+            Some(l) => format!("  largest per_device_batch at seq_len {}: {} ({} GiB)", f.seq_len, l.value, gib(l.peak_bytes)),
+            None => format!("  largest per_device_batch at seq_len {}: none (1 does not fit)", f.seq_len),
+        },
+        match &f.max_seq_len {
+            Some(l) if l.value == f.max_position_embeddings => format!(
+                "  largest seq_len at per_device_batch {}: {} ({} GiB), the model's context length",
+                f.per_device_batch,
+                l.value,
+                gib(l.peak_bytes)
+            ),
+            Some(l) => {
+                format!("  largest seq_len at per_device_batch {}: {} ({} GiB)", f.per_device_batch, l.value, gib(l.peak_bytes))
+            }
+            None => format!("  largest seq_len at per_device_batch {}: none (1 token does not fit)", f.per_device_batch),
+        },
+    ];
+    if f.instances.is_empty() {
+        lines.push("no instance of the catalog fits the job at this batch or a divisor of it".to_owned());
+        return lines;
+    }
+    lines.push(format!("instances on which the job fits ({}), cheapest job first:", f.instances.len()));
+    let mut table = vec![["instance", "GPUs", "GPU peak", "hours", "cost", "change"].map(str::to_owned).to_vec()];
+    for i in &f.instances {
+        let change = i.change();
+        table.push(vec![
+            format!("{} x {}", i.instance, i.count),
+            format!("{} x {}", i.gpus, i.gpu),
+            format!("{} of {} GiB", gib(i.peak_bytes), gib(i.capacity_bytes)),
+            i.hours.map_or("—".to_owned(), |h| format!("{h:.2}")),
+            i.usd.map_or("—".to_owned(), |u| format!("${u:.2}")),
+            if change.is_empty() { "as declared".to_owned() } else { change },
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    for row in table {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, &w))| {
+                let pad = " ".repeat(w - cell.chars().count());
+                if c == 3 || c == 4 {
+                    format!("{pad}{cell}")
+                } else {
+                    format!("{cell}{pad}")
+                }
+            })
+            .collect();
+        lines.push(format!("  {}", cells.join("  ").trim_end()));
+    }
+    lines
+}
+
+/// The fit search as JSON (version 1).
+pub fn fit_json(f: &crate::estimate::fit::Fit) -> Json {
+    let limit = |l: &Option<crate::estimate::fit::Limit>| {
+        l.as_ref().map(|l| json!({"value": l.value, "peak_bytes": l.peak_bytes}))
+    };
+    json!({
+        "version": 1,
+        "node": f.node,
+        "instance": f.instance,
+        "instance_count": f.count,
+        "gpu": f.gpu,
+        "gpu_capacity_bytes": f.capacity_bytes,
+        "host_capacity_bytes": f.host_capacity_bytes,
+        "per_device_batch": f.per_device_batch,
+        "seq_len": f.seq_len,
+        "gpu_peak_bytes": f.peak_bytes,
+        "host_peak_bytes": f.host_peak_bytes,
+        "fits": f.fits(),
+        "max_per_device_batch": limit(&f.max_batch),
+        "max_seq_len": limit(&f.max_seq_len),
+        "max_position_embeddings": f.max_position_embeddings,
+        "instances": f.instances.iter().map(|i| json!({
+            "instance": i.instance,
+            "instance_count": i.count,
+            "gpu": i.gpu,
+            "gpus": i.gpus,
+            "gpu_capacity_bytes": i.capacity_bytes,
+            "per_device_batch": i.per_device_batch,
+            "grad_accum_factor": i.grad_accum_factor,
+            "gpu_peak_bytes": i.peak_bytes,
+            "hours": i.hours,
+            "usd": i.usd,
+            "declared": i.declared,
+            "change": i.change(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// One node's estimate as JSON.
 pub fn estimate_json(e: &crate::estimate::NodeEstimate) -> Json {
     let terms = |terms: &[crate::estimate::memory::Term]| -> Json {

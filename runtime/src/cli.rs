@@ -39,6 +39,10 @@ enum Command {
         /// Output for people (`human`) or for editors and CI (`json`, one object on stdout).
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+        /// For train node NODE: the largest per_device_batch and seq_len that fit its instance,
+        /// and the instances on which its job fits, cheapest job first.
+        #[arg(long, value_name = "NODE")]
+        fit: Option<String>,
     },
     /// Show the job graph in order: keys, executions, instances, estimates.
     Plan {
@@ -148,7 +152,7 @@ pub(crate) fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check { input, format } => check::run(&input, format),
+        Command::Check { input, format, fit } => check::run(&input, format, fit.as_deref()),
         Command::Plan { input, format } => plan::plan(&input, format),
         Command::Build { input, output, emit } => {
             build::build(&input, &output, emit.contains(&Emit::SageMakerPipeline))

@@ -8,6 +8,7 @@
 //! a guess. docs/estimator.md explains every term and validates the model against published
 //! measurements.
 
+pub mod fit;
 pub mod memory;
 pub mod time;
 
@@ -99,7 +100,8 @@ pub type Profiles<'a> = dyn Fn(&str) -> Option<DataProfile> + 'a;
 
 /// Estimates every job node and reports what does not fit.
 pub fn estimate(program: &Program, catalog: &Catalog, profiles: &Profiles<'_>) -> (Estimates, Vec<Diagnostic>) {
-    let mut ctx = Ctx { program, catalog, profiles, diagnostics: Vec::new(), unknown_reported: false };
+    let mut ctx =
+        Ctx { program, catalog, profiles, diagnostics: Vec::new(), unknown_reported: false, searching: false };
     let mut nodes = Vec::new();
     for &i in &program.order {
         let node = &program.nodes[i];
@@ -142,6 +144,8 @@ struct Ctx<'a> {
     profiles: &'a Profiles<'a>,
     diagnostics: Vec<Diagnostic>,
     unknown_reported: bool,
+    /// Estimating a changed copy of a node for the fit search: no suggestions are searched.
+    searching: bool,
 }
 
 /// Rows and mean tokens of the conversations a reference reaches.
@@ -300,8 +304,8 @@ impl Ctx<'_> {
         let setup = self.setup(node, &facts, instance, count);
         let mem = memory::train_memory(&setup);
         let capacity = instance.gpu_memory_mib * memory::MIB;
-        if mem.gpu_peak > capacity {
-            let help = self.fixes(&setup, instance, count, capacity);
+        if mem.gpu_peak > capacity && !self.searching {
+            let help = self.fixes(node, &setup, instance);
             let terms: Vec<String> =
                 largest(&mem.gpu_terms, 3).iter().map(|t| format!("{} {}", t.name, gib(t.bytes))).collect();
             self.diagnostics.push(
@@ -474,79 +478,72 @@ impl Ctx<'_> {
         total
     }
 
-    /// Changes that make a training step fit, each re-estimated.
-    fn fixes(&self, setup: &TrainSetup<'_>, instance: &Instance, count: u64, capacity: u64) -> String {
+    /// Changes that make a training step fit, each re-estimated: a smaller micro-batch, gradient
+    /// checkpointing, CPU offload, a shorter sequence, and the instance of the cheapest job that
+    /// fits (the fit search's).
+    fn fixes(&self, node: &TypedNode, setup: &TrainSetup<'_>, instance: &Instance) -> String {
         let mut found: Vec<String> = Vec::new();
+        let capacity = instance.gpu_memory_mib * memory::MIB;
         let host = instance.memory_gib * GIB;
-        let fits = |s: &TrainSetup<'_>, cap: u64| {
+        let fits = |s: &TrainSetup<'_>| {
             let m = memory::train_memory(s);
-            (m.gpu_peak <= cap && m.host_peak <= host).then_some(m.gpu_peak)
+            (m.gpu_peak <= capacity && m.host_peak <= host).then_some(m.gpu_peak)
         };
-        let mut b = setup.micro_batch / 2;
-        while b >= 1 {
-            let mut s = setup.clone();
-            s.micro_batch = b;
-            if let Some(peak) = fits(&s, capacity) {
-                let accum_factor = setup.micro_batch / b;
-                found.push(format!("`per_device_batch = {b}` with {accum_factor}x `grad_accum` ({})", gib(peak)));
-                break;
-            }
-            b /= 2;
+        let search = self.fit(node);
+        let here = search.as_ref().and_then(|f| f.instances.iter().find(|i| i.declared));
+        if let Some(here) = here.filter(|h| h.grad_accum_factor > 1) {
+            found.push(format!(
+                "`per_device_batch = {}` with {}x `grad_accum` ({})",
+                here.per_device_batch,
+                here.grad_accum_factor,
+                gib(here.peak_bytes)
+            ));
         }
         if !setup.gradient_checkpointing {
-            let mut s = setup.clone();
-            s.gradient_checkpointing = true;
-            if let Some(peak) = fits(&s, capacity) {
+            let s = TrainSetup { gradient_checkpointing: true, ..setup.clone() };
+            if let Some(peak) = fits(&s) {
                 found.push(format!("`gradient_checkpointing = true` ({})", gib(peak)));
             }
         }
         if let Some(f) = setup.fsdp.filter(|f| !f.offload) {
-            let mut s = setup.clone();
-            s.fsdp = Some(Fsdp { offload: true, ..f });
-            if let Some(peak) = fits(&s, capacity) {
+            let s = TrainSetup { fsdp: Some(Fsdp { offload: true, ..f }), ..setup.clone() };
+            if let Some(peak) = fits(&s) {
                 found.push(format!("`offload = true` in `fsdp` ({})", gib(peak)));
             }
         }
-        // The cheapest other instance on which the step fits, at this micro-batch or a smaller one.
-        let mut candidates: Vec<&Instance> = self
-            .catalog
-            .instances
-            .iter()
-            .filter(|i| i.accelerator == Accelerator::Cuda && i.price_usd_per_hour > 0.0 && i.name != instance.name)
-            .filter(|i| i.bf16 || !instance.bf16)
-            .collect();
-        candidates.sort_by(|a, b| a.price_usd_per_hour.total_cmp(&b.price_usd_per_hour));
-        'instances: for candidate in candidates {
-            let mut b = setup.micro_batch;
-            while b >= 1 {
-                let mut s = setup.clone();
-                s.gpus_per_node = candidate.gpu_count.max(1);
-                s.micro_batch = b;
-                let cap = candidate.gpu_memory_mib * memory::MIB;
-                let m = memory::train_memory(&s);
-                let fit = m.gpu_peak <= cap && m.host_peak <= candidate.memory_gib * GIB;
-                if let Some(peak) = fit.then_some(m.gpu_peak) {
-                    let batch = if b == setup.micro_batch {
-                        String::new()
-                    } else {
-                        format!(" with `per_device_batch = {b}` and {}x `grad_accum`", setup.micro_batch / b)
-                    };
-                    found.push(format!(
-                        "`compute = \"{}\" x {count}`{batch} ({} of {}, ${:.2}/h)",
-                        candidate.name,
-                        gib(peak),
-                        gib(cap),
-                        candidate.price_usd_per_hour
-                    ));
-                    break 'instances;
-                }
-                b /= 2;
-            }
+        if let Some(limit) = search.as_ref().and_then(|f| f.max_seq_len.as_ref()).filter(|l| l.value < setup.seq_len) {
+            found.push(format!(
+                "`seq_len = {}` or less, the longest that fits at this batch ({})",
+                limit.value,
+                gib(limit.peak_bytes)
+            ));
+        }
+        if let Some(other) = search.as_ref().and_then(|f| f.instances.iter().find(|i| !i.declared)) {
+            let batch = if other.grad_accum_factor > 1 {
+                format!(
+                    " with `per_device_batch = {}` and {}x `grad_accum`",
+                    other.per_device_batch, other.grad_accum_factor
+                )
+            } else {
+                String::new()
+            };
+            let cost = other.usd.map(|usd| format!(", ${usd:.2} for the job")).unwrap_or_default();
+            found.push(format!(
+                "`compute = \"{}\" x {}`{batch} ({} of {}{cost}, the cheapest job that fits)",
+                other.instance,
+                other.count,
+                gib(other.peak_bytes),
+                gib(other.capacity_bytes)
+            ));
         }
         if found.is_empty() {
             "no single change fits: combine a smaller batch, gradient checkpointing, FSDP with offload and a larger instance".to_owned()
         } else {
-            format!("it fits with {}", found.join("; or "))
+            format!(
+                "it fits with {}; `tunec check --fit {}` lists every instance that fits",
+                found.join("; or "),
+                node.name
+            )
         }
     }
 

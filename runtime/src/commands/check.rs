@@ -83,21 +83,43 @@ pub(crate) fn lowered(checked: &Checked) -> Option<JobGraph> {
     }))
 }
 
-pub(crate) fn run(input: &Input, format: Format) -> ExitCode {
+pub(crate) fn run(input: &Input, format: Format, fit: Option<&str>) -> ExitCode {
     let checked = match checked(input) {
         Ok(c) => c,
         Err(code) => return code,
+    };
+    // The fit search, when asked for, on the program as checked (errors or not: a step that does
+    // not fit is a `gpu_memory` error, and what fits instead is the point).
+    let fit = match (fit, &checked.program) {
+        (None, _) => None,
+        (Some(_), None) => {
+            print_diagnostics(&checked, input.color, true);
+            return ExitCode::from(1);
+        }
+        (Some(node), Some(program)) => {
+            match tunec_compiler::driver::fit(program, node, &FsWorld::for_pipeline(&input.file)) {
+                Ok(fit) => Some(fit),
+                Err(e) => return usage_error(&format!("--fit {node}: {e}")),
+            }
+        }
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = match format {
         Format::Json => {
-            let doc = render::check_json(&checked);
+            let mut doc = render::check_json(&checked);
+            if let (Some(fit), Some(object)) = (&fit, doc.as_object_mut()) {
+                object.insert("fit".to_owned(), render::fit_json(fit));
+            }
             writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
         }
         Format::Human => {
             print_diagnostics(&checked, input.color, false);
-            if let Some(program) = &checked.program {
+            if let Some(fit) = &fit {
+                for line in render::fit_lines(fit) {
+                    let _ = writeln!(out, "{line}");
+                }
+            } else if let Some(program) = &checked.program {
                 let _ = writeln!(
                     out,
                     "pipeline `{}`: {} nodes, target {}",
