@@ -242,6 +242,17 @@ pub fn estimate_lines(e: &crate::estimate::NodeEstimate) -> Vec<String> {
         let trained = e.trained_tokens.map(|t| format!(", {:.1}M of them trained", t as f64 / 1e6)).unwrap_or_default();
         lines.push(format!("tokens: {:.1}M ({}){trained}", tokens as f64 / 1e6, source.as_str()));
     }
+    if let Some(factor) = e.padding_factor {
+        let saves = match e.packing_saves {
+            Some((hours, usd)) => {
+                let usd = usd.map(|u| format!(", ${u:.2}")).unwrap_or_default();
+                format!("; `packing = true` would save {hours:.2} h{usd}")
+            }
+            None => String::new(),
+        };
+        lines
+            .push(format!("padding: micro-batches padded to their longest row compute {factor:.2}x the tokens{saves}"));
+    }
     lines
 }
 
@@ -383,5 +394,8 @@ pub fn estimate_json(e: &crate::estimate::NodeEstimate) -> Json {
         "hours": e.hours,
         "usd": e.usd,
         "spot": e.spot,
+        "padding_factor": e.padding_factor,
+        "packing_saves_hours": e.packing_saves.map(|(hours, _)| hours),
+        "packing_saves_usd": e.packing_saves.and_then(|(_, usd)| usd),
     })
 }

@@ -89,6 +89,10 @@ class Estimate(TypedDict):
     hours: float | None
     usd: float | None
     spot: bool
+    padding_factor: float | None
+    """A train job without packing: token positions computed per real token (the data profile's padding)."""
+    packing_saves_hours: float | None
+    packing_saves_usd: float | None
 
 
 class Total(TypedDict):

@@ -210,7 +210,7 @@ impl Ctx<'_> {
                     fits_on(&s, candidate)
                 };
                 let batch = setup.micro_batch.max(1);
-                let (b, peak) = (1..=batch).rev().filter(|b| batch % b == 0).find_map(|b| on(b).map(|p| (b, p)))?;
+                let (b, peak) = (1..=batch).rev().filter(|b| batch.is_multiple_of(*b)).find_map(|b| on(b).map(|p| (b, p)))?;
                 let grad_accum_factor = batch / b;
                 let (hours, usd) = self.job_cost(node, candidate, count, b, grad_accum_factor);
                 Some(InstanceFit {

@@ -10,6 +10,7 @@
 
 pub mod fit;
 pub mod memory;
+pub mod padding;
 pub mod time;
 
 use crate::catalog::{Accelerator, Catalog, GpuFacts, Instance, ModelFacts};
@@ -38,6 +39,9 @@ pub struct DataProfile {
     /// The mean tokens of a row's final assistant turn: what an evaluation generates.
     #[serde(default)]
     pub mean_answer_tokens: Option<f64>,
+    /// Rows by length, in power-of-two buckets ([`padding`]); empty in profiles written before.
+    #[serde(default)]
+    pub histogram: Vec<padding::Bucket>,
 }
 
 impl DataProfile {
@@ -75,6 +79,11 @@ pub struct NodeEstimate {
     pub hours: Option<f64>,
     pub usd: Option<f64>,
     pub spot: bool,
+    /// A train job without packing: token positions computed per real token, the padding of its
+    /// micro-batches as the data profile's lengths imply ([`padding`]).
+    pub padding_factor: Option<f64>,
+    /// What `packing = true` would take off the hours and the cost (no padding computed).
+    pub packing_saves: Option<(f64, Option<f64>)>,
 }
 
 /// Estimates for a whole program.
@@ -158,6 +167,9 @@ struct Data {
     /// final answer.
     trained_fraction: Option<f64>,
     answer_tokens: Option<f64>,
+    /// The profile's length histogram and longest row, for the padding.
+    histogram: Vec<padding::Bucket>,
+    max_tokens: u64,
 }
 
 /// The instance a job runs on and how many, as the checker resolved them.
@@ -195,6 +207,8 @@ impl Ctx<'_> {
                 source: TokenSource::Profile,
                 trained_fraction: profile.trained_fraction(),
                 answer_tokens: profile.mean_answer_tokens.filter(|t| *t > 0.0),
+                histogram: profile.histogram.clone(),
+                max_tokens: profile.max_tokens,
             });
         }
         let dataset = chat.fields.reference("data").and_then(|d| program.node(&d.node))?;
@@ -226,6 +240,8 @@ impl Ctx<'_> {
             source,
             trained_fraction: None,
             answer_tokens: None,
+            histogram: Vec::new(),
+            max_tokens: 0,
         })
     }
 
@@ -392,11 +408,23 @@ impl Ctx<'_> {
             }
             _ => 0.0,
         };
+        // Without packing, each micro-batch is padded to its longest row: those positions are
+        // computed too.
+        let packing = node.fields.bool("packing").unwrap_or(false);
+        let padding_factor = data
+            .as_ref()
+            .filter(|_| !packing)
+            .and_then(|d| padding::factor(&d.histogram, d.max_tokens, setup.micro_batch));
+        let padded = padding_factor.unwrap_or(1.0);
         let hours = tokens.zip(throughput).map(|(t, tp)| {
-            (t * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(checkpoint_bytes(&facts))
+            (t * padded * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(checkpoint_bytes(&facts))
         });
         let spot = node.fields.bool("spot").unwrap_or(false);
         let usd = hours.and_then(|h| cost(h, instance, count, spot));
+        let packing_saves = tokens.zip(throughput).zip(padding_factor).map(|((t, tp), factor)| {
+            let saved = t * (factor - 1.0) * flops_per_token / tp / 3600.0;
+            (saved, cost(saved, instance, count, spot))
+        });
         if let (Some(h), Some(Val::Duration(limit))) = (hours, node.fields.get("max_runtime").map(|f| &f.val)) {
             let limit_h = *limit as f64 / 3600.0;
             if h > limit_h {
@@ -446,6 +474,8 @@ impl Ctx<'_> {
             hours,
             usd,
             spot,
+            padding_factor,
+            packing_saves,
         })
     }
 
@@ -716,6 +746,8 @@ impl Ctx<'_> {
             hours,
             usd: hours.and_then(|h| cost(h, instance, count, spot)),
             spot,
+            padding_factor: None,
+            packing_saves: None,
         }
     }
 }
