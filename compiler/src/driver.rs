@@ -7,6 +7,7 @@
 use crate::catalog::Catalog;
 use crate::check::{self, Override, Program, World, PRELUDE, PRELUDE_NAME};
 use crate::diagnostics::{Diagnostic, FileId, Sources};
+use crate::estimate::calibration::Calibration;
 use crate::estimate::fit::{Fit, FitError};
 use crate::estimate::{self, DataProfile, Estimates};
 
@@ -56,7 +57,9 @@ pub fn check_with(name: &str, text: &str, overrides: &[Override], world: &dyn Wo
     let mut estimates = None;
     if let Some(program) = &program {
         let profiles = |node: &str| world.profile(&program.name, node).and_then(|t| DataProfile::parse(&t));
-        let (est, problems) = estimate::estimate(program, catalog, &profiles);
+        // The runtime refuses a calibration file that does not parse before it checks.
+        let calibration = world.calibration().and_then(|t| Calibration::parse(&t).ok());
+        let (est, problems) = estimate::estimate_with(program, catalog, &profiles, calibration.as_ref());
         diagnostics.extend(problems);
         estimates = Some(est);
     }

@@ -253,6 +253,14 @@ pub fn estimate_lines(e: &crate::estimate::NodeEstimate) -> Vec<String> {
         lines
             .push(format!("padding: micro-batches padded to their longest row compute {factor:.2}x the tokens{saves}"));
     }
+    if let Some(c) = &e.calibration {
+        let factor = |what: &str, f: &Option<crate::estimate::calibration::Factor>| {
+            f.as_ref().map(|f| format!("{what} x{:.2} ({} runs)", f.factor, f.runs))
+        };
+        let parts: Vec<String> =
+            [factor("memory", &c.memory), factor("hours", &c.hours)].into_iter().flatten().collect();
+        lines.push(format!("calibrated for {} on {}: {}", c.family, c.gpu, parts.join(", ")));
+    }
     lines
 }
 
@@ -397,5 +405,11 @@ pub fn estimate_json(e: &crate::estimate::NodeEstimate) -> Json {
         "padding_factor": e.padding_factor,
         "packing_saves_hours": e.packing_saves.map(|(hours, _)| hours),
         "packing_saves_usd": e.packing_saves.and_then(|(_, usd)| usd),
+        "calibration": e.calibration.as_ref().map(|c| json!({
+            "gpu": c.gpu,
+            "family": c.family,
+            "memory_factor": c.memory.as_ref().map(|f| f.factor),
+            "hours_factor": c.hours.as_ref().map(|f| f.factor),
+        })),
     })
 }

@@ -93,6 +93,8 @@ class Estimate(TypedDict):
     """A train job without packing: token positions computed per real token (the data profile's padding)."""
     packing_saves_hours: float | None
     packing_saves_usd: float | None
+    calibration: dict[str, object] | None
+    """The team's calibration applied (`gpu`, `family`, `memory_factor`, `hours_factor`), from tunec.calibration.json."""
 
 
 class Total(TypedDict):

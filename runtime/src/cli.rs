@@ -9,7 +9,7 @@ use crate::commands::completions::{CodeNames, CompletionsArgs};
 use crate::commands::graph::GraphFormat;
 use crate::commands::run::Progress;
 use crate::commands::{
-    build, check, completions, explain, fmt, graph, iam, man, plan, run, status, Color, Format, Input,
+    build, calibrate, check, completions, explain, fmt, graph, iam, man, plan, run, status, Color, Format, Input,
 };
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -108,6 +108,16 @@ enum Command {
         #[arg(long)]
         clear_stale_lock: bool,
     },
+    /// Write tunec.calibration.json from the runs the pipelines' journals record: per GPU and
+    /// model family, how far the estimates were from what the jobs used.
+    Calibrate {
+        /// The `.tune` files whose recorded runs count.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write it (default: tunec.calibration.json beside the first file).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Format `.tune` files in place (folders: every `*.tune` below; `-`: stdin to stdout).
     Fmt {
         /// Files, folders, or `-` for standard input.
@@ -164,6 +174,7 @@ pub(crate) fn main() -> ExitCode {
             run::run(&input, until, python, progress, endpoint_url, format)
         }
         Command::Status { file, format, clear_stale_lock } => status::status(&file, format, clear_stale_lock),
+        Command::Calibrate { files, output } => calibrate::calibrate(&files, output.as_deref()),
         Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),
         Command::Lsp => ExitCode::from(tunec_runtime::lsp::serve_stdio()),
         Command::Completions(args) => completions::completions(&args, Cli::command()),

@@ -1,5 +1,5 @@
 //! The ledger: what each job used, kept in the journal next to what tunec estimated for it, so that
-//! `tunec status` can say how wrong each estimate was.
+//! `tunec status` can say how wrong each estimate was and `tunec calibrate` can correct the next.
 //!
 //! A run records a job node's [`Estimated`] figures when the node starts (the estimate the job was
 //! launched on, which a later edit of the file does not rewrite) and its [`Used`] figures when it
@@ -13,11 +13,13 @@
 //! hours (billable time on SageMaker, the script's wall time locally) and dollars (billable hours
 //! at the instance's on-demand price times the instance count, as SageMaker bills; none for a local
 //! run). A figure that was not measured (GPU memory on a CPU) has no actual and no error.
+//! [`calibrate`] turns the records into a team's calibration file (docs/estimator.md §12).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tunec_compiler::catalog::Catalog;
+use tunec_compiler::estimate::calibration::{self, Calibration, Entry, Factor};
 
 use crate::journal::NodeRecord;
 
@@ -48,6 +50,16 @@ pub struct Estimated {
     /// The model family (`llama`), for calibration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
+    /// What a calibration file added to `gpu_peak_bytes` (its `calibration` term), and the factor
+    /// it multiplied `hours` by, so that a new calibration is made against the model's own figures.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub calibration_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_hours_factor: Option<f64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where a run gets a job's estimate when the job starts: the pipeline checked again at that
@@ -103,10 +115,85 @@ pub fn estimates(checked: &tunec_compiler::Checked) -> BTreeMap<String, Estimate
                     .map(|i| i.price_usd_per_hour * e.instance_count as f64),
                 gpu: instance.filter(|i| !i.gpu.is_empty()).map(|i| i.gpu.clone()),
                 family,
+                calibration_bytes: e.gpu_terms.iter().filter(|t| t.name == "calibration").map(|t| t.bytes).sum(),
+                calibration_hours_factor: e.calibration.as_ref().and_then(|c| c.hours.as_ref()).map(|f| f.factor),
             };
             (e.node.clone(), estimated)
         })
         .collect()
+}
+
+/// The ratios of one recorded run: actual over the model's own estimate (any calibration that
+/// was applied taken back out).
+struct Ratios {
+    gpu: String,
+    family: String,
+    memory: Option<f64>,
+    hours: Option<f64>,
+    run: String,
+}
+
+fn ratios(name: &str, record: &NodeRecord) -> Option<Ratios> {
+    if record.status != crate::journal::Status::Succeeded {
+        return None;
+    }
+    let (estimate, used) = (record.estimate.as_ref()?, record.usage.as_ref()?);
+    let (gpu, family) = (estimate.gpu.clone()?, estimate.family.clone()?);
+    let measured_on_gpu = used.gpu_reserved_peak_bytes.is_some();
+    let model_peak = estimate.gpu_peak_bytes.saturating_sub(estimate.calibration_bytes);
+    let memory = used.gpu_reserved_peak_bytes.filter(|_| model_peak > 0).map(|b| b as f64 / model_peak as f64);
+    // Time counts where the job ran on what was estimated: billed by SageMaker, or measured on a
+    // GPU here; a CPU run's time says nothing of a GPU's.
+    let model_hours = estimate.hours.map(|h| h / estimate.calibration_hours_factor.unwrap_or(1.0)).filter(|h| *h > 0.0);
+    let hours = used
+        .hours()
+        .filter(|_| used.billable_seconds.is_some() || measured_on_gpu)
+        .zip(model_hours)
+        .map(|(actual, estimated)| actual / estimated);
+    (memory.is_some() || hours.is_some()).then(|| Ratios {
+        gpu,
+        family,
+        memory,
+        hours,
+        run: format!("{name} ({})", record.finished_at.as_deref().unwrap_or(&record.started_at)),
+    })
+}
+
+fn factor(mut values: Vec<f64>, pick_largest: bool) -> Option<Factor> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let (min, max) = (values[0], values[values.len() - 1]);
+    let median = if values.len() % 2 == 1 {
+        values[values.len() / 2]
+    } else {
+        (values[values.len() / 2 - 1] + values[values.len() / 2]) / 2.0
+    };
+    Some(Factor { factor: if pick_largest { max } else { median }, runs: values.len() as u64, min, max })
+}
+
+/// A calibration from recorded runs, `(pipeline/node, record)`: per GPU model and family, the
+/// largest ratio of reserved to estimated GPU memory and the median ratio of actual to estimated
+/// hours. Runs without a GPU measurement or a bill (a local CPU run) count for neither.
+pub fn calibrate<'a>(records: impl IntoIterator<Item = (String, &'a NodeRecord)>) -> Calibration {
+    let mut groups: BTreeMap<(String, String), Vec<Ratios>> = BTreeMap::new();
+    for (name, record) in records {
+        if let Some(r) = ratios(&name, record) {
+            groups.entry((r.gpu.clone(), r.family.clone())).or_default().push(r);
+        }
+    }
+    let entries = groups
+        .into_iter()
+        .map(|((gpu, family), runs)| Entry {
+            gpu,
+            family,
+            memory: factor(runs.iter().filter_map(|r| r.memory).collect(), true),
+            hours: factor(runs.iter().filter_map(|r| r.hours).collect(), false),
+            runs: runs.into_iter().map(|r| r.run).collect(),
+        })
+        .collect();
+    Calibration { schema: calibration::SCHEMA.to_owned(), entries }
 }
 
 /// One rank's figures in `usage.json`.
@@ -296,6 +383,80 @@ mod tests {
         // Billable time, where there is one, is what a job counts for; then the process's.
         assert_eq!(Used { process_seconds: Some(3600.0), ..used.clone() }.hours(), Some(1.0));
         assert_eq!(Used { billable_seconds: Some(1800), process_seconds: Some(3600.0), ..used }.hours(), Some(0.5));
+    }
+
+    fn run(gpu: Option<&str>, estimate: (u64, f64), used: Used) -> NodeRecord {
+        NodeRecord {
+            key: "k".into(),
+            status: crate::journal::Status::Succeeded,
+            attempt: 1,
+            job_name: None,
+            job_created: false,
+            outputs: Vec::new(),
+            started_at: "2026-12-01T00:00:00Z".into(),
+            finished_at: Some("2026-12-01T01:00:00Z".into()),
+            error: None,
+            estimate: Some(Estimated {
+                instance: "ml.g5.2xlarge".into(),
+                instance_count: 1,
+                gpu_peak_bytes: estimate.0,
+                hours: Some(estimate.1),
+                gpu: gpu.map(str::to_owned),
+                family: Some("llama".into()),
+                ..Estimated::default()
+            }),
+            usage: Some(used),
+        }
+    }
+
+    #[test]
+    fn calibration_takes_the_largest_memory_ratio_and_the_median_hours_ratio_per_gpu_and_family() {
+        let gpu = |reserved: u64, seconds: f64| Used {
+            gpu_reserved_peak_bytes: Some(reserved),
+            process_seconds: Some(seconds),
+            ..Used::default()
+        };
+        let records = [
+            // Memory 11/10 and 21/20; hours 1800 s of 1 h and 2700 s of 1 h: median (0.5 + 0.75) / 2.
+            ("p/a", run(Some("A10G"), (10_000, 1.0), gpu(11_000, 1800.0))),
+            ("p/b", run(Some("A10G"), (20_000, 1.0), gpu(21_000, 2700.0))),
+            // Billed by SageMaker, memory not downloaded: hours only, 0.9 of 2 h estimated.
+            ("q/c", run(Some("L40S"), (10_000, 2.0), Used { billable_seconds: Some(6480), ..Used::default() })),
+            // A CPU run measured neither a GPU nor a bill: it counts for nothing.
+            (
+                "r/d",
+                run(
+                    Some("A10G"),
+                    (10_000, 1.0),
+                    Used { host_peak_bytes: Some(1), wall_seconds: Some(9.0), ..Used::default() },
+                ),
+            ),
+            // No GPU in the estimate (not a catalog instance): nothing to group it under.
+            ("r/e", run(None, (10_000, 1.0), gpu(30_000, 3600.0))),
+        ];
+        let calibration = calibrate(records.iter().map(|(n, r)| ((*n).to_owned(), r)));
+        assert_eq!(calibration.schema, "tunec.calibration/1");
+        assert_eq!(calibration.entries.len(), 2, "{calibration:?}");
+        let a10g = calibration.entry("A10G", "llama").expect("A10G");
+        let memory = a10g.memory.as_ref().expect("memory");
+        assert_eq!((memory.factor, memory.runs, memory.min, memory.max), (1.1, 2, 1.05, 1.1));
+        let hours = a10g.hours.as_ref().expect("hours");
+        assert_eq!((hours.factor, hours.runs), (0.625, 2));
+        assert_eq!(a10g.runs, ["p/a (2026-12-01T01:00:00Z)", "p/b (2026-12-01T01:00:00Z)"]);
+        let l40s = calibration.entry("L40S", "llama").expect("L40S");
+        assert_eq!((l40s.memory.as_ref(), l40s.hours.as_ref().map(|f| f.factor)), (None, Some(0.9)));
+        // A calibration applied when the run started is taken back out: of the 12,000 bytes
+        // recorded, 2,000 were its term, so 13,200 used is 1.32 of the model's own 10,000; the 2 h
+        // recorded were the model's 1 h times 2, and 1 h used is a ratio of 1.
+        let mut calibrated = run(Some("A10G"), (12_000, 2.0), gpu(13_200, 3600.0));
+        if let Some(e) = calibrated.estimate.as_mut() {
+            e.calibration_bytes = 2_000;
+            e.calibration_hours_factor = Some(2.0);
+        }
+        let again = calibrate([("p/f".to_owned(), &calibrated)]);
+        let entry = again.entry("A10G", "llama").expect("A10G");
+        assert_eq!(entry.memory.as_ref().map(|f| f.factor), Some(1.32));
+        assert_eq!(entry.hours.as_ref().map(|f| f.factor), Some(1.0));
     }
 
     #[test]

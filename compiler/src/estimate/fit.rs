@@ -210,7 +210,8 @@ impl Ctx<'_> {
                     fits_on(&s, candidate)
                 };
                 let batch = setup.micro_batch.max(1);
-                let (b, peak) = (1..=batch).rev().filter(|b| batch.is_multiple_of(*b)).find_map(|b| on(b).map(|p| (b, p)))?;
+                let (b, peak) =
+                    (1..=batch).rev().filter(|b| batch.is_multiple_of(*b)).find_map(|b| on(b).map(|p| (b, p)))?;
                 let grad_accum_factor = batch / b;
                 let (hours, usd) = self.job_cost(node, candidate, count, b, grad_accum_factor);
                 Some(InstanceFit {
@@ -261,6 +262,7 @@ impl Ctx<'_> {
             diagnostics: Vec::new(),
             unknown_reported: true,
             searching: true,
+            calibration: None,
         };
         scratch.train(&changed).map_or((None, None), |e| (e.hours, e.usd))
     }
@@ -292,6 +294,14 @@ pub fn search(
     if node.kind != NodeKind::Train {
         return Err(FitError::NotTrain { node: name.to_owned(), kind: node.kind.as_str() });
     }
-    let ctx = Ctx { program, catalog, profiles, diagnostics: Vec::new(), unknown_reported: true, searching: true };
+    let ctx = Ctx {
+        program,
+        catalog,
+        profiles,
+        diagnostics: Vec::new(),
+        unknown_reported: true,
+        searching: true,
+        calibration: None,
+    };
     ctx.fit(node).ok_or_else(|| FitError::NotEstimated { node: name.to_owned() })
 }

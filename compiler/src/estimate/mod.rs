@@ -8,6 +8,7 @@
 //! a guess. docs/estimator.md explains every term and validates the model against published
 //! measurements.
 
+pub mod calibration;
 pub mod fit;
 pub mod memory;
 pub mod padding;
@@ -17,6 +18,7 @@ use crate::catalog::{Accelerator, Catalog, GpuFacts, Instance, ModelFacts};
 use crate::check::{NodeType, Program, TypedNode, Val};
 use crate::diagnostics::{Code, Diagnostic, Label};
 use crate::syntax::ast::NodeKind;
+use calibration::Calibration;
 use memory::{Attention, Fsdp, Memory, Method, Quant, Sharding, Term, TrainSetup, GIB};
 use serde::Deserialize;
 use time::TokenSource;
@@ -84,6 +86,8 @@ pub struct NodeEstimate {
     pub padding_factor: Option<f64>,
     /// What `packing = true` would take off the hours and the cost (no padding computed).
     pub packing_saves: Option<(f64, Option<f64>)>,
+    /// The team's calibration entry applied to a train job ([`calibration`]).
+    pub calibration: Option<calibration::Entry>,
 }
 
 /// Estimates for a whole program.
@@ -109,8 +113,25 @@ pub type Profiles<'a> = dyn Fn(&str) -> Option<DataProfile> + 'a;
 
 /// Estimates every job node and reports what does not fit.
 pub fn estimate(program: &Program, catalog: &Catalog, profiles: &Profiles<'_>) -> (Estimates, Vec<Diagnostic>) {
-    let mut ctx =
-        Ctx { program, catalog, profiles, diagnostics: Vec::new(), unknown_reported: false, searching: false };
+    estimate_with(program, catalog, profiles, None)
+}
+
+/// [`estimate`] with a team's calibration applied to the train jobs it has factors for.
+pub fn estimate_with(
+    program: &Program,
+    catalog: &Catalog,
+    profiles: &Profiles<'_>,
+    calibration: Option<&Calibration>,
+) -> (Estimates, Vec<Diagnostic>) {
+    let mut ctx = Ctx {
+        program,
+        catalog,
+        profiles,
+        diagnostics: Vec::new(),
+        unknown_reported: false,
+        searching: false,
+        calibration,
+    };
     let mut nodes = Vec::new();
     for &i in &program.order {
         let node = &program.nodes[i];
@@ -155,6 +176,7 @@ struct Ctx<'a> {
     unknown_reported: bool,
     /// Estimating a changed copy of a node for the fit search: no suggestions are searched.
     searching: bool,
+    calibration: Option<&'a Calibration>,
 }
 
 /// Rows and mean tokens of the conversations a reference reaches.
@@ -318,7 +340,14 @@ impl Ctx<'_> {
         }
         let facts = self.program.model_facts(&node.fields.reference("model")?.node)?.clone();
         let setup = self.setup(node, &facts, instance, count);
-        let mem = memory::train_memory(&setup);
+        let mut mem = memory::train_memory(&setup);
+        let calibrated = self.calibration.and_then(|c| c.entry(&instance.gpu, &facts.family));
+        if let Some(f) = calibrated.and_then(|e| e.memory.as_ref()).filter(|f| f.factor > 1.0) {
+            // The runs this team recorded on this GPU and family used more than estimated.
+            let bytes = (mem.gpu_peak as f64 * (f.factor - 1.0)).ceil() as u64;
+            mem.gpu_terms.push(Term { name: "calibration", bytes });
+            mem.gpu_peak = mem.gpu_peak.saturating_add(bytes);
+        }
         let capacity = instance.gpu_memory_mib * memory::MIB;
         if mem.gpu_peak > capacity && !self.searching {
             let help = self.fixes(node, &setup, instance);
@@ -416,13 +445,16 @@ impl Ctx<'_> {
             .filter(|_| !packing)
             .and_then(|d| padding::factor(&d.histogram, d.max_tokens, setup.micro_batch));
         let padded = padding_factor.unwrap_or(1.0);
+        let hours_factor = calibrated.and_then(|e| e.hours.as_ref()).map_or(1.0, |f| f.factor);
         let hours = tokens.zip(throughput).map(|(t, tp)| {
-            (t * padded * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(checkpoint_bytes(&facts))
+            hours_factor
+                * ((t * padded * flops_per_token / tp + eval_seconds) / 3600.0
+                    + time::overhead_hours(checkpoint_bytes(&facts)))
         });
         let spot = node.fields.bool("spot").unwrap_or(false);
         let usd = hours.and_then(|h| cost(h, instance, count, spot));
         let packing_saves = tokens.zip(throughput).zip(padding_factor).map(|((t, tp), factor)| {
-            let saved = t * (factor - 1.0) * flops_per_token / tp / 3600.0;
+            let saved = hours_factor * t * (factor - 1.0) * flops_per_token / tp / 3600.0;
             (saved, cost(saved, instance, count, spot))
         });
         if let (Some(h), Some(Val::Duration(limit))) = (hours, node.fields.get("max_runtime").map(|f| &f.val)) {
@@ -476,6 +508,7 @@ impl Ctx<'_> {
             spot,
             padding_factor,
             packing_saves,
+            calibration: calibrated.cloned(),
         })
     }
 
@@ -748,6 +781,7 @@ impl Ctx<'_> {
             spot,
             padding_factor: None,
             packing_saves: None,
+            calibration: None,
         }
     }
 }

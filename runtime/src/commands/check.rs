@@ -5,8 +5,10 @@ use super::{usage_error, Color, Format, Input};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use tunec_compiler::catalog::Catalog;
+use tunec_compiler::estimate::calibration::{self, Calibration};
 use tunec_compiler::lower::{self, JobGraph, LowerInput};
 use tunec_compiler::render::{self, Style};
+use tunec_compiler::World as _;
 use tunec_compiler::{Checked, Override};
 use tunec_runtime::bundle;
 use tunec_runtime::world::FsWorld;
@@ -41,6 +43,17 @@ pub(crate) fn checked(input: &Input) -> Result<Checked, ExitCode> {
     let text = std::fs::read_to_string(&input.file)
         .map_err(|e| usage_error(&format!("cannot read `{}`: {e}", input.file.display())))?;
     let world = FsWorld::for_pipeline(&input.file);
+    // A calibration file that does not parse is refused rather than ignored.
+    if let Some(calibration) = world.calibration() {
+        if let Err(e) = Calibration::parse(&calibration) {
+            let path = input.file.parent().unwrap_or(std::path::Path::new("")).join(calibration::FILE);
+            return Err(usage_error(&format!(
+                "`{}` is not a calibration file ({e}): write it again with `tunec calibrate {}`, or remove it to estimate without one",
+                path.display(),
+                input.file.display()
+            )));
+        }
+    }
     Ok(tunec_compiler::check(&input.file.display().to_string(), &text, &overrides, &world))
 }
 
