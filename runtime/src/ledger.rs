@@ -3,10 +3,10 @@
 //!
 //! A run records a job node's [`Estimated`] figures when the node starts (the estimate the job was
 //! launched on, which a later edit of the file does not rewrite) and its [`Used`] figures when it
-//! succeeds: on the local target from the `usage.json` the entry script wrote in `output/data/`
-//! (schema `tunec.usage/1`, written by `stdlib/python/tunec_entry/usage.py`), on SageMaker from
-//! `DescribeTrainingJob` (`BillableTimeInSeconds`, `TrainingTimeInSeconds`). Neither is part of
-//! any key: a rerun with other timings reruns nothing.
+//! succeeds: the `usage.json` the entry script wrote in `output/data/` (schema `tunec.usage/1`,
+//! written by `stdlib/python/tunec_entry/usage.py`; on SageMaker, from the job's `output.tar.gz`
+//! once it is unpacked) and, on SageMaker, `DescribeTrainingJob`'s `BillableTimeInSeconds` and
+//! `TrainingTimeInSeconds`. Neither is part of any key: a rerun with other timings reruns nothing.
 //!
 //! [`compare`] turns a record into rows of estimate, actual and error for GPU memory (the peak
 //! reserved by PyTorch's allocator, the largest over ranks: what runs out first), host memory,
@@ -246,6 +246,12 @@ pub struct Used {
     /// SageMaker's `TrainingTimeInSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_seconds: Option<u64>,
+}
+
+/// Reads the `usage.json` at `path`; `Err` says why it cannot be used.
+pub fn read_usage(path: &std::path::Path) -> Result<Used, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    Used::parse(&text)
 }
 
 impl Used {

@@ -31,12 +31,18 @@
 //! quotas and `max_runtime` are not. The message names the node's place in the `.tune` file, the
 //! class, SageMaker's reason and what to change (for out of memory, the estimate).
 //!
+//! **Outputs.** A completed job's outputs are its model artifact and checkpoint prefix (what the
+//! jobs after it read); the files of its `output.tar.gz` (metrics, an evaluation's report) are
+//! downloaded into the node's local folder ([`output_data`]) for the summary and for people, and
+//! not recorded, so that deleting them reruns nothing.
+//!
 //! **Stopping.** On Ctrl-C the job keeps running on SageMaker: tunec says so and waits five seconds
 //! for a second Ctrl-C, which stops it (`StopTrainingJob`, then watched until `Stopped`);
 //! otherwise it detaches, the node stays `running` with its job name, and the next `tunec run`
 //! re-attaches.
 
 pub mod classify;
+pub mod output_data;
 pub mod request;
 
 use std::collections::BTreeMap;
@@ -51,10 +57,10 @@ use tunec_compiler::lower::{ChannelSource, Execution, JobGraph, JobNode};
 
 use super::{AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, PrepareError, Target};
 use crate::journal::{Output, State, Status};
-use crate::ledger::Used;
+use crate::ledger::{read_usage, Used, USAGE_FILE};
 use crate::run::aws::{self, error_parts, Aws};
 use crate::run::progress::Reporter;
-use crate::run::target::local::bundle_dir;
+use crate::run::target::local::{bundle_dir, job_root};
 use crate::run::{jitter, s3, NodeError, Stop, StopLevel};
 use classify::{classify_api, classify_job, FailureClass};
 
@@ -192,6 +198,8 @@ impl Target for SageMakerTarget {
 #[derive(Debug, Clone)]
 pub struct JobPlan {
     pub node: String,
+    /// The node's key, which names its local folder.
+    key: String,
     /// The lowered request, placeholders unresolved.
     request: Value,
     lowered_name: String,
@@ -254,6 +262,7 @@ pub fn plan(graph: &JobGraph, node: &JobNode, base: &Path, state: &State) -> Res
     }
     Ok(JobPlan {
         node: node.name.clone(),
+        key: node.key.clone(),
         request: request.clone(),
         lowered_name: job_name.clone(),
         args_yaml: args_yaml.clone(),
@@ -289,6 +298,8 @@ struct Watch {
     throttled: u32,
     /// The description of a job that completed.
     completed: Option<DescribeTrainingJobOutput>,
+    /// Where this attempt's output data was unpacked (relative to the pipeline's folder), once it was.
+    output_data: Option<String>,
 }
 
 /// A node's SageMaker training job.
@@ -611,24 +622,56 @@ impl Job for SageMakerJob {
                 if let Some(uri) = described.checkpoint_config().and_then(|c| c.s3_uri()) {
                     outputs.push(Output { path: uri.to_owned(), sha256: String::new(), bytes: 0 });
                 }
+                if let Some(path) = described.output_data_config().and_then(|o| o.s3_output_path()) {
+                    let uri = output_data::archive_uri(path, name);
+                    let root = job_root(&self.pipeline, &self.plan.node, &self.plan.key);
+                    // Copies for people, not recorded: a deleted copy must never rerun a paid job.
+                    match output_data::fetch(&self.aws, &uri, &self.base, &root).await {
+                        Ok(files) => {
+                            self.log(&format!("output data: {} files in {root}/output/data", files.len()));
+                            self.watch.output_data = Some(format!("{root}/output/data"));
+                        }
+                        Err(e) => self.reporter.line(&format!(
+                            "  {}: its output data (metrics, reports) is not on this machine: {e}",
+                            self.plan.node
+                        )),
+                    }
+                }
             }
             self.reporter.line(&format!("  {} done: {name} completed", self.plan.node));
             Ok(outputs)
         })
     }
 
-    /// What SageMaker billed and timed. The script's `usage.json` travels in the job's
-    /// `output.tar.gz`, which tunec does not download.
+    /// What the script measured (its `usage.json`, in the output data this attempt unpacked),
+    /// with what SageMaker billed and timed.
     fn usage(&mut self) -> BoxFuture<'_, Option<Used>> {
         let described = self.watch.completed.as_ref();
         let seconds = |v: Option<i32>| v.and_then(|s| u64::try_from(s).ok());
         let billable_seconds = seconds(described.and_then(DescribeTrainingJobOutput::billable_time_in_seconds));
         let training_seconds = seconds(described.and_then(DescribeTrainingJobOutput::training_time_in_seconds));
-        let used = (billable_seconds.is_some() || training_seconds.is_some()).then(|| Used {
-            billable_seconds,
-            training_seconds,
-            ..Used::default()
+        let measured = self.watch.output_data.as_ref().and_then(|rel| {
+            let rel = format!("{rel}/{USAGE_FILE}");
+            let path = self.base.join(&rel);
+            if !path.exists() {
+                return None;
+            }
+            match read_usage(&path) {
+                Ok(used) => Some(used),
+                Err(e) => {
+                    self.reporter.line(&format!("  {}: no usage recorded: `{rel}`: {e}", self.plan.node));
+                    None
+                }
+            }
         });
+        let used = match measured {
+            Some(used) => Some(Used { billable_seconds, training_seconds, ..used }),
+            None => (billable_seconds.is_some() || training_seconds.is_some()).then(|| Used {
+                billable_seconds,
+                training_seconds,
+                ..Used::default()
+            }),
+        };
         Box::pin(async move { used })
     }
 }
