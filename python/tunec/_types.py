@@ -94,7 +94,7 @@ class Estimate(TypedDict):
     packing_saves_hours: float | None
     packing_saves_usd: float | None
     calibration: dict[str, object] | None
-    """The team's calibration applied (`gpu`, `family`, `memory_factor`, `hours_factor`), from tunec.calibration.json."""
+    """The calibration applied (`gpu`, `family`, `memory_factor`, `hours_factor`), from tunec.calibration.json."""
 
 
 class Total(TypedDict):
