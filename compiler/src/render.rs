@@ -310,10 +310,10 @@ pub fn fit_lines(f: &crate::estimate::fit::Fit) -> Vec<String> {
         return lines;
     }
     lines.push(format!("instances on which the job fits ({}), cheapest job first:", f.instances.len()));
-    let mut table = vec![["instance", "GPUs", "GPU peak", "hours", "cost", "change"].map(str::to_owned).to_vec()];
+    let mut table_rows = vec![["instance", "GPUs", "GPU peak", "hours", "cost", "change"].map(str::to_owned).to_vec()];
     for i in &f.instances {
         let change = i.change();
-        table.push(vec![
+        table_rows.push(vec![
             format!("{} x {}", i.instance, i.count),
             format!("{} x {}", i.gpus, i.gpu),
             format!("{} of {} GiB", gib(i.peak_bytes), gib(i.capacity_bytes)),
@@ -322,24 +322,35 @@ pub fn fit_lines(f: &crate::estimate::fit::Fit) -> Vec<String> {
             if change.is_empty() { "as declared".to_owned() } else { change },
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    for row in table {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, &w))| {
-                let pad = " ".repeat(w - cell.chars().count());
-                if c == 3 || c == 4 {
-                    format!("{pad}{cell}")
-                } else {
-                    format!("{cell}{pad}")
-                }
-            })
-            .collect();
-        lines.push(format!("  {}", cells.join("  ").trim_end()));
-    }
+    lines.extend(table(&table_rows, &[3, 4]));
     lines
+}
+
+/// Rows as a table for people: each column as wide as its widest cell, the columns in
+/// `right_aligned` (numbers) aligned right, two spaces between columns, each line indented by two.
+pub fn table(rows: &[Vec<String>], right_aligned: &[usize]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(c, (cell, &w))| {
+                    let pad = " ".repeat(w - cell.chars().count());
+                    if right_aligned.contains(&c) {
+                        format!("{pad}{cell}")
+                    } else {
+                        format!("{cell}{pad}")
+                    }
+                })
+                .collect();
+            format!("  {}", cells.join("  ").trim_end())
+        })
+        .collect()
 }
 
 /// The fit search as JSON (version 1).

@@ -12,7 +12,7 @@
 //! the `gpu_memory` error's help is built from it.
 
 use super::memory::{self, TrainSetup, GIB};
-use super::{instance_of, Ctx};
+use super::Ctx;
 use crate::catalog::{Accelerator, Instance};
 use crate::check::{FieldVal, Origin, TypedNode, Val};
 use crate::syntax::ast::NodeKind;
@@ -158,12 +158,7 @@ const MAX_BATCH: u64 = 4096;
 impl Ctx<'_> {
     /// The fit search for train node `node`, which this context has estimated.
     pub(super) fn fit(&self, node: &TypedNode) -> Option<Fit> {
-        let (instance_name, count) = instance_of(node)?;
-        let instance = self.catalog.instance(instance_name)?;
-        if instance.accelerator != Accelerator::Cuda {
-            return None;
-        }
-        let facts = self.program.model_facts(&node.fields.reference("model")?.node)?.clone();
+        let (instance, count, facts) = self.train_target(node)?;
         let setup = self.setup(node, &facts, instance, count);
         let declared = memory::train_memory(&setup);
         let max_batch = largest(MAX_BATCH, |b| fits_on(&TrainSetup { micro_batch: b, ..setup.clone() }, instance));

@@ -203,7 +203,7 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / GIB as f64)
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn gpu(&self, instance: &Instance) -> Option<&GpuFacts> {
         self.catalog.gpus.iter().find(|g| g.name == instance.gpu)
     }
@@ -332,13 +332,20 @@ impl Ctx<'_> {
         }
     }
 
-    fn train(&mut self, node: &TypedNode) -> Option<NodeEstimate> {
+    /// A train node's CUDA instance, instance count and model, when all are known.
+    fn train_target(&self, node: &TypedNode) -> Option<(&'a Instance, u64, ModelFacts)> {
         let (instance_name, count) = instance_of(node)?;
         let instance = self.catalog.instance(instance_name)?;
         if instance.accelerator != Accelerator::Cuda {
             return None;
         }
         let facts = self.program.model_facts(&node.fields.reference("model")?.node)?.clone();
+        Some((instance, count, facts))
+    }
+
+    fn train(&mut self, node: &TypedNode) -> Option<NodeEstimate> {
+        let (instance, count, facts) = self.train_target(node)?;
+        let instance_name = instance.name.as_str();
         let setup = self.setup(node, &facts, instance, count);
         let mut mem = memory::train_memory(&setup);
         let calibrated = self.calibration.and_then(|c| c.entry(&instance.gpu, &facts.family));

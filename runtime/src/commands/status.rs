@@ -135,31 +135,14 @@ fn ledger_lines(state: &journal::State, names: &[&str]) -> Vec<String> {
     if rows.is_empty() {
         return Vec::new();
     }
-    let mut table =
-        vec![["node".to_owned(), "measure".to_owned(), "estimate".to_owned(), "actual".to_owned(), "error".to_owned()]];
+    let mut table = vec![["node", "measure", "estimate", "actual", "error"].map(str::to_owned).to_vec()];
     for (node, measures) in &rows {
         for row in measures {
             let [estimate, actual, error] = row.cells();
-            table.push([(*node).to_owned(), row.measure.label().to_owned(), estimate, actual, error]);
+            table.push(vec![(*node).to_owned(), row.measure.label().to_owned(), estimate, actual, error]);
         }
     }
-    let widths: Vec<usize> = (0..5).map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut lines = vec![String::new(), "estimate against actual (error: (estimate - actual) / actual):".to_owned()];
-    for row in table {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, &w))| {
-                let pad = w - cell.chars().count();
-                if c < 2 {
-                    format!("{cell}{}", " ".repeat(pad))
-                } else {
-                    format!("{}{cell}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        lines.push(format!("  {}", cells.join("  ").trim_end()));
-    }
+    lines.extend(tunec_compiler::render::table(&table, &[2, 3, 4]));
     lines
 }
