@@ -77,8 +77,8 @@ pub fn parse_arn(text: &str) -> Result<SecretArn<'_>, ArnProblem> {
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ArnProblem::BadAccount(account.to_owned()));
     }
-    let name_ok = (1..=512).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
+    let name_ok =
+        (1..=512).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
     if !name_ok {
         return Err(ArnProblem::BadName);
     }
@@ -89,12 +89,15 @@ impl SecretArn<'_> {
     /// Whether the name ends with the `-` and six characters Secrets Manager appends.
     pub fn is_complete(&self) -> bool {
         let bytes = self.name.as_bytes();
-        bytes.len() > 7 && bytes[bytes.len() - 7] == b'-' && bytes[bytes.len() - 6..].iter().all(u8::is_ascii_alphanumeric)
+        bytes.len() > 7
+            && bytes[bytes.len() - 7] == b'-'
+            && bytes[bytes.len() - 6..].iter().all(u8::is_ascii_alphanumeric)
     }
 
     /// The resource an IAM policy names to allow reading this secret.
     pub fn policy_resource(&self) -> String {
-        let arn = format!("arn:{}:secretsmanager:{}:{}:secret:{}", self.partition, self.region, self.account, self.name);
+        let arn =
+            format!("arn:{}:secretsmanager:{}:{}:secret:{}", self.partition, self.region, self.account, self.name);
         if self.is_complete() {
             arn
         } else {
@@ -110,12 +113,18 @@ mod tests {
     #[test]
     fn arns_parse_into_their_parts() {
         let arn = parse_arn("arn:aws:secretsmanager:eu-west-1:111122223333:secret:hub/token-AbC123").expect("arn");
-        assert_eq!((arn.partition, arn.region, arn.account, arn.name), ("aws", "eu-west-1", "111122223333", "hub/token-AbC123"));
+        assert_eq!(
+            (arn.partition, arn.region, arn.account, arn.name),
+            ("aws", "eu-west-1", "111122223333", "hub/token-AbC123")
+        );
         assert!(arn.is_complete());
         assert_eq!(arn.policy_resource(), "arn:aws:secretsmanager:eu-west-1:111122223333:secret:hub/token-AbC123");
         let partial = parse_arn("arn:aws-cn:secretsmanager:cn-north-1:111122223333:secret:hf_token").expect("partial");
         assert!(!partial.is_complete());
-        assert_eq!(partial.policy_resource(), "arn:aws-cn:secretsmanager:cn-north-1:111122223333:secret:hf_token-??????");
+        assert_eq!(
+            partial.policy_resource(),
+            "arn:aws-cn:secretsmanager:cn-north-1:111122223333:secret:hf_token-??????"
+        );
     }
 
     #[test]

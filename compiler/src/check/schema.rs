@@ -176,13 +176,12 @@ pub const OPTIMIZERS: &[&str] = &[
 ];
 pub const EIGHT_BIT_OPTIMIZERS: &[&str] = &["adamw_8bit", "adamw_bnb_8bit", "adamw_torch_8bit", "paged_adamw_8bit"];
 
-const TOKEN: FieldSpec =
-    opt(
-        "token",
-        Ty::Secret,
-        "A Hub access token for gated repositories: `secret(\"arn:aws:secretsmanager:...\")` (read where it is \
+const TOKEN: FieldSpec = opt(
+    "token",
+    Ty::Secret,
+    "A Hub access token for gated repositories: `secret(\"arn:aws:secretsmanager:...\")` (read where it is \
          used; on SageMaker, by the job with its execution role) or `env(\"HF_TOKEN\")`.",
-    );
+);
 const REVISION: FieldSpec = opt("revision", Ty::Str, "A Hub revision (branch, tag or commit) to pin.");
 
 const DATASET_FIELDS: &[FieldSpec] = &[

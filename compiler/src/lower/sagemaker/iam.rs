@@ -106,7 +106,10 @@ fn job_secrets(graph: &JobGraph, resolve: &dyn Fn(&str) -> String) -> Vec<String
 /// that a chat node uses as its tokenizer (`run/data.rs` downloads exactly those).
 fn data_step_secrets(graph: &JobGraph, resolve: &dyn Fn(&str) -> String) -> Vec<String> {
     let tokenizer = |name: &str| {
-        graph.nodes.iter().any(|c| c.kind == "chat" && c.fields().reference("tokenizer").is_some_and(|r| r.node == name))
+        graph
+            .nodes
+            .iter()
+            .any(|c| c.kind == "chat" && c.fields().reference("tokenizer").is_some_and(|r| r.node == name))
     };
     sorted(
         graph
@@ -120,9 +123,9 @@ fn data_step_secrets(graph: &JobGraph, resolve: &dyn Fn(&str) -> String) -> Vec<
 }
 
 fn read_secrets(sid: &str, resources: Vec<String>) -> Option<Json> {
-    (!resources.is_empty()).then(|| {
-        json!({"Sid": sid, "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": resources})
-    })
+    (!resources.is_empty()).then(
+        || json!({"Sid": sid, "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": resources}),
+    )
 }
 
 /// The execution role's policy.
