@@ -759,7 +759,12 @@ def test_every_request_tunec_builds_is_accepted(start, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    values = {"TUNEC_BUCKET": f"s3://{BUCKET}", "TUNEC_SAGEMAKER_ROLE": ROLE, "HF_TOKEN": "hf_test_token"}
+    values = {
+        "TUNEC_BUCKET": f"s3://{BUCKET}",
+        "TUNEC_SAGEMAKER_ROLE": ROLE,
+        "HF_TOKEN": "hf_test_token",
+        "TUNEC_HF_TOKEN_SECRET": "arn:aws:secretsmanager:us-east-1:111122223333:secret:hub-token-Ab12Cd",
+    }
     assert set(manifest["env"]) <= set(values), "a placeholder this test has no value for"
     requests = sorted(out.glob("*/request.json"))
     assert len(requests) >= 3, "expected the train, merge and evaluate requests"
