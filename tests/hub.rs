@@ -449,15 +449,8 @@ fn a_token_kept_in_secrets_manager_is_read_with_the_aws_credentials() {
         std::fs::write(folder.join("p.tune"), pipeline_text(&model, &hub_dataset(""))).expect("write");
     };
     let aws = |c: &mut Command| {
-        c.env_remove("HF_TOKEN")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_REGION");
+        moto::test_credentials(c);
+        c.env_remove("HF_TOKEN").env_remove("AWS_REGION");
     };
     let gated = |requests: &[Value]| -> Vec<Value> {
         requests

@@ -21,6 +21,9 @@
 
 #[path = "support/medreason.rs"]
 mod medreason;
+#[path = "support/moto.rs"]
+#[allow(dead_code)] // this suite starts its own servers
+mod moto;
 #[path = "support/process.rs"]
 mod process;
 mod support;
@@ -186,19 +189,13 @@ impl Aws {
 
     /// The environment of every tunec run of this test: the local servers and test credentials.
     fn configure(&self, command: &mut Command) {
+        moto::test_credentials(command);
         command
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .env("AWS_ENDPOINT_URL_S3", &self.moto)
             .env("AWS_ENDPOINT_URL_SAGEMAKER", &self.fake)
             .env("TUNEC_SAGEMAKER_POLL_SECONDS", "0.05")
             .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::123456789012:role/tunec-test")
-            .env("TUNEC_BUCKET", format!("s3://{}/team", self.bucket))
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE");
+            .env("TUNEC_BUCKET", format!("s3://{}/team", self.bucket));
     }
 
     fn command(&self, args: &[&str]) -> Command {

@@ -113,19 +113,24 @@ fn no_command_prints_an_environment_value() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn a_run_writes_no_environment_value_whether_it_succeeds_or_fails() {
-    let dir = std::env::temp_dir().join(format!("tunec-secrets-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    medreason::model_and_rows(&dir);
-    let pipeline = medreason::pipeline(&medreason::Shape {
+/// The MedReason-shaped pipeline on the SageMaker target, with `after_train` after its train node.
+fn sagemaker_pipeline(after_train: &str) -> String {
+    medreason::pipeline(&medreason::Shape {
         target: "  target sagemaker {\n    region = \"us-east-1\"\n    role   = env(\"TUNEC_SAGEMAKER_ROLE\")\n    bucket = env(\"TUNEC_BUCKET\")\n  }",
         seq_len: 160,
         overflow: "drop",
         instance: "ml.g5.2xlarge",
         train_extra: "",
-        after_train: "",
-    });
+        after_train,
+    })
+}
+
+#[test]
+fn a_run_writes_no_environment_value_whether_it_succeeds_or_fails() {
+    let dir = std::env::temp_dir().join(format!("tunec-secrets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    medreason::model_and_rows(&dir);
+    let pipeline = sagemaker_pipeline("");
     let file = dir.join("p.tune").display().to_string();
     let scan = |what: &str, printed: &[&Run]| {
         for run in printed {
@@ -311,14 +316,9 @@ fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
         &dir.join("sagemaker.log"),
     );
 
-    let pipeline = medreason::pipeline(&medreason::Shape {
-        target: "  target sagemaker {\n    region = \"us-east-1\"\n    role   = env(\"TUNEC_SAGEMAKER_ROLE\")\n    bucket = env(\"TUNEC_BUCKET\")\n  }",
-        seq_len: 160,
-        overflow: "drop",
-        instance: "ml.g5.2xlarge",
-        train_extra: "",
-        after_train: "  merge merged = merge(sft)\n  evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }",
-    });
+    let pipeline = sagemaker_pipeline(
+        "  merge merged = merge(sft)\n  evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }",
+    );
     let local = "model llama = local_model(\"model\") {";
     assert!(pipeline.contains(local));
     let pipeline = pipeline.replace(
@@ -329,12 +329,8 @@ fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
     std::fs::write(&file, &pipeline).expect("write");
 
     let configure = |command: &mut Command| {
+        moto::test_credentials(command);
         command
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .env("AWS_ENDPOINT_URL_S3", &moto)
             .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto)
             .env("AWS_ENDPOINT_URL_SAGEMAKER", &sagemaker)
@@ -346,9 +342,7 @@ fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
             .env("HF_HOME", dir.join("hf-home"))
             .env_remove("HF_TOKEN")
             .env_remove("HF_TOKEN_PATH")
-            .env_remove("HF_HUB_OFFLINE")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE");
+            .env_remove("HF_HUB_OFFLINE");
     };
     let tunec = |args: &[&str]| support::tunec_with(args, configure);
     let scan = |what: &str, printed: &str| {

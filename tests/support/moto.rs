@@ -20,6 +20,20 @@ impl Drop for Moto {
     }
 }
 
+/// A `tunec` (or boto3) process configured for local servers only: moto's test credentials, no
+/// profile, no shared files, no instance metadata, and no endpoint for every service at once (each
+/// test names its per-service endpoints).
+pub(crate) fn test_credentials(command: &mut Command) {
+    command
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE");
+}
+
 impl Moto {
     /// `.ci/run`'s server, else one of this test's own.
     pub(crate) fn shared(python: &str) -> Moto {
