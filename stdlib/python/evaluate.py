@@ -31,24 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    GenerationConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    set_seed,
-)
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from tunec_entry import architecture
 from tunec_entry.config import TunecArgs, load_args
 from tunec_entry.data import EvalRow, read_eval_split
 from tunec_entry.failure import EntryError, configure_logging, run_entry
-from tunec_entry.jobenv import (
-    JobEnv,
-    config_path,
-    parse_command_line,
-    require_single_process,
-    write_json,
-)
+from tunec_entry.jobenv import JobEnv, config_path, parse_command_line, require_single_process, write_json
 from tunec_entry.models import (
     adapter_source,
     has_tokenizer,

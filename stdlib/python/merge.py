@@ -32,13 +32,7 @@ from tunec_entry import architecture
 from tunec_entry.config import TunecArgs, load_args
 from tunec_entry.data import read_eval_split
 from tunec_entry.failure import EntryError, configure_logging, run_entry
-from tunec_entry.jobenv import (
-    JobEnv,
-    config_path,
-    parse_command_line,
-    require_single_process,
-    write_json,
-)
+from tunec_entry.jobenv import JobEnv, config_path, parse_command_line, require_single_process, write_json
 from tunec_entry.models import (
     adapter_source,
     has_tokenizer,

@@ -44,12 +44,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 
 from tunec_entry import architecture, builders
 from tunec_entry.artifacts import check_adapter_shapes
-from tunec_entry.checkpoints import (
-    TRAINER_STATE,
-    checkpoint_step,
-    newest_checkpoint,
-    training_finished,
-)
+from tunec_entry.checkpoints import TRAINER_STATE, checkpoint_step, newest_checkpoint, training_finished
 from tunec_entry.config import TunecArgs, load_args
 from tunec_entry.data import (
     EpochSampler,
@@ -60,19 +55,9 @@ from tunec_entry.data import (
     read_tokenized_split,
     rows_without,
 )
-from tunec_entry.failure import (
-    EXIT_INTERRUPTED,
-    EntryError,
-    configure_logging,
-    run_entry,
-)
+from tunec_entry.failure import EXIT_INTERRUPTED, EntryError, configure_logging, run_entry
 from tunec_entry.jobenv import JobEnv, config_path, parse_command_line, write_json
-from tunec_entry.models import (
-    load_tokenizer,
-    model_source,
-    prepare_for_inference,
-    set_use_cache,
-)
+from tunec_entry.models import load_tokenizer, model_source, prepare_for_inference, set_use_cache
 from tunec_entry.tokens import SpecialTokens
 from tunec_entry.trainlog import (
     RunSummary,
