@@ -458,6 +458,74 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
+/// The catalog's on-demand price of `instance`, read from the catalog file itself.
+fn catalog_price(instance: &str) -> f64 {
+    let text = std::fs::read_to_string(root().join("stdlib/catalog/instances.toml")).expect("catalog");
+    let row = text.split("[[instance]]").find(|r| r.contains(&format!("name = \"{instance}\""))).expect("the row");
+    let line = row.lines().find(|l| l.starts_with("price_usd_per_hour")).expect("a price");
+    line.split('=').nth(1).expect("value").trim().parse().expect("a number")
+}
+
+#[test]
+fn the_ledger_records_what_sagemaker_billed_and_status_prices_it() {
+    // The train job ran an hour and billed half of it (as a managed spot job does), and its script
+    // measured two GPUs (usage.json, in the job's output.tar.gz).
+    let usage = serde_json::json!({"schema": "tunec.usage/1", "script": "train", "wall_seconds": 3000.5,
+        "host_peak_bytes": 9_000_000_000_u64, "gpu_allocated_peak_bytes": 15_000_000_000_u64,
+        "gpu_reserved_peak_bytes": 17_000_000_000_u64, "device_used_peak_bytes": 18_000_000_000_u64,
+        "ranks": [{"rank": 0, "host_peak_bytes": 9_000_000_000_u64, "gpu_reserved_peak_bytes": 17_000_000_000_u64},
+                  {"rank": 1, "host_peak_bytes": 8_000_000_000_u64, "gpu_reserved_peak_bytes": 16_000_000_000_u64}]});
+    let script = serde_json::json!({"default": {"polls": 2, "end": "Completed"},
+      "jobs": [{"match": "-sft-", "attempts": [{"polls": 2, "seconds": {"training": 3600, "billable": 1800},
+        "output_data": {"usage.json": usage.to_string()}}]}]})
+    .to_string();
+    let aws = Aws::start("ledger", &script, "");
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let state = aws.state();
+    let sft = &state["nodes"]["sft"];
+    assert_eq!((&sft["usage"]["training_seconds"], &sft["usage"]["billable_seconds"]), (&3600.into(), &1800.into()));
+    // What the script measured, from its output data, beside what SageMaker billed.
+    assert_eq!(sft["usage"]["gpu_reserved_peak_bytes"], 17_000_000_000_u64, "{sft}");
+    assert_eq!(sft["usage"]["ranks"].as_array().map(Vec::len), Some(2), "{sft}");
+    // The others' output data holds no usage.json: billed time only, no memory figure invented.
+    let merged = &state["nodes"]["merged"]["usage"];
+    assert!(merged.get("gpu_reserved_peak_bytes").is_none() && merged.get("host_peak_bytes").is_none(), "{merged}");
+    let price = catalog_price("ml.g5.2xlarge");
+    assert_eq!(sft["estimate"]["instance"], "ml.g5.2xlarge", "{sft}");
+    assert_eq!(sft["estimate"]["usd_per_hour"].as_f64(), Some(price), "{sft}");
+    for node in ["merged", "report"] {
+        let billed = state["nodes"][node]["usage"]["billable_seconds"].as_u64().expect("billable seconds");
+        assert!(billed >= 1, "the server's own clock: {}", state["nodes"][node]);
+    }
+
+    let status = aws.tunec(&["status", &aws.file(), "--format", "json"]);
+    assert_eq!(status.code, 0, "{}{}", status.stdout, status.stderr);
+    let doc: Value = serde_json::from_str(&status.stdout).expect("json");
+    let ledger = &doc["ledger"]["sft"];
+    assert_eq!(ledger["hours"]["actual"].as_f64(), Some(0.5), "billable hours: {ledger}");
+    let usd = ledger["usd"]["actual"].as_f64().expect("an actual cost");
+    assert!((usd - 0.5 * price).abs() < 1e-9, "half an hour at ${price}/h: {ledger}");
+    let estimated = ledger["usd"]["estimate"].as_f64().expect("an estimated cost");
+    let error = ledger["usd"]["error"].as_f64().expect("an error");
+    assert!((error - (estimated - usd) / usd).abs() < 1e-9, "{ledger}");
+    let gpu = &ledger["gpu_memory_bytes"];
+    assert_eq!(gpu["actual"].as_f64(), Some(17e9), "{gpu}");
+    let (estimate, actual) = (gpu["estimate"].as_f64().expect("estimate"), 17e9);
+    assert!((gpu["error"].as_f64().expect("error") - (estimate - actual) / actual).abs() < 1e-12, "{gpu}");
+
+    let status = aws.tunec(&["status", &aws.file()]);
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sft") && l.contains("dollars"))
+        .unwrap_or_else(|| panic!("no dollars row: {}", status.stdout));
+    let cells: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(cells[3], format!("${:.2}", 0.5 * price), "{row}");
+    assert_eq!(cells[4], format!("{:+.0}%", error * 100.0), "{row}");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
 /// The runs [`kill_at_random_until_done`] killed, and where the kills landed: while a job existed
 /// on SageMaker (its node running, its job created), or elsewhere (the data steps, uploads,
 /// between nodes).
@@ -1189,8 +1257,15 @@ fn on_motos_sagemaker_the_pipeline_runs_chains_and_reruns_with_no_call() {
         assert_eq!(record["job_name"], names[node].as_str(), "{record}");
         assert_eq!(record["job_created"], true, "{record}");
         // The outputs are what the service says the model is.
-        let artifacts = moto_job(&aws, &names[node])["ModelArtifacts"]["S3ModelArtifacts"].clone();
+        let described = moto_job(&aws, &names[node]);
+        let artifacts = described["ModelArtifacts"]["S3ModelArtifacts"].clone();
         assert!(record["outputs"].as_array().expect("outputs").iter().any(|o| o["path"] == artifacts), "{record}");
+        // The ledger keeps what the service says it billed, and nothing where it says nothing.
+        match described.get("BillableTimeInSeconds") {
+            Some(billed) => assert_eq!(&record["usage"]["billable_seconds"], billed, "{record}"),
+            None => assert!(record["usage"]["billable_seconds"].is_null(), "{record}"),
+        }
+        assert!(record["estimate"]["gpu_peak_bytes"].is_u64(), "{record}");
     }
     // What the jobs read was uploaded where their requests say, and the merge reads the model the
     // sft job wrote.

@@ -315,6 +315,35 @@ def test_a_job_completes_after_the_scripted_number_of_polls(start) -> None:
     assert statuses(server, "tunec-sft-0001", 1) == [("Completed", "Completed")]
 
 
+def test_scripted_seconds_are_what_a_completed_job_says_it_ran_and_billed(start) -> None:
+    # A managed spot job bills less than it ran; an on-demand one bills what it ran.
+    server = start(
+        {
+            "default": {"polls": 0, "seconds": {"training": 7200}},
+            "jobs": [{"match": "spot", "attempts": [{"polls": 0, "seconds": {"training": 3600, "billable": 1260}}]}],
+        }
+    )
+    for name in ("tunec-spot-0001", "tunec-sft-0002"):
+        server.sm.create_training_job(**request(name))
+    spot = server.sm.describe_training_job(TrainingJobName="tunec-spot-0001")
+    plain = server.sm.describe_training_job(TrainingJobName="tunec-sft-0002")
+    assert (spot["TrainingTimeInSeconds"], spot["BillableTimeInSeconds"]) == (3600, 1260)
+    assert (plain["TrainingTimeInSeconds"], plain["BillableTimeInSeconds"]) == (7200, 7200)
+
+
+def test_scripted_seconds_must_be_whole_positive_numbers(tmp_path: Path) -> None:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"default": {"seconds": {"billable": 0}}}), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(SERVER), "--port-file", str(tmp_path / "port"), "--script", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "seconds is" in done.stderr
+
+
 def test_attempts_are_consumed_by_successive_creates_of_matching_names(start) -> None:
     server = start(
         {

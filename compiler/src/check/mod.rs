@@ -39,6 +39,12 @@ pub trait World {
     fn profile(&self, _pipeline: &str, _node: &str) -> Option<String> {
         None
     }
+
+    /// The text of the pipeline's calibration file (`tunec.calibration.json`), when there is one
+    /// ([`crate::estimate::calibration`]).
+    fn calibration(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A world with no files at all.

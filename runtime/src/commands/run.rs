@@ -10,7 +10,7 @@
 //! folder's copy of the scripts (`code/`) must be that bundle unedited: the jobs run the bundle
 //! tunec carries, so an edit there would be ignored while its old results were reused.
 
-use super::check::compiled;
+use super::check::{compiled, parse_overrides};
 use super::{usage_error, Format, Input};
 use clap::ValueEnum;
 use std::collections::BTreeMap;
@@ -22,6 +22,7 @@ use tunec_compiler::secret::{parse_arn, HUB_TOKEN_SECRET_VAR};
 use tunec_compiler::target::Target;
 use tunec_runtime::bundle;
 use tunec_runtime::journal::Journal;
+use tunec_runtime::ledger::{self, EstimateSource};
 use tunec_runtime::run::aws::Settings;
 use tunec_runtime::run::progress::{Mode, Reporter};
 use tunec_runtime::run::summary::Summary;
@@ -29,6 +30,7 @@ use tunec_runtime::run::target::local::LocalTarget;
 use tunec_runtime::run::target::sagemaker::request::resolve_placeholders;
 use tunec_runtime::run::target::sagemaker::{NodeContext, SageMakerOptions, SageMakerTarget};
 use tunec_runtime::run::{self as runner, Outcome, RunError, RunOptions};
+use tunec_runtime::world::FsWorld;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -71,7 +73,9 @@ pub(crate) fn run(
                 (n.name.clone(), NodeContext { location, memory: None })
             })
             .collect();
-        return execute(&graph, &base, How { until, python, progress, endpoint_url, format, contexts });
+        // A build folder carries no `.tune` file to estimate: its jobs record what they used only.
+        let estimates = EstimateSource::default();
+        return execute(&graph, &base, How { until, python, progress, endpoint_url, format, contexts, estimates });
     }
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
@@ -79,7 +83,15 @@ pub(crate) fn run(
     };
     let Some(program) = &checked.program else { return ExitCode::from(1) };
     let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let how = How { until, python, progress, endpoint_url, format, contexts: contexts(&checked, program) };
+    let how = How {
+        until,
+        python,
+        progress,
+        endpoint_url,
+        format,
+        contexts: contexts(&checked, program),
+        estimates: estimate_source(input, &checked),
+    };
     execute(&graph, &base, how)
 }
 
@@ -172,6 +184,8 @@ struct How {
     endpoint_url: Option<String>,
     format: Format,
     contexts: BTreeMap<String, NodeContext>,
+    /// Each job node's estimate, recorded next to what it used.
+    estimates: EstimateSource,
 }
 
 /// Every job's `TUNEC_HF_TOKEN_SECRET`, resolved, is the ARN of a Secrets Manager secret.
@@ -193,7 +207,7 @@ fn check_secret_arns(graph: &JobGraph) -> Result<(), String> {
 
 /// Runs `graph`, whose paths are relative to `base`, on its target.
 fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
-    let How { until, python, progress, endpoint_url, format, contexts } = how;
+    let How { until, python, progress, endpoint_url, format, contexts, estimates } = how;
     if let Err(e) = runner::check_until(graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
@@ -245,7 +259,7 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
             Arc::new(SageMakerTarget::new(base, reporter.clone(), options))
         }
     };
-    let options = RunOptions { until, signals: true, stop: None, aws };
+    let options = RunOptions { until, signals: true, stop: None, aws, estimates };
     let since = jiff::Timestamp::now();
     let result = runner::run(graph, base, target, &options, journal, reporter.clone());
     let summary = Summary::collect(graph, base, options.until.as_deref(), since, &result);
@@ -265,6 +279,18 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
         }
         Err(e) => usage_error(&e.to_string()),
     }
+}
+
+/// A job's estimate as the run starts it: the same text and `--set` values checked again, with
+/// the data profiles written by then.
+fn estimate_source(input: &Input, checked: &tunec_compiler::Checked) -> EstimateSource {
+    let Some(source) = checked.sources.get(checked.main) else { return EstimateSource::default() };
+    let (name, text) = (source.name.clone(), source.text.clone());
+    let overrides = parse_overrides(&input.set).unwrap_or_default();
+    let world = FsWorld::for_pipeline(&input.file);
+    EstimateSource::new(move |node| {
+        ledger::estimates(&tunec_compiler::check(&name, &text, &overrides, &world)).remove(node)
+    })
 }
 
 /// Each node's place in the `.tune` file and memory estimate, for the messages of a run.
