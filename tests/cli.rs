@@ -33,6 +33,125 @@ fn check_reports_errors_with_exit_code_1() {
 }
 
 #[test]
+fn check_fit_lists_what_fits_in_place_of_the_nodes_and_keeps_checks_exit_code() {
+    // A step that does not fit: the gpu_memory error on stderr, the search on stdout, exit 1.
+    let run = tunec(&["check", "tests/cases/gpu_memory.tune", "--fit", "sft"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("tunec::estimate::gpu_memory"), "{}", run.stderr);
+    assert!(run.stdout.starts_with("`sft` on ml.g5.2xlarge x 1 (A10G"), "{}", run.stdout);
+    assert!(run.stdout.contains(": does not fit\n"), "{}", run.stdout);
+    assert!(!run.stdout.contains("Adapter<llama>"), "the search replaces the node listing: {}", run.stdout);
+    let doc = json(&tunec(&["check", "--format", "json", "tests/cases/gpu_memory.tune", "--fit", "sft"]));
+    let fit = &doc["fit"];
+    assert_eq!((&fit["version"], &fit["node"], &fit["fits"]), (&1.into(), &"sft".into(), &false.into()));
+    let instances = fit["instances"].as_array().expect("instances");
+    assert!(
+        !instances.is_empty()
+            && instances.iter().all(|i| i["gpu_peak_bytes"].as_u64() <= i["gpu_capacity_bytes"].as_u64())
+    );
+    assert!(doc["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .any(|d| d["code"] == "tunec::estimate::gpu_memory"));
+    // Only a train node with an estimate is searched: anything else is a usage error.
+    let split = tunec(&["check", "tests/cases/gpu_memory.tune", "--fit", "parts"]);
+    assert_eq!(split.code, 2);
+    assert!(split.stderr.contains("`parts` is a split node"), "{}", split.stderr);
+    let unknown = tunec(&["check", "tests/cases/gpu_memory.tune", "--fit", "sfd"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("the train nodes are `sft`"), "{}", unknown.stderr);
+}
+
+/// A journal of pipeline `fit` whose train runs recorded estimates and what they used.
+fn calibration_journal(dir: &std::path::Path) {
+    let record = |estimate: serde_json::Value, usage: serde_json::Value| {
+        serde_json::json!({"key": "k", "status": "succeeded", "attempt": 1, "outputs": [],
+            "started_at": "2026-12-01T00:00:00Z", "finished_at": "2026-12-01T01:00:00Z",
+            "estimate": estimate, "usage": usage})
+    };
+    let estimate = |peak: u64, hours: f64| {
+        serde_json::json!({"instance": "ml.g6e.xlarge", "instance_count": 1, "gpu_peak_bytes": peak,
+            "host_peak_bytes": 1, "hours": hours, "gpu": "L40S", "family": "llama"})
+    };
+    let state = serde_json::json!({"version": 1, "pipeline": "fit", "nodes": {
+        // Reserved 1.1x and 1.05x the estimate; 0.75 and 0.85 of the estimated hours, one billed
+        // by SageMaker and one timed on a local GPU.
+        "sft": record(estimate(10_000_000_000, 2.0),
+            serde_json::json!({"gpu_reserved_peak_bytes": 11_000_000_000_u64, "billable_seconds": 5400})),
+        "sft_b": record(estimate(20_000_000_000, 1.0),
+            serde_json::json!({"gpu_reserved_peak_bytes": 21_000_000_000_u64, "process_seconds": 3060.0})),
+        // A run on a CPU: no GPU figure, no bill; it counts for nothing.
+        "sft_c": record(estimate(10_000_000_000, 1.0), serde_json::json!({"host_peak_bytes": 5, "wall_seconds": 9.0})),
+    }});
+    std::fs::create_dir_all(dir.join(".tunec/fit")).expect("mkdir");
+    std::fs::write(dir.join(".tunec/fit/state.json"), state.to_string()).expect("write");
+}
+
+#[test]
+fn calibrate_writes_the_teams_factors_and_check_applies_them() {
+    let dir = std::env::temp_dir().join(format!("tunec-calibrate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(root().join("compiler/tests/fit/lora_8b_on_l40s.tune"), dir.join("fit.tune")).expect("copy");
+    let file = dir.join("fit.tune").display().to_string();
+    let estimate = |run: &Run| json(run)["nodes"][4]["estimate"].clone();
+    let before = estimate(&tunec(&["check", "--format", "json", &file]));
+
+    // Nothing recorded yet: nothing to calibrate with, nothing written.
+    let none = tunec(&["calibrate", &file]);
+    assert_eq!(none.code, 1, "{}{}", none.stdout, none.stderr);
+    assert!(none.stderr.contains("nothing to calibrate"), "{}", none.stderr);
+    assert!(!dir.join("tunec.calibration.json").exists());
+
+    calibration_journal(&dir);
+    let run = tunec(&["calibrate", &file]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tunec.calibration.json")).expect("written"))
+            .expect("json");
+    let entry = &written["entries"][0];
+    assert_eq!((&entry["gpu"], &entry["family"]), (&"L40S".into(), &"llama".into()));
+    // Memory: the largest ratio, 1.1; hours: the median of 0.75 and 0.85, 0.8.
+    assert_eq!((entry["memory"]["factor"].as_f64(), entry["memory"]["runs"].as_u64()), (Some(1.1), Some(2)));
+    let hours = entry["hours"]["factor"].as_f64().expect("hours");
+    assert!((hours - 0.8).abs() < 1e-12, "{entry}");
+    assert!(
+        run.stdout.contains("llama on L40S: memory x1.100 (2 runs, 1.050 to 1.100); hours x0.800"),
+        "{}",
+        run.stdout
+    );
+
+    // From now on the estimate of the train job on an L40S carries it: a `calibration` term of a
+    // tenth of the model's peak, and 0.8 of the hours.
+    let after = estimate(&tunec(&["check", "--format", "json", &file]));
+    let peak = before["gpu_peak_bytes"].as_u64().expect("peak") as f64;
+    let term = after["gpu_terms"]["calibration"].as_u64().expect("a calibration term") as f64;
+    assert!((term - peak * 0.1).abs() <= 1.0, "{term} for {peak}");
+    assert_eq!(after["gpu_peak_bytes"].as_u64(), Some((peak + term) as u64));
+    let (was, now) = (before["hours"].as_f64().expect("hours"), after["hours"].as_f64().expect("hours"));
+    assert!((now - 0.8 * was).abs() < 1e-9, "{now} vs {was}");
+    assert_eq!(after["calibration"]["memory_factor"].as_f64(), Some(1.1));
+    let human = tunec(&["check", &file]);
+    assert!(
+        human.stdout.contains("calibrated for llama on L40S: memory x1.10 (2 runs), hours x0.80 (2 runs)"),
+        "{}",
+        human.stdout
+    );
+
+    // A file that is not a calibration is refused with its remedy, not ignored.
+    std::fs::write(dir.join("tunec.calibration.json"), r#"{"schema": "other", "entries": []}"#).expect("write");
+    let bad = tunec(&["check", &file]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("is not a calibration file (schema `other`") && bad.stderr.contains("tunec calibrate"),
+        "{}",
+        bad.stderr
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
 fn warnings_alone_exit_0() {
     let run = tunec(&["check", "tests/cases/fsdp_single_gpu.tune"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -312,7 +431,11 @@ fn plan_lists_every_node_with_key_execution_and_estimate() {
     }
     assert!(run.stdout.contains("SageMaker training job medreason-sft-"), "{}", run.stdout);
     assert!(run.stdout.contains("GPU: "), "estimate terms are shown");
-    assert!(run.stdout.contains("reads at run time: HF_TOKEN, TUNEC_BUCKET, TUNEC_SAGEMAKER_ROLE"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("reads at run time: TUNEC_BUCKET, TUNEC_HF_TOKEN_SECRET, TUNEC_SAGEMAKER_ROLE"),
+        "{}",
+        run.stdout
+    );
     let doc = json(&tunec(&["plan", "--format", "json", "examples/medreason/medreason.tune"]));
     assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(7));
     assert_eq!(doc["nodes"][4]["execution"], "SageMaker training job");
@@ -556,6 +679,8 @@ fn status_and_plan_read_the_journal() {
             started_at: journal::now(),
             finished_at: Some(journal::now()),
             error: None,
+            estimate: None,
+            usage: None,
         };
         j.record("raw", record(&raw_key, Status::Succeeded)).expect("record");
         j.record("convo", record("0000", Status::Succeeded)).expect("record");

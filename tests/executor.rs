@@ -20,6 +20,7 @@ use serde_json::json;
 use tunec_compiler::lower::{Execution, JobGraph, JobNode, SCHEMA_VERSION};
 use tunec_compiler::target::Target as TargetKind;
 use tunec_runtime::journal::{Journal, Output};
+use tunec_runtime::ledger::Used;
 use tunec_runtime::run::progress::{Mode, Reporter};
 use tunec_runtime::run::target::{AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, PrepareError, Target};
 use tunec_runtime::run::{self, NodeError, Outcome, RunError, RunOptions, Stop, StopLevel};
@@ -211,6 +212,12 @@ impl Job for ScriptedJob {
             Ok(vec![Output { path: format!("s3://test/{}/{name}/model/", self.node), sha256: String::new(), bytes: 0 }])
         })
     }
+
+    /// The attempt's number as its wall time, so that a test sees which attempt's usage is kept.
+    fn usage(&mut self) -> BoxFuture<'_, Option<Used>> {
+        let attempt = self.name.as_deref().and_then(|n| n.rsplit_once("-a")).and_then(|(_, a)| a.parse::<f64>().ok());
+        Box::pin(async move { Some(Used { wall_seconds: attempt, ..Used::default() }) })
+    }
 }
 
 /// A graph of job nodes: `(name, kind, deps)` in dependency order.
@@ -350,6 +357,9 @@ fn a_transient_failure_is_retried_as_new_attempts_recorded_before_they_start() {
     let record = &state(&base)["nodes"]["sft"];
     assert_eq!((record["attempt"].as_u64(), record["job_name"].as_str()), (Some(3), Some("sft-a3")), "{record}");
     assert_eq!(record["status"], "succeeded");
+    // What the job used is that of the attempt that succeeded, and survives the record's settling.
+    assert_eq!(record["usage"]["wall_seconds"], 3.0, "{record}");
+    assert!(state(&base)["nodes"]["merged"]["usage"]["wall_seconds"].is_number());
 
     // A failure worth one attempt is not retried, and stops the run.
     let base = folder("fatal");
@@ -363,6 +373,7 @@ fn a_transient_failure_is_retried_as_new_attempts_recorded_before_they_start() {
     }
     assert!(!target.state.calls().iter().any(|c| c.contains("merged")), "{:?}", target.state.calls());
     assert_eq!(state(&base)["nodes"]["sft"]["status"], "failed");
+    assert!(state(&base)["nodes"]["sft"].get("usage").is_none(), "a failure used nothing worth recording");
     std::fs::remove_dir_all(&base).expect("clean up");
 }
 

@@ -451,12 +451,14 @@ fn locks_a_job_without_python_and_unknown_nodes_stop_with_exit_2() {
     let sagemaker = support::tunec_with(
         &["run", &root().join("examples/medreason/medreason.tune").display().to_string()],
         |command| {
-            command.env_remove("TUNEC_BUCKET").env_remove("TUNEC_SAGEMAKER_ROLE").env_remove("HF_TOKEN");
+            command.env_remove("TUNEC_BUCKET").env_remove("TUNEC_SAGEMAKER_ROLE").env_remove("TUNEC_HF_TOKEN_SECRET");
         },
     );
     assert_eq!(sagemaker.code, 2);
     assert!(
-        sagemaker.stderr.contains("the pipeline reads HF_TOKEN, TUNEC_BUCKET, TUNEC_SAGEMAKER_ROLE with env(...)"),
+        sagemaker
+            .stderr
+            .contains("the pipeline reads TUNEC_BUCKET, TUNEC_HF_TOKEN_SECRET, TUNEC_SAGEMAKER_ROLE with env(...)"),
         "{}",
         sagemaker.stderr
     );
@@ -667,6 +669,135 @@ fn the_tiny_local_chat_example_trains_every_assistant_turn() {
     }
     assert!(tool_calls > 0, "a tool call is trained");
     std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// A number in a JSON object; `None` when absent or not a number.
+fn figure(value: &serde_json::Value, key: &str) -> Option<f64> {
+    value.get(key).and_then(serde_json::Value::as_f64)
+}
+
+#[test]
+fn the_ledger_keeps_each_local_jobs_estimate_and_what_it_used() {
+    let python = test_python();
+    let dir = std::env::temp_dir().join(format!("tunec-run-ledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tiny_local(&dir);
+    // A local pipeline that names the instance it would run on has an estimate for it.
+    let text = std::fs::read_to_string(dir.join("tiny.tune")).expect("read");
+    let text = text.replace(
+        "    per_device_batch = 2\n",
+        "    per_device_batch = 2\n    compute          = \"ml.g5.xlarge\" x 1\n",
+    );
+    assert!(text.contains("ml.g5.xlarge"), "the train node takes the instance");
+    std::fs::write(dir.join("tiny.tune"), text).expect("write");
+    let made = Command::new(&python).arg("make_model.py").current_dir(&dir).output().expect("python runs");
+    assert!(made.status.success(), "make_model.py: {}", String::from_utf8_lossy(&made.stderr));
+    let file = dir.join("tiny.tune").display().to_string();
+    let run = tunec_with(&["run", &file, "--progress", "plain"], Some(&python));
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+
+    let read = |rel: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(rel)).expect("read")).expect("json")
+    };
+    let state = read(".tunec/tiny/state.json");
+    let check = read_check(&file);
+    for node in ["sft", "merged", "report"] {
+        let record = &state["nodes"][node];
+        // The estimate the job started with: that of `tunec check` now that the data profile exists.
+        let estimate = &check[node];
+        assert_eq!(record["estimate"]["instance"], "ml.g5.xlarge", "{record}");
+        assert_eq!(record["estimate"]["gpu_peak_bytes"], estimate["gpu_peak_bytes"], "{node}: {record}");
+        assert_eq!(record["estimate"]["host_peak_bytes"], estimate["host_peak_bytes"], "{node}: {record}");
+        assert_eq!(record["estimate"]["hours"], estimate["hours"], "{node}: {record}");
+        // What it used: the script's usage.json, and the process's wall time around it.
+        let job_dir =
+            record["outputs"][0]["path"].as_str().expect("path").split('/').take(5).collect::<Vec<_>>().join("/");
+        let usage = read(&format!("{job_dir}/output/data/usage.json"));
+        let used = &record["usage"];
+        assert_eq!(used["host_peak_bytes"], usage["host_peak_bytes"], "{node}: {used}");
+        assert_eq!(used["wall_seconds"], usage["wall_seconds"], "{node}: {used}");
+        let process = figure(used, "process_seconds").expect("the process's seconds");
+        assert!(process > figure(&usage, "wall_seconds").expect("wall"), "the process outlives its main: {used}");
+        assert!(figure(used, "host_peak_bytes").expect("host") > 50.0 * 1024.0 * 1024.0, "{used}");
+        // The CPU: no GPU figure, no bill; absent, not zero.
+        for absent in
+            ["gpu_reserved_peak_bytes", "gpu_allocated_peak_bytes", "device_used_peak_bytes", "billable_seconds"]
+        {
+            assert!(used.get(absent).is_none(), "{node}: {absent} in {used}");
+        }
+    }
+    assert_eq!(state["nodes"]["sft"]["usage"]["steps"], 20, "{}", state["nodes"]["sft"]);
+    assert!(state["nodes"]["convo"].get("estimate").is_none() && state["nodes"]["convo"].get("usage").is_none());
+
+    // `tunec status --format json`: estimate, actual and error per measure, the error computed from
+    // the two as (estimate - actual) / actual.
+    let status = tunec(&["status", &file, "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    let sft = &doc["ledger"]["sft"];
+    let host = &sft["host_memory_bytes"];
+    let (estimated, actual) = (figure(host, "estimate").expect("estimate"), figure(host, "actual").expect("actual"));
+    assert_eq!(estimated, figure(&state["nodes"]["sft"]["estimate"], "host_peak_bytes").expect("host"));
+    assert_eq!(actual, figure(&state["nodes"]["sft"]["usage"], "host_peak_bytes").expect("host"));
+    assert!((figure(host, "error").expect("error") - (estimated - actual) / actual).abs() < 1e-12, "{host}");
+    let hours = &sft["hours"];
+    let process = figure(&state["nodes"]["sft"]["usage"], "process_seconds").expect("seconds");
+    assert!((figure(hours, "actual").expect("actual") - process / 3600.0).abs() < 1e-12, "{hours}");
+    assert!(sft["gpu_memory_bytes"]["estimate"].is_number(), "{sft}");
+    assert!(sft["gpu_memory_bytes"]["actual"].is_null() && sft["gpu_memory_bytes"]["error"].is_null(), "{sft}");
+    assert!(sft["usd"]["actual"].is_null(), "a local run has no bill: {sft}");
+    assert!(doc["ledger"].get("convo").is_none(), "{}", doc["ledger"]);
+
+    // The same as a table for people.
+    let status = tunec(&["status", &file]);
+    assert!(status.stdout.contains("estimate against actual"), "{}", status.stdout);
+    let row = |node: &str, measure: &str| -> Vec<String> {
+        let line = status
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(node) && l.contains(measure))
+            .unwrap_or_else(|| panic!("no {node} {measure} row: {}", status.stdout));
+        line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    };
+    let gib = |b: f64| format!("{:.2} GiB", b / f64::from(1u32 << 30));
+    let error = format!("{:+.0}%", (estimated - actual) / actual * 100.0);
+    assert_eq!(row("sft", "host memory"), ["sft", "host memory", &gib(estimated), &gib(actual), &error]);
+    assert_eq!(row("sft", "GPU memory")[3..], ["—", "—"], "{}", status.stdout);
+
+    // Trained again (the adapter is lost): new figures are recorded for sft, and merge and
+    // evaluate, whose inputs came out the same, are reused although usage.json differs.
+    let adapter = dir.join(format!(
+        "{}/model/adapter_model.safetensors",
+        state["nodes"]["sft"]["outputs"][0]["path"]
+            .as_str()
+            .expect("path")
+            .split('/')
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("/")
+    ));
+    std::fs::remove_file(&adapter).expect("remove the adapter");
+    let again = tunec_with(&["run", &file, "--progress", "plain"], Some(&python));
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    for node in ["merged", "report"] {
+        assert!(again.stdout.contains(&format!("reuse {node}: same inputs, outputs intact")), "{}", again.stdout);
+    }
+    let after = read(".tunec/tiny/state.json");
+    assert_ne!(after["nodes"]["sft"]["usage"], state["nodes"]["sft"]["usage"], "the new run's figures");
+    assert_eq!(after["nodes"]["merged"]["usage"], state["nodes"]["merged"]["usage"]);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// `tunec check --format json`'s estimate of each job node, by name.
+fn read_check(file: &str) -> serde_json::Map<String, serde_json::Value> {
+    let check = tunec(&["check", file, "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&check.stdout).expect("json");
+    doc["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| !n["estimate"].is_null())
+        .map(|n| (n["name"].as_str().expect("name").to_owned(), n["estimate"].clone()))
+        .collect()
 }
 
 #[test]

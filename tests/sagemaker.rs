@@ -15,11 +15,16 @@
 //! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches); every
 //! request as the server received it equals the `request.json` of `tunec build`; the policies of
 //! `tunec iam-policy`, evaluated, allow every SageMaker call and every S3 request of the run (from
-//! the servers' logs) and each job's reads and writes; and the
-//! role's value is in no file, upload or output of a run that fails, is interrupted or completes.
+//! the servers' logs) and each job's reads and writes; the role's value is in no file, upload or
+//! output of a run that fails, is interrupted or completes; and on moto's SageMaker, a Hub token
+//! kept in moto's Secrets Manager reaches the jobs as the secret's ARN only, unread by tunec
+//! (`tests/secrets.rs` has the whole secret path).
 
 #[path = "support/medreason.rs"]
 mod medreason;
+#[path = "support/moto.rs"]
+#[allow(dead_code)] // this suite starts its own servers
+mod moto;
 #[path = "support/process.rs"]
 mod process;
 mod support;
@@ -210,19 +215,13 @@ impl Aws {
 
     /// The environment of every tunec run of this test: the local servers and test credentials.
     fn configure(&self, command: &mut Command) {
+        moto::test_credentials(command);
         command
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .env("AWS_ENDPOINT_URL_S3", &self.moto)
             .env("AWS_ENDPOINT_URL_SAGEMAKER", &self.fake)
             .env("TUNEC_SAGEMAKER_POLL_SECONDS", "0.05")
             .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::123456789012:role/tunec-test")
-            .env("TUNEC_BUCKET", format!("s3://{}/team", self.bucket))
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE");
+            .env("TUNEC_BUCKET", format!("s3://{}/team", self.bucket));
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -456,6 +455,74 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
     let decisions = again.stdout.lines().take_while(|l| !l.starts_with("summary: "));
     assert!(decisions.clone().all(|l| l.starts_with("reuse ")) && decisions.count() == 7, "{}", again.stdout);
     assert_eq!(aws.calls().len(), before, "no SageMaker call for a reused pipeline");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+/// The catalog's on-demand price of `instance`, read from the catalog file itself.
+fn catalog_price(instance: &str) -> f64 {
+    let text = std::fs::read_to_string(root().join("stdlib/catalog/instances.toml")).expect("catalog");
+    let row = text.split("[[instance]]").find(|r| r.contains(&format!("name = \"{instance}\""))).expect("the row");
+    let line = row.lines().find(|l| l.starts_with("price_usd_per_hour")).expect("a price");
+    line.split('=').nth(1).expect("value").trim().parse().expect("a number")
+}
+
+#[test]
+fn the_ledger_records_what_sagemaker_billed_and_status_prices_it() {
+    // The train job ran an hour and billed half of it (as a managed spot job does), and its script
+    // measured two GPUs (usage.json, in the job's output.tar.gz).
+    let usage = serde_json::json!({"schema": "tunec.usage/1", "script": "train", "wall_seconds": 3000.5,
+        "host_peak_bytes": 9_000_000_000_u64, "gpu_allocated_peak_bytes": 15_000_000_000_u64,
+        "gpu_reserved_peak_bytes": 17_000_000_000_u64, "device_used_peak_bytes": 18_000_000_000_u64,
+        "ranks": [{"rank": 0, "host_peak_bytes": 9_000_000_000_u64, "gpu_reserved_peak_bytes": 17_000_000_000_u64},
+                  {"rank": 1, "host_peak_bytes": 8_000_000_000_u64, "gpu_reserved_peak_bytes": 16_000_000_000_u64}]});
+    let script = serde_json::json!({"default": {"polls": 2, "end": "Completed"},
+      "jobs": [{"match": "-sft-", "attempts": [{"polls": 2, "seconds": {"training": 3600, "billable": 1800},
+        "output_data": {"usage.json": usage.to_string()}}]}]})
+    .to_string();
+    let aws = Aws::start("ledger", &script, "");
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let state = aws.state();
+    let sft = &state["nodes"]["sft"];
+    assert_eq!((&sft["usage"]["training_seconds"], &sft["usage"]["billable_seconds"]), (&3600.into(), &1800.into()));
+    // What the script measured, from its output data, beside what SageMaker billed.
+    assert_eq!(sft["usage"]["gpu_reserved_peak_bytes"], 17_000_000_000_u64, "{sft}");
+    assert_eq!(sft["usage"]["ranks"].as_array().map(Vec::len), Some(2), "{sft}");
+    // The others' output data holds no usage.json: billed time only, no memory figure invented.
+    let merged = &state["nodes"]["merged"]["usage"];
+    assert!(merged.get("gpu_reserved_peak_bytes").is_none() && merged.get("host_peak_bytes").is_none(), "{merged}");
+    let price = catalog_price("ml.g5.2xlarge");
+    assert_eq!(sft["estimate"]["instance"], "ml.g5.2xlarge", "{sft}");
+    assert_eq!(sft["estimate"]["usd_per_hour"].as_f64(), Some(price), "{sft}");
+    for node in ["merged", "report"] {
+        let billed = state["nodes"][node]["usage"]["billable_seconds"].as_u64().expect("billable seconds");
+        assert!(billed >= 1, "the server's own clock: {}", state["nodes"][node]);
+    }
+
+    let status = aws.tunec(&["status", &aws.file(), "--format", "json"]);
+    assert_eq!(status.code, 0, "{}{}", status.stdout, status.stderr);
+    let doc: Value = serde_json::from_str(&status.stdout).expect("json");
+    let ledger = &doc["ledger"]["sft"];
+    assert_eq!(ledger["hours"]["actual"].as_f64(), Some(0.5), "billable hours: {ledger}");
+    let usd = ledger["usd"]["actual"].as_f64().expect("an actual cost");
+    assert!((usd - 0.5 * price).abs() < 1e-9, "half an hour at ${price}/h: {ledger}");
+    let estimated = ledger["usd"]["estimate"].as_f64().expect("an estimated cost");
+    let error = ledger["usd"]["error"].as_f64().expect("an error");
+    assert!((error - (estimated - usd) / usd).abs() < 1e-9, "{ledger}");
+    let gpu = &ledger["gpu_memory_bytes"];
+    assert_eq!(gpu["actual"].as_f64(), Some(17e9), "{gpu}");
+    let (estimate, actual) = (gpu["estimate"].as_f64().expect("estimate"), 17e9);
+    assert!((gpu["error"].as_f64().expect("error") - (estimate - actual) / actual).abs() < 1e-12, "{gpu}");
+
+    let status = aws.tunec(&["status", &aws.file()]);
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sft") && l.contains("dollars"))
+        .unwrap_or_else(|| panic!("no dollars row: {}", status.stdout));
+    let cells: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(cells[3], format!("${:.2}", 0.5 * price), "{row}");
+    assert_eq!(cells[4], format!("{:+.0}%", error * 100.0), "{row}");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }
 
@@ -1190,8 +1257,15 @@ fn on_motos_sagemaker_the_pipeline_runs_chains_and_reruns_with_no_call() {
         assert_eq!(record["job_name"], names[node].as_str(), "{record}");
         assert_eq!(record["job_created"], true, "{record}");
         // The outputs are what the service says the model is.
-        let artifacts = moto_job(&aws, &names[node])["ModelArtifacts"]["S3ModelArtifacts"].clone();
+        let described = moto_job(&aws, &names[node]);
+        let artifacts = described["ModelArtifacts"]["S3ModelArtifacts"].clone();
         assert!(record["outputs"].as_array().expect("outputs").iter().any(|o| o["path"] == artifacts), "{record}");
+        // The ledger keeps what the service says it billed, and nothing where it says nothing.
+        match described.get("BillableTimeInSeconds") {
+            Some(billed) => assert_eq!(&record["usage"]["billable_seconds"], billed, "{record}"),
+            None => assert!(record["usage"]["billable_seconds"].is_null(), "{record}"),
+        }
+        assert!(record["estimate"]["gpu_peak_bytes"].is_u64(), "{record}");
     }
     // What the jobs read was uploaded where their requests say, and the merge reads the model the
     // sft job wrote.
@@ -1235,5 +1309,55 @@ fn on_motos_sagemaker_sigkill_at_random_moments_never_creates_a_job_twice() {
         assert_eq!(times, 1, "{node}: one CreateTrainingJob whatever the kills (seed {seed:#x}): {created:?}");
     }
     assert_eq!(created.len(), 3, "{created:?}");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn on_motos_sagemaker_a_token_kept_in_secrets_manager_reaches_the_jobs_as_its_arn_only() {
+    const VALUE: &str = "hf_MotoSecretMarker0123456789abcdef";
+    let aws = Aws::moto("moto-secret");
+    let arn = aws.boto3(
+        "print(boto3.client('secretsmanager', **kw).create_secret(Name='hub-token', SecretString=sys.argv[3])['ARN'])",
+        &[VALUE],
+    );
+    let arn = arn.trim();
+    // The jobs start from a gated Hub model whose token is the secret; the chat node keeps the
+    // local tokenizer, so `tunec run` itself needs no token (and no evaluation reads the splits
+    // with another model's template).
+    let text = std::fs::read_to_string(aws.file()).expect("pipeline");
+    let evaluate = "  evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }";
+    assert!(text.contains(evaluate));
+    let text = text
+        .replace(evaluate, "")
+        .replace(
+            "  dataset raw = ",
+            &format!("  model base = hf_model(\"meta-llama/Llama-3.1-8B-Instruct\") {{\n    token = secret(\"{arn}\")\n  }}\n  dataset raw = "),
+        )
+        .replace("sft(llama, data", "sft(base, data");
+    std::fs::write(aws.file(), text).expect("write");
+    let names = aws.job_names();
+    put_sft_model(&aws, &names["sft"]);
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    // moto keeps no Environment in its job records, so the requests it received are read from its
+    // recording: each CreateTrainingJob, by job name.
+    let recording = aws.recording.as_ref().expect("recording");
+    let requests: Value = serde_json::from_str(&aws.boto3(
+        "import base64\nout = {}\nfor line in open(sys.argv[3]):\n    e = json.loads(line)\n    target = {k.lower(): v for k, v in e['headers'].items()}.get('x-amz-target', '')\n    if target == 'SageMaker.CreateTrainingJob':\n        body = base64.b64decode(e['body']) if e['body_encoded'] else e['body']\n        request = json.loads(body)\n        out[request['TrainingJobName']] = request\nprint(json.dumps(out))",
+        &[&recording.display().to_string()],
+    ))
+    .expect("requests JSON");
+    for node in ["sft", "merged"] {
+        let request = &requests[&names[node]];
+        let environment = &request["Environment"];
+        assert_eq!(environment["TUNEC_HF_TOKEN_SECRET"], arn, "{node}: {environment}");
+        assert!(environment.get("HF_TOKEN").is_none(), "{node}: {environment}");
+        assert!(!request.to_string().contains(VALUE), "{node}: the request holds the token");
+        assert_eq!(moto_job(&aws, &names[node])["TrainingJobStatus"], "Completed", "{node}");
+    }
+    // Only the jobs read the secret: tunec asked moto for no secret value.
+    let recording = std::fs::read_to_string(aws.recording.as_ref().expect("recording")).expect("recording");
+    assert!(!recording.contains("secretsmanager.GetSecretValue"), "tunec read the secret");
+    assert!(recording.contains("SageMaker.CreateTrainingJob"), "the recording holds the run");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }

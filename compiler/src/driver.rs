@@ -7,6 +7,8 @@
 use crate::catalog::Catalog;
 use crate::check::{self, Override, Program, World, PRELUDE, PRELUDE_NAME};
 use crate::diagnostics::{Diagnostic, FileId, Sources};
+use crate::estimate::calibration::Calibration;
+use crate::estimate::fit::{Fit, FitError};
 use crate::estimate::{self, DataProfile, Estimates};
 
 /// Everything `check` produces.
@@ -33,6 +35,18 @@ pub fn check(name: &str, text: &str, overrides: &[Override], world: &dyn World) 
     check_with(name, text, overrides, world, Catalog::builtin())
 }
 
+/// The fit search for train node `node` of a checked program ([`estimate::fit`]), with the
+/// data profiles `world` has, as [`check`] estimates.
+pub fn fit(program: &Program, node: &str, world: &dyn World) -> Result<Fit, FitError> {
+    fit_with(program, node, world, Catalog::builtin())
+}
+
+/// [`fit`] against a given catalog.
+pub fn fit_with(program: &Program, node: &str, world: &dyn World, catalog: &Catalog) -> Result<Fit, FitError> {
+    let profiles = |n: &str| world.profile(&program.name, n).and_then(|t| DataProfile::parse(&t));
+    estimate::fit::search(program, catalog, &profiles, node)
+}
+
 /// [`check`] against a given catalog.
 pub fn check_with(name: &str, text: &str, overrides: &[Override], world: &dyn World, catalog: &Catalog) -> Checked {
     let mut sources = Sources::default();
@@ -43,7 +57,9 @@ pub fn check_with(name: &str, text: &str, overrides: &[Override], world: &dyn Wo
     let mut estimates = None;
     if let Some(program) = &program {
         let profiles = |node: &str| world.profile(&program.name, node).and_then(|t| DataProfile::parse(&t));
-        let (est, problems) = estimate::estimate(program, catalog, &profiles);
+        // The runtime refuses a calibration file that does not parse before it checks.
+        let calibration = world.calibration().and_then(|t| Calibration::parse(&t).ok());
+        let (est, problems) = estimate::estimate_with(program, catalog, &profiles, calibration.as_ref());
         diagnostics.extend(problems);
         estimates = Some(est);
     }

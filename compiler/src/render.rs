@@ -242,6 +242,25 @@ pub fn estimate_lines(e: &crate::estimate::NodeEstimate) -> Vec<String> {
         let trained = e.trained_tokens.map(|t| format!(", {:.1}M of them trained", t as f64 / 1e6)).unwrap_or_default();
         lines.push(format!("tokens: {:.1}M ({}){trained}", tokens as f64 / 1e6, source.as_str()));
     }
+    if let Some(factor) = e.padding_factor {
+        let saves = match e.packing_saves {
+            Some((hours, usd)) => {
+                let usd = usd.map(|u| format!(", ${u:.2}")).unwrap_or_default();
+                format!("; `packing = true` would save {hours:.2} h{usd}")
+            }
+            None => String::new(),
+        };
+        lines
+            .push(format!("padding: micro-batches padded to their longest row compute {factor:.2}x the tokens{saves}"));
+    }
+    if let Some(c) = &e.calibration {
+        let factor = |what: &str, f: &Option<crate::estimate::calibration::Factor>| {
+            f.as_ref().map(|f| format!("{what} x{:.2} ({} runs)", f.factor, f.runs))
+        };
+        let parts: Vec<String> =
+            [factor("memory", &c.memory), factor("hours", &c.hours)].into_iter().flatten().collect();
+        lines.push(format!("calibrated for {} on {}: {}", c.family, c.gpu, parts.join(", ")));
+    }
     lines
 }
 
@@ -249,6 +268,127 @@ pub fn estimate_lines(e: &crate::estimate::NodeEstimate) -> Vec<String> {
 pub fn total_line(estimates: &crate::estimate::Estimates) -> String {
     let partial = if estimates.complete { "" } else { " (some jobs could not be estimated)" };
     format!("total: {:.2} h, ${:.2}{partial}", estimates.total_hours, estimates.total_usd)
+}
+
+/// The fit search for people: the node as declared, its largest batch and sequence length, and
+/// the instances on which its job fits, cheapest first, as a table.
+pub fn fit_lines(f: &crate::estimate::fit::Fit) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "`{}` on {} x {} ({}, {} GiB per GPU, {} GiB host): per_device_batch {}, seq_len {}: GPU {} GiB, host {} GiB: {}",
+            f.node,
+            f.instance,
+            f.count,
+            f.gpu,
+            gib(f.capacity_bytes),
+            gib(f.host_capacity_bytes),
+            f.per_device_batch,
+            f.seq_len,
+            gib(f.peak_bytes),
+            gib(f.host_peak_bytes),
+            if f.fits() { "fits" } else { "does not fit" }
+        ),
+        match &f.max_batch {
+            Some(l) => format!("  largest per_device_batch at seq_len {}: {} ({} GiB)", f.seq_len, l.value, gib(l.peak_bytes)),
+            None => format!("  largest per_device_batch at seq_len {}: none (1 does not fit)", f.seq_len),
+        },
+        match &f.max_seq_len {
+            Some(l) if l.value == f.max_position_embeddings => format!(
+                "  largest seq_len at per_device_batch {}: {} ({} GiB), the model's context length",
+                f.per_device_batch,
+                l.value,
+                gib(l.peak_bytes)
+            ),
+            Some(l) => {
+                format!("  largest seq_len at per_device_batch {}: {} ({} GiB)", f.per_device_batch, l.value, gib(l.peak_bytes))
+            }
+            None => format!("  largest seq_len at per_device_batch {}: none (1 token does not fit)", f.per_device_batch),
+        },
+    ];
+    if f.instances.is_empty() {
+        lines.push("no instance of the catalog fits the job at this batch or a divisor of it".to_owned());
+        return lines;
+    }
+    lines.push(format!("instances on which the job fits ({}), cheapest job first:", f.instances.len()));
+    let mut table_rows = vec![["instance", "GPUs", "GPU peak", "hours", "cost", "change"].map(str::to_owned).to_vec()];
+    for i in &f.instances {
+        let change = i.change();
+        table_rows.push(vec![
+            format!("{} x {}", i.instance, i.count),
+            format!("{} x {}", i.gpus, i.gpu),
+            format!("{} of {} GiB", gib(i.peak_bytes), gib(i.capacity_bytes)),
+            i.hours.map_or("—".to_owned(), |h| format!("{h:.2}")),
+            i.usd.map_or("—".to_owned(), |u| format!("${u:.2}")),
+            if change.is_empty() { "as declared".to_owned() } else { change },
+        ]);
+    }
+    lines.extend(table(&table_rows, &[3, 4]));
+    lines
+}
+
+/// Rows as a table for people: each column as wide as its widest cell, the columns in
+/// `right_aligned` (numbers) aligned right, two spaces between columns, each line indented by two.
+pub fn table(rows: &[Vec<String>], right_aligned: &[usize]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(c, (cell, &w))| {
+                    let pad = " ".repeat(w - cell.chars().count());
+                    if right_aligned.contains(&c) {
+                        format!("{pad}{cell}")
+                    } else {
+                        format!("{cell}{pad}")
+                    }
+                })
+                .collect();
+            format!("  {}", cells.join("  ").trim_end())
+        })
+        .collect()
+}
+
+/// The fit search as JSON (version 1).
+pub fn fit_json(f: &crate::estimate::fit::Fit) -> Json {
+    let limit = |l: &Option<crate::estimate::fit::Limit>| {
+        l.as_ref().map(|l| json!({"value": l.value, "peak_bytes": l.peak_bytes}))
+    };
+    json!({
+        "version": 1,
+        "node": f.node,
+        "instance": f.instance,
+        "instance_count": f.count,
+        "gpu": f.gpu,
+        "gpu_capacity_bytes": f.capacity_bytes,
+        "host_capacity_bytes": f.host_capacity_bytes,
+        "per_device_batch": f.per_device_batch,
+        "seq_len": f.seq_len,
+        "gpu_peak_bytes": f.peak_bytes,
+        "host_peak_bytes": f.host_peak_bytes,
+        "fits": f.fits(),
+        "max_per_device_batch": limit(&f.max_batch),
+        "max_seq_len": limit(&f.max_seq_len),
+        "max_position_embeddings": f.max_position_embeddings,
+        "instances": f.instances.iter().map(|i| json!({
+            "instance": i.instance,
+            "instance_count": i.count,
+            "gpu": i.gpu,
+            "gpus": i.gpus,
+            "gpu_capacity_bytes": i.capacity_bytes,
+            "per_device_batch": i.per_device_batch,
+            "grad_accum_factor": i.grad_accum_factor,
+            "gpu_peak_bytes": i.peak_bytes,
+            "hours": i.hours,
+            "usd": i.usd,
+            "declared": i.declared,
+            "change": i.change(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// One node's estimate as JSON.
@@ -273,5 +413,14 @@ pub fn estimate_json(e: &crate::estimate::NodeEstimate) -> Json {
         "hours": e.hours,
         "usd": e.usd,
         "spot": e.spot,
+        "padding_factor": e.padding_factor,
+        "packing_saves_hours": e.packing_saves.map(|(hours, _)| hours),
+        "packing_saves_usd": e.packing_saves.and_then(|(_, usd)| usd),
+        "calibration": e.calibration.as_ref().map(|c| json!({
+            "gpu": c.gpu,
+            "family": c.family,
+            "memory_factor": c.memory.as_ref().map(|f| f.factor),
+            "hours_factor": c.hours.as_ref().map(|f| f.factor),
+        })),
     })
 }

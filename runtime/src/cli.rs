@@ -9,7 +9,7 @@ use crate::commands::completions::{CodeNames, CompletionsArgs};
 use crate::commands::graph::GraphFormat;
 use crate::commands::run::Progress;
 use crate::commands::{
-    build, check, completions, explain, fmt, graph, iam, man, plan, run, status, Color, Format, Input,
+    build, calibrate, check, completions, explain, fmt, graph, iam, man, plan, run, status, Color, Format, Input,
 };
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -39,6 +39,10 @@ enum Command {
         /// Output for people (`human`) or for editors and CI (`json`, one object on stdout).
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+        /// For train node NODE: the largest per_device_batch and seq_len that fit its instance,
+        /// and the instances on which its job fits, cheapest job first.
+        #[arg(long, value_name = "NODE")]
+        fit: Option<String>,
     },
     /// Show the job graph in order: keys, executions, instances, estimates.
     Plan {
@@ -116,6 +120,16 @@ enum Command {
         #[arg(long)]
         clear_stale_lock: bool,
     },
+    /// Write tunec.calibration.json from the runs the pipelines' journals record: per GPU and
+    /// model family, how far the estimates were from what the jobs used.
+    Calibrate {
+        /// The `.tune` files whose recorded runs count.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write it (default: tunec.calibration.json beside the first file).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Format `.tune` files in place (folders: every `*.tune` below; `-`: stdin to stdout).
     Fmt {
         /// Files, folders, or `-` for standard input.
@@ -160,7 +174,7 @@ pub(crate) fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check { input, format } => check::run(&input, format),
+        Command::Check { input, format, fit } => check::run(&input, format, fit.as_deref()),
         Command::Plan { input, format } => plan::plan(&input, format),
         Command::Build { input, output, emit } => {
             build::build(&input, &output, emit.contains(&Emit::SageMakerPipeline))
@@ -172,6 +186,7 @@ pub(crate) fn main() -> ExitCode {
             run::run(&input, until, python, progress, endpoint_url, format, smoke.then_some(smoke_rows))
         }
         Command::Status { file, format, clear_stale_lock } => status::status(&file, format, clear_stale_lock),
+        Command::Calibrate { files, output } => calibrate::calibrate(&files, output.as_deref()),
         Command::Fmt { files, check, color } => fmt::fmt(&files, check, color),
         Command::Lsp => ExitCode::from(tunec_runtime::lsp::serve_stdio()),
         Command::Completions(args) => completions::completions(&args, Cli::command()),

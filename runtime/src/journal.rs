@@ -20,6 +20,7 @@
 //! A run that takes the lock first removes the temporary files that killed runs left in the
 //! folder mid-write (a data step's, a journal write's, a download's), outside the jobs' folders.
 
+use crate::ledger::{Estimated, Used};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -62,7 +63,7 @@ pub struct Output {
     pub bytes: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub key: String,
     pub status: Status,
@@ -80,13 +81,19 @@ pub struct NodeRecord {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A job's estimate when it was started ([`crate::ledger`]); part of no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimated>,
+    /// What a job that succeeded used, as measured ([`crate::ledger`]); part of no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Used>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
     pub pipeline: String,
@@ -455,6 +462,8 @@ mod tests {
             started_at: now(),
             finished_at: None,
             error: None,
+            estimate: None,
+            usage: None,
         }
     }
 

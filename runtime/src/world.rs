@@ -23,6 +23,10 @@ impl World for FsWorld {
         std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    fn calibration(&self) -> Option<String> {
+        std::fs::read_to_string(self.base.join(tunec_compiler::estimate::calibration::FILE)).ok()
+    }
+
     fn profile(&self, pipeline: &str, node: &str) -> Option<String> {
         let path = self.base.join(".tunec").join(pipeline).join("profiles").join(format!("{node}.json"));
         std::fs::read_to_string(path).ok()

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,6 +51,7 @@ from tunec_entry.models import (
 )
 from tunec_entry.scoring import Scored, aggregate, best_option, score_example
 from tunec_entry.tokens import SpecialTokens
+from tunec_entry.usage import UsageMeter
 
 log = logging.getLogger("tunec")
 
@@ -253,6 +255,7 @@ def load_model(
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
+    meter = UsageMeter("evaluate")
     options = parse_command_line("evaluate.py", "Generate answers for the test split and score them.", argv)
     env = JobEnv.from_environ(environ)
     args = load_args(config_path(options.config, environ, env))
@@ -271,7 +274,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     special = special.with_stops(model.generation_config.eos_token_id)
     log.info("generating answers for %d test rows (batch %d)", len(rows), args.batch_size)
     config = generation_config(args, special, tokenizer.bos_token_id)
+    generating = time.perf_counter()
     generations = generate_answers(model, tokenizer, prompts, special, config, args.batch_size)
+    generated_seconds = time.perf_counter() - generating
 
     records, scored = [], []
     for index, (row, prompt, generation) in enumerate(zip(rows, prompts, generations, strict=True)):
@@ -295,6 +300,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     write_json(env.output_data_dir / REPORT_FILE, report)
     write_json(env.model_dir / REPORT_FILE, report)
     log.info("metrics: %s", json.dumps(report["metrics"]))
+    # The rate is that of generation, the job's dominant cost; the wall time covers the whole job.
+    meter.write(env.output_data_dir, tokens=sum(g.new_tokens for g in generations), tokens_seconds=generated_seconds)
     return 0
 
 

@@ -45,6 +45,7 @@ from tunec_entry.models import (
     prepare_for_inference,
 )
 from tunec_entry.tokens import SpecialTokens
+from tunec_entry.usage import UsageMeter
 
 log = logging.getLogger("tunec")
 
@@ -101,6 +102,7 @@ def smoke_generation(model_dir: Path, prompt: str, special: SpecialTokens, args:
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
+    meter = UsageMeter("merge")
     options = parse_command_line("merge.py", "Merge a LoRA adapter into its base model.", argv)
     env = JobEnv.from_environ(environ)
     args = load_args(config_path(options.config, environ, env))
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         "smoke generation (%d tokens, stopped: %s): %r", smoke["new_tokens"], smoke["stopped"], smoke["completion"]
     )
     write_json(env.output_data_dir / SMOKE_FILE, smoke)
+    meter.write(env.output_data_dir)
     return 0
 
 

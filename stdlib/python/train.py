@@ -67,6 +67,7 @@ from tunec_entry.trainlog import (
     peak_host_memory_bytes,
     sum_over_ranks,
 )
+from tunec_entry.usage import UsageMeter
 
 log = logging.getLogger("tunec")
 
@@ -295,6 +296,7 @@ def prepared_checkpoint_dir(env: JobEnv, args: TunecArgs) -> Path:
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
+    meter = UsageMeter("train")
     options = parse_command_line("train.py", "Fine-tune a causal LM on pre-tokenized data.", argv)
     env = JobEnv.from_environ(environ)
     args = load_args(config_path(options.config, environ, env))
@@ -336,7 +338,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         eval_dataset=TokenizedDataset(val_rows) if val_rows is not None else None,
         data_collator=make_collator(special.pad_id, args.packing),
         processing_class=tokenizer,
-        callbacks=[stop],
+        callbacks=[stop, meter],
     )
     resume = newest_checkpoint(checkpoint_dir)
     resumed_from = checkpoint_step(resume) if resume is not None else None
@@ -383,6 +385,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     )
     if trainer.is_world_process_zero():
         write_json(env.output_data_dir / METRICS_FILE, build_metrics(trainer.state.log_history, summary))
+    meter.write(env.output_data_dir, tokens=summary.train_tokens, tokens_seconds=runtime)
     return 0
 
 

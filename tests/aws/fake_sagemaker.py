@@ -38,7 +38,7 @@ Lifecycle script (`--script FILE`, or `POST /_control/script` with the JSON as b
     }
 
 - A scenario is `{"polls": N, "end": END, "failure_reason": TEXT, "secondary": [...], "artifacts": {PATH: TEXT},
-  "output_data": {PATH: TEXT}}`.
+  "output_data": {PATH: TEXT}, "seconds": {"training": N, "billable": N}}`.
   `polls` (default 2) is how many DescribeTrainingJob calls show InProgress before the end shows; their secondary
   statuses are Starting, Downloading, then Training, with Uploading last before Completed when polls >= 4, unless
   `secondary` lists them one per poll (it then replaces `polls`). END is one of
@@ -55,6 +55,9 @@ Lifecycle script (`--script FILE`, or `POST /_control/script` with the JSON as b
   that runs out of MaxWaitTimeInSeconds ends Stopping -> Stopped with secondary MaxWaitTimeExceeded; botocore's
   service model lists Interrupted under InProgress and MaxWaitTimeExceeded under Stopped. An interruption that is
   resumed is scripted with `secondary`, e.g. ["Starting", "Training", "Interrupted", "Starting", "Training"].
+- `seconds` scripts what a completed job's DescribeTrainingJob says it ran and billed (`TrainingTimeInSeconds`,
+  `BillableTimeInSeconds`; billable defaults to training, as for on-demand jobs; a managed spot job bills less than
+  it ran). Without it both are the seconds from the training start to the end, at least 1.
 - `jobs`: the first entry whose `match` (a Python regular expression, searched in TrainingJobName) matches a created
   job gives it its next unused attempt; once an entry's attempts are used up, and for names no entry matches, the job
   gets `default` (which itself defaults to {"polls": 2, "end": "Completed"}). Refused creates use no attempt.
@@ -165,7 +168,7 @@ def targz(files: dict[str, str], mtime: float) -> bytes:
 def check_scenario(scenario: Any, where: str) -> dict[str, Any]:
     if not isinstance(scenario, dict):
         raise ValueError(f"{where}: a scenario is an object")
-    unknown = set(scenario) - {"polls", "end", "failure_reason", "secondary", "artifacts", "output_data"}
+    unknown = set(scenario) - {"polls", "end", "failure_reason", "secondary", "artifacts", "output_data", "seconds"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     end = scenario.get("end", "Completed")
@@ -181,6 +184,13 @@ def check_scenario(scenario: Any, where: str) -> dict[str, Any]:
         value = scenario.get(files)
         if value is not None and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
             raise ValueError(f"{where}: {files} maps file paths to text")
+    seconds = scenario.get("seconds")
+    if seconds is not None and not (
+        isinstance(seconds, dict)
+        and set(seconds) <= {"training", "billable"}
+        and all(isinstance(v, int) and v >= 1 for v in seconds.values())
+    ):
+        raise ValueError(f"{where}: seconds is {{'training': N, 'billable': N}} with whole numbers >= 1")
     return {**DEFAULT_SCENARIO, **scenario}
 
 
@@ -414,8 +424,9 @@ class Job:
             out["TrainingEndTime"] = self.end_time
             if self.training_start is not None:
                 seconds = max(1, int(self.end_time - self.training_start))
-                out["TrainingTimeInSeconds"] = seconds
-                out["BillableTimeInSeconds"] = seconds
+                scripted = self.scenario.get("seconds") or {}
+                out["TrainingTimeInSeconds"] = scripted.get("training", seconds)
+                out["BillableTimeInSeconds"] = scripted.get("billable", scripted.get("training", seconds))
         return {k: v for k, v in out.items() if v is not None}
 
     def summary(self) -> dict[str, Any]:

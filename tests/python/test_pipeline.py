@@ -88,6 +88,31 @@ def test_metrics_json_counts_every_trained_token(lora_run: LoraRun, tokenizer) -
     assert (metrics["instance_type"], metrics["num_hosts"]) == ("local", 1)  # from SM_RESOURCE_CONFIG
 
 
+def test_usage_json_records_what_each_job_used_and_no_gpu_figure_on_the_cpu(lora_run: LoraRun, tokenizer) -> None:
+    train = read_json(lora_run.train.output_data_dir / "usage.json")
+    metrics = read_json(lora_run.train.output_data_dir / "metrics.json")
+    assert (train["schema"], train["script"], train["steps"]) == ("tunec.usage/1", "train", STEPS)
+    # The same tokens as metrics.json, at the rate of the training loop; the wall time covers the whole script.
+    assert train["tokens"] == metrics["train_tokens"]
+    assert train["tokens_per_second"] == pytest.approx(metrics["tokens_per_second"])
+    assert metrics["train_runtime_s"] < train["wall_seconds"]
+    assert 0 < train["step_seconds"] * STEPS <= metrics["train_runtime_s"]
+    # Peak RSS of a process that imported torch and trained a model: tens of MiB at least.
+    assert train["host_peak_bytes"] > 50 * 2**20
+    assert [r["rank"] for r in train["ranks"]] == [0]
+    for name in ("merge", "evaluate"):
+        usage = read_json(getattr(lora_run, name).output_data_dir / "usage.json")
+        assert usage["script"] == name and usage["wall_seconds"] > 0 and "steps" not in usage
+        assert usage["host_peak_bytes"] == usage["ranks"][0]["host_peak_bytes"] > 50 * 2**20
+    evaluate = read_json(lora_run.evaluate.output_data_dir / "usage.json")
+    generated = sum(p["new_tokens"] for p in read_jsonl(lora_run.evaluate.output_data_dir / "predictions.jsonl"))
+    assert evaluate["tokens"] == generated > 0
+    # No CUDA device: no GPU key at all, in the totals or a rank (absent, never zero or null).
+    for usage in (train, evaluate):
+        gpu_keys = {"gpu_allocated_peak_bytes", "gpu_reserved_peak_bytes", "device_used_peak_bytes", "device"}
+        assert not gpu_keys & (set(usage) | set(usage["ranks"][0]))
+
+
 def test_checkpoint_every_save_steps(lora_run: LoraRun) -> None:
     checkpoints = sorted(lora_run.train.checkpoint_dir.iterdir(), key=lambda p: int(p.name.split("-")[1]))
     assert [p.name for p in checkpoints] == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]

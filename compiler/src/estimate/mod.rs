@@ -8,13 +8,17 @@
 //! a guess. docs/estimator.md explains every term and validates the model against published
 //! measurements.
 
+pub mod calibration;
+pub mod fit;
 pub mod memory;
+pub mod padding;
 pub mod time;
 
 use crate::catalog::{Accelerator, Catalog, GpuFacts, Instance, ModelFacts};
 use crate::check::{NodeType, Program, TypedNode, Val};
 use crate::diagnostics::{Code, Diagnostic, Label};
 use crate::syntax::ast::NodeKind;
+use calibration::Calibration;
 use memory::{Attention, Fsdp, Memory, Method, Quant, Sharding, Term, TrainSetup, GIB};
 use serde::Deserialize;
 use time::TokenSource;
@@ -37,6 +41,9 @@ pub struct DataProfile {
     /// The mean tokens of a row's final assistant turn: what an evaluation generates.
     #[serde(default)]
     pub mean_answer_tokens: Option<f64>,
+    /// Rows by length, in power-of-two buckets ([`padding`]); empty in profiles written before.
+    #[serde(default)]
+    pub histogram: Vec<padding::Bucket>,
 }
 
 impl DataProfile {
@@ -74,6 +81,13 @@ pub struct NodeEstimate {
     pub hours: Option<f64>,
     pub usd: Option<f64>,
     pub spot: bool,
+    /// A train job without packing: token positions computed per real token, the padding of its
+    /// micro-batches as the data profile's lengths imply ([`padding`]).
+    pub padding_factor: Option<f64>,
+    /// What `packing = true` would take off the hours and the cost (no padding computed).
+    pub packing_saves: Option<(f64, Option<f64>)>,
+    /// The team's calibration entry applied to a train job ([`calibration`]).
+    pub calibration: Option<calibration::Entry>,
 }
 
 /// Estimates for a whole program.
@@ -99,7 +113,25 @@ pub type Profiles<'a> = dyn Fn(&str) -> Option<DataProfile> + 'a;
 
 /// Estimates every job node and reports what does not fit.
 pub fn estimate(program: &Program, catalog: &Catalog, profiles: &Profiles<'_>) -> (Estimates, Vec<Diagnostic>) {
-    let mut ctx = Ctx { program, catalog, profiles, diagnostics: Vec::new(), unknown_reported: false };
+    estimate_with(program, catalog, profiles, None)
+}
+
+/// [`estimate`] with a team's calibration applied to the train jobs it has factors for.
+pub fn estimate_with(
+    program: &Program,
+    catalog: &Catalog,
+    profiles: &Profiles<'_>,
+    calibration: Option<&Calibration>,
+) -> (Estimates, Vec<Diagnostic>) {
+    let mut ctx = Ctx {
+        program,
+        catalog,
+        profiles,
+        diagnostics: Vec::new(),
+        unknown_reported: false,
+        searching: false,
+        calibration,
+    };
     let mut nodes = Vec::new();
     for &i in &program.order {
         let node = &program.nodes[i];
@@ -142,6 +174,9 @@ struct Ctx<'a> {
     profiles: &'a Profiles<'a>,
     diagnostics: Vec<Diagnostic>,
     unknown_reported: bool,
+    /// Estimating a changed copy of a node for the fit search: no suggestions are searched.
+    searching: bool,
+    calibration: Option<&'a Calibration>,
 }
 
 /// Rows and mean tokens of the conversations a reference reaches.
@@ -154,6 +189,9 @@ struct Data {
     /// final answer.
     trained_fraction: Option<f64>,
     answer_tokens: Option<f64>,
+    /// The profile's length histogram and longest row, for the padding.
+    histogram: Vec<padding::Bucket>,
+    max_tokens: u64,
 }
 
 /// The instance a job runs on and how many, as the checker resolved them.
@@ -165,7 +203,7 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / GIB as f64)
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn gpu(&self, instance: &Instance) -> Option<&GpuFacts> {
         self.catalog.gpus.iter().find(|g| g.name == instance.gpu)
     }
@@ -191,6 +229,8 @@ impl Ctx<'_> {
                 source: TokenSource::Profile,
                 trained_fraction: profile.trained_fraction(),
                 answer_tokens: profile.mean_answer_tokens.filter(|t| *t > 0.0),
+                histogram: profile.histogram.clone(),
+                max_tokens: profile.max_tokens,
             });
         }
         let dataset = chat.fields.reference("data").and_then(|d| program.node(&d.node))?;
@@ -222,6 +262,8 @@ impl Ctx<'_> {
             source,
             trained_fraction: None,
             answer_tokens: None,
+            histogram: Vec::new(),
+            max_tokens: 0,
         })
     }
 
@@ -290,18 +332,32 @@ impl Ctx<'_> {
         }
     }
 
-    fn train(&mut self, node: &TypedNode) -> Option<NodeEstimate> {
+    /// A train node's CUDA instance, instance count and model, when all are known.
+    fn train_target(&self, node: &TypedNode) -> Option<(&'a Instance, u64, ModelFacts)> {
         let (instance_name, count) = instance_of(node)?;
         let instance = self.catalog.instance(instance_name)?;
         if instance.accelerator != Accelerator::Cuda {
             return None;
         }
         let facts = self.program.model_facts(&node.fields.reference("model")?.node)?.clone();
+        Some((instance, count, facts))
+    }
+
+    fn train(&mut self, node: &TypedNode) -> Option<NodeEstimate> {
+        let (instance, count, facts) = self.train_target(node)?;
+        let instance_name = instance.name.as_str();
         let setup = self.setup(node, &facts, instance, count);
-        let mem = memory::train_memory(&setup);
+        let mut mem = memory::train_memory(&setup);
+        let calibrated = self.calibration.and_then(|c| c.entry(&instance.gpu, &facts.family));
+        if let Some(f) = calibrated.and_then(|e| e.memory.as_ref()).filter(|f| f.factor > 1.0) {
+            // The runs this team recorded on this GPU and family used more than estimated.
+            let bytes = (mem.gpu_peak as f64 * (f.factor - 1.0)).ceil() as u64;
+            mem.gpu_terms.push(Term { name: "calibration", bytes });
+            mem.gpu_peak = mem.gpu_peak.saturating_add(bytes);
+        }
         let capacity = instance.gpu_memory_mib * memory::MIB;
-        if mem.gpu_peak > capacity {
-            let help = self.fixes(&setup, instance, count, capacity);
+        if mem.gpu_peak > capacity && !self.searching {
+            let help = self.fixes(node, &setup, instance);
             let terms: Vec<String> =
                 largest(&mem.gpu_terms, 3).iter().map(|t| format!("{} {}", t.name, gib(t.bytes))).collect();
             self.diagnostics.push(
@@ -388,11 +444,26 @@ impl Ctx<'_> {
             }
             _ => 0.0,
         };
+        // Without packing, each micro-batch is padded to its longest row: those positions are
+        // computed too.
+        let packing = node.fields.bool("packing").unwrap_or(false);
+        let padding_factor = data
+            .as_ref()
+            .filter(|_| !packing)
+            .and_then(|d| padding::factor(&d.histogram, d.max_tokens, setup.micro_batch));
+        let padded = padding_factor.unwrap_or(1.0);
+        let hours_factor = calibrated.and_then(|e| e.hours.as_ref()).map_or(1.0, |f| f.factor);
         let hours = tokens.zip(throughput).map(|(t, tp)| {
-            (t * flops_per_token / tp + eval_seconds) / 3600.0 + time::overhead_hours(checkpoint_bytes(&facts))
+            hours_factor
+                * ((t * padded * flops_per_token / tp + eval_seconds) / 3600.0
+                    + time::overhead_hours(checkpoint_bytes(&facts)))
         });
         let spot = node.fields.bool("spot").unwrap_or(false);
         let usd = hours.and_then(|h| cost(h, instance, count, spot));
+        let packing_saves = tokens.zip(throughput).zip(padding_factor).map(|((t, tp), factor)| {
+            let saved = hours_factor * t * (factor - 1.0) * flops_per_token / tp / 3600.0;
+            (saved, cost(saved, instance, count, spot))
+        });
         if let (Some(h), Some(Val::Duration(limit))) = (hours, node.fields.get("max_runtime").map(|f| &f.val)) {
             let limit_h = *limit as f64 / 3600.0;
             if h > limit_h {
@@ -442,6 +513,9 @@ impl Ctx<'_> {
             hours,
             usd,
             spot,
+            padding_factor,
+            packing_saves,
+            calibration: calibrated.cloned(),
         })
     }
 
@@ -474,79 +548,72 @@ impl Ctx<'_> {
         total
     }
 
-    /// Changes that make a training step fit, each re-estimated.
-    fn fixes(&self, setup: &TrainSetup<'_>, instance: &Instance, count: u64, capacity: u64) -> String {
+    /// Changes that make a training step fit, each re-estimated: a smaller micro-batch, gradient
+    /// checkpointing, CPU offload, a shorter sequence, and the instance of the cheapest job that
+    /// fits (the fit search's).
+    fn fixes(&self, node: &TypedNode, setup: &TrainSetup<'_>, instance: &Instance) -> String {
         let mut found: Vec<String> = Vec::new();
+        let capacity = instance.gpu_memory_mib * memory::MIB;
         let host = instance.memory_gib * GIB;
-        let fits = |s: &TrainSetup<'_>, cap: u64| {
+        let fits = |s: &TrainSetup<'_>| {
             let m = memory::train_memory(s);
-            (m.gpu_peak <= cap && m.host_peak <= host).then_some(m.gpu_peak)
+            (m.gpu_peak <= capacity && m.host_peak <= host).then_some(m.gpu_peak)
         };
-        let mut b = setup.micro_batch / 2;
-        while b >= 1 {
-            let mut s = setup.clone();
-            s.micro_batch = b;
-            if let Some(peak) = fits(&s, capacity) {
-                let accum_factor = setup.micro_batch / b;
-                found.push(format!("`per_device_batch = {b}` with {accum_factor}x `grad_accum` ({})", gib(peak)));
-                break;
-            }
-            b /= 2;
+        let search = self.fit(node);
+        let here = search.as_ref().and_then(|f| f.instances.iter().find(|i| i.declared));
+        if let Some(here) = here.filter(|h| h.grad_accum_factor > 1) {
+            found.push(format!(
+                "`per_device_batch = {}` with {}x `grad_accum` ({})",
+                here.per_device_batch,
+                here.grad_accum_factor,
+                gib(here.peak_bytes)
+            ));
         }
         if !setup.gradient_checkpointing {
-            let mut s = setup.clone();
-            s.gradient_checkpointing = true;
-            if let Some(peak) = fits(&s, capacity) {
+            let s = TrainSetup { gradient_checkpointing: true, ..setup.clone() };
+            if let Some(peak) = fits(&s) {
                 found.push(format!("`gradient_checkpointing = true` ({})", gib(peak)));
             }
         }
         if let Some(f) = setup.fsdp.filter(|f| !f.offload) {
-            let mut s = setup.clone();
-            s.fsdp = Some(Fsdp { offload: true, ..f });
-            if let Some(peak) = fits(&s, capacity) {
+            let s = TrainSetup { fsdp: Some(Fsdp { offload: true, ..f }), ..setup.clone() };
+            if let Some(peak) = fits(&s) {
                 found.push(format!("`offload = true` in `fsdp` ({})", gib(peak)));
             }
         }
-        // The cheapest other instance on which the step fits, at this micro-batch or a smaller one.
-        let mut candidates: Vec<&Instance> = self
-            .catalog
-            .instances
-            .iter()
-            .filter(|i| i.accelerator == Accelerator::Cuda && i.price_usd_per_hour > 0.0 && i.name != instance.name)
-            .filter(|i| i.bf16 || !instance.bf16)
-            .collect();
-        candidates.sort_by(|a, b| a.price_usd_per_hour.total_cmp(&b.price_usd_per_hour));
-        'instances: for candidate in candidates {
-            let mut b = setup.micro_batch;
-            while b >= 1 {
-                let mut s = setup.clone();
-                s.gpus_per_node = candidate.gpu_count.max(1);
-                s.micro_batch = b;
-                let cap = candidate.gpu_memory_mib * memory::MIB;
-                let m = memory::train_memory(&s);
-                let fit = m.gpu_peak <= cap && m.host_peak <= candidate.memory_gib * GIB;
-                if let Some(peak) = fit.then_some(m.gpu_peak) {
-                    let batch = if b == setup.micro_batch {
-                        String::new()
-                    } else {
-                        format!(" with `per_device_batch = {b}` and {}x `grad_accum`", setup.micro_batch / b)
-                    };
-                    found.push(format!(
-                        "`compute = \"{}\" x {count}`{batch} ({} of {}, ${:.2}/h)",
-                        candidate.name,
-                        gib(peak),
-                        gib(cap),
-                        candidate.price_usd_per_hour
-                    ));
-                    break 'instances;
-                }
-                b /= 2;
-            }
+        if let Some(limit) = search.as_ref().and_then(|f| f.max_seq_len.as_ref()).filter(|l| l.value < setup.seq_len) {
+            found.push(format!(
+                "`seq_len = {}` or less, the longest that fits at this batch ({})",
+                limit.value,
+                gib(limit.peak_bytes)
+            ));
+        }
+        if let Some(other) = search.as_ref().and_then(|f| f.instances.iter().find(|i| !i.declared)) {
+            let batch = if other.grad_accum_factor > 1 {
+                format!(
+                    " with `per_device_batch = {}` and {}x `grad_accum`",
+                    other.per_device_batch, other.grad_accum_factor
+                )
+            } else {
+                String::new()
+            };
+            let cost = other.usd.map(|usd| format!(", ${usd:.2} for the job")).unwrap_or_default();
+            found.push(format!(
+                "`compute = \"{}\" x {}`{batch} ({} of {}{cost}, the cheapest job that fits)",
+                other.instance,
+                other.count,
+                gib(other.peak_bytes),
+                gib(other.capacity_bytes)
+            ));
         }
         if found.is_empty() {
             "no single change fits: combine a smaller batch, gradient checkpointing, FSDP with offload and a larger instance".to_owned()
         } else {
-            format!("it fits with {}", found.join("; or "))
+            format!(
+                "it fits with {}; `tunec check --fit {}` lists every instance that fits",
+                found.join("; or "),
+                node.name
+            )
         }
     }
 
@@ -719,6 +786,9 @@ impl Ctx<'_> {
             hours,
             usd: hours.and_then(|h| cost(h, instance, count, spot)),
             spot,
+            padding_factor: None,
+            packing_saves: None,
+            calibration: None,
         }
     }
 }

@@ -5,13 +5,15 @@ use super::{usage_error, Color, Format, Input};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use tunec_compiler::catalog::Catalog;
+use tunec_compiler::estimate::calibration::{self, Calibration};
 use tunec_compiler::lower::{self, JobGraph, LowerInput};
 use tunec_compiler::render::{self, Style};
+use tunec_compiler::World as _;
 use tunec_compiler::{Checked, Override};
 use tunec_runtime::bundle;
 use tunec_runtime::world::FsWorld;
 
-fn parse_overrides(set: &[String]) -> Result<Vec<Override>, String> {
+pub(crate) fn parse_overrides(set: &[String]) -> Result<Vec<Override>, String> {
     set.iter()
         .map(|s| match s.split_once('=') {
             Some((name, value)) if !name.trim().is_empty() => {
@@ -41,6 +43,17 @@ pub(crate) fn checked(input: &Input) -> Result<Checked, ExitCode> {
     let text = std::fs::read_to_string(&input.file)
         .map_err(|e| usage_error(&format!("cannot read `{}`: {e}", input.file.display())))?;
     let world = FsWorld::for_pipeline(&input.file);
+    // A calibration file that does not parse is refused rather than ignored.
+    if let Some(calibration) = world.calibration() {
+        if let Err(e) = Calibration::parse(&calibration) {
+            let path = input.file.parent().unwrap_or(std::path::Path::new("")).join(calibration::FILE);
+            return Err(usage_error(&format!(
+                "`{}` is not a calibration file ({e}): write it again with `tunec calibrate {}`, or remove it to estimate without one",
+                path.display(),
+                input.file.display()
+            )));
+        }
+    }
     Ok(tunec_compiler::check(&input.file.display().to_string(), &text, &overrides, &world))
 }
 
@@ -83,21 +96,43 @@ pub(crate) fn lowered(checked: &Checked) -> Option<JobGraph> {
     }))
 }
 
-pub(crate) fn run(input: &Input, format: Format) -> ExitCode {
+pub(crate) fn run(input: &Input, format: Format, fit: Option<&str>) -> ExitCode {
     let checked = match checked(input) {
         Ok(c) => c,
         Err(code) => return code,
+    };
+    // The fit search, when asked for, on the program as checked (errors or not: a step that does
+    // not fit is a `gpu_memory` error, and what fits instead is the point).
+    let fit = match (fit, &checked.program) {
+        (None, _) => None,
+        (Some(_), None) => {
+            print_diagnostics(&checked, input.color, true);
+            return ExitCode::from(1);
+        }
+        (Some(node), Some(program)) => {
+            match tunec_compiler::driver::fit(program, node, &FsWorld::for_pipeline(&input.file)) {
+                Ok(fit) => Some(fit),
+                Err(e) => return usage_error(&format!("--fit {node}: {e}")),
+            }
+        }
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = match format {
         Format::Json => {
-            let doc = render::check_json(&checked);
+            let mut doc = render::check_json(&checked);
+            if let (Some(fit), Some(object)) = (&fit, doc.as_object_mut()) {
+                object.insert("fit".to_owned(), render::fit_json(fit));
+            }
             writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
         }
         Format::Human => {
             print_diagnostics(&checked, input.color, false);
-            if let Some(program) = &checked.program {
+            if let Some(fit) = &fit {
+                for line in render::fit_lines(fit) {
+                    let _ = writeln!(out, "{line}");
+                }
+            } else if let Some(program) = &checked.program {
                 let _ = writeln!(
                     out,
                     "pipeline `{}`: {} nodes, target {}",

@@ -4,6 +4,7 @@
 //! reads the command line.
 
 pub(crate) mod build;
+pub(crate) mod calibrate;
 pub(crate) mod check;
 pub(crate) mod completions;
 pub(crate) mod explain;

@@ -12,17 +12,19 @@
 
 mod smoke;
 
-use super::check::compiled;
+use super::check::{compiled, parse_overrides};
 use super::{usage_error, Format, Input};
 use clap::ValueEnum;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tunec_compiler::lower::{JobGraph, SCHEMA_VERSION};
+use tunec_compiler::lower::{Execution, JobGraph, SCHEMA_VERSION};
+use tunec_compiler::secret::{parse_arn, HUB_TOKEN_SECRET_VAR};
 use tunec_compiler::target::Target;
 use tunec_runtime::bundle;
 use tunec_runtime::journal::Journal;
+use tunec_runtime::ledger::{self, EstimateSource};
 use tunec_runtime::run::aws::Settings;
 use tunec_runtime::run::progress::{Mode, Reporter};
 use tunec_runtime::run::summary::Summary;
@@ -30,6 +32,7 @@ use tunec_runtime::run::target::local::LocalTarget;
 use tunec_runtime::run::target::sagemaker::request::resolve_placeholders;
 use tunec_runtime::run::target::sagemaker::{NodeContext, SageMakerOptions, SageMakerTarget};
 use tunec_runtime::run::{self as runner, Outcome, RunError, RunOptions};
+use tunec_runtime::world::FsWorld;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -73,7 +76,10 @@ pub(crate) fn run(
                 (n.name.clone(), NodeContext { location, memory: None })
             })
             .collect();
-        let how = How { until, python, progress, endpoint_url, format, contexts, smoke, estimates: None };
+        // A build folder carries no `.tune` file to estimate: its jobs record what they used only.
+        let estimates = EstimateSource::default();
+        let how =
+            How { until, python, progress, endpoint_url, format, contexts, estimates, smoke, real_estimates: None };
         return execute(&graph, &base, how);
     }
     let (checked, graph) = match compiled(input) {
@@ -82,9 +88,17 @@ pub(crate) fn run(
     };
     let Some(program) = &checked.program else { return ExitCode::from(1) };
     let base = input.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let contexts = contexts(&checked, program);
-    let estimates = checked.estimates.clone();
-    let how = How { until, python, progress, endpoint_url, format, contexts, smoke, estimates };
+    let how = How {
+        until,
+        python,
+        progress,
+        endpoint_url,
+        format,
+        contexts: contexts(&checked, program),
+        estimates: estimate_source(input, &checked),
+        smoke,
+        real_estimates: checked.estimates.clone(),
+    };
     execute(&graph, &base, how)
 }
 
@@ -177,10 +191,29 @@ struct How {
     endpoint_url: Option<String>,
     format: Format,
     contexts: BTreeMap<String, NodeContext>,
+    /// Each job node's estimate, recorded next to what it used.
+    estimates: EstimateSource,
     /// `--smoke`: the number of records of each dataset to read (`--smoke-rows`).
     smoke: Option<u64>,
     /// The real run's estimate, for the smoke report.
-    estimates: Option<tunec_compiler::estimate::Estimates>,
+    real_estimates: Option<tunec_compiler::estimate::Estimates>,
+}
+
+/// Every job's `TUNEC_HF_TOKEN_SECRET`, resolved, is the ARN of a Secrets Manager secret.
+fn check_secret_arns(graph: &JobGraph) -> Result<(), String> {
+    for node in &graph.nodes {
+        let Execution::SageMakerJob { request, .. } = &node.execution else { continue };
+        let Some(arn) = request["Environment"][HUB_TOKEN_SECRET_VAR].as_str() else { continue };
+        let arn = resolve_placeholders(arn)?;
+        parse_arn(&arn).map_err(|problem| {
+            format!(
+                "the Hub token's secret of `{}` is not the ARN of a Secrets Manager secret ({problem}): `{arn}`; \
+                 set it to the ARN that `aws secretsmanager describe-secret --query ARN` prints",
+                node.name
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs `graph`, whose paths are relative to `base`, on its target.
@@ -188,7 +221,7 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
     if let Some(rows) = how.smoke {
         return smoke::execute(graph, base, how, rows);
     }
-    let How { until, python, progress, endpoint_url, format, contexts, .. } = how;
+    let How { until, python, progress, endpoint_url, format, contexts, estimates, .. } = how;
     if let Err(e) = runner::check_until(graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
@@ -205,6 +238,10 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
                 if missing.len() == 1 { "it is" } else { "they are" },
                 missing.iter().map(|m| format!("{m}=...")).collect::<Vec<_>>().join(" ")
             ));
+        }
+        // A Hub token's secret ARN from env() is checked here, not by the first job that reads it.
+        if let Err(message) = check_secret_arns(graph) {
+            return usage_error(&message);
         }
         let setting = |name: &str| graph.target_fields().str_or_env(name).map(|v| resolve_placeholders(&v)).transpose();
         match (setting("region"), setting("kms_key")) {
@@ -228,7 +265,7 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
             Arc::new(SageMakerTarget::new(base, reporter.clone(), options))
         }
     };
-    let options = RunOptions { until, signals: true, stop: None, aws };
+    let options = RunOptions { until, signals: true, stop: None, aws, estimates };
     let since = jiff::Timestamp::now();
     let result = runner::run(graph, base, target, &options, journal, reporter.clone());
     let summary = Summary::collect(graph, base, options.until.as_deref(), since, &result);
@@ -261,6 +298,18 @@ fn reporter(progress: Progress, format: Format) -> Arc<Reporter> {
     let out: Box<dyn std::io::Write + Send> =
         if format == Format::Json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
     Arc::new(Reporter::new(mode, out))
+}
+
+/// A job's estimate as the run starts it: the same text and `--set` values checked again, with
+/// the data profiles written by then.
+fn estimate_source(input: &Input, checked: &tunec_compiler::Checked) -> EstimateSource {
+    let Some(source) = checked.sources.get(checked.main) else { return EstimateSource::default() };
+    let (name, text) = (source.name.clone(), source.text.clone());
+    let overrides = parse_overrides(&input.set).unwrap_or_default();
+    let world = FsWorld::for_pipeline(&input.file);
+    EstimateSource::new(move |node| {
+        ledger::estimates(&tunec_compiler::check(&name, &text, &overrides, &world)).remove(node)
+    })
 }
 
 /// Each node's place in the `.tune` file and memory estimate, for the messages of a run.

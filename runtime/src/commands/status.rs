@@ -1,11 +1,13 @@
-//! `tunec status`: the state journal of a pipeline's runs, node by node, and whether a run holds
-//! its lock (`--clear-stale-lock` says why there is never a stale one to clear).
+//! `tunec status`: the state journal of a pipeline's runs, node by node, whether a run holds its
+//! lock (`--clear-stale-lock` says why there is never a stale one to clear), and for every job
+//! the ledger: its estimate against what it used ([`tunec_runtime::ledger`]).
 
 use super::check::{checked, lowered, print_diagnostics};
 use super::{usage_error, Color, Format, Input};
 use std::path::Path;
 use std::process::ExitCode;
 use tunec_runtime::journal;
+use tunec_runtime::ledger::{self, Row};
 use tunec_runtime::run::data_report::SplitCounts;
 
 pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> ExitCode {
@@ -61,6 +63,7 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
                 "lock_holder": holder,
                 "state": state,
                 "data": data,
+                "ledger": ledger_json(state.as_ref(), &program.order.iter().map(|&i| program.nodes[i].name.as_str()).collect::<Vec<_>>()),
             }))
             .unwrap_or_default()
         );
@@ -103,5 +106,43 @@ pub(crate) fn status(file: &Path, format: Format, clear_stale_lock: bool) -> Exi
             None => out!("  {name:<width$}  not run"),
         }
     }
+    let names: Vec<&str> = program.order.iter().map(|&i| program.nodes[i].name.as_str()).collect();
+    ledger_lines(&state, &names).iter().for_each(|line| out!("{line}"));
     ExitCode::SUCCESS
+}
+
+/// The ledger's rows of each node that has them, in `names`' order.
+fn ledger_rows<'a>(state: &'a journal::State, names: &[&'a str]) -> Vec<(&'a str, Vec<Row>)> {
+    names.iter().filter_map(|&n| Some((n, ledger::compare(state.nodes.get(n)?)?))).collect()
+}
+
+/// `node → measure → {estimate, actual, error}`.
+fn ledger_json(state: Option<&journal::State>, names: &[&str]) -> serde_json::Value {
+    let Some(state) = state else { return serde_json::json!({}) };
+    let nodes: serde_json::Map<String, serde_json::Value> = ledger_rows(state, names)
+        .into_iter()
+        .map(|(node, rows)| {
+            let measures = rows.iter().map(|r| (r.measure.key().to_owned(), r.json())).collect();
+            (node.to_owned(), serde_json::Value::Object(measures))
+        })
+        .collect();
+    serde_json::Value::Object(nodes)
+}
+
+/// The ledger as a table: a row per node and measure; `—` for what was not estimated or measured.
+fn ledger_lines(state: &journal::State, names: &[&str]) -> Vec<String> {
+    let rows = ledger_rows(state, names);
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut table = vec![["node", "measure", "estimate", "actual", "error"].map(str::to_owned).to_vec()];
+    for (node, measures) in &rows {
+        for row in measures {
+            let [estimate, actual, error] = row.cells();
+            table.push(vec![(*node).to_owned(), row.measure.label().to_owned(), estimate, actual, error]);
+        }
+    }
+    let mut lines = vec![String::new(), "estimate against actual (error: (estimate - actual) / actual):".to_owned()];
+    lines.extend(tunec_compiler::render::table(&table, &[2, 3, 4]));
+    lines
 }

@@ -33,6 +33,7 @@ use super::target::{self, Attempt, PrepareError, Target};
 use super::{check_until, data, data_report, runs_jobs, NodeError, Outcome, RunError, RunOptions, Stop, StopLevel};
 use crate::data::prepare::StepControl;
 use crate::journal::{self, Decision, Journal, NodeRecord, Output, Reason, Status};
+use crate::ledger::EstimateSource;
 
 /// What the scheduler waits for.
 #[derive(Debug)]
@@ -109,6 +110,8 @@ struct Executor {
     /// Nodes that failed or were interrupted in this run.
     ended: BTreeSet<usize>,
     failure: Option<RunError>,
+    /// Each job node's estimate, recorded when it starts.
+    estimates: EstimateSource,
 }
 
 impl Executor {
@@ -141,6 +144,7 @@ impl Executor {
             records: BTreeMap::new(),
             ended: BTreeSet::new(),
             failure: None,
+            estimates: options.estimates.clone(),
         }
     }
 
@@ -254,6 +258,8 @@ impl Executor {
             started_at: journal::now(),
             finished_at: None,
             error: None,
+            estimate: if node.is_job() { self.estimates.of(&node.name) } else { None },
+            usage: None,
         };
         self.lock().record(&node.name, record.clone())?;
         self.records.insert(index, (record, reason, previous));
@@ -422,6 +428,7 @@ impl Executor {
             record.job_name.clone_from(&current.job_name);
             record.job_created = current.job_created;
             record.started_at.clone_from(&current.started_at);
+            record.usage.clone_from(&current.usage);
         }
         match result {
             Ok(outputs) => {

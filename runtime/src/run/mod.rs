@@ -25,6 +25,7 @@ pub mod hub;
 pub mod progress;
 pub mod s3;
 pub mod schedule;
+pub mod secrets;
 pub mod smoke;
 pub mod sources;
 pub mod summary;
@@ -156,6 +157,9 @@ pub struct RunOptions {
     /// Where `s3://` sources and Secrets Manager are reached: the region (else the AWS
     /// configuration's) and one endpoint for every AWS service (a local AWS API server).
     pub aws: aws::Settings,
+    /// Each job node's estimate, recorded in the journal next to what the job used
+    /// ([`crate::ledger`]); nodes without one record none.
+    pub estimates: crate::ledger::EstimateSource,
 }
 
 /// Checks `--until` against the graph.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tunec_compiler::lower::JobGraph;
 use tunec_compiler::target::Target;
 use tunec_runtime::journal::{self, Journal};
+use tunec_runtime::ledger::EstimateSource;
 use tunec_runtime::run::aws::Settings;
 use tunec_runtime::run::smoke::target::SmokeTarget;
 use tunec_runtime::run::smoke::{self as smoke_run, report, Hardware};
@@ -22,7 +23,7 @@ use tunec_runtime::run::{self as runner, Outcome, RunError, RunOptions};
 /// each dataset: exit 0 when every node passed, 1 when one failed (the report says which, where and
 /// why), 2 for usage errors, 130 when interrupted.
 pub(super) fn execute(graph: &JobGraph, base: &Path, how: How, rows: u64) -> ExitCode {
-    let How { until, python, progress, endpoint_url, format, contexts, estimates, .. } = how;
+    let How { until, python, progress, endpoint_url, format, contexts, real_estimates, .. } = how;
     if rows == 0 {
         return usage_error("`--smoke-rows 0` reads no record: give 1 or more (the default is 32)");
     }
@@ -50,7 +51,8 @@ pub(super) fn execute(graph: &JobGraph, base: &Path, how: How, rows: u64) -> Exi
     let aws = Settings { region, endpoint_url };
     let local = LocalTarget::new(base, reporter.clone(), python);
     let target: Arc<dyn runner::target::Target> = Arc::new(SmokeTarget::new(local, base, hardware.cuda_devices > 0));
-    let options = RunOptions { until, signals: true, stop: None, aws };
+    // A miniature's usage says nothing of the real jobs': nothing is recorded against their estimate.
+    let options = RunOptions { until, signals: true, stop: None, aws, estimates: EstimateSource::default() };
     let since = jiff::Timestamp::now();
     let started = std::time::Instant::now();
     let result = runner::run(&smoke, base, target, &options, journal, reporter.clone());
@@ -70,7 +72,7 @@ pub(super) fn execute(graph: &JobGraph, base: &Path, how: How, rows: u64) -> Exi
         substitutions: &substitutions,
         failure,
         locations: &locations,
-        estimates: estimates.as_ref(),
+        estimates: real_estimates.as_ref(),
         seconds: started.elapsed().as_secs_f64(),
     });
     let report_path = base.join(format!(".tunec/{}/report.json", smoke.pipeline));

@@ -212,6 +212,12 @@ impl Job for SmokeJob {
         self.inner.stop(level, stop)
     }
 
+    /// Nothing: a miniature's usage says nothing of the real job's, and the ledger's calibration
+    /// must never read it as a run of the real model (the report shows the host peak).
+    fn usage(&mut self) -> BoxFuture<'_, Option<crate::ledger::Used>> {
+        Box::pin(async { None })
+    }
+
     fn outputs(&mut self) -> BoxFuture<'_, Result<Vec<Output>, NodeError>> {
         Box::pin(async move {
             let outputs = self.inner.outputs().await?;

@@ -31,6 +31,7 @@ use super::data::StepError;
 use super::progress::{Reporter, Work};
 use super::{jitter, NodeError, Stop, StopLevel};
 use crate::journal::{self, Journal, Output, State, Status};
+use crate::ledger::Used;
 
 /// A boxed future, so that [`Target`] and [`Job`] can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -144,6 +145,11 @@ pub trait Job: Send {
 
     /// The outputs of a job that succeeded, to record.
     fn outputs(&mut self) -> BoxFuture<'_, Result<Vec<Output>, NodeError>>;
+
+    /// What the job that succeeded used, as measured, for the ledger; `None` when nothing was.
+    /// Called after [`Job::outputs`]. A measurement that cannot be read is said and skipped: it
+    /// never fails a job that succeeded.
+    fn usage(&mut self) -> BoxFuture<'_, Option<Used>>;
 }
 
 /// What [`drive`] needs besides the job.
@@ -191,7 +197,13 @@ async fn attempts(job: &mut dyn Job, d: &mut Drive) -> Result<Vec<Output>, NodeE
             }
         };
         let failure = match ended {
-            Ended::Succeeded => return job.outputs().await,
+            Ended::Succeeded => {
+                let outputs = job.outputs().await?;
+                if let Some(used) = job.usage().await {
+                    record_usage(&d.journal, &d.node, used)?;
+                }
+                return Ok(outputs);
+            }
             Ended::Stopped => return Err(NodeError::Interrupted),
             Ended::Failed(_) if asked => return Err(NodeError::Interrupted),
             Ended::Failed(failure) => failure,
@@ -209,6 +221,16 @@ async fn attempts(job: &mut dyn Job, d: &mut Drive) -> Result<Vec<Output>, NodeE
         d.attempt = Attempt { number, name: job.attempt_name(number), resume: true, created: false };
         record_attempt(&d.journal, &d.node, &d.attempt)?;
     }
+}
+
+/// Records what the job of the current attempt used.
+fn record_usage(journal: &Mutex<Journal>, node: &str, used: Used) -> Result<(), NodeError> {
+    let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut record) = journal.state().nodes.get(node).cloned() else {
+        return Err(NodeError::Failed(format!("`{node}` has no record")));
+    };
+    record.usage = Some(used);
+    journal.record(node, record).map_err(|e| NodeError::Failed(e.to_string()))
 }
 
 /// Records that the job of the current attempt exists.

@@ -49,6 +49,7 @@ use super::{
 };
 use crate::bundle;
 use crate::journal::{self, Output};
+use crate::ledger::{read_usage, Used, USAGE_FILE};
 use crate::run::data::StepError;
 use crate::run::progress::Reporter;
 use crate::run::{NodeError, Stop, StopLevel};
@@ -549,6 +550,20 @@ impl Job for LocalJob {
                 outputs.len()
             ));
             Ok(outputs)
+        })
+    }
+
+    /// The script's `usage.json`, when it wrote a readable one.
+    fn usage(&mut self) -> BoxFuture<'_, Option<Used>> {
+        Box::pin(async move {
+            let rel = format!("{}/output/data/{USAGE_FILE}", self.plan.root);
+            match read_usage(&self.base.join(&rel)) {
+                Ok(used) => Some(Used { process_seconds: self.running.as_ref().map(|r| r.seconds), ..used }),
+                Err(e) => {
+                    self.reporter.line(&format!("  {}: no usage recorded: `{rel}`: {e}", self.plan.node));
+                    None
+                }
+            }
         })
     }
 }

@@ -57,6 +57,7 @@ use tunec_compiler::lower::{ChannelSource, Execution, JobGraph, JobNode};
 
 use super::{AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, PrepareError, Target};
 use crate::journal::{Output, State, Status};
+use crate::ledger::{read_usage, Used, USAGE_FILE};
 use crate::run::aws::{self, error_parts, Aws};
 use crate::run::progress::Reporter;
 use crate::run::target::local::{bundle_dir, job_root};
@@ -297,6 +298,8 @@ struct Watch {
     throttled: u32,
     /// The description of a job that completed.
     completed: Option<DescribeTrainingJobOutput>,
+    /// Where this attempt's output data was unpacked (relative to the pipeline's folder), once it was.
+    output_data: Option<String>,
 }
 
 /// A node's SageMaker training job.
@@ -624,7 +627,10 @@ impl Job for SageMakerJob {
                     let root = job_root(&self.pipeline, &self.plan.node, &self.plan.key);
                     // Copies for people, not recorded: a deleted copy must never rerun a paid job.
                     match output_data::fetch(&self.aws, &uri, &self.base, &root).await {
-                        Ok(files) => self.log(&format!("output data: {} files in {root}/output/data", files.len())),
+                        Ok(files) => {
+                            self.log(&format!("output data: {} files in {root}/output/data", files.len()));
+                            self.watch.output_data = Some(format!("{root}/output/data"));
+                        }
                         Err(e) => self.reporter.line(&format!(
                             "  {}: its output data (metrics, reports) is not on this machine: {e}",
                             self.plan.node
@@ -635,6 +641,38 @@ impl Job for SageMakerJob {
             self.reporter.line(&format!("  {} done: {name} completed", self.plan.node));
             Ok(outputs)
         })
+    }
+
+    /// What the script measured (its `usage.json`, in the output data this attempt unpacked),
+    /// with what SageMaker billed and timed.
+    fn usage(&mut self) -> BoxFuture<'_, Option<Used>> {
+        let described = self.watch.completed.as_ref();
+        let seconds = |v: Option<i32>| v.and_then(|s| u64::try_from(s).ok());
+        let billable_seconds = seconds(described.and_then(DescribeTrainingJobOutput::billable_time_in_seconds));
+        let training_seconds = seconds(described.and_then(DescribeTrainingJobOutput::training_time_in_seconds));
+        let measured = self.watch.output_data.as_ref().and_then(|rel| {
+            let rel = format!("{rel}/{USAGE_FILE}");
+            let path = self.base.join(&rel);
+            if !path.exists() {
+                return None;
+            }
+            match read_usage(&path) {
+                Ok(used) => Some(used),
+                Err(e) => {
+                    self.reporter.line(&format!("  {}: no usage recorded: `{rel}`: {e}", self.plan.node));
+                    None
+                }
+            }
+        });
+        let used = match measured {
+            Some(used) => Some(Used { billable_seconds, training_seconds, ..used }),
+            None => (billable_seconds.is_some() || training_seconds.is_some()).then(|| Used {
+                billable_seconds,
+                training_seconds,
+                ..Used::default()
+            }),
+        };
+        Box::pin(async move { used })
     }
 }
 
