@@ -21,6 +21,23 @@ use crate::run::target::local::{bundle_dir, job_root, LocalTarget};
 use crate::run::target::{AfterStop, Attempt, BoxFuture, Ended, Job, JobInput, PrepareError, Target};
 use crate::run::{NodeError, Stop, StopLevel};
 
+/// The files `tunec_entry.miniature` copies from a model folder beside the miniature (its
+/// `FILES_BESIDE`): a change to one builds the miniature again.
+const BESIDE: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+];
+
 /// The local target of a smoke run.
 pub struct SmokeTarget {
     inner: LocalTarget,
@@ -74,7 +91,18 @@ impl SmokeTarget {
         })?;
         let out = abs.join(format!(".tunec/{}/models/{}", graph.pipeline, model.name));
         let stamp = out.join(".tunec-miniature");
-        let digest = sha256_hex(&[text.as_slice(), crate::bundle::digest().as_bytes()].concat());
+        // What the miniature is made of: its config.json, the files copied beside it, the dtype and
+        // the builder (the script bundle).
+        let mut made_of = text.clone();
+        for name in BESIDE {
+            if let Ok(bytes) = std::fs::read(source.join(name)) {
+                made_of.extend_from_slice(name.as_bytes());
+                made_of.extend_from_slice(sha256_hex(&bytes).as_bytes());
+            }
+        }
+        made_of.extend_from_slice(self.dtype.unwrap_or("source").as_bytes());
+        made_of.extend_from_slice(crate::bundle::digest().as_bytes());
+        let digest = sha256_hex(&made_of);
         if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == digest) {
             built.insert(model.name.clone(), out.clone());
             return Ok(out);
