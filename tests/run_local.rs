@@ -752,6 +752,22 @@ fn a_built_job_graph_runs_like_the_pipeline_it_was_built_from() {
         doc["produced"].as_array().expect("produced").iter().filter_map(|p| p["what"].as_str()).collect();
     assert_eq!(what, ["adapter", "merged model", "report"], "{doc}");
 
+    // An edited train.py in the build folder is refused by name, before anything runs or is reused;
+    // undone, the folder runs again.
+    let train = build.join("code/train.py");
+    let original = std::fs::read_to_string(&train).expect("the build folder holds train.py");
+    std::fs::write(&train, format!("{original}\nraise SystemExit('patched')\n")).expect("write");
+    let edited = tunec(&["run", &build.display().to_string()]);
+    assert_eq!(edited.code, 2, "{}{}", edited.stdout, edited.stderr);
+    assert!(edited.stderr.contains("train.py (changed)"), "{}", edited.stderr);
+    assert!(edited.stderr.contains("undo the edit"), "{}", edited.stderr);
+    assert!(decisions(&edited).is_empty(), "nothing ran or was reused: {}", edited.stdout);
+    std::fs::write(&train, original).expect("write");
+    let undone = tunec(&["run", &build.display().to_string()]);
+    assert_eq!(undone.code, 0, "{}{}", undone.stdout, undone.stderr);
+    assert_eq!(decisions(&undone).len(), 7, "{}", undone.stdout);
+    assert!(decisions(&undone).iter().all(|l| l.starts_with("reuse ")), "{}", undone.stdout);
+
     // What cannot run: `--set` on a lowered graph, another script bundle, another graph version,
     // a build folder moved away from its pipeline.
     let set = tunec(&["run", &graph, "--set", "epochs=2"]);

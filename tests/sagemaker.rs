@@ -14,7 +14,8 @@
 //! re-attaches) and a second Ctrl-C that stops the job; a create whose reply is lost (watched, not
 //! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches); every
 //! request as the server received it equals the `request.json` of `tunec build`; the policies of
-//! `tunec iam-policy`, evaluated, allow every call, upload, read and write of the run; and the
+//! `tunec iam-policy`, evaluated, allow every SageMaker call and every S3 request of the run (from
+//! the servers' logs) and each job's reads and writes; and the
 //! role's value is in no file, upload or output of a run that fails, is interrupted or completes.
 
 #[path = "support/medreason.rs"]
@@ -23,6 +24,7 @@ mod medreason;
 mod process;
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +63,8 @@ struct Aws {
     fake: String,
     calls: PathBuf,
     recording: Option<PathBuf>,
+    /// Moto's recording of every S3 request, when the test started a moto of its own to log them.
+    s3_recording: Option<PathBuf>,
     bucket: String,
     children: Vec<Child>,
 }
@@ -102,13 +106,23 @@ impl Aws {
     /// Starts the scripted server with `script`, and moto unless one runs; makes the bucket and the
     /// pipeline folder (the pipeline of [`pipeline`] with `train_extra` in the train node).
     fn start(name: &str, script: &str, train_extra: &str) -> Aws {
+        Self::start_with(name, script, train_extra, false)
+    }
+
+    /// [`Aws::start`], with a moto of the test's own that records every S3 request when `record`.
+    fn start_with(name: &str, script: &str, train_extra: &str, record: bool) -> Aws {
         let dir = std::env::temp_dir().join(format!("tunec-sm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("model")).expect("mkdir");
         let mut children = Vec::new();
-        let moto = match std::env::var("TUNEC_TEST_MOTO_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => start_moto(&mut children, &[]),
+        let s3_recording = record.then(|| dir.join("s3-recording.jsonl"));
+        let moto = match (&s3_recording, std::env::var("TUNEC_TEST_MOTO_URL")) {
+            (Some(recording), _) => start_moto(
+                &mut children,
+                &[("MOTO_ENABLE_RECORDING", Path::new("true")), ("MOTO_RECORDER_FILEPATH", recording)],
+            ),
+            (None, Ok(url)) if !url.is_empty() => url,
+            (None, _) => start_moto(&mut children, &[]),
         };
         std::fs::write(dir.join("script.json"), script).expect("write");
         let port_file = dir.join("port");
@@ -140,7 +154,8 @@ impl Aws {
         let bucket = format!("tunec-{}-{}", name.replace('_', "-"), std::process::id());
         make_bucket(&moto, &bucket);
         setup_pipeline(&dir, train_extra);
-        Aws { dir, moto, fake: format!("http://127.0.0.1:{port}"), calls, recording: None, bucket, children }
+        let fake = format!("http://127.0.0.1:{port}");
+        Aws { dir, moto, fake, calls, recording: None, s3_recording, bucket, children }
     }
 
     /// Starts a moto server of the test's own, with its recorder on, for S3 and SageMaker both;
@@ -159,7 +174,7 @@ impl Aws {
         make_bucket(&moto, &bucket);
         setup_pipeline(&dir, "");
         let calls = dir.join("calls.jsonl");
-        Aws { dir, fake: moto.clone(), moto, calls, recording: Some(recording), bucket, children }
+        Aws { dir, fake: moto.clone(), moto, calls, recording: Some(recording), s3_recording: None, bucket, children }
     }
 
     /// The SageMaker requests moto received, in order: (operation, training job name).
@@ -176,6 +191,17 @@ impl Aws {
             .lines()
             .map(|l| serde_json::from_str::<(String, String)>(l).expect("a JSON pair"))
             .collect()
+    }
+
+    /// The S3 requests tunec itself made (the AWS SDK for Rust's user agent; the scripted server
+    /// and the test's own calls are boto3's), as moto recorded them: method, decoded path, and the
+    /// query's parameters.
+    fn s3_requests_by_tunec(&self) -> Vec<(String, String, BTreeMap<String, String>)> {
+        let recording = self.s3_recording.as_ref().expect("a moto that records S3");
+        let script = "import json, sys, urllib.parse\nfor line in open(sys.argv[1]):\n    try:\n        e = json.loads(line)\n    except ValueError:\n        continue\n    agent = {k.lower(): v for k, v in e['headers'].items()}.get('user-agent', '')\n    if 'aws-sdk-rust' not in agent:\n        continue\n    url = urllib.parse.urlsplit(e['url'])\n    query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))\n    print(json.dumps([e['method'], urllib.parse.unquote(url.path), query]))";
+        let out = Command::new(python()).args(["-c", script]).arg(recording).output().expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON triple")).collect()
     }
 
     fn file(&self) -> String {
@@ -341,9 +367,16 @@ fn setup_pipeline(dir: &Path, train_extra: &str) {
 
 const DEFAULT: &str = r#"{"default": {"polls": 3, "end": "Completed"}}"#;
 
+/// [`DEFAULT`], with what the train and evaluation scripts leave in `/opt/ml/output/data`.
+const WITH_OUTPUT_DATA: &str = r#"{"default": {"polls": 3, "end": "Completed"}, "jobs": [
+  {"match": "-sft-", "attempts": [{"polls": 3, "output_data": {"metrics.json": "{\"train_runtime_s\": 12.5}"}}]},
+  {"match": "-report-", "attempts": [{"polls": 3, "output_data": {
+    "report.json": "{\"metrics\": {\"exact_match\": 0.5, \"rouge_l\": 0.625}, \"num_examples\": 4}",
+    "predictions.jsonl": "{\"id\": 0}\n"}}]}]}"#;
+
 #[test]
 fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
-    let aws = Aws::start("whole", DEFAULT, "");
+    let aws = Aws::start("whole", WITH_OUTPUT_DATA, "");
     let run = aws.run();
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     for node in ["llama", "raw", "convo", "parts", "sft", "merged", "report"] {
@@ -362,8 +395,9 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
             record["outputs"].as_array().expect("outputs").iter().filter_map(|o| o["path"].as_str()).collect();
         assert!(outputs.iter().any(|o| o.ends_with(&format!("/{name}/output/model/"))), "{outputs:?}");
     }
-    // The summary says where the models and the report are: the jobs' artifacts on S3.
-    for (node, what) in [("sft", "adapter"), ("merged", "merged model"), ("report", "report")] {
+    // The summary says where the models are (the jobs' artifacts on S3) and where the report is: the
+    // evaluation's output data, downloaded and unpacked into its node's folder, with its metrics.
+    for (node, what) in [("sft", "adapter"), ("merged", "merged model")] {
         let name = state["nodes"][node]["job_name"].as_str().expect("name");
         assert!(
             run.stdout
@@ -374,13 +408,29 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
             run.stdout
         );
     }
+    let report_key = state["nodes"]["report"]["key"].as_str().expect("key");
+    let report_dir = aws.dir.join(format!(".tunec/p/jobs/report/{report_key}/output/data"));
+    let report_file = report_dir.join("report.json");
+    assert!(run.stdout.contains(&format!("report (report): {}", report_file.display())), "{}", run.stdout);
+    let summary: Vec<&str> =
+        run.stdout.lines().skip_while(|l| !l.starts_with("metrics (report, 4 test rows)")).collect();
+    assert!(summary.len() >= 3, "{}", run.stdout);
+    assert!(summary[1].contains("exact_match") && summary[1].contains("0.5"), "{}", run.stdout);
+    assert!(summary[2].contains("rouge_l") && summary[2].contains("0.625"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(report_dir.join("predictions.jsonl")).expect("predictions"), "{\"id\": 0}\n");
+    let sft_key = state["nodes"]["sft"]["key"].as_str().expect("key");
+    let metrics = aws.dir.join(format!(".tunec/p/jobs/sft/{sft_key}/output/data/metrics.json"));
+    assert_eq!(std::fs::read_to_string(metrics).expect("the train job's metrics"), "{\"train_runtime_s\": 12.5}");
+    // They are copies, not the node's outputs (no rerun when they go), and no archive is left.
+    let recorded = state["nodes"]["report"]["outputs"].to_string();
+    assert!(!recorded.contains("output/data"), "{recorded}");
+    assert!(!report_dir.with_file_name("output.tar.gz").exists());
     // What the jobs read was uploaded where their requests say.
     let objects = aws.objects();
     let parts_key = state["nodes"]["parts"]["key"].as_str().expect("key");
     for part in ["train/train.jsonl", "val/val.jsonl", "test/test.jsonl"] {
         assert!(objects.contains(&format!("team/p/data/parts/{parts_key}/{part}")), "{part}: {objects:?}");
     }
-    let sft_key = state["nodes"]["sft"]["key"].as_str().expect("key");
     assert!(objects.contains(&format!("team/p/config/sft/{sft_key}/args.yaml")), "{objects:?}");
     assert!(objects.iter().any(|o| o.starts_with("team/p/code/") && o.ends_with("/train.py")), "{objects:?}");
     let llama_key = state["nodes"]["llama"]["key"].as_str().expect("key");
@@ -398,7 +448,8 @@ fn the_pipeline_runs_its_data_locally_and_its_jobs_on_sagemaker() {
     let journal = std::fs::read_to_string(aws.dir.join(".tunec/p/state.json")).expect("state");
     assert!(!journal.contains("role/tunec-test") && !journal.contains("${env:"), "{journal}");
 
-    // A second run reuses everything and calls nothing.
+    // A second run reuses everything and calls nothing, with the local copies gone.
+    std::fs::remove_dir_all(aws.dir.join(".tunec/p/jobs")).expect("the copies are there");
     let before = aws.calls().len();
     let again = aws.run();
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
@@ -648,7 +699,7 @@ fn iam_allows(policy: &Value, action: &str, resource: &str, context: &[(&str, &s
 
 #[test]
 fn the_policies_iam_policy_writes_allow_what_a_run_and_its_jobs_do() {
-    let aws = Aws::start("iam", DEFAULT, "");
+    let aws = Aws::start_with("iam", DEFAULT, "", true);
     let run = aws.run();
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let policies = aws.tunec(&["iam-policy", &aws.file()]);
@@ -675,14 +726,41 @@ fn the_policies_iam_policy_writes_allow_what_a_run_and_its_jobs_do() {
             allowed(caller, "iam:PassRole", "arn:aws:iam::123456789012:role/tunec-test", &passed);
         }
     }
-    // What tunec uploaded (written and read back to compare), and what the jobs wrote.
+    // Every S3 request tunec made, as moto logged it, under the action IAM authorises it by: the
+    // SDK names the operation (`x-id`); a multipart upload's calls are all s3:PutObject, a HEAD of an
+    // object s3:GetObject, a listing s3:ListBucket with its prefix.
+    let requests = aws.s3_requests_by_tunec();
+    let mut written = BTreeSet::new();
+    for (method, path, query) in &requests {
+        let call = format!("{method} {path} {query:?}");
+        let (bucket, key) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
+        assert_eq!(bucket, aws.bucket, "{call}");
+        let object = format!("arn:aws:s3:::{bucket}/{key}");
+        match (method.as_str(), key.is_empty()) {
+            ("GET", true) if query.get("list-type").is_some_and(|v| v == "2") => {
+                let prefix = query.get("prefix").map_or("", String::as_str);
+                allowed(caller, "s3:ListBucket", &format!("arn:aws:s3:::{bucket}"), &[("s3:prefix", prefix)]);
+            }
+            ("HEAD", true) => allowed(caller, "s3:ListBucket", &format!("arn:aws:s3:::{bucket}"), &[]),
+            ("PUT" | "POST", false) => {
+                allowed(caller, "s3:PutObject", &object, &[]);
+                written.insert(key.to_owned());
+            }
+            ("GET" | "HEAD", false) => allowed(caller, "s3:GetObject", &object, &[]),
+            ("DELETE", false) if query.contains_key("uploadId") => {
+                allowed(caller, "s3:AbortMultipartUpload", &object, &[])
+            }
+            ("DELETE", false) => allowed(caller, "s3:DeleteObject", &object, &[]),
+            _ => panic!("an S3 request this test does not map to an IAM action: {call}"),
+        }
+    }
+    // The log is complete: every object tunec left in the bucket (all but the jobs' outputs) was
+    // written by a logged request.
     let objects = aws.objects();
     let uploaded: Vec<&String> = objects.iter().filter(|o| !o.starts_with("team/p/output/")).collect();
     assert!(uploaded.len() >= 10, "{objects:?}");
     for key in &uploaded {
-        let arn = format!("arn:aws:s3:::{}/{key}", aws.bucket);
-        allowed(caller, "s3:PutObject", &arn, &[]);
-        allowed(caller, "s3:GetObject", &arn, &[]);
+        assert!(written.contains(key.as_str()), "{key} is in the bucket, and no logged request of tunec wrote it");
     }
     // What each job read (every object under each of its channels, and the listing of each
     // channel's prefix) and where it wrote (its output path and its checkpoints).

@@ -37,7 +37,8 @@ Lifecycle script (`--script FILE`, or `POST /_control/script` with the JSON as b
                   "message": "The account-level service limit ...", "times": 1, "status": 400}]
     }
 
-- A scenario is `{"polls": N, "end": END, "failure_reason": TEXT, "secondary": [...], "artifacts": {PATH: TEXT}}`.
+- A scenario is `{"polls": N, "end": END, "failure_reason": TEXT, "secondary": [...], "artifacts": {PATH: TEXT},
+  "output_data": {PATH: TEXT}}`.
   `polls` (default 2) is how many DescribeTrainingJob calls show InProgress before the end shows; their secondary
   statuses are Starting, Downloading, then Training, with Uploading last before Completed when polls >= 4, unless
   `secondary` lists them one per poll (it then replaces `polls`). END is one of
@@ -73,7 +74,9 @@ Lifecycle script (`--script FILE`, or `POST /_control/script` with the JSON as b
 On Completed, with `--s3-endpoint URL`, the model is written to S3 with boto3 (credentials test/test, path-style,
 the job's region): `<S3OutputPath>/<job>/output/model.tar.gz`, a gzipped tar of the scenario's `artifacts` (default
 one file `adapter/README`), or, when OutputDataConfig.CompressionType is NONE, the same files uncompressed under
-`<S3OutputPath>/<job>/output/model/` (then S3ModelArtifacts is that prefix). If the upload fails, the job ends
+`<S3OutputPath>/<job>/output/model/` (then S3ModelArtifacts is that prefix); and the output data,
+`<S3OutputPath>/<job>/output/output.tar.gz`, a gzipped tar of the scenario's `output_data` (default empty, as for a
+script that wrote nothing to /opt/ml/output/data). If the upload fails, the job ends
 Failed with a ClientError FailureReason, as a real job whose output bucket is unusable would. The checkpoint prefix
 (CheckpointConfig.S3Uri) is left alone: the training script writes it, not the platform.
 
@@ -146,10 +149,23 @@ def now() -> float:
 # --------------------------------------------------------------------------------------------------- the script
 
 
+def targz(files: dict[str, str], mtime: float) -> bytes:
+    """A gzipped tar of `files` (path -> text), as SageMaker packs a job's model and output data."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path, text in sorted(files.items()):
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mtime = int(mtime)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def check_scenario(scenario: Any, where: str) -> dict[str, Any]:
     if not isinstance(scenario, dict):
         raise ValueError(f"{where}: a scenario is an object")
-    unknown = set(scenario) - {"polls", "end", "failure_reason", "secondary", "artifacts"}
+    unknown = set(scenario) - {"polls", "end", "failure_reason", "secondary", "artifacts", "output_data"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     end = scenario.get("end", "Completed")
@@ -161,11 +177,10 @@ def check_scenario(scenario: Any, where: str) -> dict[str, Any]:
     secondary = scenario.get("secondary")
     if secondary is not None and not (isinstance(secondary, list) and all(isinstance(s, str) for s in secondary)):
         raise ValueError(f"{where}: secondary is a list of strings")
-    artifacts = scenario.get("artifacts")
-    if artifacts is not None and not (
-        isinstance(artifacts, dict) and all(isinstance(v, str) for v in artifacts.values())
-    ):
-        raise ValueError(f"{where}: artifacts maps file paths to text")
+    for files in ("artifacts", "output_data"):
+        value = scenario.get(files)
+        if value is not None and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise ValueError(f"{where}: {files} maps file paths to text")
     return {**DEFAULT_SCENARIO, **scenario}
 
 
@@ -670,15 +685,11 @@ class FakeSageMaker:
                 for path, text in sorted(artifacts.items()):
                     s3.put_object(Bucket=bucket, Key=key + path, Body=text.encode("utf-8"))
             else:
-                buffer = io.BytesIO()
-                with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-                    for path, text in sorted(artifacts.items()):
-                        data = text.encode("utf-8")
-                        info = tarfile.TarInfo(path)
-                        info.size = len(data)
-                        info.mtime = int(job.created)
-                        tar.addfile(info, io.BytesIO(data))
-                s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+                s3.put_object(Bucket=bucket, Key=key, Body=targz(artifacts, job.created))
+            # What the script left in /opt/ml/output/data, which SageMaker uploads whether or not it is empty.
+            output = job.request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+            bucket, key = split_s3(f"{output}/{job.name}/output/output.tar.gz")
+            s3.put_object(Bucket=bucket, Key=key, Body=targz(job.scenario.get("output_data") or {}, job.created))
         except Exception as e:  # any S3 failure fails the job, as an unusable output bucket would
             log(f"writing the model of {job.name} to {uri} failed: {e}")
             return f"{uri}: {e}"

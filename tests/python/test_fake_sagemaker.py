@@ -671,7 +671,24 @@ def test_a_completed_job_writes_its_model_to_moto_and_leaves_checkpoints_alone(s
     d = server.sm.describe_training_job(TrainingJobName="model-plain")
     assert d["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://{bucket}/output/sft/model-plain/output/model/"
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="output/sft/model-plain/")
-    assert [o["Key"] for o in listed["Contents"]] == ["output/sft/model-plain/output/model/adapter/README"]
+    assert [o["Key"] for o in listed["Contents"]] == [
+        "output/sft/model-plain/output/model/adapter/README",
+        "output/sft/model-plain/output/output.tar.gz",
+    ]
+
+    # The output data, always an archive: empty unless the scenario says what the script wrote there.
+    for name in ("model-gz", "model-plain"):
+        body = s3.get_object(Bucket=bucket, Key=f"output/sft/{name}/output/output.tar.gz")["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+            assert tar.getnames() == []
+    script = {"default": {"polls": 1, "output_data": {"report.json": '{"metrics": {}}'}}}
+    assert server.control("script", script)[0] == 200
+    server.sm.create_training_job(**request("data", OutputDataConfig={"S3OutputPath": f"s3://{bucket}/output/ev"}))
+    assert statuses(server, "data", 2)[-1] == ("Completed", "Completed")
+    body = s3.get_object(Bucket=bucket, Key="output/ev/data/output/output.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        assert tar.getnames() == ["report.json"]
+        assert tar.extractfile("report.json").read() == b'{"metrics": {}}'
 
 
 def test_scripted_artifacts_and_an_unwritable_output_bucket(start, moto_url: str) -> None:

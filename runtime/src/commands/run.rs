@@ -6,7 +6,9 @@
 //! A build folder (or its `job_graph.json`) runs like the pipeline it was built from: its paths
 //! are relative to the pipeline's folder, which `manifest.json` names (`pipeline_file`, relative
 //! to the build folder), and its journal is that folder's. It must have been built by a tunec with
-//! the same job-graph version and script bundle, since the keys it holds cover both.
+//! the same job-graph version and script bundle, since the keys it holds cover both, and the
+//! folder's copy of the scripts (`code/`) must be that bundle unedited: the jobs run the bundle
+//! tunec carries, so an edit there would be ignored while its old results were reused.
 
 use super::check::compiled;
 use super::{usage_error, Format, Input};
@@ -117,6 +119,26 @@ fn read_build(file: &Path) -> Result<(JobGraph, PathBuf), String> {
         ));
     }
     let folder = file.parent().unwrap_or(Path::new(""));
+    // The folder's copy of the scripts is what a reader of the build sees; the jobs run the bundle
+    // this tunec carries, whose digest is in every job's key. An edited copy would silently not run,
+    // and the results of the old scripts would be reused under their old keys: refuse it.
+    let code = folder.join("code");
+    if code.is_dir() {
+        let edited =
+            bundle::differences(&code).map_err(|e| format!("cannot read the scripts in `{}`: {e}", code.display()))?;
+        if !edited.is_empty() {
+            return Err(format!(
+                "the scripts in `{}` are not the bundle `{}` was built with: {}. tunec runs the entry scripts it \
+                 carries (bundle {}), and their digest is in every job's key, so an edited copy would neither run \
+                 nor change a key: undo the edit (`tunec build` again writes the bundle afresh), or change \
+                 stdlib/python in tunec's source and rebuild tunec, which gives every job a new key",
+                code.display(),
+                file.display(),
+                edited.join(", "),
+                &digest[..12]
+            ));
+        }
+    }
     let manifest = folder.join("manifest.json");
     let pipeline_file = std::fs::read_to_string(&manifest)
         .ok()

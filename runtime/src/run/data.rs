@@ -171,7 +171,7 @@ pub fn reads(kind: &str, path: &str) -> bool {
 /// Locally, a job's `output/data/` (`metrics.json` with its wall-clock time, throughput and peak
 /// memory, merge's `smoke.json`, the evaluation's report and predictions): a merge reads the
 /// adapter's `model/` folder, an evaluation the merged `model/`. On SageMaker the same files go
-/// to `output.tar.gz`, which is never recorded, and the job's checkpoint prefix
+/// to `output.tar.gz`, whose local copy is not recorded, and the job's checkpoint prefix
 /// (`s3://…/checkpoints/<node>/<key>/`), which is recorded for resuming and read by no other job;
 /// what its dependents read is the model artifact.
 pub fn measured(path: &str) -> bool {

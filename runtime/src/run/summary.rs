@@ -7,8 +7,8 @@
 //! of whose inputs are done, was reused; anything else the run covers did not run. Times are those
 //! of the records. What a run produced are the jobs' model folders (an adapter, a merged or fully
 //! trained model) and the evaluation's `report.json`, whose `metrics` become a small table. On the
-//! SageMaker target these are the jobs' S3 model artifacts; the report sits inside the evaluation's
-//! `model.tar.gz`, which tunec does not download, so its metrics are not shown.
+//! SageMaker target the models are the jobs' S3 model artifacts, and the report is the local copy
+//! of the evaluation's output data (`target::sagemaker::output_data`).
 
 use std::path::Path;
 
@@ -18,6 +18,7 @@ use tunec_compiler::lower::JobGraph;
 use super::data::measured;
 use super::data_report::SplitCounts;
 use super::schedule::Dag;
+use super::target::local::job_root;
 use super::{Outcome, RunError};
 use crate::journal::{self, NodeRecord, Status};
 
@@ -128,10 +129,14 @@ fn model_location(outputs: &[crate::journal::Output], base: &Path) -> Option<Str
     Some(base.join(dir).display().to_string())
 }
 
-/// The local report of an evaluation and its metrics.
-fn report(outputs: &[crate::journal::Output], base: &Path) -> Option<(String, Option<Metrics>)> {
-    let path = outputs.iter().find(|o| o.path.ends_with("/output/data/report.json"))?;
-    let file = base.join(&path.path);
+/// The local report of an evaluation and its metrics: a recorded output (local target), else the
+/// copy of a remote job's output data in the node's folder (`root`), when it is there.
+fn report(outputs: &[crate::journal::Output], base: &Path, root: &str) -> Option<(String, Option<Metrics>)> {
+    let recorded = outputs.iter().find(|o| o.path.ends_with("/output/data/report.json"));
+    let file = match recorded {
+        Some(output) => base.join(&output.path),
+        None => Some(base.join(root).join("output/data/report.json")).filter(|f| f.is_file())?,
+    };
     let report: Option<Value> = std::fs::read(&file).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let metrics = report.and_then(|r| {
         let values = r.get("metrics")?.as_object()?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -188,7 +193,8 @@ impl Summary {
                         }
                     }
                     "evaluate" => {
-                        if let Some((location, metrics)) = report(outputs, base) {
+                        let root = job_root(&graph.pipeline, &node.name, &node.key);
+                        if let Some((location, metrics)) = report(outputs, base, &root) {
                             produced.push(Produced { node: node.name.clone(), what: "report", location, metrics });
                         } else if let Some(location) = model_location(outputs, base) {
                             produced.push(Produced {

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use tunec_compiler::lower::{JobGraph, JobNode};
 
+use super::data::StepError;
 use super::progress::{Reporter, Work};
 use super::{jitter, NodeError, Stop, StopLevel};
 use crate::journal::{self, Journal, Output, State, Status};
@@ -232,4 +233,34 @@ fn record_attempt(journal: &Mutex<Journal>, node: &str, attempt: &Attempt) -> Re
     record.status = Status::Running;
     record.started_at = journal::now();
     journal.record(node, record).map_err(|e| NodeError::Failed(e.to_string()))
+}
+
+/// Makes `path` an empty folder, clearing what was there.
+pub(crate) fn fresh_dir(path: &std::path::Path) -> Result<(), StepError> {
+    if path.symlink_metadata().is_ok() {
+        std::fs::remove_dir_all(path).map_err(|e| StepError(format!("cannot clear `{}`: {e}", path.display())))?;
+    }
+    std::fs::create_dir_all(path).map_err(|e| StepError(format!("cannot create `{}`: {e}", path.display())))
+}
+
+/// Every file under `base/rel`, as outputs named relative to `base` (`rel/...`), in path order,
+/// with its digest.
+pub(crate) fn collect_outputs(base: &std::path::Path, rel: &str, out: &mut Vec<Output>) -> Result<(), StepError> {
+    let dir = base.join(rel);
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| StepError(format!("cannot read `{}`: {e}", dir.display())))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = format!("{rel}/{name}");
+        if entry.path().is_dir() {
+            collect_outputs(base, &child, out)?;
+        } else {
+            let (sha256, bytes) = journal::digest_file(&base.join(&child)).map_err(|e| StepError(e.to_string()))?;
+            out.push(Output { path: child, sha256, bytes });
+        }
+    }
+    Ok(())
 }

@@ -44,7 +44,9 @@ use std::time::{Duration, Instant};
 
 use tunec_compiler::lower::{ChannelSource, Execution, JobGraph, JobNode};
 
-use super::{AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, PrepareError, Target};
+use super::{
+    collect_outputs, fresh_dir, AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, PrepareError, Target,
+};
 use crate::bundle;
 use crate::journal::{self, Output};
 use crate::run::data::StepError;
@@ -227,34 +229,6 @@ pub(crate) fn bundle_dir(abs: &Path, pipeline: &str) -> Result<PathBuf, StepErro
     bundle::write(&dir).map_err(io)?;
     std::fs::write(&stamp, &digest).map_err(io)?;
     Ok(dir)
-}
-
-fn fresh_dir(path: &Path) -> Result<(), StepError> {
-    if path.symlink_metadata().is_ok() {
-        std::fs::remove_dir_all(path).map_err(|e| StepError(format!("cannot clear `{}`: {e}", path.display())))?;
-    }
-    std::fs::create_dir_all(path).map_err(|e| StepError(format!("cannot create `{}`: {e}", path.display())))
-}
-
-/// Every file under `dir` (relative to `base` as `rel`), in path order, with its digest.
-fn collect_outputs(base: &Path, rel: &str, out: &mut Vec<Output>) -> Result<(), StepError> {
-    let dir = base.join(rel);
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| StepError(format!("cannot read `{}`: {e}", dir.display())))?
-        .flatten()
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let child = format!("{rel}/{name}");
-        if entry.path().is_dir() {
-            collect_outputs(base, &child, out)?;
-        } else {
-            let (sha256, bytes) = journal::digest_file(&base.join(&child)).map_err(|e| StepError(e.to_string()))?;
-            out.push(Output { path: child, sha256, bytes });
-        }
-    }
-    Ok(())
 }
 
 /// The last non-empty line of the log, for a script that failed without a failure file.

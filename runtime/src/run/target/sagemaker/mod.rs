@@ -31,12 +31,18 @@
 //! quotas and `max_runtime` are not. The message names the node's place in the `.tune` file, the
 //! class, SageMaker's reason and what to change (for out of memory, the estimate).
 //!
+//! **Outputs.** A completed job's outputs are its model artifact and checkpoint prefix (what the
+//! jobs after it read); the files of its `output.tar.gz` (metrics, an evaluation's report) are
+//! downloaded into the node's local folder ([`output_data`]) for the summary and for people, and
+//! not recorded, so that deleting them reruns nothing.
+//!
 //! **Stopping.** On Ctrl-C the job keeps running on SageMaker: tunec says so and waits five seconds
 //! for a second Ctrl-C, which stops it (`StopTrainingJob`, then watched until `Stopped`);
 //! otherwise it detaches, the node stays `running` with its job name, and the next `tunec run`
 //! re-attaches.
 
 pub mod classify;
+pub mod output_data;
 pub mod request;
 
 use std::collections::BTreeMap;
@@ -53,7 +59,7 @@ use super::{AfterStop, Attempt, BoxFuture, Ended, Failure, Job, JobInput, Prepar
 use crate::journal::{Output, State, Status};
 use crate::run::aws::{self, error_parts, Aws};
 use crate::run::progress::Reporter;
-use crate::run::target::local::bundle_dir;
+use crate::run::target::local::{bundle_dir, job_root};
 use crate::run::{jitter, s3, NodeError, Stop, StopLevel};
 use classify::{classify_api, classify_job, FailureClass};
 
@@ -191,6 +197,8 @@ impl Target for SageMakerTarget {
 #[derive(Debug, Clone)]
 pub struct JobPlan {
     pub node: String,
+    /// The node's key, which names its local folder.
+    key: String,
     /// The lowered request, placeholders unresolved.
     request: Value,
     lowered_name: String,
@@ -253,6 +261,7 @@ pub fn plan(graph: &JobGraph, node: &JobNode, base: &Path, state: &State) -> Res
     }
     Ok(JobPlan {
         node: node.name.clone(),
+        key: node.key.clone(),
         request: request.clone(),
         lowered_name: job_name.clone(),
         args_yaml: args_yaml.clone(),
@@ -609,6 +618,18 @@ impl Job for SageMakerJob {
                 }
                 if let Some(uri) = described.checkpoint_config().and_then(|c| c.s3_uri()) {
                     outputs.push(Output { path: uri.to_owned(), sha256: String::new(), bytes: 0 });
+                }
+                if let Some(path) = described.output_data_config().and_then(|o| o.s3_output_path()) {
+                    let uri = output_data::archive_uri(path, name);
+                    let root = job_root(&self.pipeline, &self.plan.node, &self.plan.key);
+                    // Copies for people, not recorded: a deleted copy must never rerun a paid job.
+                    match output_data::fetch(&self.aws, &uri, &self.base, &root).await {
+                        Ok(files) => self.log(&format!("output data: {} files in {root}/output/data", files.len())),
+                        Err(e) => self.reporter.line(&format!(
+                            "  {}: its output data (metrics, reports) is not on this machine: {e}",
+                            self.plan.node
+                        )),
+                    }
                 }
             }
             self.reporter.line(&format!("  {} done: {name} completed", self.plan.node));
