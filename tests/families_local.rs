@@ -251,19 +251,28 @@ fn safetensors_names(path: &Path) -> Vec<String> {
     header.as_object().expect("an object").keys().filter(|k| *k != "__metadata__").cloned().collect()
 }
 
+/// What most families share: the tokenizer's own template with a system message, LoRA on
+/// `all_linear` (never the output layer or the embeddings), no fused experts.
+const LORA: Family = Family {
+    model_type: "",
+    tokenizer: "",
+    template: TemplateSource::Own,
+    system: true,
+    token_ids: &[],
+    pad_token: None,
+    method: "lora { r = 8 }",
+    adapted: &[],
+    not_adapted: &["lm_head", "embed_tokens"],
+    target_parameters: &[],
+};
+
 #[test]
 fn qwen3_dense_grouped_query_attention() {
     run_family(&Family {
         model_type: "qwen3",
         tokenizer: "qwen3",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.gate_proj", "mlp.down_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -272,14 +281,9 @@ fn gemma3_text_sliding_window_layers() {
     run_family(&Family {
         model_type: "gemma3_text",
         tokenizer: "gemma3",
-        template: TemplateSource::Own,
         system: false,
-        token_ids: &[],
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.q_proj", "mlp.up_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -288,14 +292,10 @@ fn deepseek_v3_latent_attention_and_shared_experts() {
     run_family(&Family {
         model_type: "deepseek_v3",
         tokenizer: "deepseek_v3",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
         pad_token: Some("<｜▁pad▁｜>"),
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_a_proj", "self_attn.kv_a_proj_with_mqa", "mlp.experts.0.", "mlp.shared_experts."],
         not_adapted: &["mlp.gate.", "lm_head"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -304,14 +304,9 @@ fn qwen3_moe_experts_as_linear_layers() {
     run_family(&Family {
         model_type: "qwen3_moe",
         tokenizer: "qwen3",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_proj", "mlp.experts.0.gate_proj", "mlp.experts.3.down_proj"],
         not_adapted: &["mlp.gate.", "lm_head"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -321,14 +316,12 @@ fn gpt_oss_fused_mxfp4_experts_with_lora_on_the_experts() {
         model_type: "gpt_oss",
         tokenizer: "gptoss",
         template: TemplateSource::Trl("gptoss.jinja"),
-        system: true,
-        token_ids: &[],
-        pad_token: None,
         method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
         // PEFT wraps the two parameters of `mlp.experts` one inside the other.
         adapted: &["self_attn.q_proj", "mlp.experts.lora_A", "mlp.experts.base_layer.lora_A"],
         not_adapted: &["router", "lm_head"],
         target_parameters: &["mlp.experts.down_proj", "mlp.experts.gate_up_proj"],
+        ..LORA
     });
 }
 
@@ -337,14 +330,10 @@ fn gemma3_multimodal_checkpoint_trained_text_only() {
     run_family(&Family {
         model_type: "gemma3",
         tokenizer: "gemma3",
-        template: TemplateSource::Own,
         system: false,
-        token_ids: &[],
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["language_model.layers.0.self_attn.q_proj", "language_model.layers.1.mlp.down_proj"],
         not_adapted: &["vision_tower", "multi_modal_projector", "lm_head"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -353,14 +342,9 @@ fn llama_grouped_query_attention_with_llama3_rope() {
     run_family(&Family {
         model_type: "llama",
         tokenizer: "llama3_2",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
         pad_token: Some("<|finetune_right_pad_id|>"),
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.down_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -369,14 +353,10 @@ fn mistral_head_size_apart_from_the_hidden_size() {
     run_family(&Family {
         model_type: "mistral",
         tokenizer: "mistral_nemo",
-        template: TemplateSource::Own,
         system: false,
-        token_ids: &[],
         pad_token: Some("<pad>"),
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -385,14 +365,8 @@ fn qwen2_attention_biases() {
     run_family(&Family {
         model_type: "qwen2",
         tokenizer: "qwen2_5",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -403,12 +377,8 @@ fn gemma2_soft_capping_and_alternating_windows() {
         tokenizer: "gemma2",
         template: TemplateSource::Trl("gemma.jinja"),
         system: false,
-        token_ids: &[],
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.q_proj", "mlp.gate_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -417,14 +387,9 @@ fn phi3_fused_qkv_and_gate_up_projections() {
     run_family(&Family {
         model_type: "phi3",
         tokenizer: "gpt4",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
         pad_token: Some("<|endofprompt|>"),
-        method: "lora { r = 8 }",
         adapted: &["self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -433,14 +398,9 @@ fn smollm3_layers_without_rope() {
     run_family(&Family {
         model_type: "smollm3",
         tokenizer: "llama3_2",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
         pad_token: Some("<|finetune_right_pad_id|>"),
-        method: "lora { r = 8 }",
         adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.k_proj", "mlp.up_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -449,46 +409,40 @@ fn olmo2_norms_after_the_sublayers() {
     run_family(&Family {
         model_type: "olmo2",
         tokenizer: "gpt4",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
         pad_token: Some("<|endofprompt|>"),
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"],
         not_adapted: &["q_norm", "lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
+/// Granite with Llama 2's tokenizer (the module doc says why): Mistral's `[INST]` template, which
+/// refuses a system message in a training conversation, and the special-token ids set to Llama 2's.
+const GRANITE: Family = Family {
+    model_type: "granite",
+    tokenizer: "llama2",
+    template: TemplateSource::Of("mistral_nemo"),
+    system: false,
+    token_ids: &[("bos_token_id", 1), ("eos_token_id", 2), ("pad_token_id", 0)],
+    pad_token: Some("<unk>"),
+    adapted: &["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj"],
+    ..LORA
+};
+
 #[test]
 fn granite_multipliers() {
-    run_family(&Family {
-        model_type: "granite",
-        tokenizer: "llama2",
-        template: TemplateSource::Of("mistral_nemo"),
-        system: false,
-        token_ids: &[("bos_token_id", 1), ("eos_token_id", 2), ("pad_token_id", 0)],
-        pad_token: Some("<unk>"),
-        method: "lora { r = 8 }",
-        adapted: &["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
-    });
+    run_family(&GRANITE);
 }
 
 #[test]
 fn granitemoe_fused_experts_with_lora_on_the_experts() {
     run_family(&Family {
         model_type: "granitemoe",
-        tokenizer: "llama2",
-        template: TemplateSource::Of("mistral_nemo"),
-        system: false,
-        token_ids: &[("bos_token_id", 1), ("eos_token_id", 2), ("pad_token_id", 0)],
-        pad_token: Some("<unk>"),
         method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
         adapted: &["self_attn.q_proj", "block_sparse_moe.input_linear.lora_A", "block_sparse_moe.output_linear.lora_A"],
         not_adapted: &["router", "lm_head"],
         target_parameters: &["block_sparse_moe.input_linear.weight", "block_sparse_moe.output_linear.weight"],
+        ..GRANITE
     });
 }
 
@@ -497,9 +451,6 @@ fn llama4_multimodal_checkpoint_with_fused_and_shared_experts_trained_text_only(
     run_family(&Family {
         model_type: "llama4",
         tokenizer: "llama3_1",
-        template: TemplateSource::Own,
-        system: true,
-        token_ids: &[],
         pad_token: Some("<|reserved_special_token_0|>"),
         method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
         adapted: &[
@@ -509,5 +460,6 @@ fn llama4_multimodal_checkpoint_with_fused_and_shared_experts_trained_text_only(
         ],
         not_adapted: &["vision_model", "multi_modal_projector", "router", "lm_head"],
         target_parameters: &["feed_forward.experts.down_proj", "feed_forward.experts.gate_up_proj"],
+        ..LORA
     });
 }
