@@ -312,7 +312,11 @@ fn plan_lists_every_node_with_key_execution_and_estimate() {
     }
     assert!(run.stdout.contains("SageMaker training job medreason-sft-"), "{}", run.stdout);
     assert!(run.stdout.contains("GPU: "), "estimate terms are shown");
-    assert!(run.stdout.contains("reads at run time: HF_TOKEN, TUNEC_BUCKET, TUNEC_SAGEMAKER_ROLE"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("reads at run time: TUNEC_BUCKET, TUNEC_HF_TOKEN_SECRET, TUNEC_SAGEMAKER_ROLE"),
+        "{}",
+        run.stdout
+    );
     let doc = json(&tunec(&["plan", "--format", "json", "examples/medreason/medreason.tune"]));
     assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(7));
     assert_eq!(doc["nodes"][4]["execution"], "SageMaker training job");

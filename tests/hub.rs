@@ -9,12 +9,17 @@
 //! never written; a rerun downloads nothing; an unreachable Hub or `HF_HUB_OFFLINE` falls back to
 //! the copy with a line that says so; a changed shard is downloaded again and reruns the split; and
 //! the errors for no copy offline, a gated model without a token, a dataset with no Parquet copy,
-//! several subsets and an unknown split, each with its remedy; a 503 retried; and a SageMaker
-//! pipeline run `--until` its split without the target's settings.
+//! several subsets and an unknown split, each with its remedy; a 503 retried; a SageMaker
+//! pipeline run `--until` its split without the target's settings; and a token kept in AWS Secrets
+//! Manager (moto's), read with the AWS credentials through `AWS_ENDPOINT_URL_SECRETS_MANAGER` or
+//! `--endpoint-url`, plain or as JSON, and a secret that cannot be read named with its remedy.
 
 #[path = "support/medreason.rs"]
 #[allow(dead_code)]
 mod medreason;
+#[path = "support/moto.rs"]
+#[allow(dead_code)] // the recording server is for other tests
+mod moto;
 #[path = "support/parquet.rs"]
 mod parquet_file;
 mod support;
@@ -423,4 +428,83 @@ fn the_data_step_of_a_sagemaker_pipeline_needs_no_target_settings() {
     });
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("run parts: no previous run"), "{}", run.stdout);
+}
+
+/// `token = secret("ARN")` on the local target: `tunec run` reads the token from Secrets Manager
+/// (moto) with the AWS credential chain, and the gated downloads succeed only with it; the value is
+/// sent to the Hub and written nowhere.
+#[test]
+fn a_token_kept_in_secrets_manager_is_read_with_the_aws_credentials() {
+    let hub = Hub::start("secret");
+    let moto = moto::Moto::shared(&python());
+    let name = format!("tunec-hub-token-{}", std::process::id());
+    let plain = moto.create_secret(&python(), &name, TOKEN);
+    let json = moto.create_secret(&python(), &format!("{name}-json"), &json!({ "HF_TOKEN": TOKEN }).to_string());
+    let folder = hub.dir.join("secret");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let write = |arn: &str| {
+        let model = format!(
+            "hf_model(\"{MODEL}\") {{\n    token = secret(\"{arn}\")\n    pad_token = \"<|finetune_right_pad_id|>\"\n  }}"
+        );
+        std::fs::write(folder.join("p.tune"), pipeline_text(&model, &hub_dataset(""))).expect("write");
+    };
+    let aws = |c: &mut Command| {
+        moto::test_credentials(c);
+        c.env_remove("HF_TOKEN").env_remove("AWS_REGION");
+    };
+    let gated = |requests: &[Value]| -> Vec<Value> {
+        requests
+            .iter()
+            .filter(|r| r.get("method").is_some() && r["path"].as_str().is_some_and(|p| p.contains("/meta-llama/")))
+            .cloned()
+            .collect()
+    };
+
+    // The plain secret, with the SDK's per-service endpoint variable.
+    write(&plain);
+    let first = hub.run(&folder, |c| {
+        aws(c);
+        c.env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.url);
+    });
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains("llama: hf://meta-llama/Llama-3.1-8B-Instruct: downloaded 4 files"),
+        "{}",
+        first.stdout
+    );
+    let seen = gated(&hub.requests());
+    assert!(!seen.is_empty() && seen.iter().all(|r| r["token"] == true), "{seen:?}");
+    for file in support::files_under(&folder.join(".tunec")) {
+        let bytes = std::fs::read(&file).expect("read");
+        assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "the token is in {}", file.display());
+    }
+    assert!(!first.stdout.contains(TOKEN) && !first.stderr.contains(TOKEN));
+
+    // The JSON form, through --endpoint-url: the rerun asks the gated listing again with it.
+    write(&json);
+    let before = gated(&hub.requests()).len();
+    let second = hub.run(&folder, |c| {
+        aws(c);
+        c.env_remove("AWS_ENDPOINT_URL_SECRETS_MANAGER").args(["--endpoint-url", &moto.url]);
+    });
+    assert_eq!(second.code, 0, "{}{}", second.stdout, second.stderr);
+    let seen = gated(&hub.requests());
+    assert!(seen.len() > before && seen[before..].iter().all(|r| r["token"] == true), "{seen:?}");
+
+    // A secret that does not exist: the error names it and what to check, before any download.
+    let missing = plain.replace(&name, &format!("{name}-missing"));
+    write(&missing);
+    let failed = hub.run(&folder, |c| {
+        aws(c);
+        c.env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.url);
+    });
+    assert_eq!(failed.code, 1, "{}{}", failed.stdout, failed.stderr);
+    let text = format!("{}{}", failed.stdout, failed.stderr);
+    assert!(
+        text.contains(&format!(
+            "cannot read the Hub token from Secrets Manager ({missing}): ResourceNotFoundException"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("check the ARN and the region in it"), "{text}");
 }

@@ -451,12 +451,14 @@ fn locks_a_job_without_python_and_unknown_nodes_stop_with_exit_2() {
     let sagemaker = support::tunec_with(
         &["run", &root().join("examples/medreason/medreason.tune").display().to_string()],
         |command| {
-            command.env_remove("TUNEC_BUCKET").env_remove("TUNEC_SAGEMAKER_ROLE").env_remove("HF_TOKEN");
+            command.env_remove("TUNEC_BUCKET").env_remove("TUNEC_SAGEMAKER_ROLE").env_remove("TUNEC_HF_TOKEN_SECRET");
         },
     );
     assert_eq!(sagemaker.code, 2);
     assert!(
-        sagemaker.stderr.contains("the pipeline reads HF_TOKEN, TUNEC_BUCKET, TUNEC_SAGEMAKER_ROLE with env(...)"),
+        sagemaker
+            .stderr
+            .contains("the pipeline reads TUNEC_BUCKET, TUNEC_HF_TOKEN_SECRET, TUNEC_SAGEMAKER_ROLE with env(...)"),
         "{}",
         sagemaker.stderr
     );

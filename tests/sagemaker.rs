@@ -15,11 +15,16 @@
 //! made again) and SIGKILL while a create's reply is on its way (the rerun re-attaches); every
 //! request as the server received it equals the `request.json` of `tunec build`; the policies of
 //! `tunec iam-policy`, evaluated, allow every SageMaker call and every S3 request of the run (from
-//! the servers' logs) and each job's reads and writes; and the
-//! role's value is in no file, upload or output of a run that fails, is interrupted or completes.
+//! the servers' logs) and each job's reads and writes; the role's value is in no file, upload or
+//! output of a run that fails, is interrupted or completes; and on moto's SageMaker, a Hub token
+//! kept in moto's Secrets Manager reaches the jobs as the secret's ARN only, unread by tunec
+//! (`tests/secrets.rs` has the whole secret path).
 
 #[path = "support/medreason.rs"]
 mod medreason;
+#[path = "support/moto.rs"]
+#[allow(dead_code)] // this suite starts its own servers
+mod moto;
 #[path = "support/process.rs"]
 mod process;
 mod support;
@@ -210,19 +215,13 @@ impl Aws {
 
     /// The environment of every tunec run of this test: the local servers and test credentials.
     fn configure(&self, command: &mut Command) {
+        moto::test_credentials(command);
         command
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .env("AWS_ENDPOINT_URL_S3", &self.moto)
             .env("AWS_ENDPOINT_URL_SAGEMAKER", &self.fake)
             .env("TUNEC_SAGEMAKER_POLL_SECONDS", "0.05")
             .env("TUNEC_SAGEMAKER_ROLE", "arn:aws:iam::123456789012:role/tunec-test")
-            .env("TUNEC_BUCKET", format!("s3://{}/team", self.bucket))
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE");
+            .env("TUNEC_BUCKET", format!("s3://{}/team", self.bucket));
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -1235,5 +1234,55 @@ fn on_motos_sagemaker_sigkill_at_random_moments_never_creates_a_job_twice() {
         assert_eq!(times, 1, "{node}: one CreateTrainingJob whatever the kills (seed {seed:#x}): {created:?}");
     }
     assert_eq!(created.len(), 3, "{created:?}");
+    let _ = std::fs::remove_dir_all(&aws.dir);
+}
+
+#[test]
+fn on_motos_sagemaker_a_token_kept_in_secrets_manager_reaches_the_jobs_as_its_arn_only() {
+    const VALUE: &str = "hf_MotoSecretMarker0123456789abcdef";
+    let aws = Aws::moto("moto-secret");
+    let arn = aws.boto3(
+        "print(boto3.client('secretsmanager', **kw).create_secret(Name='hub-token', SecretString=sys.argv[3])['ARN'])",
+        &[VALUE],
+    );
+    let arn = arn.trim();
+    // The jobs start from a gated Hub model whose token is the secret; the chat node keeps the
+    // local tokenizer, so `tunec run` itself needs no token (and no evaluation reads the splits
+    // with another model's template).
+    let text = std::fs::read_to_string(aws.file()).expect("pipeline");
+    let evaluate = "  evaluate report = evaluate(merged, parts.test) { metrics = [exact_match, rouge_l] }";
+    assert!(text.contains(evaluate));
+    let text = text
+        .replace(evaluate, "")
+        .replace(
+            "  dataset raw = ",
+            &format!("  model base = hf_model(\"meta-llama/Llama-3.1-8B-Instruct\") {{\n    token = secret(\"{arn}\")\n  }}\n  dataset raw = "),
+        )
+        .replace("sft(llama, data", "sft(base, data");
+    std::fs::write(aws.file(), text).expect("write");
+    let names = aws.job_names();
+    put_sft_model(&aws, &names["sft"]);
+    let run = aws.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    // moto keeps no Environment in its job records, so the requests it received are read from its
+    // recording: each CreateTrainingJob, by job name.
+    let recording = aws.recording.as_ref().expect("recording");
+    let requests: Value = serde_json::from_str(&aws.boto3(
+        "import base64\nout = {}\nfor line in open(sys.argv[3]):\n    e = json.loads(line)\n    target = {k.lower(): v for k, v in e['headers'].items()}.get('x-amz-target', '')\n    if target == 'SageMaker.CreateTrainingJob':\n        body = base64.b64decode(e['body']) if e['body_encoded'] else e['body']\n        request = json.loads(body)\n        out[request['TrainingJobName']] = request\nprint(json.dumps(out))",
+        &[&recording.display().to_string()],
+    ))
+    .expect("requests JSON");
+    for node in ["sft", "merged"] {
+        let request = &requests[&names[node]];
+        let environment = &request["Environment"];
+        assert_eq!(environment["TUNEC_HF_TOKEN_SECRET"], arn, "{node}: {environment}");
+        assert!(environment.get("HF_TOKEN").is_none(), "{node}: {environment}");
+        assert!(!request.to_string().contains(VALUE), "{node}: the request holds the token");
+        assert_eq!(moto_job(&aws, &names[node])["TrainingJobStatus"], "Completed", "{node}");
+    }
+    // Only the jobs read the secret: tunec asked moto for no secret value.
+    let recording = std::fs::read_to_string(aws.recording.as_ref().expect("recording")).expect("recording");
+    assert!(!recording.contains("secretsmanager.GetSecretValue"), "tunec read the secret");
+    assert!(recording.contains("SageMaker.CreateTrainingJob"), "the recording holds the run");
     let _ = std::fs::remove_dir_all(&aws.dir);
 }

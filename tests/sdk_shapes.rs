@@ -17,7 +17,11 @@ fn fill(value: &Value) -> Value {
         .expect("json")
         .replace("${env:TUNEC_SAGEMAKER_ROLE}", "arn:aws:iam::111122223333:role/tunec-execution")
         .replace("${env:TUNEC_BUCKET}", "s3://tunec-test-bucket/team")
-        .replace("${env:HF_TOKEN}", "hf_placeholder");
+        .replace("${env:HF_TOKEN}", "hf_placeholder")
+        .replace(
+            "${env:TUNEC_HF_TOKEN_SECRET}",
+            "arn:aws:secretsmanager:us-east-1:111122223333:secret:hub-token-Ab12Cd",
+        );
     assert!(!text.contains("${env:"), "every placeholder is known to this test: {text}");
     serde_json::from_str(&text).expect("json")
 }

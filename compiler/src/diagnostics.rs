@@ -110,6 +110,8 @@ codes! {
     SpotWithoutCheckpoints => ("check", "spot_without_checkpoints", Warning, "managed spot training without checkpoints restarts from scratch"),
     MaxRuntimeLimit => ("check", "max_runtime_limit", Error, "a runtime or wait limit is outside what SageMaker accepts"),
     InlineSecret => ("check", "inline_secret", Error, "a secret is written into the pipeline in clear"),
+    SecretArn => ("check", "secret_arn", Error, "`secret(...)` is not given the ARN of a Secrets Manager secret"),
+    TokenInJob => ("check", "token_in_job", Warning, "a Hub token from env() is written into a SageMaker training job's environment"),
     UnknownImage => ("check", "unknown_image", Error, "no training image for these versions in this region"),
     TransformersVersion => ("check", "transformers_version", Error, "the model's family needs a newer transformers than the job's image"),
     AttentionKernel => ("check", "attention_kernel", Error, "the attention kernel is one the model's family cannot use"),

@@ -12,6 +12,7 @@ pub mod estimate;
 pub mod format;
 pub mod lower;
 pub mod render;
+pub mod secret;
 pub mod syntax;
 pub mod target;
 

@@ -230,7 +230,7 @@ fn job_keys_follow_the_scripts_and_the_image_they_run() {
 fn no_environment_value_is_inlined() {
     let graph = lowered(&medreason(), &[]);
     let text = serde_json::to_string(&graph).expect("serialises");
-    assert_eq!(graph.env, ["HF_TOKEN", "TUNEC_BUCKET", "TUNEC_SAGEMAKER_ROLE"]);
+    assert_eq!(graph.env, ["TUNEC_BUCKET", "TUNEC_HF_TOKEN_SECRET", "TUNEC_SAGEMAKER_ROLE"]);
     for name in &graph.env {
         assert!(text.contains(&format!("${{env:{name}}}")), "{name} appears as a placeholder");
     }
@@ -238,7 +238,7 @@ fn no_environment_value_is_inlined() {
         panic!("sft is a SageMaker job");
     };
     assert_eq!(request["RoleArn"], "${env:TUNEC_SAGEMAKER_ROLE}");
-    assert_eq!(request["Environment"]["HF_TOKEN"], "${env:HF_TOKEN}");
+    assert_eq!(request["Environment"]["TUNEC_HF_TOKEN_SECRET"], "${env:TUNEC_HF_TOKEN_SECRET}");
 }
 
 #[test]
@@ -314,7 +314,7 @@ fn models_arrive_from_the_hub_an_upload_or_another_job() {
     let (baseline, baseline_args) = job("baseline");
     assert_eq!(channels(&baseline), ["test", "config", "code"], "a Hub model is downloaded, not a channel");
     assert!(baseline_args.contains("model_name_or_path: \"meta-llama/Llama-3.1-8B-Instruct\""), "{baseline_args}");
-    assert_eq!(baseline["Environment"]["HF_TOKEN"], "${env:HF_TOKEN}");
+    assert_eq!(baseline["Environment"]["TUNEC_HF_TOKEN_SECRET"], "${env:TUNEC_HF_TOKEN_SECRET}");
 
     let (again, again_args) = job("again");
     assert_eq!(channels(&again), ["base_model", "train", "config", "code"]);
@@ -330,5 +330,36 @@ fn models_arrive_from_the_hub_an_upload_or_another_job() {
         again_args.contains("pad_token: \"<|finetune_right_pad_id|>\""),
         "tokenizer facts follow the chain to the catalog model"
     );
-    assert_eq!(again["Environment"]["HF_TOKEN"], "${env:HF_TOKEN}", "the token of the model at the chain's start");
+    assert_eq!(
+        again["Environment"]["TUNEC_HF_TOKEN_SECRET"], "${env:TUNEC_HF_TOKEN_SECRET}",
+        "the token of the model at the chain's start"
+    );
+}
+
+#[test]
+fn a_hub_token_reaches_the_job_as_a_secret_arn_or_an_env_placeholder() {
+    let token = "secret(env(\"TUNEC_HF_TOKEN_SECRET\"))";
+    assert!(medreason().contains(token));
+    let environment = |text: &str| -> Vec<serde_json::Value> {
+        let graph = lowered(text, &[]);
+        ["sft", "merged", "report"]
+            .iter()
+            .map(|n| match &graph.node(n).expect("node").execution {
+                Execution::SageMakerJob { request, .. } => request["Environment"].clone(),
+                other => panic!("{n}: {other:?}"),
+            })
+            .collect()
+    };
+    let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:hub/token-Ab12Cd";
+    for env in environment(&medreason().replace(token, &format!("secret(\"{arn}\")"))) {
+        assert_eq!(env["TUNEC_HF_TOKEN_SECRET"], arn, "the ARN as written");
+        assert!(env.get("HF_TOKEN").is_none(), "{env}");
+    }
+    for env in environment(&medreason().replace(token, "env(\"HF_TOKEN\")")) {
+        assert_eq!(env["HF_TOKEN"], "${env:HF_TOKEN}", "the value is filled in at submission (token_in_job)");
+        assert!(env.get("TUNEC_HF_TOKEN_SECRET").is_none(), "{env}");
+    }
+    for env in environment(&medreason().replace(&format!("token     = {token}"), "")) {
+        assert!(env.get("HF_TOKEN").is_none() && env.get("TUNEC_HF_TOKEN_SECRET").is_none(), "{env}");
+    }
 }

@@ -16,9 +16,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,3 +250,34 @@ def lora_run(tmp_path_factory: pytest.TempPathFactory, base_model: Path, tokeniz
     evaluate_adapter = evaluate_layout(root / "evaluate_adapter", base_model, rows, adapter=train.model_dir)
     expect_ok(run_script("evaluate.py", evaluate_adapter))
     return LoraRun(train, merge, merge_fp32, evaluate, evaluate_adapter, rows)
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The moto server of .ci/run ($TUNEC_TEST_MOTO_URL), or one started here for this session."""
+    if os.environ.get("TUNEC_TEST_MOTO_URL"):
+        yield os.environ["TUNEC_TEST_MOTO_URL"].rstrip("/")
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/data.json", timeout=2).read()
+                break
+            except (urllib.error.URLError, OSError):
+                assert moto.poll() is None, f"the moto server exited with {moto.returncode}"
+                assert time.monotonic() < deadline, "the moto server did not answer within 30 s"
+                time.sleep(0.05)
+        yield url
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+        log.close()

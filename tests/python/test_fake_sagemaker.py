@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -61,29 +60,6 @@ def answers(url: str) -> bool:
         return True
     except (urllib.error.URLError, OSError):
         return False
-
-
-@pytest.fixture(scope="session")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The moto server of .ci/run ($TUNEC_TEST_MOTO_URL), or one started here for this session."""
-    if os.environ.get("TUNEC_TEST_MOTO_URL"):
-        yield os.environ["TUNEC_TEST_MOTO_URL"].rstrip("/")
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: answers(url + "/moto-api/data.json"), "the moto server", process=moto)
-        yield url
-    finally:
-        moto.terminate()
-        moto.wait(timeout=30)
-        log.close()
 
 
 def s3_client(moto_url: str):
@@ -800,7 +776,12 @@ def test_every_request_tunec_builds_is_accepted(start, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    values = {"TUNEC_BUCKET": f"s3://{BUCKET}", "TUNEC_SAGEMAKER_ROLE": ROLE, "HF_TOKEN": "hf_test_token"}
+    values = {
+        "TUNEC_BUCKET": f"s3://{BUCKET}",
+        "TUNEC_SAGEMAKER_ROLE": ROLE,
+        "HF_TOKEN": "hf_test_token",
+        "TUNEC_HF_TOKEN_SECRET": "arn:aws:secretsmanager:us-east-1:111122223333:secret:hub-token-Ab12Cd",
+    }
     assert set(manifest["env"]) <= set(values), "a placeholder this test has no value for"
     requests = sorted(out.glob("*/request.json"))
     assert len(requests) >= 3, "expected the train, merge and evaluate requests"

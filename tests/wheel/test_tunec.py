@@ -130,7 +130,7 @@ def test_params_override_the_files_params_like_set() -> None:
 def test_plan_returns_the_job_graph() -> None:
     graph = tunec.plan(MEDREASON)
     assert graph == json.loads(cli("plan", "--format", "json", MEDREASON).stdout)
-    assert graph["env"] == ["HF_TOKEN", "TUNEC_BUCKET", "TUNEC_SAGEMAKER_ROLE"]
+    assert graph["env"] == ["TUNEC_BUCKET", "TUNEC_HF_TOKEN_SECRET", "TUNEC_SAGEMAKER_ROLE"]
     jobs = [n for n in graph["nodes"] if n["execution"] == "SageMaker training job"]
     assert [n["name"] for n in jobs] == ["sft", "merged", "report"]
     assert all(n["job_name"] is not None and n["job_name"].startswith(f"medreason-{n['name']}-") for n in jobs)

@@ -27,7 +27,7 @@ use crate::syntax::ast::{NodeKind, Span};
 use crate::target::Target;
 pub use columns::{Column, ColumnType, ObjectField};
 use std::fmt;
-pub use value::{FieldVal, Fields, Origin, RefVal, Val};
+pub use value::{FieldVal, Fields, Origin, RefVal, SecretRef, Val};
 
 /// Reads the files of `local_model("dir")` directories. The runtime implements it with the file
 /// system (paths relative to the pipeline file); tests implement it in memory.
@@ -156,6 +156,8 @@ pub fn show(val: &Val) -> String {
     match val {
         Val::Str(s) => format!("\"{s}\""),
         Val::Env(name) => format!("env(\"{name}\")"),
+        Val::Secret(SecretRef::Arn(arn)) => format!("secret(\"{arn}\")"),
+        Val::Secret(SecretRef::Env(name)) => format!("secret(env(\"{name}\"))"),
         Val::Int(n) => format!("`{n}`"),
         Val::Float(x) => format!("`{x}`"),
         Val::Bool(b) => format!("`{b}`"),

@@ -16,7 +16,7 @@ pub enum Ty {
     Str,
     /// A string literal or `env("NAME")`, resolved at run time and never written in clear.
     StrOrEnv,
-    /// Must come from `env("NAME")` (tokens, keys).
+    /// Must come from `secret("ARN")` (AWS Secrets Manager) or `env("NAME")` (tokens, keys).
     Secret,
     /// A string with `{column}` placeholders.
     Template,
@@ -82,7 +82,7 @@ impl Ty {
         match self {
             Ty::Str => "a string".into(),
             Ty::StrOrEnv => "a string or `env(\"NAME\")`".into(),
-            Ty::Secret => "`env(\"NAME\")`".into(),
+            Ty::Secret => "`secret(\"ARN\")` or `env(\"NAME\")`".into(),
             Ty::Template => "a template string".into(),
             Ty::Column => "a column name (`\"messages\"`)".into(),
             Ty::Int { .. } => "an integer".into(),
@@ -176,8 +176,12 @@ pub const OPTIMIZERS: &[&str] = &[
 ];
 pub const EIGHT_BIT_OPTIMIZERS: &[&str] = &["adamw_8bit", "adamw_bnb_8bit", "adamw_torch_8bit", "paged_adamw_8bit"];
 
-const TOKEN: FieldSpec =
-    opt("token", Ty::Secret, "A Hub access token for gated repositories, always `env(\"HF_TOKEN\")`.");
+const TOKEN: FieldSpec = opt(
+    "token",
+    Ty::Secret,
+    "A Hub access token for gated repositories: `secret(\"arn:aws:secretsmanager:...\")` (read where it is \
+         used; on SageMaker, by the job with its execution role) or `env(\"HF_TOKEN\")`.",
+);
 const REVISION: FieldSpec = opt("revision", Ty::Str, "A Hub revision (branch, tag or commit) to pin.");
 
 const DATASET_FIELDS: &[FieldSpec] = &[

@@ -17,6 +17,10 @@ pub enum Val {
     Str(String),
     /// `env("NAME")`: resolved at run time, never written anywhere in clear.
     Env(String),
+    /// `secret("ARN")` or `secret(env("NAME"))`: a value kept in AWS Secrets Manager, read by
+    /// whoever needs it at run time. Holds the ARN (or the variable that holds it), which is not
+    /// itself secret.
+    Secret(SecretRef),
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -36,6 +40,14 @@ pub enum Val {
     /// `None` is `all_linear`.
     Targets(Option<Vec<(String, Span)>>),
     Ref(RefVal),
+}
+
+/// Where a `secret(...)` finds its ARN: written in the pipeline, or in an environment variable
+/// (an account-specific value, like the target's `role`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretRef {
+    Arn(String),
+    Env(String),
 }
 
 /// `parts.train` → node `parts`, part `train`.
@@ -186,7 +198,10 @@ impl ConvertCtx<'_> {
 
     fn mismatch(&mut self, field: &str, ty: &Ty, value: &Value) {
         let help = match ty {
-            Ty::Secret => format!("read it from the environment: `{field} = env(\"NAME\")`"),
+            Ty::Secret => format!(
+                "read it from AWS Secrets Manager, `{field} = secret(\"arn:aws:secretsmanager:...\")`, or from the \
+                 environment, `{field} = env(\"NAME\")`"
+            ),
             Ty::Str if matches!(value.kind, ValueKind::Call(ref c) if c.func.name == "env") => {
                 format!(
                     "`{field}` is written into job artifacts, so it cannot come from `env()`; write the value itself"
@@ -203,6 +218,65 @@ impl ConvertCtx<'_> {
             &format!("{} here", value.kind.describe()),
             help,
         );
+    }
+
+    /// `secret("ARN")`: one string that is the ARN of a Secrets Manager secret.
+    fn secret(&mut self, call: &crate::syntax::ast::Call) -> Option<Val> {
+        let [arg] = call.args.as_slice() else {
+            self.error(
+                Code::TypeMismatch,
+                call.span,
+                "`secret` takes exactly one argument".into(),
+                "here",
+                "write `secret(\"arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME\")`".into(),
+            );
+            return None;
+        };
+        if arg.name.is_some() {
+            self.error(
+                Code::TypeMismatch,
+                arg.value.span,
+                "`secret` takes its ARN without a name".into(),
+                "named argument",
+                "write `secret(\"arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME\")`".into(),
+            );
+            return None;
+        }
+        let text = match &arg.value.kind {
+            ValueKind::Str(text) => text,
+            ValueKind::Call(inner) if inner.func.name == "env" => {
+                // The ARN from the environment; its shape is checked when it is read.
+                return match self.convert("secret", &Ty::StrOrEnv, &arg.value, &|_, _| Vec::new())? {
+                    Val::Env(name) => Some(Val::Secret(SecretRef::Env(name))),
+                    _ => None,
+                };
+            }
+            _ => {
+                self.error(
+                    Code::TypeMismatch,
+                    arg.value.span,
+                    "`secret` takes the ARN of a Secrets Manager secret, as a string or `env(\"NAME\")`".into(),
+                    "not a string",
+                    "write `secret(\"arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME\")`".into(),
+                );
+                return None;
+            }
+        };
+        match crate::secret::parse_arn(text) {
+            Ok(_) => Some(Val::Secret(SecretRef::Arn(text.clone()))),
+            Err(problem) => {
+                self.error(
+                    Code::SecretArn,
+                    arg.value.span,
+                    "`secret` needs the ARN of a Secrets Manager secret".into(),
+                    &problem.to_string(),
+                    "copy the secret's ARN from `aws secretsmanager describe-secret --secret-id NAME --query ARN` \
+                     (the form is `arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-abc123`)"
+                        .into(),
+                );
+                None
+            }
+        }
     }
 
     /// Substitutes a parameter for a bare name, once.
@@ -243,7 +317,10 @@ impl ConvertCtx<'_> {
                     value.span,
                     format!("`{field}` is a secret written in clear"),
                     "this value would be stored in plans, state and logs",
-                    format!("read it from the environment: `{field} = env(\"NAME\")`"),
+                    format!(
+                        "keep it in AWS Secrets Manager, `{field} = secret(\"arn:aws:secretsmanager:...\")`, or read \
+                         it from the environment, `{field} = env(\"NAME\")`"
+                    ),
                 );
                 None
             }
@@ -274,6 +351,7 @@ impl ConvertCtx<'_> {
                     }
                 }
             }
+            (Ty::Secret, ValueKind::Call(call)) if call.func.name == "secret" => self.secret(call),
             (Ty::Int { min, max }, ValueKind::Int(n)) => {
                 if n < min || n > max {
                     self.range_error(field, value.span, &n.to_string(), *min as f64, *max as f64, false);

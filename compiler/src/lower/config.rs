@@ -72,6 +72,17 @@ impl<'a> Config<'a> {
         self.get(path)?.get("env")?.as_str()
     }
 
+    /// The ARN of a `secret(...)` value, or the `${env:NAME}` placeholder of a
+    /// `secret(env("NAME"))`.
+    pub fn secret(&self, path: &str) -> Option<String> {
+        let secret = self.get(path)?.get("secret")?;
+        match (secret.as_str(), secret.get("env").and_then(|e| e.as_str())) {
+            (Some(arn), _) => Some(arn.to_owned()),
+            (None, Some(name)) => Some(super::env_placeholder(name)),
+            (None, None) => None,
+        }
+    }
+
     /// A string, or the `${env:NAME}` placeholder of an `env("NAME")`.
     pub fn str_or_env(&self, path: &str) -> Option<String> {
         match (self.str(path), self.env(path)) {
@@ -117,6 +128,7 @@ mod tests {
         assert_eq!(config.env("token"), Some("HF_TOKEN"));
         assert_eq!(config.str("token"), None);
         assert_eq!(config.str_or_env("token").as_deref(), Some("${env:HF_TOKEN}"));
+        assert_eq!(config.secret("token"), None);
         assert_eq!(config.reference("data"), Some(RefVal { node: "parts".into(), part: Some("train".into()) }));
         assert_eq!(config.str("nothing"), None);
         assert_eq!(config.word("quant.nothing"), None);

@@ -7,7 +7,7 @@
 //! estimator hints, secret names) are left out, and so are S3 paths, job names and timestamps,
 //! which are derived from the key rather than feeding it.
 
-use crate::check::{Fields, Val};
+use crate::check::{Fields, SecretRef, Val};
 use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -26,6 +26,8 @@ pub(crate) fn val_json(val: &Val, refs: &dyn Fn(&str) -> String) -> Json {
     match val {
         Val::Str(s) | Val::Enum(s) => json!(s),
         Val::Env(name) => json!({ "env": name }),
+        Val::Secret(SecretRef::Arn(arn)) => json!({ "secret": arn }),
+        Val::Secret(SecretRef::Env(name)) => json!({ "secret": { "env": name } }),
         Val::Int(n) => json!(n),
         Val::Float(x) => json!(x),
         Val::Bool(b) => json!(b),

@@ -19,7 +19,7 @@ mod key;
 pub mod sagemaker;
 
 use crate::catalog::Catalog;
-use crate::check::{Program, TypedNode, Val};
+use crate::check::{Program, SecretRef, TypedNode, Val};
 use crate::estimate::Estimates;
 use crate::syntax::ast::NodeKind;
 use crate::target::Target;
@@ -312,7 +312,7 @@ fn script_of(kind: NodeKind) -> Option<&'static str> {
 
 fn collect_env(val: &Val, out: &mut Vec<String>) {
     match val {
-        Val::Env(name) => out.push(name.clone()),
+        Val::Env(name) | Val::Secret(SecretRef::Env(name)) => out.push(name.clone()),
         Val::Variant(_, fields) => fields.0.values().for_each(|f| collect_env(&f.val, out)),
         Val::List(items) => items.iter().for_each(|v| collect_env(v, out)),
         _ => {}

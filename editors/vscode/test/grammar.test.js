@@ -7,7 +7,7 @@
 //   and §2.7 (a `//` in a string is string, a `"` in a comment is comment, a plain string ends at
 //   the line's end);
 // - every node's kind keyword and name, at the places `tunec check --format json` reports them;
-// - the pipeline, target, param and defaults keywords, booleans and env();
+// - the pipeline, target, param and defaults keywords, booleans, env() and secret();
 // - and no error state: nothing scoped `invalid`, and no string or comment left open at the end of
 //   a file that tunec parses.
 //
@@ -184,6 +184,7 @@ test('the grammar highlights every example and fixture', async () => {
       [/\bdefaults\s+([A-Za-z_][\w.]*)/g, 'keyword.control.defaults', 'storage.type.node-kind', 'defaults'],
       [/\b(?:true|false)\b()/g, 'constant.language.boolean', null, 'booleans'],
       [/\benv\s*\(()/g, 'support.function.builtin', null, 'env'],
+      [/\bsecret\s*\(()/g, 'support.function.builtin', null, 'secret'],
     ];
     for (const [pattern, keyword, name, counter] of words) {
       for (const m of text.matchAll(pattern)) {

@@ -1,6 +1,7 @@
 //! `tunec iam-policy`: least-privilege policies for the SageMaker execution role and the caller. It
-//! is the one command that reads environment values, to name the account's bucket, region, role
-//! and KMS key; a value that is not set stays a `${env:NAME}` placeholder in the policy.
+//! is the one command that reads environment values, to name the account's bucket, region, role,
+//! KMS key and the ARN of a `secret(env("NAME"))`; a value that is not set stays a `${env:NAME}`
+//! placeholder in the policy. It never reads a secret's value.
 
 use super::check::compiled;
 use super::{usage_error, Input};
@@ -47,7 +48,14 @@ pub(crate) fn iam_policy(input: &Input) -> ExitCode {
     for name in m1.iter().chain(&m2).chain(&m3) {
         eprintln!("tunec: `{name}` is not set; the policies show `${{env:{name}}}` in its place");
     }
-    let account = iam::Account { bucket_uri: &bucket, region: &region, role_arn: &role, kms_key: kms.as_deref() };
+    let resolve_secret = |text: &str| resolve(text).0;
+    let account = iam::Account {
+        bucket_uri: &bucket,
+        region: &region,
+        role_arn: &role,
+        kms_key: kms.as_deref(),
+        resolve: &resolve_secret,
+    };
     let doc = serde_json::json!({
         "execution_role": iam::execution_role(&graph, &account),
         "caller": iam::caller(&graph, &account),

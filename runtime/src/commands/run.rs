@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tunec_compiler::lower::{JobGraph, SCHEMA_VERSION};
+use tunec_compiler::lower::{Execution, JobGraph, SCHEMA_VERSION};
+use tunec_compiler::secret::{parse_arn, HUB_TOKEN_SECRET_VAR};
 use tunec_compiler::target::Target;
 use tunec_runtime::bundle;
 use tunec_runtime::journal::Journal;
@@ -173,6 +174,23 @@ struct How {
     contexts: BTreeMap<String, NodeContext>,
 }
 
+/// Every job's `TUNEC_HF_TOKEN_SECRET`, resolved, is the ARN of a Secrets Manager secret.
+fn check_secret_arns(graph: &JobGraph) -> Result<(), String> {
+    for node in &graph.nodes {
+        let Execution::SageMakerJob { request, .. } = &node.execution else { continue };
+        let Some(arn) = request["Environment"][HUB_TOKEN_SECRET_VAR].as_str() else { continue };
+        let arn = resolve_placeholders(arn)?;
+        parse_arn(&arn).map_err(|problem| {
+            format!(
+                "the Hub token's secret of `{}` is not the ARN of a Secrets Manager secret ({problem}): `{arn}`; \
+                 set it to the ARN that `aws secretsmanager describe-secret --query ARN` prints",
+                node.name
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Runs `graph`, whose paths are relative to `base`, on its target.
 fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
     let How { until, python, progress, endpoint_url, format, contexts } = how;
@@ -192,6 +210,10 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
                 if missing.len() == 1 { "it is" } else { "they are" },
                 missing.iter().map(|m| format!("{m}=...")).collect::<Vec<_>>().join(" ")
             ));
+        }
+        // A Hub token's secret ARN from env() is checked here, not by the first job that reads it.
+        if let Err(message) = check_secret_arns(graph) {
+            return usage_error(&message);
         }
         let setting = |name: &str| graph.target_fields().str_or_env(name).map(|v| resolve_placeholders(&v)).transpose();
         match (setting("region"), setting("kms_key")) {

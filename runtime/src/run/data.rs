@@ -202,11 +202,11 @@ pub enum Remote {
         subset: Option<String>,
         split: Option<SplitSlice>,
         revision: Option<String>,
-        token: Option<String>,
+        token: Option<Token>,
         dir: String,
     },
     /// A Hub model's tokenizer files.
-    HubModel { id: String, revision: Option<String>, token: Option<String>, dir: String },
+    HubModel { id: String, revision: Option<String>, token: Option<Token>, dir: String },
 }
 
 impl fmt::Display for Remote {
@@ -219,9 +219,19 @@ impl fmt::Display for Remote {
     }
 }
 
-/// The name of the environment variable of a node's `token = env("NAME")`.
-fn token_env(n: &JobNode) -> Option<String> {
-    n.fields().env("token").map(str::to_owned)
+/// Where a Hub source's token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// `token = env("NAME")`: the variable's name.
+    Env(String),
+    /// `token = secret(...)`: the secret's ARN, or the `${env:NAME}` placeholder of one.
+    Secret(String),
+}
+
+/// A node's `token`, if it has one.
+fn token(n: &JobNode) -> Option<Token> {
+    let fields = n.fields();
+    fields.secret("token").map(Token::Secret).or_else(|| fields.env("token").map(|name| Token::Env(name.to_owned())))
 }
 
 fn hub_model_dir(n: &JobNode, pipeline: &str) -> String {
@@ -252,7 +262,7 @@ pub fn remote(graph: &JobGraph, n: &JobNode) -> Option<Remote> {
             subset: fields.str("subset").map(str::to_owned),
             split: fields.str("split").and_then(|s| SplitSlice::parse(s).ok()),
             revision: fields.str("revision").map(str::to_owned),
-            token: token_env(n),
+            token: token(n),
             dir: hub_dataset_dir(n, pipeline),
         }),
         ("model", "hf_model") => {
@@ -263,7 +273,7 @@ pub fn remote(graph: &JobGraph, n: &JobNode) -> Option<Remote> {
             tokenizer.then(|| Remote::HubModel {
                 id: fields.str("id").unwrap_or_default().to_owned(),
                 revision: fields.str("revision").map(str::to_owned),
-                token: token_env(n),
+                token: token(n),
                 dir: hub_model_dir(n, pipeline),
             })
         }

@@ -4,7 +4,8 @@
 //!
 //! - **Where.** `HF_ENDPOINT` (default `https://huggingface.co`, or a mirror); proxies from
 //!   `HTTPS_PROXY` / `NO_PROXY`; the system's certificates.
-//! - **Token.** The node's `token = env("NAME")`, else `HF_TOKEN`, else the file that
+//! - **Token.** The node's `token = secret("ARN")` (read by [`super::secrets`]) or
+//!   `token = env("NAME")`, else `HF_TOKEN`, else the file that
 //!   `hf auth login` writes (`HF_TOKEN_PATH`, `$HF_HOME/token`, `~/.cache/huggingface/token`). It is
 //!   sent as a bearer token to the endpoint (not to the CDN it redirects to) and is never written or
 //!   printed.
@@ -301,6 +302,16 @@ enum Failure {
 }
 
 impl Hub {
+    /// Whether `HF_HUB_OFFLINE` asks for the local copies only.
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+
+    /// This client with `token` instead (a node's `token = secret(...)`, read by the caller).
+    pub fn with_token(self, token: String) -> Hub {
+        Hub { token: Some(token), ..self }
+    }
+
     /// The Hub as configured by the environment; `token_env` is the node's `token = env(NAME)`.
     pub fn from_env(token_env: Option<&str>) -> Result<Hub, String> {
         let endpoint = std::env::var("HF_ENDPOINT")

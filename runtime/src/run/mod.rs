@@ -25,6 +25,7 @@ pub mod hub;
 pub mod progress;
 pub mod s3;
 pub mod schedule;
+pub mod secrets;
 pub mod sources;
 pub mod summary;
 pub mod target;

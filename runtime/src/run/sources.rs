@@ -4,7 +4,8 @@
 //! on every target: data nodes always run here.
 //!
 //! The S3 client is made once per run from the standard AWS configuration, with the region and
-//! endpoint of the run's [`aws::Settings`].
+//! endpoint of the run's [`aws::Settings`]; a Hub token kept in Secrets Manager is read with the
+//! same configuration, in the secret's region ([`super::secrets`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use super::aws::{self, Aws};
-use super::data::{self, Remote};
+use super::data::{self, Remote, Token};
 use super::hub;
 use super::progress::Reporter;
 use super::s3;
+use super::secrets;
 
 /// What remote sources are read with.
 pub struct Sources {
@@ -31,6 +33,21 @@ impl Sources {
     async fn aws(&self) -> Result<&Aws, String> {
         let aws = self.aws.get_or_try_init(|| async { self.settings.connect(None).await.map(Arc::new) }).await?;
         Ok(aws)
+    }
+
+    /// The Hub client of a source with this `token`: a secret's value is read here, into memory.
+    async fn hub(&self, token: Option<&Token>) -> Result<hub::Hub, String> {
+        match token {
+            Some(Token::Secret(arn)) => {
+                let hub = hub::Hub::from_env(None)?;
+                if hub.is_offline() {
+                    return Ok(hub); // the local copy is used, and no token is needed
+                }
+                Ok(hub.with_token(secrets::hub_token(&self.settings, arn).await?))
+            }
+            Some(Token::Env(name)) => hub::Hub::from_env(Some(name)),
+            None => hub::Hub::from_env(None),
+        }
     }
 
     /// Brings the local copy of `remote`, a source of node `name` of `pipeline`, up to date under
@@ -57,12 +74,12 @@ impl Sources {
                 return Ok(());
             }
             Remote::HubDataset { id, subset, split, revision, token, dir } => {
-                let hub = hub::Hub::from_env(token.as_deref())?;
+                let hub = self.hub(token.as_ref()).await?;
                 let dir = base.join(dir);
                 hub.sync_dataset(id, subset.as_deref(), split.as_ref(), revision.as_deref(), &dir, &progress).await
             }
             Remote::HubModel { id, revision, token, dir } => {
-                let hub = hub::Hub::from_env(token.as_deref())?;
+                let hub = self.hub(token.as_ref()).await?;
                 hub.sync_tokenizer(id, revision.as_deref(), &base.join(dir), &progress).await
             }
         };

@@ -7,6 +7,7 @@ bundle uploaded to SageMaker is the whole stdlib/python folder, and Python puts 
 Modules:
     failure     one-line failure reasons in /opt/ml/output/failure and exit codes
     jobenv      the SageMaker environment (SM_* variables, channels, resource config, checkpoint folder)
+    secrets     a Hub token kept in AWS Secrets Manager, read with the execution role
     config      args.yaml: parsing, type coercion and validation into TunecArgs
     builders    pure translations of TunecArgs into BitsAndBytesConfig, LoraConfig and TrainingArguments
     tokens      pad, end-of-turn and stop tokens

@@ -78,8 +78,10 @@ def run_entry(main: Callable[[], int], environ: Mapping[str, str]) -> int:
     """Run `main`, turning an exception into the failure file and exit status 1.
 
     A stale failure file from an earlier attempt in the same folder (the local target re-runs a node in place) is
-    removed first, by rank 0 only.
+    removed first, by rank 0 only. A Hub token kept in Secrets Manager is read before `main` (tunec_entry.secrets), so
+    that a job that cannot read it fails at once, with the reason in the failure file.
     """
+    from tunec_entry.secrets import load_hub_token
     from tunec_entry.supervisor import supervise
 
     supervise(environ)  # first: a job that outlived its local tunec stops before it touches anything
@@ -87,6 +89,10 @@ def run_entry(main: Callable[[], int], environ: Mapping[str, str]) -> int:
     if is_rank_zero(environ):
         path.unlink(missing_ok=True)
     try:
+        secret = load_hub_token(environ)
+        if secret is not None:
+            configure_logging()  # the scripts' own call in `main` then changes nothing
+            log.info("read the Hub token from Secrets Manager (%s)", secret)
         return main()
     except Exception as exc:  # every failure must reach the failure file
         reason = failure_reason(exc)

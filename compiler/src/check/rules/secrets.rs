@@ -1,12 +1,60 @@
 //! The secret scan: string literals that look like credentials are errors, wherever they are,
-//! because plans, state, logs and uploads all carry the pipeline's values.
+//! because plans, state, logs and uploads all carry the pipeline's values. And a Hub token from
+//! `env()` that a SageMaker job needs is a warning: the job can only receive it in its
+//! `Environment`, which its record keeps.
 
 use super::Report;
 use crate::check::{Fields, Val};
 use crate::diagnostics::Code;
-use crate::syntax::ast::Span;
+use crate::syntax::ast::{NodeKind, Span};
+use crate::target::Target;
 
 pub(super) fn run(r: &mut Report<'_>) {
+    inline(r);
+    token_in_job(r);
+}
+
+/// A model whose weights a SageMaker job downloads from the Hub with a token from `env()`: the
+/// lowering writes the token into the job's `Environment` (`lower/sagemaker/request.rs`), where
+/// `sagemaker:DescribeTrainingJob` shows it for as long as the job record exists.
+fn token_in_job(r: &mut Report<'_>) {
+    let program = r.program;
+    if program.target.kind != Target::SageMaker {
+        return;
+    }
+    // The models a job starts from: a train node's `model`, a merge's `base`, an evaluation's
+    // `model`. Every other job reaches its model through one of these.
+    let mut origins: Vec<&str> = program
+        .nodes
+        .iter()
+        .filter_map(|n| match n.kind {
+            NodeKind::Train | NodeKind::Evaluate => n.fields.reference("model"),
+            NodeKind::Merge => n.fields.reference("base"),
+            _ => None,
+        })
+        .map(|m| m.node.as_str())
+        .collect();
+    origins.sort_unstable();
+    origins.dedup();
+    for model in origins.into_iter().filter_map(|m| program.node(m)).filter(|m| m.kind == NodeKind::Model) {
+        let Some(fv) = model.fields.get("token") else { continue };
+        let Val::Env(name) = &fv.val else { continue };
+        let span = fv.span;
+        r.emit(
+            Code::TokenInJob,
+            span,
+            format!("the Hub token of `{}` will be visible in its SageMaker training jobs", model.name),
+            format!("the value of `{name}` is written into each job's `Environment`"),
+            "anyone allowed `sagemaker:DescribeTrainingJob` can read a job's environment, for as long as the job \
+             record exists; keep the token in AWS Secrets Manager and write `token = \
+             secret(\"arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME\")`: the job then receives only the ARN \
+             and reads the value with its execution role (`tunec iam-policy` grants the read)"
+                .into(),
+        );
+    }
+}
+
+fn inline(r: &mut Report<'_>) {
     let program = r.program;
     let mut found: Vec<(String, Span, &'static str)> = Vec::new();
     for node in &program.nodes {

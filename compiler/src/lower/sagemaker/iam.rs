@@ -4,12 +4,18 @@
 //! They grant exactly the S3 prefixes the S3 layout of `request.rs` uses, SageMaker actions on
 //! training jobs whose names start with the pipeline's job-name prefix, `iam:PassRole` of the
 //! execution role to SageMaker only, ECR pulls of the training image's repository, and the logs
-//! and metrics the jobs write. The caller resolves `env()` values before asking for them (bucket,
-//! role, region are account values, not secrets); unresolved ones stay as `${env:NAME}` so the
-//! policy is still readable.
+//! and metrics the jobs write. A Hub token kept in Secrets Manager adds `GetSecretValue` on exactly
+//! its secret: for the execution role when a job reads it, for the caller when `tunec run`'s data
+//! step does (a Hub dataset, a chat node's tokenizer). No `kms:Decrypt` is granted for it: a secret
+//! encrypted with the account's `aws/secretsmanager` key is decrypted by Secrets Manager on the
+//! caller's behalf, and one under a customer managed key needs that key's policy to allow the
+//! role, which is the key owner's to grant (docs/cli.md, "Hub tokens"). The caller resolves
+//! `env()` values before asking for them (bucket, role, region and secret ARNs are account values,
+//! not secrets); unresolved ones stay as `${env:NAME}` so the policy is still readable.
 
 use super::names;
 use crate::lower::{Execution, JobGraph};
+use crate::secret::{parse_arn, HUB_TOKEN_SECRET_VAR};
 use serde_json::{json, Value as Json};
 
 /// The account-specific values a policy names.
@@ -19,6 +25,8 @@ pub struct Account<'a> {
     pub region: &'a str,
     pub role_arn: &'a str,
     pub kms_key: Option<&'a str>,
+    /// Resolves the `${env:NAME}` placeholders of a secret ARN (the identity keeps them).
+    pub resolve: &'a dyn Fn(&str) -> String,
 }
 
 /// `s3://bucket/a/b` → (`bucket`, `a/b`).
@@ -67,6 +75,59 @@ fn image_repositories(graph: &JobGraph) -> Vec<String> {
     repos
 }
 
+/// What a policy names for a secret ARN: the ARN (with `-??????` for a partial one); a text that
+/// is not an ARN, an unresolved `${env:NAME}`, as it stands.
+fn secret_resource(arn: &str) -> String {
+    parse_arn(arn).map_or_else(|_| arn.to_owned(), |a| a.policy_resource())
+}
+
+fn sorted(mut items: Vec<String>) -> Vec<String> {
+    items.sort();
+    items.dedup();
+    items
+}
+
+/// The secrets the jobs read: the `TUNEC_HF_TOKEN_SECRET` of each request's environment.
+fn job_secrets(graph: &JobGraph, resolve: &dyn Fn(&str) -> String) -> Vec<String> {
+    sorted(
+        graph
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.execution {
+                Execution::SageMakerJob { request, .. } => request["Environment"][HUB_TOKEN_SECRET_VAR].as_str(),
+                _ => None,
+            })
+            .map(|arn| secret_resource(&resolve(arn)))
+            .collect(),
+    )
+}
+
+/// The secrets `tunec run`'s data step reads: the `token` of a Hub dataset, and of a Hub model
+/// that a chat node uses as its tokenizer (`run/data.rs` downloads exactly those).
+fn data_step_secrets(graph: &JobGraph, resolve: &dyn Fn(&str) -> String) -> Vec<String> {
+    let tokenizer = |name: &str| {
+        graph
+            .nodes
+            .iter()
+            .any(|c| c.kind == "chat" && c.fields().reference("tokenizer").is_some_and(|r| r.node == name))
+    };
+    sorted(
+        graph
+            .nodes
+            .iter()
+            .filter(|n| n.function == "hf_dataset" || n.function == "hf_model" && tokenizer(&n.name))
+            .filter_map(|n| n.fields().secret("token"))
+            .map(|arn| secret_resource(&resolve(&arn)))
+            .collect(),
+    )
+}
+
+fn read_secrets(sid: &str, resources: Vec<String>) -> Option<Json> {
+    (!resources.is_empty()).then(
+        || json!({"Sid": sid, "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": resources}),
+    )
+}
+
 /// The execution role's policy.
 pub fn execution_role(graph: &JobGraph, account: &Account<'_>) -> Json {
     let (bucket, prefix) = split_bucket(account.bucket_uri);
@@ -90,6 +151,7 @@ pub fn execution_role(graph: &JobGraph, account: &Account<'_>) -> Json {
         json!({"Sid": "JobMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*",
                "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}}),
     ];
+    statements.extend(read_secrets("ReadHubToken", job_secrets(graph, account.resolve)));
     if let Some(key) = account.kms_key {
         statements.push(json!({"Sid": "UseKmsKey", "Effect": "Allow",
             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant"], "Resource": [key]}));
@@ -123,6 +185,7 @@ pub fn caller(graph: &JobGraph, account: &Account<'_>) -> Json {
         json!({"Sid": "TailJobLogs", "Effect": "Allow", "Action": ["logs:GetLogEvents"],
                "Resource": [format!("arn:{p}:logs:{}:*:log-group:/aws/sagemaker/TrainingJobs:log-stream:{job_prefix}-*", account.region)]}),
     ];
+    statements.extend(read_secrets("ReadHubToken", data_step_secrets(graph, account.resolve)));
     if let Some(key) = account.kms_key {
         statements.push(json!({"Sid": "UseKmsKey", "Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], "Resource": [key]}));
     }

@@ -15,7 +15,7 @@
 //! `.../output/<node>/` (SageMaker adds `<job>/output/model/`) and `.../checkpoints/<node>/<key>/`.
 
 use super::names;
-use crate::check::{Program, TypedNode, Val};
+use crate::check::{Program, SecretRef, TypedNode, Val};
 use crate::lower::{env_placeholder, model_inputs, string_or_env, ChannelSource, JobChannel};
 use crate::lower::{CHECKPOINT_DIR, CONTAINER_CODE_DIR, CONTAINER_CONFIG};
 use crate::syntax::ast::NodeKind;
@@ -163,7 +163,8 @@ pub(crate) fn create_training_job(input: &RequestInput<'_>) -> Json {
 }
 
 /// The container environment: FSDP through accelerate's variables (Trainer sees FSDP only
-/// through them under plain torchrun), the Hub token as a placeholder, and tunec's own markers.
+/// through them under plain torchrun), the Hub token (a secret's ARN, or an `env()`
+/// placeholder), and tunec's own markers.
 fn environment(program: &Program, node: &TypedNode) -> Json {
     let mut env = serde_json::Map::new();
     if node.kind == NodeKind::Train && node.fields.word("fsdp").is_some() {
@@ -198,10 +199,20 @@ fn environment(program: &Program, node: &TypedNode) -> Json {
     while let Some(n) = origin.as_deref().and_then(|o| program.node(o)).filter(|n| n.kind != NodeKind::Model) {
         origin = model_inputs(program, n).1;
     }
-    if let Some(Val::Env(name)) =
-        origin.and_then(|m| program.node(&m)).and_then(|m| m.fields.get("token")).map(|f| &f.val)
-    {
-        env.insert("HF_TOKEN".into(), json!(env_placeholder(name)));
+    // A secret's ARN, which the entry script reads with the execution role, or an env() value,
+    // which the job record keeps (the `token_in_job` warning).
+    match origin.and_then(|m| program.node(&m)).and_then(|m| m.fields.get("token")).map(|f| &f.val) {
+        Some(Val::Secret(secret)) => {
+            let arn = match secret {
+                SecretRef::Arn(arn) => arn.clone(),
+                SecretRef::Env(name) => env_placeholder(name),
+            };
+            env.insert(crate::secret::HUB_TOKEN_SECRET_VAR.into(), json!(arn));
+        }
+        Some(Val::Env(name)) => {
+            env.insert("HF_TOKEN".into(), json!(env_placeholder(name)));
+        }
+        _ => {}
     }
     env.insert("TUNEC_PIPELINE".into(), json!(program.name));
     env.insert("TUNEC_NODE".into(), json!(node.name));
