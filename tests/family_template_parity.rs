@@ -1,7 +1,10 @@
-//! Single-turn parity of the data engine with `transformers` on every family whose real tokenizer
-//! the fixtures ship (`.ci/fixtures.sh`): Llama 3.1 and 3.2, Qwen2.5, Qwen3, DeepSeek V3, Mistral
-//! Nemo and Gemma 3 with the template of their `tokenizer_config.json`, gpt-oss and Gemma 2 (whose
-//! tokenizer files carry none) with TRL's reference templates `gptoss.jinja` and `gemma.jinja`.
+//! Single-turn parity of the data engine with `transformers` on every real tokenizer the fixtures
+//! ship (`.ci/fixtures.sh`): Llama 3.1 and 3.2, Qwen2.5, Qwen3, DeepSeek V3, Mistral Nemo, Gemma 3
+//! and cl100k_base (which Phi-4's and OLMo 2's extend; ChatML) with the template of their
+//! `tokenizer_config.json`, gpt-oss and Gemma 2 (whose tokenizer files carry none) with TRL's
+//! reference templates `gptoss.jinja` and `gemma.jinja`, and Llama 2 (what Granite runs with in
+//! tests/families_local.rs) with Mistral Nemo's `[INST]` template, whose markers are plain text in
+//! its vocabulary.
 //!
 //! For each family and each single-turn conversation (with and without a system message, Unicode,
 //! surrounding whitespace), the text `runtime/src/data` renders must equal
@@ -17,27 +20,33 @@
 //!
 //! It needs `TUNEC_FIXTURES` and `TUNEC_TEST_PYTHON` (transformers 4.56.2), which `.ci/run` sets.
 
+#[path = "support/fixture_templates.rs"]
+mod fixture_templates;
 #[path = "support/transformers.rs"]
 mod transformers_reference;
 
 use std::path::{Path, PathBuf};
 
+use fixture_templates::TemplateSource;
 use serde_json::{json, Map, Value};
 use transformers_reference::ask_python;
 use tunec_runtime::data::template::{ChatTemplate, Message, TemplateError};
 use tunec_runtime::data::tokenize::{ChatTokenizer, TokenizeError, IGNORE_INDEX};
 
-/// One family: its folder under `TUNEC_FIXTURES`, and TRL's template where the tokenizer has none.
-const FAMILIES: [(&str, Option<&str>); 9] = [
-    ("llama3_1", None),
-    ("llama3_2", None),
-    ("qwen2_5", None),
-    ("qwen3", None),
-    ("deepseek_v3", None),
-    ("mistral_nemo", None),
-    ("gemma3", None),
-    ("gptoss", Some("gptoss.jinja")),
-    ("gemma2", Some("gemma.jinja")),
+/// One family: its folder under `TUNEC_FIXTURES`, and where its template comes from where the
+/// tokenizer has none.
+const FAMILIES: [(&str, TemplateSource); 11] = [
+    ("llama3_1", TemplateSource::Own),
+    ("llama3_2", TemplateSource::Own),
+    ("qwen2_5", TemplateSource::Own),
+    ("qwen3", TemplateSource::Own),
+    ("deepseek_v3", TemplateSource::Own),
+    ("mistral_nemo", TemplateSource::Own),
+    ("gemma3", TemplateSource::Own),
+    ("gptoss", TemplateSource::Trl("gptoss.jinja")),
+    ("gemma2", TemplateSource::Trl("gemma.jinja")),
+    ("gpt4", TemplateSource::Own),
+    ("llama2", TemplateSource::Of("mistral_nemo")),
 ];
 
 /// For each conversation: the whole of it, the ids of its text, and the ids of its prompt.
@@ -130,12 +139,9 @@ fn every_family_renders_tokenizes_and_masks_one_turn_as_transformers() {
     let none = Map::new();
     let mut failures = Vec::new();
     let mut compared = 0;
-    for (family, trl_template) in FAMILIES {
+    for (family, source) in &FAMILIES {
         let dir = fixtures.join(family);
-        let template = trl_template.map(|name| {
-            let path = fixtures.join("trl_chat_templates").join(name);
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run .ci/fixtures.sh)", path.display()))
-        });
+        let template = source.read(&fixtures);
         let tokenizer = match &template {
             None => ChatTokenizer::from_files(&dir),
             Some(source) => {
@@ -188,17 +194,26 @@ fn every_family_renders_tokenizes_and_masks_one_turn_as_transformers() {
                 // compares those masks with transformers' generation markers): then the ids are
                 // transformers' and the trained tokens are exactly the answer with its end of turn.
                 let answer = messages.last().and_then(|m| m.content()).and_then(|c| c.as_str()).unwrap_or_default();
-                let tail =
-                    theirs.text.rfind(answer).map(|at| tokenizer.encode_text(&theirs.text[at..]).expect("encodes"));
+                // Where the answer's first token is: after the ids of the text before it, when they
+                // are the conversation's first ids, or before the ids of the text from it on, when
+                // they are its last (not so with a tokenizer that marks the start of its input, as
+                // Llama 2's prefix space does).
+                let split = theirs.text.rfind(answer).and_then(|at| {
+                    let head = tokenizer.encode_text(&theirs.text[..at]).expect("encodes");
+                    let tail = tokenizer.encode_text(&theirs.text[at..]).expect("encodes");
+                    if ids.starts_with(&head) {
+                        Some(head.len())
+                    } else {
+                        ids.ends_with(&tail).then(|| ids.len() - tail.len())
+                    }
+                });
                 match encoded {
                     Err(TokenizeError::PromptMismatch { prompt_tokens, .. }) if prompt_tokens == n => compared += 1,
                     Ok(example)
                         if example.input_ids == ids
-                            && tail.as_ref().is_some_and(|tail| {
-                                let at = ids.len() - tail.len();
-                                ids.ends_with(tail)
-                                    && example.labels[..at].iter().all(|&l| l == IGNORE_INDEX)
-                                    && example.labels[at..].iter().zip(tail).all(|(&l, &id)| l == i64::from(id))
+                            && split.is_some_and(|at| {
+                                example.labels[..at].iter().all(|&l| l == IGNORE_INDEX)
+                                    && example.labels[at..].iter().zip(&ids[at..]).all(|(&l, &id)| l == i64::from(id))
                             }) =>
                     {
                         compared += 1

@@ -742,6 +742,7 @@ fn the_ledger_keeps_each_local_jobs_estimate_and_what_it_used() {
     let hours = &sft["hours"];
     let process = figure(&state["nodes"]["sft"]["usage"], "process_seconds").expect("seconds");
     assert!((figure(hours, "actual").expect("actual") - process / 3600.0).abs() < 1e-12, "{hours}");
+    assert!(hours["error"].is_null() && hours["not_compared"] == "ran without a GPU", "{hours}");
     assert!(sft["gpu_memory_bytes"]["estimate"].is_number(), "{sft}");
     assert!(sft["gpu_memory_bytes"]["actual"].is_null() && sft["gpu_memory_bytes"]["error"].is_null(), "{sft}");
     assert!(sft["usd"]["actual"].is_null(), "a local run has no bill: {sft}");

@@ -320,26 +320,38 @@ pub struct Row {
     pub measure: Measure,
     pub estimate: Option<f64>,
     pub actual: Option<f64>,
+    /// Why the two are not compared although both are there: a job that ran without a GPU took
+    /// its time on other hardware than the estimate's (a local CPU run of a GPU job).
+    pub not_compared: Option<&'static str>,
 }
 
 impl Row {
     /// `(estimate - actual) / actual`: negative when the estimate was too low.
     pub fn error(&self) -> Option<f64> {
-        match (self.estimate, self.actual) {
-            (Some(e), Some(a)) if a > 0.0 => Some((e - a) / a),
+        match (self.estimate, self.actual, self.not_compared) {
+            (Some(e), Some(a), None) if a > 0.0 => Some((e - a) / a),
             _ => None,
         }
     }
 
-    /// `estimate`, `actual`, `error` as text; `—` for what is absent.
+    /// `estimate`, `actual`, `error` as text; `—` for what is absent, and the reason where the two
+    /// are not compared.
     pub fn cells(&self) -> [String; 3] {
         let or_dash = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| self.measure.show(v));
-        let error = self.error().map_or_else(|| "—".to_owned(), |e| format!("{:+.0}%", e * 100.0));
+        let error = match (self.error(), self.not_compared) {
+            (Some(e), _) => format!("{:+.0}%", e * 100.0),
+            (None, Some(why)) => format!("— ({why})"),
+            (None, None) => "—".to_owned(),
+        };
         [or_dash(self.estimate), or_dash(self.actual), error]
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({ "estimate": self.estimate, "actual": self.actual, "error": self.error() })
+        let mut row = serde_json::json!({ "estimate": self.estimate, "actual": self.actual, "error": self.error() });
+        if let Some(why) = self.not_compared {
+            row["not_compared"] = why.into();
+        }
+        row
     }
 }
 
@@ -354,6 +366,9 @@ pub fn compare(record: &NodeRecord) -> Option<Vec<Row>> {
         .zip(estimate.and_then(|e| e.usd_per_hour))
         .map(|(seconds, rate)| seconds as f64 / 3600.0 * rate);
     let bytes = |v: Option<u64>| v.map(|b| b as f64);
+    // Time is compared only where the job ran on the hardware estimated for: a GPU was measured, or
+    // SageMaker billed it.
+    let on_cpu = used.is_some_and(|u| u.gpu_reserved_peak_bytes.is_none() && u.billable_seconds.is_none());
     Some(
         Measure::ALL
             .into_iter()
@@ -368,7 +383,8 @@ pub fn compare(record: &NodeRecord) -> Option<Vec<Row>> {
                     Measure::Hours => (estimate.and_then(|e| e.hours), used.and_then(Used::hours)),
                     Measure::Dollars => (estimate.and_then(|e| e.usd), actual_usd),
                 };
-                Row { measure, estimate, actual }
+                let not_compared = (measure == Measure::Hours && on_cpu).then_some("ran without a GPU");
+                Row { measure, estimate, actual, not_compared }
             })
             .collect(),
     )
@@ -509,7 +525,10 @@ mod tests {
         };
         let rows = compare(&local).expect("rows");
         assert_eq!(rows[0].cells(), ["9.00 GiB", "—", "—"]);
-        assert_eq!(rows[2].cells(), ["1.50 h", "36.0 s", "+14900%"]);
+        // Its time is shown, and not compared with a GPU's.
+        assert_eq!(rows[2].cells(), ["1.50 h", "36.0 s", "— (ran without a GPU)"]);
+        assert_eq!(rows[2].error(), None);
+        assert_eq!(rows[2].json()["not_compared"], "ran without a GPU");
         assert_eq!(rows[3].actual, None);
     }
 }

@@ -20,7 +20,8 @@
 //!   extends back over the part of the turn that the template wrote before its text but after the
 //!   generation prompt (the longest prefix of the generation prompt found between the previous
 //!   message's text and the turn's, at least up to its first added token; with a template that
-//!   prompts with nothing, such as Mistral's, from the end of the previous message), and forward to
+//!   prompts with nothing, such as Mistral's, from the end of the previous message, past the text
+//!   that closes it as the prompt ends with it), and forward to
 //!   the first special token after the text (the end-of-turn token) plus the whitespace that follows
 //!   it, but never into the next message (found with a probe of its own). A message ends the same
 //!   way a turn does.
@@ -203,8 +204,16 @@ fn by_probes(
         None => None,
     };
     let start = match (generation_prompt.is_empty(), previous) {
-        // A template that prompts with nothing: the turn starts where the previous message ends.
-        (true, Some((_, previous_end))) => turn_end(tokens, text, previous_end, first).max(floor),
+        // A template that prompts with nothing: the turn starts where the previous message ends,
+        // past the text that closes it when that is plain text rather than a special token
+        // (`[/INST]` in Llama 2's vocabulary, Mistral's template): the longest start of what lies
+        // between the two that the prompt itself ends with.
+        (true, Some((_, previous_end))) => {
+            let end = turn_end(tokens, text, previous_end, first).max(floor);
+            let gap = text.get(end..first).unwrap_or("");
+            let closing = (1..=gap.len()).rev().find(|&k| gap.is_char_boundary(k) && prompt.ends_with(&gap[..k]));
+            end + closing.unwrap_or(0)
+        }
         (true, None) => floor,
         (false, previous) => {
             header_end(tokens, turn, text, generation_prompt, previous.map_or(floor, |(start, _)| start), first)?
