@@ -74,7 +74,8 @@ enum Command {
         #[command(flatten)]
         input: Input,
     },
-    /// Run a local pipeline (resumable): data steps, then train, merge and evaluate scripts.
+    /// Run a pipeline (resumable): data steps, then train, merge and evaluate jobs; `--smoke` runs it
+    /// in miniature on this machine first.
     Run {
         #[command(flatten)]
         input: Input,
@@ -94,9 +95,20 @@ enum Command {
         #[arg(long, value_name = "URL")]
         endpoint_url: Option<String>,
         /// `human`: progress, then a summary, on stdout; `json`: progress as plain lines on
-        /// stderr, then the summary as one JSON document on stdout.
+        /// stderr, then the summary as one JSON document on stdout (with `--smoke`, the smoke report).
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+        /// A smoke run: the same graph on this machine, whatever the target, with the real tokenizer,
+        /// template and data (the first `--smoke-rows` records of each dataset), a random miniature
+        /// of each model's architecture, and only what cannot run here substituted (each printed:
+        /// QLoRA → LoRA without CUDA, FSDP → one process, bf16 → fp32, the instance → this
+        /// machine); training is an overfit check whose loss must fall. Never calls SageMaker; its
+        /// journal, outputs and report (report.json) live apart in `.tunec/<pipeline>/smoke/`.
+        #[arg(long)]
+        smoke: bool,
+        /// The records of each dataset a smoke run reads.
+        #[arg(long, value_name = "N", requires = "smoke", default_value_t = tunec_runtime::run::smoke::DEFAULT_ROWS)]
+        smoke_rows: u64,
     },
     /// Show the state journal of a pipeline's runs (`.tunec/<pipeline>/` beside the file).
     Status {
@@ -170,8 +182,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Graph { input, format } => graph::graph(&input, format),
         Command::IamPolicy { input } => iam::iam_policy(&input),
         Command::Explain { code } => explain::explain(code.as_deref()),
-        Command::Run { input, until, python, progress, endpoint_url, format } => {
-            run::run(&input, until, python, progress, endpoint_url, format)
+        Command::Run { input, until, python, progress, endpoint_url, format, smoke, smoke_rows } => {
+            run::run(&input, until, python, progress, endpoint_url, format, smoke.then_some(smoke_rows))
         }
         Command::Status { file, format, clear_stale_lock } => status::status(&file, format, clear_stale_lock),
         Command::Calibrate { files, output } => calibrate::calibrate(&files, output.as_deref()),

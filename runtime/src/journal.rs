@@ -239,14 +239,17 @@ fn is_leftover(name: &str) -> bool {
 /// Removes what runs killed in the middle of a write left in the journal's folder: the
 /// temporary files of a data step, a journal or profile write, or a download. Only a run holding
 /// the lock writes them, so once it is taken none is in use. The jobs' folders are left alone:
-/// a script whose run was killed may still be saving into its own.
+/// a script whose run was killed may still be saving into its own. So is a pipeline's `smoke/`
+/// folder, the journal of its smoke runs, which hold a lock of their own.
 fn sweep_leftovers(folder: &Path) {
     let Ok(entries) = std::fs::read_dir(folder) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         match entry.file_type() {
-            Ok(t) if t.is_dir() && !(path.parent() == Some(folder) && name == "jobs") => sweep_leftovers(&path),
+            Ok(t) if t.is_dir() && !(path.parent() == Some(folder) && (name == "jobs" || name == "smoke")) => {
+                sweep_leftovers(&path)
+            }
             Ok(t) if t.is_file() && is_leftover(&name) => {
                 let _ = std::fs::remove_file(&path);
             }
@@ -302,7 +305,8 @@ pub fn read_state(folder: &Path) -> Result<Option<State>, JournalError> {
     }
     let state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
     let expected = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if !expected.is_empty() && state.pipeline != expected {
+    // A smoke run's journal (`.tunec/<pipeline>/smoke/`) is of the pipeline `<pipeline>/smoke`.
+    if !expected.is_empty() && !folder.ends_with(&state.pipeline) {
         return Err(JournalError::OtherPipeline { path, found: state.pipeline, expected });
     }
     Ok(Some(state))

@@ -10,6 +10,8 @@
 //! folder's copy of the scripts (`code/`) must be that bundle unedited: the jobs run the bundle
 //! tunec carries, so an edit there would be ignored while its old results were reused.
 
+mod smoke;
+
 use super::check::{compiled, parse_overrides};
 use super::{usage_error, Format, Input};
 use clap::ValueEnum;
@@ -53,6 +55,7 @@ pub(crate) fn run(
     progress: Progress,
     endpoint_url: Option<String>,
     format: Format,
+    smoke: Option<u64>,
 ) -> ExitCode {
     if let Some(file) = job_graph_file(&input.file) {
         if !input.set.is_empty() {
@@ -75,7 +78,9 @@ pub(crate) fn run(
             .collect();
         // A build folder carries no `.tune` file to estimate: its jobs record what they used only.
         let estimates = EstimateSource::default();
-        return execute(&graph, &base, How { until, python, progress, endpoint_url, format, contexts, estimates });
+        let how =
+            How { until, python, progress, endpoint_url, format, contexts, estimates, smoke, real_estimates: None };
+        return execute(&graph, &base, how);
     }
     let (checked, graph) = match compiled(input) {
         Ok(x) => x,
@@ -91,6 +96,8 @@ pub(crate) fn run(
         format,
         contexts: contexts(&checked, program),
         estimates: estimate_source(input, &checked),
+        smoke,
+        real_estimates: checked.estimates.clone(),
     };
     execute(&graph, &base, how)
 }
@@ -186,6 +193,10 @@ struct How {
     contexts: BTreeMap<String, NodeContext>,
     /// Each job node's estimate, recorded next to what it used.
     estimates: EstimateSource,
+    /// `--smoke`: the number of records of each dataset to read (`--smoke-rows`).
+    smoke: Option<u64>,
+    /// The real run's estimate, for the smoke report.
+    real_estimates: Option<tunec_compiler::estimate::Estimates>,
 }
 
 /// Every job's `TUNEC_HF_TOKEN_SECRET`, resolved, is the ARN of a Secrets Manager secret.
@@ -207,7 +218,10 @@ fn check_secret_arns(graph: &JobGraph) -> Result<(), String> {
 
 /// Runs `graph`, whose paths are relative to `base`, on its target.
 fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
-    let How { until, python, progress, endpoint_url, format, contexts, estimates } = how;
+    if let Some(rows) = how.smoke {
+        return smoke::execute(graph, base, how, rows);
+    }
+    let How { until, python, progress, endpoint_url, format, contexts, estimates, .. } = how;
     if let Err(e) = runner::check_until(graph, until.as_deref()) {
         return usage_error(&e.to_string());
     }
@@ -241,15 +255,7 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
         Ok(journal) => journal,
         Err(e) => return usage_error(&e.to_string()),
     };
-    let mode = match progress {
-        _ if format == Format::Json => Mode::Plain,
-        Progress::Auto => Mode::detect(),
-        Progress::Bars => Mode::Bars,
-        Progress::Plain => Mode::Plain,
-    };
-    let out: Box<dyn std::io::Write + Send> =
-        if format == Format::Json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
-    let reporter = Arc::new(Reporter::new(mode, out));
+    let reporter = reporter(progress, format);
     let aws = Settings { region, endpoint_url };
     // The one place that knows the targets: each is built here and run through the same executor.
     let target: Arc<dyn runner::target::Target> = match graph.target {
@@ -279,6 +285,19 @@ fn execute(graph: &JobGraph, base: &Path, how: How) -> ExitCode {
         }
         Err(e) => usage_error(&e.to_string()),
     }
+}
+
+/// Where a run's progress goes: stdout, or stderr when stdout is for the JSON document.
+fn reporter(progress: Progress, format: Format) -> Arc<Reporter> {
+    let mode = match progress {
+        _ if format == Format::Json => Mode::Plain,
+        Progress::Auto => Mode::detect(),
+        Progress::Bars => Mode::Bars,
+        Progress::Plain => Mode::Plain,
+    };
+    let out: Box<dyn std::io::Write + Send> =
+        if format == Format::Json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    Arc::new(Reporter::new(mode, out))
 }
 
 /// A job's estimate as the run starts it: the same text and `--set` values checked again, with

@@ -26,6 +26,7 @@ pub mod progress;
 pub mod s3;
 pub mod schedule;
 pub mod secrets;
+pub mod smoke;
 pub mod sources;
 pub mod summary;
 pub mod target;

@@ -73,7 +73,7 @@ impl LocalTarget {
 
     /// The entry scripts' interpreter: named, or the managed environment (provisioned once, which
     /// takes minutes the first time and listens to `stop` meanwhile).
-    async fn python(&self, graph: &JobGraph, stop: Stop) -> Result<PathBuf, PrepareError> {
+    pub(crate) async fn python(&self, graph: &JobGraph, stop: Stop) -> Result<PathBuf, PrepareError> {
         let mut python = self.python.lock().await;
         if let Some(path) = python.as_ref() {
             return Ok(path.clone());
@@ -199,7 +199,7 @@ pub fn plan(graph: &JobGraph, node: &JobNode, base: &Path) -> Result<JobPlan, St
 
 /// The number of NVIDIA GPUs of this machine (`/dev/nvidia<N>`), 0 when `CUDA_VISIBLE_DEVICES` is
 /// set and empty.
-fn num_gpus() -> usize {
+pub fn num_gpus() -> usize {
     if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some_and(|v| v.is_empty()) {
         return 0;
     }

@@ -1,0 +1,325 @@
+//! The target of a smoke run: the local target, with a miniature in place of each model a job
+//! reads, and the overfit check on what a train job measured.
+//!
+//! Before a job is prepared, every model it starts from (a `local_model` folder, or the local copy
+//! of an `hf_model` that the data steps fetched with its tokenizer) gets a miniature under
+//! `.tunec/<pipeline>/smoke/models/<node>/`, built once per `config.json` by
+//! `python -m tunec_entry.miniature` with the interpreter the local target runs the entry scripts
+//! with. The job is then prepared by the local target from a copy of the graph whose model nodes
+//! point at the miniatures, so it runs exactly as a local job does. When a train job succeeds, its
+//! `metrics.json` must show the loss falling over the overfit check's steps; otherwise the node
+//! fails, saying that the labels are wrong.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use tunec_compiler::lower::{sha256_hex, ChannelSource, Execution, JobGraph, JobNode};
+
+use crate::journal::Output;
+use crate::run::target::local::{bundle_dir, job_root, LocalTarget};
+use crate::run::target::{AfterStop, Attempt, BoxFuture, Ended, Job, JobInput, PrepareError, Target};
+use crate::run::{NodeError, Stop, StopLevel};
+
+/// The files `tunec_entry.miniature` copies from a model folder beside the miniature (its
+/// `FILES_BESIDE`): a change to one builds the miniature again.
+const BESIDE: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+];
+
+/// The local target of a smoke run.
+pub struct SmokeTarget {
+    inner: LocalTarget,
+    base: PathBuf,
+    /// The miniatures' weights dtype (`float32` without a CUDA device).
+    dtype: Option<&'static str>,
+    /// Model node → its miniature's folder, once built in this run.
+    built: tokio::sync::Mutex<BTreeMap<String, PathBuf>>,
+}
+
+impl SmokeTarget {
+    pub fn new(inner: LocalTarget, base: &Path, cuda: bool) -> SmokeTarget {
+        SmokeTarget {
+            inner,
+            base: base.to_path_buf(),
+            dtype: (!cuda).then_some("float32"),
+            built: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The miniature of `model` (a model node of `graph`), built unless a complete one of the same
+    /// `config.json` is there.
+    async fn miniature(&self, graph: &JobGraph, model: &JobNode, stop: Stop) -> Result<PathBuf, PrepareError> {
+        let mut built = self.built.lock().await;
+        if let Some(dir) = built.get(&model.name) {
+            return Ok(dir.clone());
+        }
+        let abs = std::path::absolute(if self.base.as_os_str().is_empty() { Path::new(".") } else { &self.base })
+            .map_err(|e| PrepareError::Setup(format!("cannot resolve `{}`: {e}", self.base.display())))?;
+        let fields = model.fields();
+        let source = match model.function.as_str() {
+            "hf_model" => abs.join(crate::run::hub::model_dir(
+                &graph.pipeline,
+                fields.str("id").unwrap_or_default(),
+                fields.str("revision"),
+            )),
+            _ => abs.join(fields.str("path").unwrap_or_default()),
+        };
+        let config = source.join("config.json");
+        let text = std::fs::read(&config).map_err(|e| {
+            PrepareError::Setup(format!(
+                "the miniature of `{}` is built from its config.json, and `{}` cannot be read ({e}){}",
+                model.name,
+                config.display(),
+                if model.function == "hf_model" {
+                    ": the Hub copy has no config.json (a chat node fetches the model's files with its tokenizer)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        let out = abs.join(format!(".tunec/{}/models/{}", graph.pipeline, model.name));
+        let stamp = out.join(".tunec-miniature");
+        // What the miniature is made of: its config.json, the files copied beside it, the dtype and
+        // the builder (the script bundle).
+        let mut made_of = text.clone();
+        for name in BESIDE {
+            if let Ok(bytes) = std::fs::read(source.join(name)) {
+                made_of.extend_from_slice(name.as_bytes());
+                made_of.extend_from_slice(sha256_hex(&bytes).as_bytes());
+            }
+        }
+        made_of.extend_from_slice(self.dtype.unwrap_or("source").as_bytes());
+        made_of.extend_from_slice(crate::bundle::digest().as_bytes());
+        let digest = sha256_hex(&made_of);
+        if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == digest) {
+            built.insert(model.name.clone(), out.clone());
+            return Ok(out);
+        }
+        let python = self.inner.python(graph, stop).await?;
+        let code = bundle_dir(&abs, &graph.pipeline).map_err(|e| PrepareError::Setup(e.0))?;
+        if out.exists() {
+            std::fs::remove_dir_all(&out)
+                .map_err(|e| PrepareError::Setup(format!("cannot clear `{}`: {e}", out.display())))?;
+        }
+        let mut command = tokio::process::Command::new(&python);
+        command.args(["-m", "tunec_entry.miniature"]).arg(&source).arg(&out);
+        if let Some(dtype) = self.dtype {
+            command.args(["--dtype", dtype]);
+        }
+        let result = command
+            .current_dir(&code)
+            .env("PYTHONPATH", &code)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("TRANSFORMERS_OFFLINE", "1")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| PrepareError::Setup(format!("cannot start `{}`: {e}", python.display())))?;
+        if !result.status.success() {
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no reason given");
+            return Err(PrepareError::Setup(format!(
+                "the miniature of `{}` (from `{}`) does not build: {}",
+                model.name,
+                config.display(),
+                reason.trim().trim_start_matches("error: ")
+            )));
+        }
+        std::fs::write(&stamp, &digest)
+            .map_err(|e| PrepareError::Setup(format!("cannot write `{}`: {e}", stamp.display())))?;
+        built.insert(model.name.clone(), out.clone());
+        Ok(out)
+    }
+}
+
+/// The models a job starts from (its `base_model` or `model` channel from a model node).
+fn model_nodes(node: &JobNode) -> Vec<String> {
+    node.channels()
+        .iter()
+        .filter_map(|c| match &c.source {
+            ChannelSource::LocalModel { node } | ChannelSource::Hub { node, .. } => Some(node.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `graph` with each of `miniatures`' model nodes a local model at its miniature's folder.
+fn with_miniatures(graph: &JobGraph, miniatures: &BTreeMap<String, PathBuf>) -> JobGraph {
+    let mut graph = graph.clone();
+    for node in &mut graph.nodes {
+        if let Some(dir) = miniatures.get(&node.name) {
+            if let Some(config) = node.config.as_object_mut() {
+                config.insert("path".into(), json!(dir.display().to_string()));
+            }
+            node.function = "local_model".into();
+        }
+        let channels = match &mut node.execution {
+            Execution::LocalScript { channels, .. } => channels,
+            _ => continue,
+        };
+        for channel in channels {
+            if let ChannelSource::Hub { node, .. } = &channel.source {
+                channel.source = ChannelSource::LocalModel { node: node.clone() };
+            }
+        }
+    }
+    graph
+}
+
+impl Target for SmokeTarget {
+    fn describe(&self) -> &'static str {
+        "the local target (smoke run)"
+    }
+
+    fn max_jobs(&self) -> usize {
+        self.inner.max_jobs()
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.inner.connect()
+    }
+
+    fn prepare<'a>(&'a self, input: JobInput<'a>, stop: Stop) -> BoxFuture<'a, Result<Box<dyn Job>, PrepareError>> {
+        Box::pin(async move {
+            let mut miniatures = BTreeMap::new();
+            for name in model_nodes(input.node) {
+                let Some(model) = input.graph.node(&name) else { continue };
+                miniatures.insert(name, self.miniature(input.graph, model, stop.clone()).await?);
+            }
+            let graph = with_miniatures(input.graph, &miniatures);
+            let node = graph.node(&input.node.name).cloned().unwrap_or_else(|| input.node.clone());
+            let inner = self.inner.prepare(JobInput { graph: &graph, node: &node, state: input.state }, stop).await?;
+            let metrics = (node.kind == "train").then(|| {
+                self.base.join(job_root(&graph.pipeline, &node.name, &node.key)).join("output/data/metrics.json")
+            });
+            let job: Box<dyn Job> = Box::new(SmokeJob { inner, metrics, node: node.name.clone() });
+            Ok(job)
+        })
+    }
+}
+
+/// A job of a smoke run: the local job, and for a train job the overfit check on its outputs.
+struct SmokeJob {
+    inner: Box<dyn Job>,
+    /// A train job's metrics.json.
+    metrics: Option<PathBuf>,
+    node: String,
+}
+
+impl Job for SmokeJob {
+    fn attempt_name(&self, number: u32) -> Option<String> {
+        self.inner.attempt_name(number)
+    }
+
+    /// Always from the start: a smoke job is short, and the overfit check needs every step's loss.
+    fn start<'a>(&'a mut self, attempt: &'a Attempt, stop: &'a mut Stop) -> BoxFuture<'a, Result<(), NodeError>> {
+        Box::pin(async move {
+            let fresh = Attempt { resume: false, ..attempt.clone() };
+            self.inner.start(&fresh, stop).await
+        })
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, Result<Ended, NodeError>> {
+        self.inner.wait()
+    }
+
+    fn stop<'a>(&'a mut self, level: StopLevel, stop: &'a mut Stop) -> BoxFuture<'a, AfterStop> {
+        self.inner.stop(level, stop)
+    }
+
+    /// Nothing: a miniature's usage says nothing of the real job's, and the ledger's calibration
+    /// must never read it as a run of the real model (the report shows the host peak).
+    fn usage(&mut self) -> BoxFuture<'_, Option<crate::ledger::Used>> {
+        Box::pin(async { None })
+    }
+
+    fn outputs(&mut self) -> BoxFuture<'_, Result<Vec<Output>, NodeError>> {
+        Box::pin(async move {
+            let outputs = self.inner.outputs().await?;
+            if let Some(path) = &self.metrics {
+                let metrics = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .ok_or_else(|| {
+                        NodeError::Failed(format!("the overfit check: `{}` cannot be read", path.display()))
+                    })?;
+                overfit(&metrics).map_err(|reason| NodeError::Failed(format!("{}: {reason}", self.node)))?;
+            }
+            Ok(outputs)
+        })
+    }
+}
+
+/// How much the overfit check's loss must fall, as a share of where it started.
+pub const FALL: f64 = 0.01;
+
+/// The train losses of a metrics.json, in step order.
+pub fn losses(metrics: &serde_json::Value) -> Vec<f64> {
+    metrics["history"]
+        .as_array()
+        .map(|steps| steps.iter().filter_map(|s| s["train_loss"].as_f64()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the losses of the overfit check fell: the mean of the last two steps must be at least
+/// [`FALL`] below the mean of the first two. A random miniature starts near ln(vocabulary) on every
+/// batch alike, so the first steps differ little between batches; LoRA on it cannot lower the loss
+/// much (the final norm and the random output layer bound the logits), a few percent in ten steps
+/// on the MedReason-shaped rows of the tests, which is why the bar is low.
+pub fn overfit(metrics: &serde_json::Value) -> Result<(f64, f64), String> {
+    let losses = losses(metrics);
+    let wrong = "the labels are wrong: every token masked, or the mask covering the prompt rather than the \
+                 answer (check the chat node's `assistant` and `train_on`)";
+    if losses.len() < 2 {
+        return Err(format!("the overfit check logged {} loss(es), too few to see it fall", losses.len()));
+    }
+    if losses.iter().any(|l| !l.is_finite()) || losses.iter().all(|l| *l == 0.0) {
+        return Err(format!("the overfit check's loss is {losses:?}, not a number that can fall: {wrong}"));
+    }
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let n = losses.len().min(4) / 2;
+    let (first, last) = (mean(&losses[..n]), mean(&losses[losses.len() - n..]));
+    if last < (1.0 - FALL) * first {
+        Ok((losses[0], losses[losses.len() - 1]))
+    } else {
+        Err(format!(
+            "the loss did not fall in the overfit check ({:.3} → {:.3} over {} steps on a handful of rows at a high \
+             learning rate): {wrong}",
+            losses[0],
+            losses[losses.len() - 1],
+            losses.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(losses: &[f64]) -> serde_json::Value {
+        json!({ "history": losses.iter().map(|l| json!({ "train_loss": l })).collect::<Vec<_>>() })
+    }
+
+    #[test]
+    fn the_overfit_check_passes_a_falling_loss_and_names_the_labels_otherwise() {
+        assert!(overfit(&metrics(&[11.85, 11.73, 11.69, 11.5, 11.49])).is_ok());
+        for flat in [&[11.8, 11.8, 11.79, 11.8][..], &[0.0, 0.0, 0.0], &[f64::NAN, f64::NAN], &[11.8]] {
+            let err = overfit(&metrics(flat)).expect_err("no fall");
+            assert!(err.contains("overfit check"), "{err}");
+        }
+        assert!(overfit(&metrics(&[11.8, 11.8, 11.8])).expect_err("flat").contains("the labels are wrong"));
+    }
+}
