@@ -7,7 +7,8 @@
 //!   the next run must reuse every node that was succeeded before it started (finished work is
 //!   never redone); and the final outputs must be identical, file for file and digest for digest, to
 //!   those of a run that was never interrupted. `metrics.json` alone is compared field by field
-//!   without the figures of the last process (time, throughput, memory), which no two runs share.
+//!   without the figures of the last process (time, throughput, memory), which no two runs share,
+//!   and `usage.json` (what a job used, for the ledger) by its schema and script only.
 //!   Each kill is recorded with the nodes it interrupted, and the test fails if none landed while
 //!   sft trained.
 //! - **SIGKILL between checkpoints.** The orphaned train.py saves the step it reached, and the
@@ -182,6 +183,15 @@ fn reference(python: &str) -> &'static Path {
     })
 }
 
+/// What a `usage.json` says beyond the figures of the process that wrote it (times, memory, tokens,
+/// which no two runs share, and which a process resumed at the last step partly lacks, having timed
+/// no step): its schema and its script.
+fn usage_shape(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let usage: serde_json::Value = serde_json::from_str(&text).expect("usage.json is JSON");
+    serde_json::json!({ "schema": usage["schema"], "script": usage["script"] })
+}
+
 /// Every node of the run in `dir` succeeded with the outputs of the uninterrupted run, file for
 /// file and digest for digest (`metrics.json` without its per-process figures, nor the `unlike`
 /// ones).
@@ -193,7 +203,9 @@ fn same_outputs_as_uninterrupted(dir: &Path, python: &str, what: &str, unlike: &
     let got = intact_outputs(dir, &final_state);
     assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{what}: the same files");
     for (path, digest) in &expected {
-        if path.ends_with("/metrics.json") {
+        if path.ends_with("/usage.json") {
+            assert_eq!(usage_shape(&dir.join(path)), usage_shape(&reference.join(path)), "{what}: {path}");
+        } else if path.ends_with("/metrics.json") {
             assert_eq!(
                 stable_metrics(&dir.join(path), unlike),
                 stable_metrics(&reference.join(path), unlike),
