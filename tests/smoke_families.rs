@@ -5,12 +5,17 @@
 //!
 //! One test walks the folder, so a family added there is smoke-run too, or fails here until its
 //! tokenizer is named below. Where no package ships a family's own tokenizer, a real one of its
-//! lineage that fits its vocabulary stands in; the two Granite families are listed in
-//! [`WITHOUT_TOKENIZER`] and not run.
+//! lineage that fits its vocabulary stands in, as in tests/families_local.rs (whose module doc says
+//! which and why); for the Granite families, Llama 2's, with the config's special-token ids set to
+//! Llama 2's and Mistral's `[INST]` template.
 
+#[path = "support/fixture_templates.rs"]
+mod fixture_templates;
 mod support;
 #[path = "support/tiny.rs"]
 mod tiny;
+
+use fixture_templates::TemplateSource;
 
 use std::path::PathBuf;
 use support::root;
@@ -21,8 +26,10 @@ struct Family {
     model_type: &'static str,
     /// The folder of `TUNEC_FIXTURES` with its tokenizer.
     tokenizer: &'static str,
-    /// TRL's reference template, for a tokenizer that ships none.
-    template: Option<&'static str>,
+    /// Where its chat template comes from.
+    template: TemplateSource,
+    /// Special-token ids set in the config, where the tokenizer's differ from the family's own.
+    token_ids: &'static [(&'static str, u64)],
     /// Whether its template accepts a system message.
     system: bool,
     /// A pad token other than the stop token, where the tokenizer sets none.
@@ -35,7 +42,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "llama",
         tokenizer: "llama3_2",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: Some("<|finetune_right_pad_id|>"),
         method: "lora { r = 8 }",
@@ -43,7 +51,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "mistral",
         tokenizer: "mistral_nemo",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: false,
         pad_token: Some("<pad>"),
         method: "lora { r = 8 }",
@@ -51,7 +60,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "qwen2",
         tokenizer: "qwen2_5",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: None,
         method: "lora { r = 8 }",
@@ -59,7 +69,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "gemma2",
         tokenizer: "gemma2",
-        template: Some("gemma.jinja"),
+        template: TemplateSource::Trl("gemma.jinja"),
+        token_ids: &[],
         system: false,
         pad_token: None,
         method: "lora { r = 8 }",
@@ -67,7 +78,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "qwen3",
         tokenizer: "qwen3",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: None,
         method: "lora { r = 8 }",
@@ -75,7 +87,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "qwen3_moe",
         tokenizer: "qwen3",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: None,
         method: "lora { r = 8 }",
@@ -83,7 +96,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "gemma3_text",
         tokenizer: "gemma3",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: false,
         pad_token: None,
         method: "lora { r = 8 }",
@@ -91,7 +105,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "gemma3",
         tokenizer: "gemma3",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: false,
         pad_token: None,
         method: "lora { r = 8 }",
@@ -99,7 +114,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "gpt_oss",
         tokenizer: "gptoss",
-        template: Some("gptoss.jinja"),
+        template: TemplateSource::Trl("gptoss.jinja"),
+        token_ids: &[],
         system: true,
         pad_token: None,
         method: "lora { r = 8, dropout = 0.0 }",
@@ -109,7 +125,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "phi3",
         tokenizer: "gpt4",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: Some("<|endofprompt|>"),
         method: "lora { r = 8 }",
@@ -117,7 +134,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "olmo2",
         tokenizer: "gpt4",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: Some("<|endofprompt|>"),
         method: "lora { r = 8 }",
@@ -125,7 +143,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "smollm3",
         tokenizer: "llama3_2",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: Some("<|finetune_right_pad_id|>"),
         method: "lora { r = 8 }",
@@ -133,7 +152,8 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "llama4",
         tokenizer: "llama3_1",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: Some("<|reserved_special_token_0|>"),
         method: "lora { r = 8, dropout = 0.0 }",
@@ -141,16 +161,31 @@ const FAMILIES: &[Family] = &[
     Family {
         model_type: "deepseek_v3",
         tokenizer: "deepseek_v3",
-        template: None,
+        template: TemplateSource::Own,
+        token_ids: &[],
         system: true,
         pad_token: Some("<｜▁pad▁｜>"),
         method: "lora { r = 8 }",
     },
+    Family {
+        model_type: "granite",
+        tokenizer: "llama2",
+        template: TemplateSource::Of("mistral_nemo"),
+        token_ids: &[("bos_token_id", 1), ("eos_token_id", 2), ("pad_token_id", 0)],
+        system: false,
+        pad_token: Some("<unk>"),
+        method: "lora { r = 8 }",
+    },
+    Family {
+        model_type: "granitemoe",
+        tokenizer: "llama2",
+        template: TemplateSource::Of("mistral_nemo"),
+        token_ids: &[("bos_token_id", 1), ("eos_token_id", 2), ("pad_token_id", 0)],
+        system: false,
+        pad_token: Some("<unk>"),
+        method: "lora { r = 8 }",
+    },
 ];
-
-/// Families not run: Granite's tokenizer is not among the fixtures, and the lineage tokenizer that
-/// fits needs the config's special-token ids rewritten (tests/families_local.rs does that).
-const WITHOUT_TOKENIZER: &[&str] = &["granite", "granitemoe"];
 
 fn pipeline(family: &Family) -> String {
     let system = if family.system { "    system    = \"You answer in a few words.\"\n" } else { "" };
@@ -203,12 +238,21 @@ fn smoke(family: &Family, fixtures: &std::path::Path, python: &str) -> Result<()
     let copy = |from: PathBuf, to: PathBuf| {
         std::fs::copy(&from, to).map(|_| ()).map_err(|e| format!("{name}: {}: {e} (.ci/fixtures.sh)", from.display()))
     };
-    copy(root().join(format!("tests/python/families/{name}.json")), model.join("config.json"))?;
+    let config = root().join(format!("tests/python/families/{name}.json"));
+    let text = std::fs::read_to_string(&config).map_err(|e| format!("{name}: {}: {e}", config.display()))?;
+    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    for (key, id) in family.token_ids {
+        if config.get(key).is_none() {
+            return Err(format!("{name}: config.json has no `{key}`"));
+        }
+        config[key] = (*id).into();
+    }
+    std::fs::write(model.join("config.json"), config.to_string()).map_err(|e| e.to_string())?;
     for file in ["tokenizer.json", "tokenizer_config.json"] {
         copy(fixtures.join(family.tokenizer).join(file), model.join(file))?;
     }
-    if let Some(template) = family.template {
-        copy(fixtures.join("trl_chat_templates").join(template), model.join("chat_template.jinja"))?;
+    if let Some(template) = family.template.read(fixtures) {
+        std::fs::write(model.join("chat_template.jinja"), template).map_err(|e| e.to_string())?;
     }
     copy(root().join("examples/tiny-local/data.jsonl"), dir.join("data.jsonl"))?;
     std::fs::write(dir.join("p.tune"), pipeline(family)).map_err(|e| e.to_string())?;
@@ -258,11 +302,13 @@ fn every_supported_family_passes_a_smoke_run() {
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
         .collect();
     families.sort();
+    // `TUNEC_SMOKE_FAMILIES=granite,qwen3` runs those alone (while working on a family).
+    if let Some(only) = std::env::var("TUNEC_SMOKE_FAMILIES").ok().filter(|v| !v.is_empty()) {
+        families.retain(|f| only.split(',').any(|o| o.trim() == f));
+        assert!(!families.is_empty(), "TUNEC_SMOKE_FAMILIES={only} names no family of tests/python/families");
+    }
     let mut failures = Vec::new();
     for name in &families {
-        if WITHOUT_TOKENIZER.contains(&name.as_str()) {
-            continue;
-        }
         let Some(family) = FAMILIES.iter().find(|f| f.model_type == name) else {
             failures
                 .push(format!("{name}: tests/python/families/{name}.json has no tokenizer in tests/smoke_families.rs"));
