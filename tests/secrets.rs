@@ -20,6 +20,9 @@
 //!   (moto records every request after the secret was made), nothing tunec printed, and no output
 //!   of `check --format json`, `plan`, `graph`, `status` or `iam-policy`; the policies grant
 //!   `secretsmanager:GetSecretValue` on the ARN to the role and to the caller.
+//! - The same whole run with `token = env("HF_TOKEN")`: `check` warns (`token_in_job`), every job
+//!   request carries the value (which is what the warning is about), and still no file under
+//!   `.tunec/`, uploaded object, recorded S3 request, server log or printed output holds it.
 //!
 //! The SageMaker jobs themselves are covered by `tests/sagemaker.rs` (the role is in no journal;
 //! on moto's SageMaker, a job's record holds the secret's ARN only) and the Hub token by
@@ -249,9 +252,29 @@ fn marker_on_servers(moto: &str, bucket: &str, recording: &Path) -> String {
     )
 }
 
+/// Where the Hub token of [`hub_token_through_a_whole_sagemaker_run`]'s pipeline comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TokenFrom {
+    /// `token = secret(env("TUNEC_HF_TOKEN_SECRET"))`: the jobs get the ARN only.
+    SecretsManager,
+    /// `token = env("HF_TOKEN")`: the jobs get the value in their Environment, as the
+    /// `token_in_job` warning says; it must still be in nothing tunec writes, uploads or prints.
+    Environment,
+}
+
 #[test]
 fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
-    let dir = std::env::temp_dir().join(format!("tunec-secrets-sm-{}", std::process::id()));
+    hub_token_through_a_whole_sagemaker_run(TokenFrom::SecretsManager);
+}
+
+#[test]
+fn a_token_from_the_environment_reaches_the_jobs_and_nothing_tunec_writes() {
+    hub_token_through_a_whole_sagemaker_run(TokenFrom::Environment);
+}
+
+fn hub_token_through_a_whole_sagemaker_run(from: TokenFrom) {
+    let form = if from == TokenFrom::SecretsManager { "sm" } else { "env" };
+    let dir = std::env::temp_dir().join(format!("tunec-secrets-{form}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     medreason::model_and_rows(&dir);
@@ -321,10 +344,11 @@ fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
     );
     let local = "model llama = local_model(\"model\") {";
     assert!(pipeline.contains(local));
-    let pipeline = pipeline.replace(
-        local,
-        &format!("model llama = hf_model(\"{MODEL}\") {{\n    token = secret(env(\"TUNEC_HF_TOKEN_SECRET\"))"),
-    );
+    let token = match from {
+        TokenFrom::SecretsManager => "secret(env(\"TUNEC_HF_TOKEN_SECRET\"))",
+        TokenFrom::Environment => "env(\"HF_TOKEN\")",
+    };
+    let pipeline = pipeline.replace(local, &format!("model llama = hf_model(\"{MODEL}\") {{\n    token = {token}"));
     let file = dir.join("p.tune").display().to_string();
     std::fs::write(&file, &pipeline).expect("write");
 
@@ -340,9 +364,12 @@ fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
             .env("TUNEC_HF_TOKEN_SECRET", &arn)
             .env("HF_ENDPOINT", &hub)
             .env("HF_HOME", dir.join("hf-home"))
-            .env_remove("HF_TOKEN")
             .env_remove("HF_TOKEN_PATH")
             .env_remove("HF_HUB_OFFLINE");
+        match from {
+            TokenFrom::SecretsManager => command.env_remove("HF_TOKEN"),
+            TokenFrom::Environment => command.env("HF_TOKEN", SECRET_VALUE),
+        };
     };
     let tunec = |args: &[&str]| support::tunec_with(args, configure);
     let scan = |what: &str, printed: &str| {
@@ -364,9 +391,18 @@ fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
     assert!(failed.stdout.contains(&format!("llama: hf://{MODEL}: downloaded 4 files")), "{}", failed.stdout);
     let hub_requests = std::fs::read_to_string(&hub_log).expect("the Hub's log");
     assert!(hub_requests.lines().any(|l| l.contains("\"token\": true")), "{hub_requests}");
-    // moto recorded tunec's read of the secret (the recording is what the scan below searches).
+    // moto recorded tunec's read of the secret (the recording is what the scan below searches);
+    // with a token from the environment, tunec read none, and `check` warned where it goes.
     let recorded = std::fs::read_to_string(&recording).expect("moto's recording");
-    assert!(recorded.contains("secretsmanager.GetSecretValue"), "moto recorded no GetSecretValue");
+    assert_eq!(
+        recorded.contains("secretsmanager.GetSecretValue"),
+        from == TokenFrom::SecretsManager,
+        "moto's recording of GetSecretValue"
+    );
+    if from == TokenFrom::Environment {
+        let check = tunec(&["check", &file]);
+        assert!(check.stdout.contains("token_in_job") || check.stderr.contains("token_in_job"), "{}", check.stdout);
+    }
     scan("a failed run", &format!("{}{}", failed.stdout, failed.stderr));
 
     // An interrupted run: Ctrl-C while the second sft attempt runs.
@@ -419,7 +455,8 @@ fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
     }
     scan("the commands that print the pipeline", &printed);
 
-    // Each job received the secret's ARN, and no token; the policies grant exactly that read.
+    // Each job received the secret's ARN, and no token; the policies grant exactly that read. With a
+    // token from the environment, each job received the value, which is what the warning is about.
     let jobs: Value = serde_json::from_str(&py(
         "import urllib.request\nprint(urllib.request.urlopen(sys.argv[2] + '/_control/jobs').read().decode())",
         &[&moto, &sagemaker],
@@ -429,8 +466,19 @@ fn a_token_in_secrets_manager_is_read_where_needed_and_written_nowhere() {
     assert!(jobs.len() >= 4, "{jobs:?}");
     for job in &jobs {
         let environment = &job["request"]["Environment"];
+        if from == TokenFrom::Environment {
+            assert_eq!(environment["HF_TOKEN"], SECRET_VALUE, "{environment}");
+            assert!(environment.get("TUNEC_HF_TOKEN_SECRET").is_none(), "{environment}");
+            continue;
+        }
         assert_eq!(environment["TUNEC_HF_TOKEN_SECRET"], arn.as_str(), "{environment}");
         assert!(environment.get("HF_TOKEN").is_none(), "{environment}");
+    }
+    if from == TokenFrom::Environment {
+        drop(servers);
+        drop(moto_server);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
     }
     let policies = tunec(&["iam-policy", &file]);
     let policies: Value = serde_json::from_str(&policies.stdout).expect("policies JSON");
