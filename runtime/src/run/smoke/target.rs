@@ -338,6 +338,19 @@ mod tests {
         json!({ "history": losses.iter().map(|l| json!({ "train_loss": l })).collect::<Vec<_>>() })
     }
 
+    #[test]
+    fn the_files_beside_a_miniature_are_the_ones_the_builder_copies() {
+        let (_, script) = crate::bundle::FILES
+            .iter()
+            .find(|(path, _)| *path == "tunec_entry/miniature.py")
+            .expect("the bundle has the miniature builder");
+        let script = std::str::from_utf8(script).expect("UTF-8");
+        let start = script.find("FILES_BESIDE = (").expect("FILES_BESIDE in miniature.py");
+        let tuple = &script[start..start + script[start..].find(')').expect("the tuple ends")];
+        let copied: Vec<&str> = tuple.split('"').skip(1).step_by(2).collect();
+        assert_eq!(copied, BESIDE);
+    }
+
     /// Three steps an epoch, as six rows in batches of two give.
     fn by_epoch(losses: &[f64]) -> serde_json::Value {
         let steps = losses.iter().enumerate().map(|(i, l)| json!({ "train_loss": l, "epoch": (i + 1) as f64 / 3.0 }));
