@@ -14,6 +14,8 @@
 //! Manager (moto's), read with the AWS credentials through `AWS_ENDPOINT_URL_SECRETS_MANAGER` or
 //! `--endpoint-url`, plain or as JSON, and a secret that cannot be read named with its remedy.
 
+#[path = "support/fake_hub.rs"]
+mod fake_hub;
 #[path = "support/medreason.rs"]
 #[allow(dead_code)]
 mod medreason;
@@ -26,9 +28,9 @@ mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use fake_hub::FakeHub;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use serde_json::{json, Map, Value};
 use support::{root, Run};
@@ -41,15 +43,7 @@ const COLUMNS: [&str; 3] = ["question", "answer", "reasoning"];
 /// The fake Hub of one test, its folder and its log; the server stops when this is dropped.
 struct Hub {
     dir: PathBuf,
-    endpoint: String,
-    child: Child,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    server: FakeHub,
 }
 
 fn python() -> String {
@@ -108,25 +102,8 @@ impl Hub {
         let parquet = dir.join("hub/datasets").join(DATASET).join("refs%2Fconvert%2Fparquet");
         write_shards(&parquet.join("default/train"), &rows);
 
-        let port_file = dir.join("port");
-        let child = Command::new(python())
-            .arg(root().join("tests/hub/fake_hub.py"))
-            .arg(dir.join("hub"))
-            .arg("--port-file")
-            .arg(&port_file)
-            .arg("--log")
-            .arg(dir.join("requests.jsonl"))
-            .spawn()
-            .expect("the fake Hub starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
-            if let Ok(port) = std::fs::read_to_string(&port_file) {
-                break port;
-            }
-            assert!(Instant::now() < deadline, "the fake Hub did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Hub { endpoint: format!("http://127.0.0.1:{}", port.trim()), dir, child }
+        let server = FakeHub::start(&python(), &dir.join("hub"), &dir.join("requests.jsonl"));
+        Hub { dir, server }
     }
 
     /// A pipeline folder `name` with the Hub pipeline (`dataset` is the dataset node's call).
@@ -150,7 +127,7 @@ impl Hub {
         support::tunec_with(&["run", "p.tune", "--until", "parts", "--progress", "plain"], |command| {
             command
                 .current_dir(folder)
-                .env("HF_ENDPOINT", &self.endpoint)
+                .env("HF_ENDPOINT", &self.server.endpoint)
                 .env("HF_TOKEN", TOKEN)
                 .env("HF_HOME", self.dir.join("hf-home"))
                 .env_remove("HF_HUB_OFFLINE")
@@ -380,7 +357,7 @@ fn hub_errors_name_the_remedy() {
     assert_ne!(run.code, 0);
     let text = combined(&run);
     assert!(
-        text.contains(&format!("the repository is gated; accept its conditions at {}/{MODEL}", hub.endpoint)),
+        text.contains(&format!("the repository is gated; accept its conditions at {}/{MODEL}", hub.server.endpoint)),
         "{text}"
     );
     assert!(text.contains("no token was sent: set HF_TOKEN"), "{text}");

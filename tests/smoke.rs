@@ -13,6 +13,8 @@
 //! `tunec run` does), the others by the smoke run's data steps and jobs.
 
 // The MedReason inputs; its pipeline template is for the local runs of other tests.
+#[path = "support/fake_hub.rs"]
+mod fake_hub;
 #[allow(dead_code)]
 #[path = "support/medreason.rs"]
 mod medreason;
@@ -20,6 +22,7 @@ mod support;
 #[path = "support/tiny.rs"]
 mod tiny;
 
+use fake_hub::FakeHub;
 use std::path::{Path, PathBuf};
 use support::{root, Run};
 use tiny::test_python;
@@ -269,18 +272,6 @@ fn an_evaluation_that_cannot_score_its_answers_fails_the_evaluate_job() {
 
 /// The fake Hub of `tests/hub/fake_hub.py` serving `meta-llama/Llama-3.1-8B-Instruct`'s tokenizer,
 /// chat template and config.json (no weights); stopped when dropped.
-struct FakeHub {
-    endpoint: String,
-    child: std::process::Child,
-}
-
-impl Drop for FakeHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn fake_hub(dir: &Path) -> FakeHub {
     let files = dir.join("hub/models/meta-llama/Llama-3.1-8B-Instruct/main");
     std::fs::create_dir_all(&files).expect("mkdir");
@@ -293,25 +284,7 @@ fn fake_hub(dir: &Path) -> FakeHub {
             .replace("<|reserved_special_token_4|>", "<|eom_id|>");
         std::fs::write(files.join(file), text).expect("write");
     }
-    let port_file = dir.join("port");
-    let child = std::process::Command::new(test_python())
-        .arg(root().join("tests/hub/fake_hub.py"))
-        .arg(dir.join("hub"))
-        .arg("--port-file")
-        .arg(&port_file)
-        .arg("--log")
-        .arg(dir.join("requests.jsonl"))
-        .spawn()
-        .expect("the fake Hub starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let port = loop {
-        if let Ok(port) = std::fs::read_to_string(&port_file) {
-            break port;
-        }
-        assert!(std::time::Instant::now() < deadline, "the fake Hub did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    FakeHub { endpoint: format!("http://127.0.0.1:{}", port.trim()), child }
+    FakeHub::start(&test_python(), &dir.join("hub"), &dir.join("requests.jsonl"))
 }
 
 #[test]
