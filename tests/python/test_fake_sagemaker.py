@@ -211,15 +211,20 @@ def test_the_port_file_holds_the_bound_port_and_sigterm_stops_the_server(start) 
     assert not answers(server.url + "/_control/calls")
 
 
-def test_a_bad_script_is_refused_at_start(tmp_path: Path) -> None:
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps({"default": {"end": "Exploded"}}), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(SERVER), "--port-file", str(tmp_path / "port"), "--script", str(script)],
+def start_with_script(tmp_path: Path, script: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """The server started with `script` from a file, run until it exits (a refused script ends it at once)."""
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps(script), encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, str(SERVER), "--port-file", str(tmp_path / "port"), "--script", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_a_bad_script_is_refused_at_start(tmp_path: Path) -> None:
+    done = start_with_script(tmp_path, {"default": {"end": "Exploded"}})
     assert done.returncode == 2
     assert "end 'Exploded' is not one of" in done.stderr
     assert not (tmp_path / "port").exists()
@@ -332,14 +337,7 @@ def test_scripted_seconds_are_what_a_completed_job_says_it_ran_and_billed(start)
 
 
 def test_scripted_seconds_must_be_whole_positive_numbers(tmp_path: Path) -> None:
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps({"default": {"seconds": {"billable": 0}}}), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(SERVER), "--port-file", str(tmp_path / "port"), "--script", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = start_with_script(tmp_path, {"default": {"seconds": {"billable": 0}}})
     assert done.returncode == 2
     assert "seconds is" in done.stderr
 
