@@ -25,9 +25,11 @@ chosen on the FP4 grid so that dequantizing them is lossless, so the miniature l
 path as the real model. Any other quantization (DeepSeek's FP8) and `auto_map` remote code are dropped: the
 miniature is plain weights of the transformers class.
 
-Command line (from `stdlib/python`): `python -m tunec_entry.miniature SOURCE OUT [--dtype D] [--seed N]`, where
-SOURCE is a `config.json` or a model folder; from a folder, the tokenizer, chat template, generation config and
-image processor files are copied beside the miniature. It prints one JSON line describing the miniature.
+Command line (from `stdlib/python`): `python -m tunec_entry.miniature SOURCE OUT [--dtype D] [--seed N]
+[--facts F]`, where SOURCE is a `config.json` or a model folder; from a folder, the tokenizer, chat template,
+generation config and image processor files are copied beside the miniature. With `--facts F` (a catalog row as
+JSON, for a model whose config.json is not on this machine) the config comes from `tunec_entry.catalog_config` and
+SOURCE is the folder whose tokenizer goes beside. It prints one JSON line describing the miniature.
 """
 
 from __future__ import annotations
@@ -399,6 +401,21 @@ def read_source(path: Path) -> tuple[dict[str, Any], Path | None]:
     return source, folder
 
 
+def from_facts(facts_file: Path, tokenizer_dir: Path) -> tuple[dict[str, Any], Path]:
+    """The config.json that `tunec_entry.catalog_config` builds from a catalog row, and the tokenizer's folder."""
+    from tunec_entry.catalog_config import config_from_facts
+
+    try:
+        facts = json.loads(facts_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise MiniatureError(f"cannot read {facts_file}: {err}") from None
+    if not isinstance(facts, dict):
+        raise MiniatureError(f"{facts_file} does not hold a JSON object")
+    if not tokenizer_dir.is_dir():
+        raise MiniatureError(f"{tokenizer_dir} is not a folder with a tokenizer")
+    return config_from_facts(facts, tokenizer_dir), tokenizer_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tunec_entry.miniature",
@@ -408,9 +425,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the folder to write the miniature to")
     parser.add_argument("--dtype", help="dtype of the saved weights (default: the checkpoint's torch_dtype)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    parser.add_argument(
+        "--facts",
+        type=Path,
+        help="tunec catalog facts (JSON) to build the config from instead of a config.json; SOURCE is then the "
+        "folder whose tokenizer files go beside the miniature (tunec_entry.catalog_config)",
+    )
     options = parser.parse_args(argv)
+    source: dict[str, Any] = {}
     try:
-        source, folder = read_source(options.source)
+        if options.facts is not None:
+            source, folder = from_facts(options.facts, options.source)
+        else:
+            source, folder = read_source(options.source)
         if folder is not None and folder.resolve() == options.out.resolve():
             raise MiniatureError("the miniature must go to another folder than its source")
         if options.dtype is not None and not isinstance(getattr(torch, options.dtype, None), torch.dtype):
