@@ -314,3 +314,70 @@ fn an_hf_model_gets_its_miniature_from_the_config_json_of_its_hub_copy() {
     assert!(run.stdout.contains("raw: every record → the first 24 records (`train[:24]`)"), "{}", run.stdout);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+/// Serves `meta-llama/Llama-3.1-8B` from `hub`'s folder too, with the files of the Instruct copy
+/// and Llama 3.1 8B's published config.json.
+fn serve_the_base(dir: &Path) {
+    let instruct = dir.join("hub/models/meta-llama/Llama-3.1-8B-Instruct/main");
+    let base = dir.join("hub/models/meta-llama/Llama-3.1-8B/main");
+    std::fs::create_dir_all(&base).expect("mkdir");
+    for file in ["tokenizer.json", "tokenizer_config.json", "config.json"] {
+        std::fs::copy(instruct.join(file), base.join(file)).expect("copy");
+    }
+}
+
+#[test]
+fn a_base_model_no_chat_node_fetches_is_built_from_its_hub_copy_or_else_from_the_catalogs_facts() {
+    // The common shape: the base model trained on conversations templated with its instruct
+    // sibling's tokenizer. The data step fetches the Instruct model's files; nothing fetches the base's.
+    let dir = setup("base");
+    let hub = fake_hub(&dir);
+    let file = pipeline(
+        &dir,
+        &[
+            ("local_model(\"model\")", "hf_model(\"meta-llama/Llama-3.1-8B-Instruct\")"),
+            ("<|reserved_special_token_2|>", "<|finetune_right_pad_id|>"),
+            ("  dataset raw = file(", "  model base = hf_model(\"meta-llama/Llama-3.1-8B\")\n\n  dataset raw = file("),
+            ("sft(llama,", "sft(base,"),
+            // Evaluating the base's descendant on the Instruct's conversations is `adapter_base`.
+            ("evaluate(merged, parts.test) {", "evaluate(llama, parts.test) {\n    compute = \"ml.g5.2xlarge\" x 1"),
+        ],
+    );
+    std::fs::remove_dir_all(dir.join("model")).expect("the local copy goes");
+    let env = [("HF_ENDPOINT", hub.endpoint.clone()), ("HF_HOME", dir.join("hf-home").display().to_string())];
+    let args = ["--until", "sft", "--smoke-rows", "24"];
+
+    // The Hub has no copy of the base: its config.json comes from the catalog's facts, its
+    // tokenizer from the chat node's model, and the run says so.
+    let run = smoke_env(&file, &args, &env);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let said = "base: the config.json of `meta-llama/Llama-3.1-8B` → a config.json from tunec's catalog facts for \
+                `meta-llama/Llama-3.1-8B` and the tokenizer of `llama`, which templated the job's data (no copy of \
+                `meta-llama/Llama-3.1-8B` is here: the Hub has no such repository, or it is private)";
+    assert!(run.stdout.contains(said), "{}", run.stdout);
+    let report_text = report(&dir).to_string();
+    assert!(report_text.contains("a config.json from tunec's catalog facts"), "{report_text}");
+    assert_eq!(node(&report(&dir), "sft")["outcome"], "succeeded", "{report_text}");
+    let miniature = json(&dir.join(".tunec/p/smoke/models/base/config.json"));
+    assert_eq!(miniature["architectures"][0], "LlamaForCausalLM", "{miniature}");
+    assert_eq!((miniature["num_hidden_layers"].as_u64(), miniature["vocab_size"].as_u64()), (Some(2), Some(128256)));
+    assert_eq!(miniature["bos_token_id"], 128000, "{miniature}");
+    // The catalog's end-of-sequence token, <|end_of_text|>, numbered by the tokenizer beside.
+    let eos = &miniature["eos_token_id"];
+    assert!(eos == 128001 || eos.as_array().is_some_and(|ids| ids.contains(&128001.into())), "{miniature}");
+    // What the catalog does not record is the config class's default: no Llama 3.1 RoPE scaling.
+    assert!(miniature["rope_scaling"].is_null(), "{miniature}");
+    assert!(dir.join(".tunec/p/smoke/models/base/tokenizer.json").is_file());
+
+    // With the base on the Hub, the smoke run fetches its files as the data step would for a
+    // tokenizer, and the miniature is built from the published config.json.
+    serve_the_base(&dir);
+    std::fs::remove_dir_all(dir.join(".tunec")).expect("a fresh start");
+    let run = smoke_env(&file, &args, &env);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("base: hf://meta-llama/Llama-3.1-8B: 3 file(s) downloaded for its miniature"));
+    assert!(!run.stdout.contains("catalog facts"), "{}", run.stdout);
+    let miniature = json(&dir.join(".tunec/p/smoke/models/base/config.json"));
+    assert_eq!(miniature["rope_scaling"]["rope_type"], "llama3", "{miniature}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

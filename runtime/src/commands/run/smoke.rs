@@ -31,7 +31,7 @@ pub(super) fn execute(graph: &JobGraph, base: &Path, how: How, rows: u64) -> Exi
         return usage_error(&e.to_string());
     }
     let hardware = Hardware::detect();
-    let (smoke, substitutions) = smoke_run::substitute(graph, rows, &hardware);
+    let (smoke, mut substitutions) = smoke_run::substitute(graph, rows, &hardware);
     let journal = match Journal::open(base, &smoke.pipeline) {
         Ok(journal) => journal,
         Err(e) => return usage_error(&e.to_string()),
@@ -50,13 +50,16 @@ pub(super) fn execute(graph: &JobGraph, base: &Path, how: How, rows: u64) -> Exi
         .flatten();
     let aws = Settings { region, endpoint_url };
     let local = LocalTarget::new(base, reporter.clone(), python);
-    let target: Arc<dyn runner::target::Target> = Arc::new(SmokeTarget::new(local, base, hardware.cuda_devices > 0));
+    let smoke_target =
+        Arc::new(SmokeTarget::new(local, base, hardware.cuda_devices > 0, reporter.clone(), aws.clone()));
+    let target: Arc<dyn runner::target::Target> = smoke_target.clone();
     // A miniature's usage says nothing of the real jobs': nothing is recorded against their estimate.
     let options = RunOptions { until, signals: true, stop: None, aws, estimates: EstimateSource::default() };
     let since = jiff::Timestamp::now();
     let started = std::time::Instant::now();
     let result = runner::run(&smoke, base, target, &options, journal, reporter.clone());
     let summary = Summary::collect(&smoke, base, options.until.as_deref(), since, &result);
+    substitutions.extend(smoke_target.substitutions());
     let failure = match &result {
         Err(RunError::NodeFailed { node, message } | RunError::Setup { node, message }) => {
             Some((node.as_str(), message.as_str()))

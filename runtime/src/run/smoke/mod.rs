@@ -23,6 +23,7 @@
 //! `.tunec/<pipeline>/smoke/` and its keys are the real keys hashed with the smoke settings: a real
 //! run never reuses them, nor a smoke run a real run's outputs.
 
+pub mod model_source;
 pub mod report;
 pub mod target;
 

@@ -1,12 +1,11 @@
 //! The target of a smoke run: the local target, with a miniature in place of each model a job
 //! reads, and the overfit check on what a train job measured.
 //!
-//! Before a job is prepared, every model it starts from (a `local_model` folder, or the local copy
-//! of an `hf_model` that the data steps fetched with its tokenizer) gets a miniature under
-//! `.tunec/<pipeline>/smoke/models/<node>/`, built once per `config.json` by
-//! `python -m tunec_entry.miniature` with the interpreter the local target runs the entry scripts
-//! with. The job is then prepared by the local target from a copy of the graph whose model nodes
-//! point at the miniatures, so it runs exactly as a local job does. When a train job succeeds, its
+//! Before a job is prepared, every model it starts from gets a miniature under
+//! `.tunec/<pipeline>/smoke/models/<node>/`, built once per `config.json` (or catalog facts, see
+//! [`super::model_source`]) by `python -m tunec_entry.miniature` with the interpreter the local
+//! target runs the entry scripts with. The job is then prepared by the local target from a copy of
+//! the graph whose model nodes point at the miniatures, so it runs exactly as a local job does. When a train job succeeds, its
 //! `metrics.json` must show the loss falling over the overfit check's steps; otherwise the node
 //! fails, saying that the labels are wrong.
 
@@ -16,7 +15,11 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use tunec_compiler::lower::{sha256_hex, ChannelSource, Execution, JobGraph, JobNode};
 
+use super::model_source::{self, ModelSource};
+use super::Substitution;
 use crate::journal::Output;
+use crate::run::aws::Settings;
+use crate::run::progress::Reporter;
 use crate::run::target::local::{bundle_dir, job_root, LocalTarget};
 use crate::run::target::{AfterStop, Attempt, BoxFuture, Ended, Job, JobInput, PrepareError, Target};
 use crate::run::{NodeError, Stop, StopLevel};
@@ -46,50 +49,81 @@ pub struct SmokeTarget {
     dtype: Option<&'static str>,
     /// Model node → its miniature's folder, once built in this run.
     built: tokio::sync::Mutex<BTreeMap<String, PathBuf>>,
+    /// What this run substituted on the way (a config.json from catalog facts).
+    noted: std::sync::Mutex<Vec<Substitution>>,
+    reporter: std::sync::Arc<Reporter>,
+    /// What a Hub token kept in Secrets Manager is read with.
+    aws: Settings,
 }
 
 impl SmokeTarget {
-    pub fn new(inner: LocalTarget, base: &Path, cuda: bool) -> SmokeTarget {
+    pub fn new(
+        inner: LocalTarget,
+        base: &Path,
+        cuda: bool,
+        reporter: std::sync::Arc<Reporter>,
+        aws: Settings,
+    ) -> SmokeTarget {
         SmokeTarget {
             inner,
             base: base.to_path_buf(),
             dtype: (!cuda).then_some("float32"),
             built: tokio::sync::Mutex::new(BTreeMap::new()),
+            noted: std::sync::Mutex::new(Vec::new()),
+            reporter,
+            aws,
         }
     }
 
-    /// The miniature of `model` (a model node of `graph`), built unless a complete one of the same
-    /// `config.json` is there.
-    async fn miniature(&self, graph: &JobGraph, model: &JobNode, stop: Stop) -> Result<PathBuf, PrepareError> {
+    /// The substitutions decided while the jobs were prepared, beyond those of [`super::substitute`].
+    pub fn substitutions(&self) -> Vec<Substitution> {
+        self.noted.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// The miniature of `model` (a model node of `graph` that `job` starts from), built unless a
+    /// complete one of the same `config.json` (or catalog facts) is there.
+    async fn miniature(
+        &self,
+        graph: &JobGraph,
+        model: &JobNode,
+        job: &JobNode,
+        stop: Stop,
+    ) -> Result<PathBuf, PrepareError> {
         let mut built = self.built.lock().await;
         if let Some(dir) = built.get(&model.name) {
             return Ok(dir.clone());
         }
         let abs = std::path::absolute(if self.base.as_os_str().is_empty() { Path::new(".") } else { &self.base })
             .map_err(|e| PrepareError::Setup(format!("cannot resolve `{}`: {e}", self.base.display())))?;
-        let fields = model.fields();
-        let source = match model.function.as_str() {
-            "hf_model" => abs.join(crate::run::hub::model_dir(
-                &graph.pipeline,
-                fields.str("id").unwrap_or_default(),
-                fields.str("revision"),
-            )),
-            _ => abs.join(fields.str("path").unwrap_or_default()),
-        };
-        let config = source.join("config.json");
-        let text = std::fs::read(&config).map_err(|e| {
-            PrepareError::Setup(format!(
-                "the miniature of `{}` is built from its config.json, and `{}` cannot be read ({e}){}",
-                model.name,
-                config.display(),
-                if model.function == "hf_model" {
-                    ": the Hub copy has no config.json (a chat node fetches the model's files with its tokenizer)"
-                } else {
-                    ""
-                }
-            ))
-        })?;
         let out = abs.join(format!(".tunec/{}/models/{}", graph.pipeline, model.name));
+        let found = model_source::find(graph, model, job, &abs, &self.aws, &self.reporter)
+            .await
+            .map_err(PrepareError::Setup)?;
+        let (source, text, facts_file, config) = match found {
+            ModelSource::Folder(source) => {
+                let config = source.join("config.json");
+                let text = std::fs::read(&config).map_err(|e| {
+                    PrepareError::Setup(format!(
+                        "the miniature of `{}` is built from its config.json, and `{}` cannot be read ({e})",
+                        model.name,
+                        config.display(),
+                    ))
+                })?;
+                (source, text, None, config)
+            }
+            ModelSource::Facts { facts, tokenizer, substitution } => {
+                self.reporter.line(&format!("  {}", substitution.line()));
+                if let Ok(mut noted) = self.noted.lock() {
+                    noted.push(substitution);
+                }
+                let file = out.with_extension("catalog.json");
+                let text = serde_json::to_vec_pretty(&facts).unwrap_or_default();
+                std::fs::create_dir_all(out.parent().unwrap_or(&abs))
+                    .and_then(|()| std::fs::write(&file, &text))
+                    .map_err(|e| PrepareError::Setup(format!("cannot write `{}`: {e}", file.display())))?;
+                (tokenizer, text, Some(file.clone()), file)
+            }
+        };
         let stamp = out.join(".tunec-miniature");
         // What the miniature is made of: its config.json, the files copied beside it, the dtype and
         // the builder (the script bundle).
@@ -117,6 +151,9 @@ impl SmokeTarget {
         command.args(["-m", "tunec_entry.miniature"]).arg(&source).arg(&out);
         if let Some(dtype) = self.dtype {
             command.args(["--dtype", dtype]);
+        }
+        if let Some(file) = &facts_file {
+            command.arg("--facts").arg(file);
         }
         let result = command
             .current_dir(&code)
@@ -197,7 +234,7 @@ impl Target for SmokeTarget {
             let mut miniatures = BTreeMap::new();
             for name in model_nodes(input.node) {
                 let Some(model) = input.graph.node(&name) else { continue };
-                miniatures.insert(name, self.miniature(input.graph, model, stop.clone()).await?);
+                miniatures.insert(name, self.miniature(input.graph, model, input.node, stop.clone()).await?);
             }
             let graph = with_miniatures(input.graph, &miniatures);
             let node = graph.node(&input.node.name).cloned().unwrap_or_else(|| input.node.clone());
