@@ -57,8 +57,9 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// `27 rows (22 train, 3 val, 2 test) from 31 records of data.jsonl; 2 skipped (on_bad_row =
-/// skip), 1 dropped (longer than seq_len = 160, overflow = drop)`.
-pub fn describe(profile: &Profile, source: &str, seq_len: Option<i64>) -> String {
+/// skip), 1 dropped (longer than seq_len = 160, overflow = drop)`. `truncate` is the chat's
+/// `overflow = truncate`, under which a dropped row is one with nothing left to train on once cut.
+pub fn describe(profile: &Profile, source: &str, seq_len: Option<i64>, truncate: bool) -> String {
     let s = profile.splits;
     let mut text = format!(
         "{} ({} train, {} val, {} test) from {} of {source}",
@@ -76,8 +77,12 @@ pub fn describe(profile: &Profile, source: &str, seq_len: Option<i64>) -> String
         left_out.push(format!("{} left out (dedup)", plural(profile.duplicates, "duplicate", "duplicates")));
     }
     if profile.dropped > 0 {
-        let limit = seq_len.map(|n| format!("longer than seq_len = {n}")).unwrap_or_else(|| "too long".to_owned());
-        left_out.push(format!("{} dropped ({limit}, overflow = drop)", profile.dropped));
+        let limit = seq_len.map(|n| format!("seq_len = {n}")).unwrap_or_else(|| "seq_len".to_owned());
+        left_out.push(if truncate {
+            format!("{} dropped (nothing left to train on once cut to {limit}, overflow = truncate)", profile.dropped)
+        } else {
+            format!("{} dropped (longer than {limit}, overflow = drop)", profile.dropped)
+        });
     }
     if profile.truncated > 0 {
         left_out.push(format!("{} cut to seq_len (overflow = truncate)", profile.truncated));
@@ -90,7 +95,7 @@ pub fn describe(profile: &Profile, source: &str, seq_len: Option<i64>) -> String
 }
 
 /// The warnings for records skipped or dropped above [`WARN_FRACTION`] of those read.
-pub fn warnings(profile: &Profile, source: &str) -> Vec<String> {
+pub fn warnings(profile: &Profile, source: &str, truncate: bool) -> Vec<String> {
     let mut out = Vec::new();
     if profile.read == 0 {
         return out;
@@ -108,9 +113,13 @@ pub fn warnings(profile: &Profile, source: &str) -> Vec<String> {
         ));
     }
     if share(profile.dropped) > WARN_FRACTION {
+        let (why, remedy) = if truncate {
+            ("as having nothing left to train on once cut to seq_len", "raise seq_len so that their answers fit")
+        } else {
+            ("as longer than seq_len", "raise seq_len, or set `overflow = truncate` to keep their beginnings")
+        };
         out.push(format!(
-            "warning: {} of the records of {source} ({} of {}) were dropped as longer than seq_len, more than {:.0}%: \
-             raise seq_len, or set `overflow = truncate` to keep their beginnings",
+            "warning: {} of the records of {source} ({} of {}) were dropped {why}, more than {:.0}%: {remedy}",
             percent(profile.dropped),
             profile.dropped,
             profile.read,
@@ -127,6 +136,8 @@ pub struct SplitCounts {
     pub profile: Profile,
     pub source: String,
     pub seq_len: Option<i64>,
+    /// The chat's `overflow = truncate`.
+    pub truncate: bool,
 }
 
 impl SplitCounts {
@@ -137,15 +148,17 @@ impl SplitCounts {
         let (chat, dataset) = inputs(graph, split)?;
         let path = outputs.iter().find(|o| o.path.ends_with("/profile.json") && o.path.contains("/data/"))?;
         let profile: Profile = serde_json::from_slice(&std::fs::read(base.join(&path.path)).ok()?).ok()?;
-        Some(SplitCounts { profile, source: source_name(dataset), seq_len: chat.fields().int("seq_len") })
+        let fields = chat.fields();
+        let (seq_len, truncate) = (fields.int("seq_len"), fields.str("overflow") == Some("truncate"));
+        Some(SplitCounts { profile, source: source_name(dataset), seq_len, truncate })
     }
 
     pub fn describe(&self) -> String {
-        describe(&self.profile, &self.source, self.seq_len)
+        describe(&self.profile, &self.source, self.seq_len, self.truncate)
     }
 
     pub fn warnings(&self) -> Vec<String> {
-        warnings(&self.profile, &self.source)
+        warnings(&self.profile, &self.source, self.truncate)
     }
 
     /// The counts in a few words, for the run's summary: `27 rows (14 train, 5 val, 8 test); 2
@@ -253,7 +266,10 @@ pub fn check_job(
 fn check_reads(graph: &JobGraph, job: &JobNode, split: &JobNode, profile: &Profile) -> Result<(), String> {
     let Some((chat, dataset)) = inputs(graph, split) else { return Ok(()) };
     let source = source_name(dataset);
-    let counts = || describe(profile, &source, chat.fields().int("seq_len"));
+    let counts = || {
+        let fields = chat.fields();
+        describe(profile, &source, fields.int("seq_len"), fields.str("overflow") == Some("truncate"))
+    };
     let fields: &[(&str, &str)] = match job.kind.as_str() {
         "train" => &[("data", "train"), ("eval", "val")],
         "evaluate" => &[("data", "test")],
@@ -350,24 +366,34 @@ mod tests {
     fn counts_name_the_file_and_the_settings() {
         let p = profile(31, 16, 6, 6, 2, 1);
         assert_eq!(
-            describe(&p, "medreason.jsonl", Some(160)),
+            describe(&p, "medreason.jsonl", Some(160), false),
             "28 rows (16 train, 6 val, 6 test) from 31 records of medreason.jsonl; 2 skipped (bad rows, \
              on_bad_row = skip), 1 dropped (longer than seq_len = 160, overflow = drop)"
         );
+        // Under `overflow = truncate` a row is dropped only when cutting it leaves nothing to train on.
         assert_eq!(
-            describe(&profile(1, 1, 0, 0, 0, 0), "d.jsonl", None),
+            describe(&Profile { truncated: 3, ..p }, "medreason.jsonl", Some(160), true),
+            "28 rows (16 train, 6 val, 6 test) from 31 records of medreason.jsonl; 2 skipped (bad rows, \
+             on_bad_row = skip), 1 dropped (nothing left to train on once cut to seq_len = 160, overflow = \
+             truncate), 3 cut to seq_len (overflow = truncate)"
+        );
+        assert_eq!(
+            describe(&profile(1, 1, 0, 0, 0, 0), "d.jsonl", None, false),
             "1 row (1 train, 0 val, 0 test) from 1 record of d.jsonl"
         );
     }
 
     #[test]
     fn skipped_and_dropped_records_are_warned_about_above_five_percent() {
-        assert!(warnings(&profile(100, 95, 0, 0, 5, 0), "d.jsonl").is_empty(), "5% is not above 5%");
-        let w = warnings(&profile(100, 90, 0, 0, 6, 4), "d.jsonl");
+        assert!(warnings(&profile(100, 95, 0, 0, 5, 0), "d.jsonl", false).is_empty(), "5% is not above 5%");
+        let w = warnings(&profile(100, 90, 0, 0, 6, 4), "d.jsonl", false);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with("warning: 6.0% of the records of d.jsonl (6 of 100) were skipped"), "{w:?}");
-        let w = warnings(&profile(100, 90, 0, 0, 0, 10), "d.jsonl");
+        let w = warnings(&profile(100, 90, 0, 0, 0, 10), "d.jsonl", false);
         assert!(w[0].contains("were dropped as longer than seq_len"), "{w:?}");
-        assert!(warnings(&profile(0, 0, 0, 0, 0, 0), "d.jsonl").is_empty());
+        let w = warnings(&profile(100, 90, 0, 0, 0, 10), "d.jsonl", true);
+        assert!(w[0].contains("were dropped as having nothing left to train on once cut to seq_len"), "{w:?}");
+        assert!(!w[0].contains("set `overflow = truncate`"), "{w:?}");
+        assert!(warnings(&profile(0, 0, 0, 0, 0, 0), "d.jsonl", false).is_empty());
     }
 }
