@@ -100,7 +100,9 @@ async fn fetch(model: &JobNode, dir: &Path, aws: &Settings, reporter: &Reporter)
     }
     let id = fields.str("id").unwrap_or_default();
     let name = &model.name;
-    let progress = |path: &str, bytes: u64| reporter.line(&format!("  {name}: downloading {path} ({bytes} bytes)"));
+    let progress = |path: &str, bytes: u64| {
+        reporter.line(&format!("  {name}: downloading {path} ({})", crate::run::sources::human_bytes(bytes)));
+    };
     match hub.sync_tokenizer(id, fields.str("revision"), dir, &progress).await {
         Ok(Synced::Checked { downloaded, .. }) => {
             reporter.line(&format!("  {name}: hf://{id}: {downloaded} file(s) downloaded for its miniature"));
