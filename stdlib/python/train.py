@@ -331,8 +331,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     )
     set_seed(training_args.seed)
     model = load_model(args, source, config, training_args)
-    # A full fine-tune saves the whole model at every checkpoint: its generation_config must pass the save's check.
-    make_generation_config_savable(model)
+    if not args.uses_peft:  # a full fine-tune saves the whole model, generation_config included, at every checkpoint
+        make_generation_config_savable(model)
     # The Trainer aligns the model's eos ids with the tokenizer's: keep the base model's stop ids first.
     special = special.with_stops(model.generation_config.eos_token_id)
     model = prepare_model(model, args, training_args)
