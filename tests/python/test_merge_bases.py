@@ -55,6 +55,9 @@ def test_sampling_flags_without_do_sample_become_sampling_and_a_zero_temperature
     assert savable_generation_config(beams) == [
         "length_penalty back to the defaults (beam-search flags, and num_beams is 1)"
     ]
+    negative_pad = GenerationConfig.from_dict({"pad_token_id": -1})
+    assert savable_generation_config(negative_pad) == ["pad_token_id unset (it was negative)"]
+    assert negative_pad.pad_token_id is None
     valid = GenerationConfig.from_dict({"do_sample": True, "temperature": 0.7})
     assert savable_generation_config(valid) == []
     assert valid.to_diff_dict() == GenerationConfig.from_dict({"do_sample": True, "temperature": 0.7}).to_diff_dict()

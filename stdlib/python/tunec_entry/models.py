@@ -183,7 +183,7 @@ def savable_generation_config(config: GenerationConfig) -> list[str]:
     without `do_sample` are read as the base's authors meant them, which is what serving stacks that read the file
     (vLLM, TGI) do: `do_sample` becomes true, unless `temperature` is 0, which means greedy, and then the sampling
     flags go back to their defaults. Beam-search flags without beams are ignored by generate() and go back to their
-    defaults. Anything else the check refuses is an error that names the file.
+    defaults, and a negative `pad_token_id` is unset. Anything else the check refuses is an error that names the file.
     """
     try:
         config.validate(strict=True)
@@ -201,6 +201,9 @@ def savable_generation_config(config: GenerationConfig) -> list[str]:
         elif sampling:
             config.do_sample = True
             changed.append(f"do_sample set to true (the base sets {', '.join(sampling)} without it)")
+    if config.pad_token_id is not None and config.pad_token_id < 0:  # -1 in early Llama conversions
+        config.pad_token_id = None
+        changed.append("pad_token_id unset (it was negative)")
     if config.num_beams == 1:
         beam = [f for f in BEAM_FLAGS if getattr(config, f, None) != getattr(defaults, f)]
         for flag in beam:
@@ -234,10 +237,10 @@ def prepare_for_inference(model: PreTrainedModel, special: SpecialTokens) -> Spe
     """
     set_use_cache(model, True)
     model.config.pad_token_id = special.pad_id
-    make_generation_config_savable(model)
     config = model.generation_config or GenerationConfig.from_model_config(model.config)
     special = special.with_stops(config.eos_token_id)
     config.eos_token_id = list(special.stop_ids)
     config.pad_token_id = special.pad_id
     model.generation_config = config
+    make_generation_config_savable(model)
     return special
