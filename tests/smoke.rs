@@ -303,6 +303,21 @@ fn a_base_whose_generation_config_transformers_refuses_to_save_merges_in_miniatu
 }
 
 #[test]
+fn a_merge_option_merge_py_does_not_implement_fails_the_merge_job() {
+    // `base_weights = nf4_roundtrip` passes `tunec check`, but merge.py implements only `pristine`
+    // (docs/entry-scripts.md §10): a real run would train, then fail when the merge job starts.
+    let dir = setup("roundtrip");
+    let file =
+        pipeline(&dir, &[("merge merged = merge(sft)", "merge merged = merge(sft) { base_weights = nf4_roundtrip }")]);
+    let run = smoke(&file, &["--smoke-rows", "24"]);
+    failed_at(&dir, &run, "merged", "merge merged", "`base_weights` 'nf4_roundtrip' is not supported by merge.py");
+    let report = report(&dir);
+    assert_eq!(node(&report, "sft")["outcome"], "succeeded", "{report}");
+    assert_eq!(node(&report, "report")["outcome"], "not run", "{report}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
 fn a_pad_token_the_tokenizer_lacks_fails_the_train_job() {
     // Llama 3.1's name for id 128004; this tokenizer.json calls it <|reserved_special_token_2|>.
     let dir = setup("pad");
