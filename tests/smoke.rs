@@ -249,6 +249,75 @@ fn check_time_mistakes_stop_before_anything_runs() {
 }
 
 #[test]
+fn a_merge_into_a_checkpoint_stored_quantized_stops_at_the_check() {
+    // A pre-quantized download (a `*-bnb-4bit` repository): QLoRA trains on it, and merge.py, which
+    // merges into 16-bit weights only, refuses it. The miniature has plain weights, so the smoke
+    // run's merge would pass: `tunec check` refuses it, at the merge and at the model.
+    let dir = setup("quantized");
+    let config = dir.join("model/config.json");
+    let mut values = json(&config);
+    values["quantization_config"] = serde_json::json!({
+        "quant_method": "bitsandbytes",
+        "load_in_4bit": true,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_use_double_quant": true,
+        "bnb_4bit_compute_dtype": "bfloat16"
+    });
+    std::fs::write(&config, values.to_string()).expect("write");
+    let file = pipeline(&dir, &[]);
+    let run = smoke(&file, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    for said in [
+        "merge_quantized_base",
+        "whose checkpoint is stored",
+        "`sft` was trained on `llama`, quantized by `bitsandbytes`",
+        &format!("p.tune:{}:", line_of(&text, "merge merged")),
+        &format!("p.tune:{}:", line_of(&text, "local_model(\"model\")")),
+    ] {
+        assert!(run.stderr.contains(said), "`{said}` not in: {}", run.stderr);
+    }
+    assert!(!dir.join(".tunec/p/smoke").exists(), "a pipeline with errors ran");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn a_base_whose_generation_config_transformers_refuses_to_save_merges_in_miniature() {
+    // Sampling flags without `do_sample`, as published generation_config.json files have held:
+    // transformers 4.56.2 loads the file but refuses to save it, which failed the merge after the
+    // training. The miniature keeps the file; merge.py now saves it with `do_sample` true.
+    let dir = setup("generation");
+    let generation =
+        r#"{"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "temperature": 0.6, "top_p": 0.9}"#;
+    std::fs::write(dir.join("model/generation_config.json"), generation).expect("write");
+    let file = pipeline(&dir, &[]);
+    let run = smoke(&file, &["--until", "merged", "--smoke-rows", "24"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let report = report(&dir);
+    assert_eq!(node(&report, "merged")["outcome"], "succeeded", "{report}");
+    let miniature = json(&dir.join(".tunec/p/smoke/models/llama/generation_config.json"));
+    assert_eq!(miniature["temperature"], 0.6, "the miniature keeps the base's file: {miniature}");
+    let saved = json(&one(&dir.join(".tunec/p/smoke/jobs/merged")).join("model/generation_config.json"));
+    assert_eq!((&saved["do_sample"], &saved["temperature"], &saved["top_p"]), (&true.into(), &0.6.into(), &0.9.into()));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn a_merge_option_merge_py_does_not_implement_fails_the_merge_job() {
+    // `base_weights = nf4_roundtrip` passes `tunec check`, but merge.py implements only `pristine`
+    // (docs/entry-scripts.md §10): a real run would train, then fail when the merge job starts.
+    let dir = setup("roundtrip");
+    let file =
+        pipeline(&dir, &[("merge merged = merge(sft)", "merge merged = merge(sft) { base_weights = nf4_roundtrip }")]);
+    let run = smoke(&file, &["--smoke-rows", "24"]);
+    failed_at(&dir, &run, "merged", "merge merged", "`base_weights` 'nf4_roundtrip' is not supported by merge.py");
+    let report = report(&dir);
+    assert_eq!(node(&report, "sft")["outcome"], "succeeded", "{report}");
+    assert_eq!(node(&report, "report")["outcome"], "not run", "{report}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
 fn a_pad_token_the_tokenizer_lacks_fails_the_train_job() {
     // Llama 3.1's name for id 128004; this tokenizer.json calls it <|reserved_special_token_2|>.
     let dir = setup("pad");

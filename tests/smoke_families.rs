@@ -65,6 +65,23 @@ fn pipeline(family: &FamilyTokenizer) -> String {
     )
 }
 
+/// The config.json of a 16-bit copy of a checkpoint stored quantized (DeepSeek V3's FP8): merge.py
+/// merges into 16-bit weights only, so `tunec check` refuses the merge of the published one
+/// (`merge_quantized_base`), and a user trains and merges from a bf16 copy. MXFP4 (gpt-oss) stays:
+/// the scripts dequantize it.
+fn bf16_copy(model: &std::path::Path) -> Result<(), String> {
+    let path = model.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let method = config.pointer("/quantization_config/quant_method").and_then(|m| m.as_str()).map(str::to_owned);
+    if method.is_some_and(|m| m != "mxfp4") {
+        config.as_object_mut().map(|c| c.remove("quantization_config"));
+        config["torch_dtype"] = "bfloat16".into();
+        std::fs::write(&path, config.to_string()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Smoke-runs `family`; the error names the family and says what failed.
 fn smoke(family: &FamilyTokenizer, fixtures: &std::path::Path, python: &str) -> Result<(), String> {
     let name = family.model_type;
@@ -72,6 +89,7 @@ fn smoke(family: &FamilyTokenizer, fixtures: &std::path::Path, python: &str) -> 
     let _ = std::fs::remove_dir_all(&dir);
     let model = dir.join("model");
     family.write_model(&root(), fixtures, &model)?;
+    bf16_copy(&model).map_err(|e| format!("{name}: {e}"))?;
     std::fs::copy(root().join("examples/tiny-local/data.jsonl"), dir.join("data.jsonl"))
         .map_err(|e| format!("{name}: {e}"))?;
     std::fs::write(dir.join("p.tune"), pipeline(family)).map_err(|e| e.to_string())?;

@@ -60,7 +60,8 @@ pub struct ModelFacts {
     /// Parameters of a multimodal checkpoint's vision tower and projector.
     #[serde(default)]
     pub vision_params: u64,
-    /// How this checkpoint stores its weights (`mxfp4`, `fp8`; empty for 16-bit).
+    /// How this checkpoint stores its weights (`mxfp4`, `fp8`; empty for 16-bit). A `local_model`
+    /// folder stored otherwise quantized has its `quant_method` here (`bitsandbytes`, `gptq`, ...).
     #[serde(default)]
     pub weights: String,
     pub instruct: bool,

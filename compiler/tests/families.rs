@@ -186,3 +186,31 @@ fn an_unknown_model_type_names_the_supported_ones_and_the_recipe() {
     }
     assert!(help.contains("architectures.toml") && help.contains("Adding a model family"), "{help}");
 }
+
+#[test]
+fn a_merge_is_refused_into_the_checkpoints_stored_quantized_as_merge_py_refuses_them() {
+    // merge.py merges into 16-bit weights, dequantizes MXFP4 (gpt-oss) and refuses any other
+    // `quantization_config`: of the families, DeepSeek V3's FP8 checkpoint.
+    for (dir, id) in fixtures() {
+        for model in [format!("local_model(\"models/{dir}\")"), format!("hf_model(\"{id}\")")] {
+            let text = pipeline(&model, "");
+            let text = format!("{}\n  merge merged = merge(sft)\n}}\n", text.trim_end().trim_end_matches('}'));
+            let checked = tunec_compiler::check("p.tune", &text, &[], &Dir(cases()));
+            let refused: Vec<&str> = checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.code.name() == "merge_quantized_base")
+                .map(|d| d.message.as_str())
+                .collect();
+            let facts = checked.program.as_ref().and_then(|p| p.model_facts("base")).expect("facts");
+            if facts.weights == "fp8" {
+                assert_eq!(refused.len(), 1, "{model}: {refused:?}");
+                assert!(refused[0].contains("stored quantized (FP8)"), "{model}: {refused:?}");
+            } else {
+                assert!(refused.is_empty(), "{model} ({}): {refused:?}", facts.weights);
+            }
+        }
+    }
+    // Every family is covered, DeepSeek V3 among them.
+    assert!(fixtures().iter().any(|(dir, _)| dir == "deepseek_v3"));
+}

@@ -57,7 +57,13 @@ from tunec_entry.data import (
 )
 from tunec_entry.failure import EXIT_INTERRUPTED, EntryError, configure_logging, run_entry
 from tunec_entry.jobenv import JobEnv, config_path, parse_command_line, write_json
-from tunec_entry.models import load_tokenizer, model_source, prepare_for_inference, set_use_cache
+from tunec_entry.models import (
+    load_tokenizer,
+    make_generation_config_savable,
+    model_source,
+    prepare_for_inference,
+    set_use_cache,
+)
 from tunec_entry.tokens import SpecialTokens
 from tunec_entry.trainlog import (
     RunSummary,
@@ -325,6 +331,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     )
     set_seed(training_args.seed)
     model = load_model(args, source, config, training_args)
+    if not args.uses_peft:  # a full fine-tune saves the whole model, generation_config included, at every checkpoint
+        make_generation_config_savable(model)
     # The Trainer aligns the model's eos ids with the tokenizer's: keep the base model's stop ids first.
     special = special.with_stops(model.generation_config.eos_token_id)
     model = prepare_model(model, args, training_args)

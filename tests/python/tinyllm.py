@@ -89,7 +89,9 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def build_model(folder: Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCausalLM:
+def build_model(
+    folder: Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0, *, tie_word_embeddings: bool = False
+) -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -100,7 +102,7 @@ def build_model(folder: Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0)
         max_position_embeddings=256,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.convert_tokens_to_ids([EOT, END_OF_TEXT]),
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
         initializer_range=INIT,
     )
     torch.manual_seed(seed)

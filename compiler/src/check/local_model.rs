@@ -227,9 +227,10 @@ fn facts(dir: &str, config: &Json, tok: &Json, template: &str, catalog: &Catalog
                 )
             })?
     };
+    // `mxfp4` and `fp8` as the catalog writes them; any other method (a checkpoint pre-quantized by
+    // bitsandbytes, GPTQ, AWQ, ...) by its name, which only the merge rule reads.
     let weights = match config.pointer("/quantization_config/quant_method").and_then(Json::as_str) {
-        Some("mxfp4") => "mxfp4",
-        Some("fp8") => "fp8",
+        Some(method) if !method.is_empty() && method.len() <= 64 => method,
         _ => "",
     };
 

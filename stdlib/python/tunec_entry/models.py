@@ -7,6 +7,7 @@ A job's starting model is the `model` channel when it has one (evaluate: the mer
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -28,7 +29,13 @@ from tunec_entry.failure import EntryError
 from tunec_entry.jobenv import JobEnv
 from tunec_entry.tokens import SpecialTokens, resolve_special_tokens
 
+log = logging.getLogger("tunec")
+
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+SAMPLING_FLAGS = ("temperature", "top_p", "min_p", "typical_p", "top_k", "epsilon_cutoff", "eta_cutoff")
+"""The flags that transformers' GenerationConfig.validate says only sampling uses."""
+BEAM_FLAGS = ("early_stopping", "num_beam_groups", "diversity_penalty", "length_penalty", "constraints")
+"""The flags that it says only beam search uses."""
 
 
 def model_source(args: TunecArgs, env: JobEnv) -> str:
@@ -105,7 +112,8 @@ def merged_model(
 
     Embeddings grow first if the adapter's tokenizer has more tokens than the base. merge_and_unload returns the
     merged model instead of changing the PEFT wrapper in place; safe_merge refuses NaNs. It merges LoRA on linear
-    layers and on fused expert parameters (PEFT's target_parameters) alike.
+    layers and on fused expert parameters (PEFT's target_parameters) alike. Embeddings that `modules_to_save`
+    trained apart from their tied twin are saved untied (untie_trained_embeddings).
     """
     config = load_config(source, args)
     base = load_pretrained(
@@ -113,7 +121,30 @@ def merged_model(
     )
     if len(tokenizer) > base.get_input_embeddings().num_embeddings:
         base.resize_token_embeddings(len(tokenizer))
-    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload(safe_merge=True)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload(safe_merge=True)
+    untie_trained_embeddings(merged)
+    return merged
+
+
+def untie_trained_embeddings(model: PreTrainedModel) -> bool:
+    """Mark the embeddings untied when training made the output layer differ from the input embeddings.
+
+    With tied embeddings (Llama 3.2 1B/3B, Gemma, small Qwen), `modules_to_save` trains a copy of `lm_head` or
+    `embed_tokens` alone, so the adapter's model has two different matrices. merge_and_unload puts the copy in place
+    and save_pretrained writes both, but a config that still says `tie_word_embeddings` makes from_pretrained tie
+    them again, silently dropping one of the trained matrices. Returns whether the config was changed.
+    """
+    text = model.config.get_text_config(decoder=True)
+    output = model.get_output_embeddings()
+    if not getattr(text, "tie_word_embeddings", False) or output is None:
+        return False
+    tied, trained = model.get_input_embeddings().weight, output.weight
+    if tied is trained or (tied.shape == trained.shape and torch.equal(tied, trained)):
+        return False
+    for config in {id(c): c for c in (model.config, text)}.values():
+        config.tie_word_embeddings = False
+    log.warning("the adapter trained the input embeddings and the output layer apart: saved untied")
+    return True
 
 
 def set_use_cache(model: PreTrainedModel, use_cache: bool) -> None:
@@ -143,11 +174,66 @@ def load_tokenizer(source: str, args: TunecArgs) -> tuple[PreTrainedTokenizerBas
     return tokenizer, special
 
 
+def savable_generation_config(config: GenerationConfig) -> list[str]:
+    """Make `config` pass the strict check of GenerationConfig.save_pretrained; returns what was changed.
+
+    transformers loads a generation_config.json that sets sampling flags without `do_sample: true` (many published
+    checkpoints do: `temperature` 0.6 and `top_p` 0.9 alone) with a warning, and generates greedily with it, but
+    refuses to save it: a full fine-tune's checkpoints and a merge would fail at their first save. Sampling flags
+    without `do_sample` are read as the base's authors meant them, which is what serving stacks that read the file
+    (vLLM, TGI) do: `do_sample` becomes true, unless `temperature` is 0, which means greedy, and then the sampling
+    flags go back to their defaults. Beam-search flags without beams are ignored by generate() and go back to their
+    defaults, and a negative `pad_token_id` is unset. Anything else the check refuses is an error that names the file.
+    """
+    try:
+        config.validate(strict=True)
+        return []
+    except ValueError:
+        pass
+    defaults = GenerationConfig()
+    changed: list[str] = []
+    if config.do_sample is False:
+        sampling = [f for f in SAMPLING_FLAGS if getattr(config, f, None) != getattr(defaults, f)]
+        if sampling and config.temperature == 0:
+            for flag in sampling:
+                setattr(config, flag, getattr(defaults, flag))
+            changed.append(f"{', '.join(sampling)} back to the defaults (temperature 0 means greedy decoding)")
+        elif sampling:
+            config.do_sample = True
+            changed.append(f"do_sample set to true (the base sets {', '.join(sampling)} without it)")
+    if config.pad_token_id is not None and config.pad_token_id < 0:  # -1 in early Llama conversions
+        config.pad_token_id = None
+        changed.append("pad_token_id unset (it was negative)")
+    if config.num_beams == 1:
+        beam = [f for f in BEAM_FLAGS if getattr(config, f, None) != getattr(defaults, f)]
+        for flag in beam:
+            setattr(config, flag, getattr(defaults, flag))
+        if beam:
+            changed.append(f"{', '.join(beam)} back to the defaults (beam-search flags, and num_beams is 1)")
+    try:
+        config.validate(strict=True)
+    except ValueError as err:
+        reason = " ".join(str(err).split())
+        raise EntryError(
+            f"the base model's generation_config.json cannot be saved with the model ({reason}); correct the file"
+        ) from None
+    return changed
+
+
+def make_generation_config_savable(model: PreTrainedModel) -> None:
+    """savable_generation_config on the model's generation_config, logging what changed."""
+    if model.generation_config is None:
+        return
+    for change in savable_generation_config(model.generation_config):
+        log.warning("generation_config: %s, so that transformers can save it", change)
+
+
 def prepare_for_inference(model: PreTrainedModel, special: SpecialTokens) -> SpecialTokens:
     """Restore the KV cache (training turned it off) and make generation stop at every stop token.
 
-    The generation_config keeps the base model's sampling defaults and stop ids; tunec's stop ids (end-of-turn
-    first) come before them. Returns the tokens with the complete stop list.
+    The generation_config keeps the base model's sampling defaults and stop ids (made savable, see
+    savable_generation_config); tunec's stop ids (end-of-turn first) come before them. Returns the tokens with the
+    complete stop list.
     """
     set_use_cache(model, True)
     model.config.pad_token_id = special.pad_id
@@ -156,4 +242,5 @@ def prepare_for_inference(model: PreTrainedModel, special: SpecialTokens) -> Spe
     config.eos_token_id = list(special.stop_ids)
     config.pad_token_id = special.pad_id
     model.generation_config = config
+    make_generation_config_savable(model)
     return special

@@ -1,8 +1,9 @@
 //! Rules about quantization and merging: the FSDP+QLoRA storage dtype, bitsandbytes' poor
-//! defaults, quantization without an adapter, and merging into a quantized or foreign base.
+//! defaults, quantization without an adapter, and merging into a quantized or foreign base (a
+//! `dtype` that re-quantizes, or a checkpoint stored quantized).
 
 use super::{four_bit, precision, Report};
-use crate::check::NodeType;
+use crate::check::{NodeType, TypedNode};
 use crate::diagnostics::{Code, Label};
 use crate::syntax::ast::NodeKind;
 
@@ -115,6 +116,7 @@ pub(super) fn run(r: &mut Report<'_>) {
         }
         let Some(adapter) = node.fields.reference("adapter").and_then(|a| program.node(&a.node)) else { continue };
         let NodeType::Adapter { base } = &adapter.ty else { continue };
+        stored_quantized(r, node, base);
         if let Some(explicit) = node.fields.reference("base") {
             if &explicit.node != base {
                 r.emit(
@@ -161,4 +163,58 @@ pub(super) fn run(r: &mut Report<'_>) {
             );
         }
     }
+}
+
+/// A merge into a checkpoint stored quantized (FP8, or pre-quantized by bitsandbytes, GPTQ, AWQ, ...):
+/// merge.py adds the adapter to 16-bit weights only and refuses any `quantization_config` but
+/// MXFP4's, which it dequantizes, so the pipeline would fail at the merge, after the training.
+fn stored_quantized(r: &mut Report<'_>, node: &TypedNode, base: &str) {
+    let program = r.program;
+    // Through merged and trained models to the checkpoint they started from; a cycle (already
+    // reported) ends the walk.
+    let mut name = base;
+    let mut model = None;
+    for _ in 0..program.nodes.len() {
+        let Some(next) = program.node(name) else { break };
+        if next.model.is_some() {
+            model = Some(next);
+            break;
+        }
+        match &next.ty {
+            NodeType::Model { base } | NodeType::Adapter { base } if base != name => name = base,
+            _ => break,
+        }
+    }
+    let Some((model, facts)) = model.and_then(|m| Some((m, m.model.as_ref()?))) else { return };
+    if facts.weights.is_empty() || facts.weights == "mxfp4" {
+        return;
+    }
+    let (format, how, help) = if facts.weights == "fp8" {
+        (
+            "FP8".to_owned(),
+            "stored in FP8".to_owned(),
+            "train and merge from a 16-bit (bf16) copy of the weights: a `local_model` folder of the dequantized checkpoint".to_owned(),
+        )
+    } else {
+        (
+            format!("`{}`", facts.weights),
+            format!("quantized by `{}`", facts.weights),
+            "train from the 16-bit checkpoint it was quantized from: QLoRA (`method = qlora { ... }` with `quant = nf4`) quantizes it as training loads it, and the merge adds the adapter to the 16-bit weights".to_owned(),
+        )
+    };
+    let key = if model.fields.get("path").is_some() { "path" } else { "id" };
+    let diagnostic = r.emit(
+        Code::MergeQuantizedBase,
+        node.span_of("adapter"),
+        format!("merging into `{}`, whose checkpoint is stored quantized ({format})", facts.id),
+        format!("`{}` was trained on `{}`, {how}", adapter_name(node), model.name),
+        help,
+    );
+    diagnostic
+        .secondary
+        .push(Label::new(model.span_of(key), format!("{how}: merge.py merges into 16-bit weights only")));
+}
+
+fn adapter_name(node: &TypedNode) -> String {
+    node.fields.reference("adapter").map(|a| a.node.clone()).unwrap_or_default()
 }
