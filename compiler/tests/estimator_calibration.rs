@@ -111,6 +111,10 @@ fn setup(
         attention: Attention::Fused,
         optimizer: "adamw_torch".into(),
         cpu_ram_efficient_loading: true,
+        // LLaMA-Factory prepares a quantized model with its own prepare_model_for_training, which
+        // leaves the 16-bit parameters as loaded (upcast_layernorm is off by default); the FSDP
+        // runs never upcast.
+        kbit_prepare: false,
     }
 }
 

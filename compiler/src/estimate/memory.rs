@@ -11,7 +11,9 @@
 //!   mixture-of-experts model keeps every expert resident: they are their own term, `expert
 //!   weights`. FSDP shards them over the sharding group; CPU offload moves the shards to host
 //!   RAM; bitsandbytes' quantization constants live in the modules, so FSDP leaves them whole on
-//!   every GPU (`quantization constants`).
+//!   every GPU (`quantization constants`). QLoRA without FSDP casts the parameters left in 16
+//!   bits to fp32 (k-bit preparation), which makes the residual stream fp32 and adds autocast's
+//!   bf16 copy of `lm_head` (`lm_head bf16 copy`).
 //! - **gathered units**: with FULL_SHARD (FSDP1, transformer auto-wrap) the root unit (embeddings,
 //!   `lm_head`, final norm) stays gathered for the whole step, plus the decoder layer being
 //!   computed and the one being prefetched (the largest layer: with its experts, for MoE), each
@@ -125,6 +127,10 @@ pub struct TrainSetup<'a> {
     pub optimizer: String,
     /// FSDP loads the checkpoint on rank 0 only and broadcasts it.
     pub cpu_ram_efficient_loading: bool,
+    /// The entry script prepares a quantized base as PEFT's `prepare_model_for_kbit_training`
+    /// does, casting every 16-bit parameter bitsandbytes left alone (fused experts excepted) to
+    /// fp32. tunec's train.py does so for QLoRA without FSDP; it applies only then.
+    pub kbit_prepare: bool,
 }
 
 /// One named memory term.
@@ -295,6 +301,13 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let mut gpu: Vec<Term> = Vec::new();
     let mut host: Vec<Term> = Vec::new();
 
+    // PEFT-style k-bit preparation (no FSDP): the parameters left in 16 bits become fp32, so the
+    // embedding output and with it the residual stream are fp32 (derivation Q1).
+    let upcast = s.kbit_prepare && s.quant != Quant::None && s.fsdp.is_none();
+    let fused_16bit = if m.arch.moe == MoeKind::Fused { experts - experts_lin } else { 0 };
+    let upcast_params = if upcast { (total - lin).saturating_sub(fused_16bit) } else { 0 };
+    let weight_bytes = weight_bytes + 2 * upcast_params;
+
     // bitsandbytes keeps a 4-bit weight's quantization constants (absmax, nested absmax) in its
     // module's `quant_state`, not in the parameter: FSDP neither shards nor offloads them.
     let sharded = param_shards > 1 || offload;
@@ -383,6 +396,8 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let (dense_layer, moe_layer) = (common + tokens * dense_mlp, common + tokens * moe_mlp);
     let layers = m.num_layers as f64;
     let head_input = 2.0 * tokens * h;
+    // Checkpointed layer inputs: bf16, or fp32 when the residual stream is (k-bit preparation).
+    let layer_input = if upcast { 4.0 } else { 2.0 };
     let logits = (LOGITS_BYTES * tokens * m.vocab_size as f64) as u64;
     let largest = if moe_layers > 0.0 { dense_layer.max(moe_layer) } else { dense_layer };
     let (stored, recompute, cached) = if s.gradient_checkpointing {
@@ -395,11 +410,18 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
         let lora_on_mlp = s.method != Method::Full
             && architecture::linears(m).iter().any(|l| l.group != Group::Attention && targets.selects(&m.arch, l));
         let share = if lora_on_mlp { 1.0 } else { 0.75 };
-        ((2.0 * tokens * h * layers + head_input) as u64, largest as u64, (share * tokens * mlp) as u64)
+        let width = if upcast { 2.0 } else { 1.0 };
+        ((layer_input * tokens * h * layers + head_input) as u64, largest as u64, (width * share * tokens * mlp) as u64)
     } else {
-        ((dense_layer * dense_layers as f64 + moe_layer * moe_layers + head_input) as u64, 0, 0)
+        let inputs = (layer_input - 2.0) * tokens * h * layers;
+        ((dense_layer * dense_layers as f64 + moe_layer * moe_layers + inputs + head_input) as u64, 0, 0)
     };
     gpu.push(Term { name: "activations", bytes: stored });
+    if upcast {
+        // Autocast casts the fp32 lm_head to bf16 for its matmul on every forward; the copy is
+        // saved for the backward (a frozen weight's cast is not cached).
+        gpu.push(Term { name: "lm_head bf16 copy", bytes: m.vocab_size * m.hidden_size * 2 });
+    }
     if logits.saturating_add(cached) >= recompute {
         gpu.push(Term { name: "logits + cross-entropy", bytes: logits });
         if cached > 0 {
@@ -495,6 +517,7 @@ mod tests {
             attention: Attention::Fused,
             optimizer: "adamw_torch".into(),
             cpu_ram_efficient_loading: true,
+            kbit_prepare: false,
         }
     }
 
@@ -602,5 +625,34 @@ mod tests {
         assert_eq!(term(&train_memory(&s), "cached layer buffers"), 6 * 4096 * m.intermediate_size);
         s.gradient_checkpointing = false;
         assert_eq!(term(&train_memory(&s), "cached layer buffers"), 0);
+    }
+
+    /// tunec's train.py prepares a QLoRA base without FSDP as PEFT does: the 16-bit parameters
+    /// (embeddings, lm_head, norms) become fp32, the residual stream with them, and autocast makes
+    /// a bf16 copy of lm_head for its matmul. Under FSDP nothing is upcast.
+    #[test]
+    fn kbit_preparation_upcasts_the_unquantized_parameters_and_the_residual_stream() {
+        let m = llama8b();
+        let lin = linear_params(m);
+        let mut s = qlora(m);
+        s.seq_len = 2048;
+        let plain = train_memory(&s);
+        s.kbit_prepare = true;
+        let prepared = train_memory(&s);
+        assert_eq!(term(&prepared, "weights") - term(&plain, "weights"), 2 * (m.params - lin));
+        let tokens = 2048;
+        assert_eq!(
+            term(&prepared, "activations") - term(&plain, "activations"),
+            2 * tokens * m.hidden_size * m.num_layers
+        );
+        assert_eq!(term(&prepared, "cached layer buffers"), 2 * term(&plain, "cached layer buffers"));
+        assert_eq!(term(&prepared, "lm_head bf16 copy"), m.vocab_size * m.hidden_size * 2);
+        assert_eq!(term(&prepared, "logits + cross-entropy"), term(&plain, "logits + cross-entropy"));
+        s.fsdp = fsdp(false);
+        s.gpus_per_node = 2;
+        let sharded = train_memory(&s);
+        assert_eq!(term(&sharded, "lm_head bf16 copy"), 0);
+        s.kbit_prepare = false;
+        assert_eq!(train_memory(&s), sharded);
     }
 }
