@@ -7,18 +7,25 @@
 //! - **weights**: quantized linears at 4.127 bit/param (NF4 with double quantization; 4.5 without)
 //!   or 1 B (int8); everything bitsandbytes does not quantize (embeddings, `lm_head`, norms,
 //!   biases, fused expert parameters, a vision tower) in bf16; unquantized models at the training
-//!   dtype. A mixture-of-experts model keeps every expert resident: they are their own term,
-//!   `expert weights`. FSDP shards them over the sharding group; CPU offload moves the shards to
-//!   host RAM.
+//!   dtype (fp32 shards for full fine-tuning under FSDP, which accelerate upcasts). A
+//!   mixture-of-experts model keeps every expert resident: they are their own term, `expert
+//!   weights`. FSDP shards them over the sharding group; CPU offload moves the shards to host
+//!   RAM; bitsandbytes' quantization constants live in the modules, so FSDP leaves them whole on
+//!   every GPU (`quantization constants`). QLoRA without FSDP casts the parameters left in 16
+//!   bits to fp32 (k-bit preparation), which makes the residual stream fp32 and adds autocast's
+//!   bf16 copy of `lm_head` (`lm_head bf16 copy`).
 //! - **gathered units**: with FULL_SHARD (FSDP1, transformer auto-wrap) the root unit (embeddings,
 //!   `lm_head`, final norm) stays gathered for the whole step, plus the decoder layer being
-//!   computed and the one being prefetched (the largest layer: with its experts, for MoE).
+//!   computed and the one being prefetched (the largest layer: with its experts, for MoE), each
+//!   in a full-size buffer beside the local shard. Full fine-tuning adds the unsharded gradients
+//!   of one layer and of `lm_head` before their reduce-scatter.
 //! - **trainable state**: LoRA matrices r·(d_in + d_out) per targeted linear, upcast to fp32 by
 //!   PEFT, their fp32 gradients and the optimizer state (AdamW: 2 fp32 states; 8-bit optimizers: 2
 //!   bytes; SGD: none); full fine-tuning keeps weights, gradients and AdamW state in the training
 //!   dtype (train.py loads the model in that dtype, so there is no fp32 master copy). FSDP shards
-//!   them; offload moves them to host RAM. With `use_orig_params`, FSDP allocates gradients for
-//!   the frozen weights of mixed units as well.
+//!   them; offload moves them to host RAM. Under FSDP, accelerate keeps the trainable shards in
+//!   fp32 (4 + 4 + 8 B per parameter with AdamW). With `use_orig_params`, FSDP allocates
+//!   gradients for the frozen weights of mixed units as well.
 //! - **activations**: per layer s·b·(6h + 4d_q + 2(d_k + d_v)) bytes of attention with fused/flash
 //!   kernels (10h + 4h_kv for Llama, where d_q = h), plus 8i for a dense gated MLP or, in a MoE
 //!   layer, 8i per routed expert of each token (top-k of them; all of them where the
@@ -28,12 +35,14 @@
 //!   input when LoRA dropout is on, plus HF RMSNorm's fp32 upcast (8·s·b·h). With gradient
 //!   checkpointing only each layer's input (2·s·b·h) is kept and one layer (the largest) is
 //!   recomputed at a time.
-//! - **transient**: the larger of the logits/cross-entropy peak (b·s·vocab elements at 12 B: the
-//!   bf16 logits, their fp32 upcast's log-softmax and its gradient, and the bf16 gradient) and the
-//!   recompute of one layer under gradient checkpointing. The two never coexist: the loss backward
-//!   finishes before the first layer is recomputed.
+//! - **transient**: the larger of the loss's peak and the recompute of one layer under gradient
+//!   checkpointing. The loss reserves b·s·vocab elements at 14 B (the bf16 logits, the fp32
+//!   upcast, the log-softmax and its gradient: the caching allocator keeps each block), and under
+//!   checkpointing the blocks a layer's MLP forward left cached (8i per token with LoRA on the
+//!   MLP, 6i without), which the loss's larger tensors cannot reuse. The loss and the recompute
+//!   never coexist: the loss backward finishes before the first layer is recomputed.
 //! - **runtime**: CUDA context and cuBLAS workspaces (750 MiB), NCCL buffers when more than one
-//!   GPU takes part (400 MiB), and allocator slack (12 % of everything above), which is what makes
+//!   GPU takes part (400 MiB), and allocator slack (10 % of everything above), which is what makes
 //!   the estimate comparable to `max_memory_reserved` rather than `max_memory_allocated`.
 //!
 //! Deliberate limitations: no packing-aware attention masks, no tensor or pipeline parallelism, no
@@ -50,8 +59,12 @@ pub const GIB: u64 = 1 << 30;
 /// kernels.
 pub const CUDA_CONTEXT: u64 = 750 * MIB;
 /// What PyTorch's caching allocator reserves beyond what tensors occupy (fragmentation, rounding
-/// to block sizes): Answer.AI saw 10.22 GiB reserved for 9.16 GiB allocated, 11.6 %.
-pub const ALLOCATOR_SLACK_PERCENT: u64 = 12;
+/// to block sizes): Answer.AI saw 10.22 GiB reserved for 9.16 GiB allocated, 11.6 %, of which a
+/// layer's cached MLP buffers, now a term of their own, explain 1.8 points (docs/estimator.md §2.4).
+pub const ALLOCATOR_SLACK_PERCENT: u64 = 10;
+/// Bytes per logits element at the loss's reserved peak: the bf16 logits, the fp32 upcast, the
+/// log-softmax and its gradient (docs/estimator.md §2.4).
+const LOGITS_BYTES: f64 = 14.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -114,6 +127,10 @@ pub struct TrainSetup<'a> {
     pub optimizer: String,
     /// FSDP loads the checkpoint on rank 0 only and broadcasts it.
     pub cpu_ram_efficient_loading: bool,
+    /// The entry script prepares a quantized base as PEFT's `prepare_model_for_kbit_training`
+    /// does, casting every 16-bit parameter bitsandbytes left alone (fused experts excepted) to
+    /// fp32. tunec's train.py does so for QLoRA without FSDP; it applies only then.
+    pub kbit_prepare: bool,
 }
 
 /// One named memory term.
@@ -215,6 +232,9 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let layer_lin = counts.max_layer_quantizable.min(layer_params);
     let experts = counts.experts.min(total);
     let experts_lin = counts.experts_quantizable.min(experts);
+    // Full fine-tuning under FSDP with a 16-bit training dtype: fp32 shards, gradients and state.
+    let fp32_master = s.method == Method::Full && s.fsdp.is_some() && s.dtype_bytes < 4;
+    let master_bytes = if fp32_master { 4 } else { s.dtype_bytes };
 
     // Weights, as loaded; the experts of a MoE model apart.
     let (weight_bytes, layer_bytes, root_bytes, expert_bytes) = match s.quant {
@@ -235,7 +255,10 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
             experts_lin + (experts - experts_lin) * 2,
         ),
         Quant::None => {
-            (total * s.dtype_bytes, layer_params * s.dtype_bytes, root * s.dtype_bytes, experts * s.dtype_bytes)
+            // accelerate keeps FSDP's trainable flat parameters in fp32 under bf16/fp16 mixed
+            // precision (its `prepare_model`); FSDP gathers them in the compute dtype.
+            let stored = if fp32_master { 4 } else { s.dtype_bytes };
+            (total * stored, layer_params * s.dtype_bytes, root * s.dtype_bytes, experts * stored)
         }
     };
 
@@ -258,7 +281,7 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
         }
     };
     let (grad_bytes, opt_bytes) = match s.method {
-        Method::Full => (total * s.dtype_bytes, total * optimizer_bytes(&s.optimizer, s.dtype_bytes)),
+        Method::Full => (total * master_bytes, total * optimizer_bytes(&s.optimizer, master_bytes)),
         Method::Lora | Method::Qlora => {
             let lora = trainable - saved;
             (
@@ -278,6 +301,26 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let mut gpu: Vec<Term> = Vec::new();
     let mut host: Vec<Term> = Vec::new();
 
+    // PEFT-style k-bit preparation (no FSDP): the parameters left in 16 bits become fp32, so the
+    // embedding output and with it the residual stream are fp32 (derivation Q1).
+    let upcast = s.kbit_prepare && s.quant != Quant::None && s.fsdp.is_none();
+    let fused_16bit = if m.arch.moe == MoeKind::Fused { experts - experts_lin } else { 0 };
+    let upcast_params = if upcast { (total - lin).saturating_sub(fused_16bit) } else { 0 };
+    let weight_bytes = weight_bytes + 2 * upcast_params;
+
+    // bitsandbytes keeps a 4-bit weight's quantization constants (absmax, nested absmax) in its
+    // module's `quant_state`, not in the parameter: FSDP neither shards nor offloads them.
+    let sharded = param_shards > 1 || offload;
+    let (constants, expert_constants) = match s.quant {
+        Quant::FourBit { double_quant } if sharded => {
+            let bits = if double_quant { 0.127 } else { 0.5 };
+            let c = |n: u64| (n as f64 * bits / 8.0).ceil() as u64;
+            (c(lin), c(experts_lin))
+        }
+        _ => (0, 0),
+    };
+    let (weight_bytes, expert_bytes) = (weight_bytes - constants, expert_bytes - expert_constants);
+
     // The model's weights: frozen under LoRA/QLoRA, trained under full fine-tuning.
     let expert_name = if s.quant != Quant::None && m.arch.moe == MoeKind::Fused && experts > 0 {
         "expert weights (bf16: not quantizable)"
@@ -295,11 +338,14 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
             gpu.push(Term { name: expert_name, bytes: frac(expert_bytes, param_shards) });
         }
     }
-    if param_shards > 1 || offload {
-        // The root unit stays gathered for the step; one layer is computed, one prefetched.
-        let gathered_full = root_bytes + 2 * layer_bytes;
-        let already_local = if offload { 0 } else { frac(gathered_full, param_shards) };
-        gpu.push(Term { name: "gathered units", bytes: gathered_full - already_local });
+    if constants > 0 {
+        gpu.push(Term { name: "quantization constants", bytes: constants });
+    }
+    if sharded {
+        // The root unit stays gathered for the step; one layer is computed, one prefetched. FSDP1
+        // all-gathers into a separate padded buffer of the unit's full size: the local shard stays
+        // allocated beside it, so none of the gathered bytes is already counted in `weights`.
+        gpu.push(Term { name: "gathered units", bytes: root_bytes + 2 * layer_bytes });
     }
 
     let trainable_state = param_state_bytes + grad_bytes + opt_bytes;
@@ -309,6 +355,14 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
         host.push(Term { name: trainable_name, bytes: trainable_gpu });
     } else {
         gpu.push(Term { name: trainable_name, bytes: frac(trainable_gpu, state_shards) });
+    }
+    if s.method == Method::Full && s.fsdp.is_some() {
+        // FSDP reduce-scatters a unit's gradient once all of it is computed: the unsharded
+        // gradient of the layer in backward is alive at the recompute, and the root unit's, whose
+        // last part (the embeddings) comes at the very end, holds `lm_head`'s gradient through the
+        // whole backward.
+        let head = m.vocab_size * m.hidden_size * s.dtype_bytes;
+        gpu.push(Term { name: "unsharded gradients", bytes: layer_bytes + head });
     }
     if s.method != Method::Full && s.fsdp.is_some_and(|f| f.use_orig_params) && !offload {
         gpu.push(Term { name: "frozen grads (use_orig_params)", bytes: frac(weight_bytes, state_shards) });
@@ -342,16 +396,37 @@ pub fn train_memory(s: &TrainSetup<'_>) -> Memory {
     let (dense_layer, moe_layer) = (common + tokens * dense_mlp, common + tokens * moe_mlp);
     let layers = m.num_layers as f64;
     let head_input = 2.0 * tokens * h;
-    let logits = (12.0 * tokens * m.vocab_size as f64) as u64;
+    // Checkpointed layer inputs: bf16, or fp32 when the residual stream is (k-bit preparation).
+    let layer_input = if upcast { 4.0 } else { 2.0 };
+    let logits = (LOGITS_BYTES * tokens * m.vocab_size as f64) as u64;
     let largest = if moe_layers > 0.0 { dense_layer.max(moe_layer) } else { dense_layer };
-    let (stored, recompute) = if s.gradient_checkpointing {
-        ((2.0 * tokens * h * layers + head_input) as u64, largest as u64)
+    let (stored, recompute, cached) = if s.gradient_checkpointing {
+        // The forward of a checkpointed layer frees its intermediates, but the caching allocator
+        // keeps their blocks; the loss's larger tensors cannot be carved from them. The MLP's
+        // forward is the largest: three of its four 2i-per-token tensors at once, all four when
+        // LoRA on its projections adds the scaled adapter output and the sum beside the base's.
+        let mlp = if moe_layers > 0.0 && dense_layers == 0 { moe_mlp } else { dense_mlp.max(moe_mlp) };
+        let targets = Targets::new(s.targets.as_deref());
+        let lora_on_mlp = s.method != Method::Full
+            && architecture::linears(m).iter().any(|l| l.group != Group::Attention && targets.selects(&m.arch, l));
+        let share = if lora_on_mlp { 1.0 } else { 0.75 };
+        let width = if upcast { 2.0 } else { 1.0 };
+        ((layer_input * tokens * h * layers + head_input) as u64, largest as u64, (width * share * tokens * mlp) as u64)
     } else {
-        ((dense_layer * dense_layers as f64 + moe_layer * moe_layers + head_input) as u64, 0)
+        let inputs = (layer_input - 2.0) * tokens * h * layers;
+        ((dense_layer * dense_layers as f64 + moe_layer * moe_layers + inputs + head_input) as u64, 0, 0)
     };
     gpu.push(Term { name: "activations", bytes: stored });
-    if logits >= recompute {
+    if upcast {
+        // Autocast casts the fp32 lm_head to bf16 for its matmul on every forward; the copy is
+        // saved for the backward (a frozen weight's cast is not cached).
+        gpu.push(Term { name: "lm_head bf16 copy", bytes: m.vocab_size * m.hidden_size * 2 });
+    }
+    if logits.saturating_add(cached) >= recompute {
         gpu.push(Term { name: "logits + cross-entropy", bytes: logits });
+        if cached > 0 {
+            gpu.push(Term { name: "cached layer buffers", bytes: cached });
+        }
     } else {
         gpu.push(Term { name: "layer recompute", bytes: recompute });
     }
@@ -442,6 +517,7 @@ mod tests {
             attention: Attention::Fused,
             optimizer: "adamw_torch".into(),
             cpu_ram_efficient_loading: true,
+            kbit_prepare: false,
         }
     }
 
@@ -483,5 +559,100 @@ mod tests {
         let (_, _, scout) =
             layer_activation_per_token(catalog.model("meta-llama/Llama-4-Scout-17B-16E-Instruct").expect("row"));
         assert_eq!(scout, 16.0 * (2.0 * 5120.0 + 8.0 * 8192.0) + 8.0 * 8192.0 + 8.0 * 16.0);
+    }
+
+    fn fsdp(offload: bool) -> Option<Fsdp> {
+        Some(Fsdp { sharding: Sharding::FullShard, offload, use_orig_params: false })
+    }
+
+    /// FSDP1 all-gathers into a buffer of the unit's full size beside the local shard, and
+    /// bitsandbytes' quantization constants stay whole on every GPU, offloaded or not.
+    #[test]
+    fn fsdp_gathers_whole_units_and_leaves_the_quantization_constants_unsharded() {
+        let m = llama8b();
+        let counts = m.counts();
+        let mut s = qlora(m);
+        s.fsdp = fsdp(false);
+        s.gpus_per_node = 8;
+        let mem = train_memory(&s);
+        let layer = (counts.max_layer_quantizable as f64 * 4.127 / 8.0).ceil() as u64
+            + (counts.max_layer - counts.max_layer_quantizable) * 2;
+        assert_eq!(term(&mem, "gathered units"), counts.root * 2 + 2 * layer);
+        let constants = (counts.quantizable as f64 * 0.127 / 8.0).ceil() as u64;
+        assert_eq!(term(&mem, "quantization constants"), constants);
+        s.fsdp = fsdp(true);
+        let offloaded = train_memory(&s);
+        assert_eq!(term(&offloaded, "quantization constants"), constants);
+        assert_eq!(term(&offloaded, "weights"), 0);
+        // Without FSDP the constants are part of the weights, as loaded.
+        assert_eq!(term(&train_memory(&qlora(m)), "quantization constants"), 0);
+    }
+
+    /// Full fine-tuning under FSDP with bf16: accelerate keeps the shards in fp32, so weights,
+    /// gradients and AdamW state are 4 + 4 + 8 B per parameter, sharded; the gathered units stay
+    /// bf16, and one layer's unsharded gradient and lm_head's are alive in backward.
+    #[test]
+    fn full_fine_tuning_under_fsdp_keeps_fp32_shards() {
+        let m = llama8b();
+        let mut s = qlora(m);
+        (s.method, s.quant, s.fsdp, s.gpus_per_node) = (Method::Full, Quant::None, fsdp(false), 8);
+        let mem = train_memory(&s);
+        assert_eq!(term(&mem, "weights"), (m.params * 4).div_ceil(8));
+        assert_eq!(term(&mem, "gradients + optimizer"), (m.params * 12).div_ceil(8));
+        let counts = m.counts();
+        assert_eq!(term(&mem, "gathered units"), (counts.root + 2 * counts.max_layer) * 2);
+        assert_eq!(term(&mem, "unsharded gradients"), (counts.max_layer + m.vocab_size * m.hidden_size) * 2);
+        // On one GPU without FSDP the model is trained in its loaded bf16.
+        (s.fsdp, s.gpus_per_node) = (None, 1);
+        let single = train_memory(&s);
+        assert_eq!(term(&single, "weights"), m.params * 2);
+        assert_eq!(term(&single, "gradients + optimizer"), m.params * 6);
+        assert_eq!(term(&single, "unsharded gradients"), 0);
+    }
+
+    /// At the loss, 14 B per logits element (bf16 logits, fp32 upcast, log-softmax, its gradient)
+    /// and, under checkpointing, the cached blocks of one layer's MLP forward: 8i per token with
+    /// LoRA on the MLP, 6i without.
+    #[test]
+    fn the_loss_peak_counts_the_reserved_logits_blocks_and_the_cached_mlp_buffers() {
+        let m = llama8b();
+        let mut s = qlora(m);
+        s.seq_len = 4096;
+        let mem = train_memory(&s);
+        assert_eq!(term(&mem, "logits + cross-entropy"), 14 * 4096 * m.vocab_size);
+        assert_eq!(term(&mem, "cached layer buffers"), 8 * 4096 * m.intermediate_size);
+        s.targets = Some(vec!["q_proj".into(), "v_proj".into()]);
+        assert_eq!(term(&train_memory(&s), "cached layer buffers"), 6 * 4096 * m.intermediate_size);
+        s.gradient_checkpointing = false;
+        assert_eq!(term(&train_memory(&s), "cached layer buffers"), 0);
+    }
+
+    /// tunec's train.py prepares a QLoRA base without FSDP as PEFT does: the 16-bit parameters
+    /// (embeddings, lm_head, norms) become fp32, the residual stream with them, and autocast makes
+    /// a bf16 copy of lm_head for its matmul. Under FSDP nothing is upcast.
+    #[test]
+    fn kbit_preparation_upcasts_the_unquantized_parameters_and_the_residual_stream() {
+        let m = llama8b();
+        let lin = linear_params(m);
+        let mut s = qlora(m);
+        s.seq_len = 2048;
+        let plain = train_memory(&s);
+        s.kbit_prepare = true;
+        let prepared = train_memory(&s);
+        assert_eq!(term(&prepared, "weights") - term(&plain, "weights"), 2 * (m.params - lin));
+        let tokens = 2048;
+        assert_eq!(
+            term(&prepared, "activations") - term(&plain, "activations"),
+            2 * tokens * m.hidden_size * m.num_layers
+        );
+        assert_eq!(term(&prepared, "cached layer buffers"), 2 * term(&plain, "cached layer buffers"));
+        assert_eq!(term(&prepared, "lm_head bf16 copy"), m.vocab_size * m.hidden_size * 2);
+        assert_eq!(term(&prepared, "logits + cross-entropy"), term(&plain, "logits + cross-entropy"));
+        s.fsdp = fsdp(false);
+        s.gpus_per_node = 2;
+        let sharded = train_memory(&s);
+        assert_eq!(term(&sharded, "lm_head bf16 copy"), 0);
+        s.kbit_prepare = false;
+        assert_eq!(train_memory(&s), sharded);
     }
 }

@@ -329,6 +329,7 @@ impl<'a> Ctx<'a> {
             },
             optimizer: f.word("optimizer").unwrap_or("adamw_torch").to_owned(),
             cpu_ram_efficient_loading: f.bool("fsdp.cpu_ram_efficient_loading").unwrap_or(true),
+            kbit_prepare: true,
         }
     }
 
