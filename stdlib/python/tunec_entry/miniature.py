@@ -388,29 +388,27 @@ def describe(model: PreTrainedModel, out_dir: Path) -> dict[str, Any]:
     }
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise MiniatureError(f"cannot read {path}: {err}") from None
+    if not isinstance(value, dict):
+        raise MiniatureError(f"{path} does not hold a JSON object")
+    return value
+
+
 def read_source(path: Path) -> tuple[dict[str, Any], Path | None]:
     """config.json as a dict, and the model folder it came from (None for a bare config.json file)."""
     folder = path if path.is_dir() else None
-    config_file = path / "config.json" if folder is not None else path
-    try:
-        source = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise MiniatureError(f"cannot read {config_file}: {err}") from None
-    if not isinstance(source, dict):
-        raise MiniatureError(f"{config_file} does not hold a JSON object")
-    return source, folder
+    return read_json_object(path / "config.json" if folder is not None else path), folder
 
 
 def from_facts(facts_file: Path, tokenizer_dir: Path) -> tuple[dict[str, Any], Path]:
     """The config.json that `tunec_entry.catalog_config` builds from a catalog row, and the tokenizer's folder."""
     from tunec_entry.catalog_config import config_from_facts
 
-    try:
-        facts = json.loads(facts_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise MiniatureError(f"cannot read {facts_file}: {err}") from None
-    if not isinstance(facts, dict):
-        raise MiniatureError(f"{facts_file} does not hold a JSON object")
+    facts = read_json_object(facts_file)
     if not tokenizer_dir.is_dir():
         raise MiniatureError(f"{tokenizer_dir} is not a folder with a tokenizer")
     return config_from_facts(facts, tokenizer_dir), tokenizer_dir
