@@ -384,8 +384,8 @@ fn an_hf_model_gets_its_miniature_from_the_config_json_of_its_hub_copy() {
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
-/// Serves `meta-llama/Llama-3.1-8B` from `hub`'s folder too, with the files of the Instruct copy
-/// and Llama 3.1 8B's published config.json.
+/// Serves `meta-llama/Llama-3.1-8B` from `hub`'s folder too, with the Instruct copy's files (its
+/// config.json has the base's shape and RoPE scaling).
 fn serve_the_base(dir: &Path) {
     let instruct = dir.join("hub/models/meta-llama/Llama-3.1-8B-Instruct/main");
     let base = dir.join("hub/models/meta-llama/Llama-3.1-8B/main");
@@ -397,8 +397,7 @@ fn serve_the_base(dir: &Path) {
 
 #[test]
 fn a_base_model_no_chat_node_fetches_is_built_from_its_hub_copy_or_else_from_the_catalogs_facts() {
-    // The common shape: the base model trained on conversations templated with its instruct
-    // sibling's tokenizer. The data step fetches the Instruct model's files; nothing fetches the base's.
+    // A base model trained on conversations templated with its instruct sibling's tokenizer. The data step fetches the Instruct model's files; nothing fetches the base's.
     let dir = setup("base");
     let hub = fake_hub(&dir);
     let file = pipeline(
