@@ -494,22 +494,46 @@ fn changed_paths(before: &[Output], after: &[Output]) -> BTreeSet<String> {
 
 /// Ctrl-C and SIGTERM as stop levels (the first asks to stop gracefully, the next to stop now),
 /// and the caller's own stop requests.
+///
+/// Both signals are listened to for the whole run, through one listener each made at the start:
+/// a signal that arrives while the executor is busy elsewhere (the `next` future dropped by a
+/// `select!` that another event won) is kept for the next call, not lost. A listener made anew on
+/// every call (`tokio::signal::ctrl_c()`) misses what arrived before it, so on a loaded machine a
+/// second Ctrl-C right after the first could go unseen, and the job it was meant to stop was left
+/// running.
 struct Signals {
     count: u32,
+    interrupt: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
     enabled: bool,
     external: Option<Stop>,
 }
 
+/// When `signal` is delivered; never without a listener.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
 impl Signals {
     fn new(enabled: bool, external: Option<Stop>) -> Signals {
-        let term =
-            enabled.then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()).flatten();
-        Signals { count: 0, term, enabled, external }
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind| enabled.then(|| signal(kind).ok()).flatten();
+        Signals {
+            count: 0,
+            interrupt: listen(SignalKind::interrupt()),
+            term: listen(SignalKind::terminate()),
+            enabled,
+            external,
+        }
     }
 
     async fn next(&mut self) -> StopLevel {
-        let Signals { count, term, enabled, external } = self;
+        let Signals { count, interrupt, term, enabled, external } = self;
         let caller = async {
             match external {
                 Some(stop) => stop.next().await,
@@ -520,17 +544,9 @@ impl Signals {
             if !*enabled {
                 std::future::pending::<()>().await;
             }
-            let term = async {
-                match term {
-                    Some(term) => {
-                        term.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = term => {}
+                () = received(interrupt.as_mut()) => {}
+                () = received(term.as_mut()) => {}
             }
             *count += 1;
             if *count == 1 {
