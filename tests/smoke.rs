@@ -421,7 +421,8 @@ fn a_base_model_no_chat_node_fetches_is_built_from_its_hub_copy_or_else_from_the
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let said = "base: the config.json of `meta-llama/Llama-3.1-8B` → a config.json from tunec's catalog facts for \
                 `meta-llama/Llama-3.1-8B` and the tokenizer of `llama`, which templated the job's data (no copy of \
-                `meta-llama/Llama-3.1-8B` is here: the Hub has no such repository, or it is private)";
+                `meta-llama/Llama-3.1-8B` is here: hf_model(\"meta-llama/Llama-3.1-8B\"): the Hub has no such \
+                repository;";
     assert!(run.stdout.contains(said), "{}", run.stdout);
     let report_text = report(&dir).to_string();
     assert!(report_text.contains("a config.json from tunec's catalog facts"), "{report_text}");
@@ -443,7 +444,7 @@ fn a_base_model_no_chat_node_fetches_is_built_from_its_hub_copy_or_else_from_the
     std::fs::remove_dir_all(dir.join(".tunec")).expect("a fresh start");
     let run = smoke_env(&file, &args, &env);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("base: hf://meta-llama/Llama-3.1-8B: 3 file(s) downloaded for its miniature"));
+    assert!(run.stdout.contains("base: hf://meta-llama/Llama-3.1-8B: downloaded 3 files"), "{}", run.stdout);
     assert!(!run.stdout.contains("catalog facts"), "{}", run.stdout);
     let miniature = json(&dir.join(".tunec/p/smoke/models/base/config.json"));
     assert_eq!(miniature["rope_scaling"]["rope_type"], "llama3", "{miniature}");

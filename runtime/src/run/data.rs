@@ -250,6 +250,28 @@ fn hub_dataset_dir(n: &JobNode, pipeline: &str) -> String {
     )
 }
 
+/// The Hub copy of an `hf_model` node's files: what a chat node's tokenizer is read from, and a
+/// smoke run's miniature built.
+pub fn hub_model(n: &JobNode, pipeline: &str) -> Remote {
+    let fields = n.fields();
+    Remote::HubModel {
+        id: fields.str("id").unwrap_or_default().to_owned(),
+        revision: fields.str("revision").map(str::to_owned),
+        token: token(n),
+        dir: hub_model_dir(n, pipeline),
+    }
+}
+
+/// Where a model node's files are, relative to the pipeline's folder: a `local_model` folder, or
+/// the local copy of an `hf_model`'s files.
+pub fn model_folder(model: &JobNode, pipeline: &str) -> String {
+    if model.function == "hf_model" {
+        hub_model_dir(model, pipeline)
+    } else {
+        model.fields().str("path").unwrap_or_default().to_owned()
+    }
+}
+
 /// The remote source a data node reads, if any: an `s3://` dataset, a Hub dataset, or the Hub model
 /// that a chat node of the graph uses as its tokenizer.
 pub fn remote(graph: &JobGraph, n: &JobNode) -> Option<Remote> {
@@ -270,12 +292,7 @@ pub fn remote(graph: &JobGraph, n: &JobNode) -> Option<Remote> {
                 .nodes
                 .iter()
                 .any(|c| c.kind == "chat" && c.fields().reference("tokenizer").is_some_and(|r| r.node == n.name));
-            tokenizer.then(|| Remote::HubModel {
-                id: fields.str("id").unwrap_or_default().to_owned(),
-                revision: fields.str("revision").map(str::to_owned),
-                token: token(n),
-                dir: hub_model_dir(n, pipeline),
-            })
+            tokenizer.then(|| hub_model(n, pipeline))
         }
         _ => None,
     }
@@ -356,12 +373,7 @@ fn dataset_outputs(n: &JobNode, base: &Path, pipeline: &str) -> Result<Vec<Outpu
 /// The tokenizer of the chat node's model: a local directory, or the local copy of a Hub model's
 /// tokenizer files.
 fn tokenizer(model: &JobNode, base: &Path, pipeline: &str) -> Result<ChatTokenizer, StepError> {
-    let dir = if model.function == "hf_model" {
-        base.join(hub_model_dir(model, pipeline))
-    } else {
-        base.join(model.fields().str("path").unwrap_or_default())
-    };
-    ChatTokenizer::from_files(&dir)
+    ChatTokenizer::from_files(&base.join(model_folder(model, pipeline)))
         .map_err(|e| StepError(format!("cannot load the tokenizer of `{}`: {e}", model.name)))
 }
 

@@ -52,6 +52,12 @@ fn inputs<'g>(graph: &'g JobGraph, split: &JobNode) -> Option<(&'g JobNode, &'g 
     Some((chat, dataset))
 }
 
+/// A chat node's `seq_len`, and whether its `overflow` is `truncate`.
+fn limits(chat: &JobNode) -> (Option<i64>, bool) {
+    let fields = chat.fields();
+    (fields.int("seq_len"), fields.str("overflow") == Some("truncate"))
+}
+
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -148,8 +154,7 @@ impl SplitCounts {
         let (chat, dataset) = inputs(graph, split)?;
         let path = outputs.iter().find(|o| o.path.ends_with("/profile.json") && o.path.contains("/data/"))?;
         let profile: Profile = serde_json::from_slice(&std::fs::read(base.join(&path.path)).ok()?).ok()?;
-        let fields = chat.fields();
-        let (seq_len, truncate) = (fields.int("seq_len"), fields.str("overflow") == Some("truncate"));
+        let (seq_len, truncate) = limits(chat);
         Some(SplitCounts { profile, source: source_name(dataset), seq_len, truncate })
     }
 
@@ -267,8 +272,8 @@ fn check_reads(graph: &JobGraph, job: &JobNode, split: &JobNode, profile: &Profi
     let Some((chat, dataset)) = inputs(graph, split) else { return Ok(()) };
     let source = source_name(dataset);
     let counts = || {
-        let fields = chat.fields();
-        describe(profile, &source, fields.int("seq_len"), fields.str("overflow") == Some("truncate"))
+        let (seq_len, truncate) = limits(chat);
+        describe(profile, &source, seq_len, truncate)
     };
     let fields: &[(&str, &str)] = match job.kind.as_str() {
         "train" => &[("data", "train"), ("eval", "val")],

@@ -106,7 +106,7 @@ impl Sources {
 }
 
 /// A size for people: `812 B`, `4.2 MB`, `1.3 GB`.
-pub(crate) fn human_bytes(bytes: u64) -> String {
+fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
     if bytes < 1000 {
         return format!("{bytes} B");

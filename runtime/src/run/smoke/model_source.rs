@@ -3,9 +3,8 @@
 //! A `local_model` folder has both. An `hf_model` has them in its Hub copy, which the data step
 //! fetches when a chat node uses the model as its tokenizer; for a model that only a job starts
 //! from (a base model templated with its instruct sibling's tokenizer), the smoke run fetches the
-//! same files itself, as the data step would (with the node's token, read from Secrets Manager
-//! where it is kept there). When that copy cannot be had (`HF_HUB_OFFLINE`, no network, a
-//! repository the token does not open), a catalog model's
+//! same files through the same [`Sources`], token and all. When that copy cannot be had
+//! (`HF_HUB_OFFLINE`, no network, a repository the token does not open), a catalog model's
 //! `config.json` is rebuilt from tunec's catalog facts (`tunec_entry.catalog_config`), with the
 //! tokenizer of its own copy if one is here, else of the chat node that templated the job's data;
 //! the smoke run prints that substitution. A model the catalog does not know has no facts, and the
@@ -20,9 +19,9 @@ use tunec_compiler::lower::{JobGraph, JobNode};
 
 use super::Substitution;
 use crate::run::aws::Settings;
-use crate::run::hub::{self, Hub, HubError, Synced};
+use crate::run::data::{hub_model, model_folder};
 use crate::run::progress::Reporter;
-use crate::run::secrets;
+use crate::run::sources::Sources;
 
 /// What a miniature is built from.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,16 +44,17 @@ pub async fn find(
     aws: &Settings,
     reporter: &Reporter,
 ) -> Result<ModelSource, String> {
-    let fields = model.fields();
-    if model.function != "hf_model" {
-        return Ok(ModelSource::Folder(abs.join(fields.str("path").unwrap_or_default())));
-    }
-    let id = fields.str("id").unwrap_or_default();
-    let copy = abs.join(hub::model_dir(&graph.pipeline, id, fields.str("revision")));
-    if copy.join("config.json").is_file() {
+    let folder = model_folder(model, &graph.pipeline);
+    let copy = abs.join(&folder);
+    if model.function != "hf_model" || copy.join("config.json").is_file() {
         return Ok(ModelSource::Folder(copy));
     }
-    let why = match fetch(model, &copy, aws, reporter).await {
+    let id = model.fields().str("id").unwrap_or_default();
+    // The files the data step fetches for a chat node's tokenizer, fetched the same way.
+    let fetched = Sources::new(aws.clone())
+        .fetch(&graph.pipeline, abs, &hub_model(model, &graph.pipeline), reporter, &model.name)
+        .await;
+    let why = match fetched {
         Ok(()) if copy.join("config.json").is_file() => return Ok(ModelSource::Folder(copy)),
         Ok(()) => format!("the Hub's copy of `{id}` has no config.json"),
         Err(why) => why,
@@ -68,7 +68,7 @@ pub async fn find(
         ));
     };
     let (tokenizer, whose) = if has_tokenizer(&copy) {
-        (copy, format!("the tokenizer of its copy in {}", hub::model_dir(&graph.pipeline, id, fields.str("revision"))))
+        (copy, format!("the tokenizer of its copy in {folder}"))
     } else {
         match chat_tokenizer(graph, job, abs) {
             Some((node, dir)) => (dir, format!("the tokenizer of `{node}`, which templated the job's data")),
@@ -90,42 +90,6 @@ pub async fn find(
     Ok(ModelSource::Facts { facts: facts_json(facts), tokenizer, substitution })
 }
 
-/// Brings the Hub copy of `model`'s files into `dir`, as the data step does for a tokenizer, with
-/// the node's token (`env(...)` or `secret(...)`) or the environment's.
-async fn fetch(model: &JobNode, dir: &Path, aws: &Settings, reporter: &Reporter) -> Result<(), String> {
-    let fields = model.fields();
-    let mut hub = Hub::from_env(fields.env("token"))?;
-    if let Some(arn) = fields.secret("token").filter(|_| !hub.is_offline()) {
-        hub = hub.with_token(secrets::hub_token(aws, &arn).await?);
-    }
-    let id = fields.str("id").unwrap_or_default();
-    let name = &model.name;
-    let progress = |path: &str, bytes: u64| {
-        reporter.line(&format!("  {name}: downloading {path} ({})", crate::run::sources::human_bytes(bytes)));
-    };
-    match hub.sync_tokenizer(id, fields.str("revision"), dir, &progress).await {
-        Ok(Synced::Checked { downloaded, .. }) => {
-            reporter.line(&format!("  {name}: hf://{id}: {downloaded} file(s) downloaded for its miniature"));
-            Ok(())
-        }
-        Ok(Synced::Offline { why }) => Err(why),
-        Err(e) => Err(short(&e)),
-    }
-}
-
-/// Why the Hub copy could not be had, in a few words (the data step's messages give the remedies).
-fn short(error: &HubError) -> String {
-    match error {
-        HubError::OfflineMode { .. } => "HF_HUB_OFFLINE is set".to_owned(),
-        HubError::Unreachable { endpoint, message, .. } => {
-            format!("the Hub at {endpoint} cannot be reached ({message})")
-        }
-        HubError::RepoNotFound { .. } => "the Hub has no such repository, or it is private".to_owned(),
-        HubError::Gated { .. } => "the repository is gated and the token in use does not open it".to_owned(),
-        other => other.to_string(),
-    }
-}
-
 fn has_tokenizer(dir: &Path) -> bool {
     dir.join("tokenizer.json").is_file() || dir.join("tokenizer.model").is_file()
 }
@@ -143,15 +107,7 @@ fn chat_tokenizer(graph: &JobGraph, job: &JobNode, abs: &Path) -> Option<(String
         if node.kind == "chat" {
             let tokenizer = node.fields().reference("tokenizer").and_then(|r| graph.node(&r.node).cloned());
             if let Some(model) = tokenizer {
-                let fields = model.fields();
-                let dir = match model.function.as_str() {
-                    "hf_model" => abs.join(hub::model_dir(
-                        &graph.pipeline,
-                        fields.str("id").unwrap_or_default(),
-                        fields.str("revision"),
-                    )),
-                    _ => abs.join(fields.str("path").unwrap_or_default()),
-                };
+                let dir = abs.join(model_folder(&model, &graph.pipeline));
                 if has_tokenizer(&dir) {
                     return Some((model.name.clone(), dir));
                 }
