@@ -225,12 +225,23 @@ impl Program {
     /// The model facts behind a model node, or behind what a chat, split, adapter or merged model
     /// derives from.
     pub fn model_facts(&self, node: &str) -> Option<&ModelFacts> {
-        let node = self.node(node)?;
-        match &node.ty {
-            NodeType::Model { base } | NodeType::Adapter { base } if base != &node.name => self.model_facts(base),
-            NodeType::Chat { tokenizer, .. } | NodeType::Splits { tokenizer, .. } => self.model_facts(tokenizer),
-            _ => node.model.as_ref(),
+        self.checkpoint(node)?.model.as_ref()
+    }
+
+    /// The model node (a local or catalog checkpoint) whose facts are behind `node`: itself, or
+    /// what a chat, split, adapter or merged model derives from. A cycle (reported by the
+    /// resolver) gives none.
+    pub fn checkpoint(&self, node: &str) -> Option<&TypedNode> {
+        let mut name = node;
+        for _ in 0..=self.nodes.len() {
+            let node = self.node(name)?;
+            name = match &node.ty {
+                NodeType::Model { base } | NodeType::Adapter { base } if base != &node.name => base,
+                NodeType::Chat { tokenizer, .. } | NodeType::Splits { tokenizer, .. } => tokenizer,
+                _ => return node.model.is_some().then_some(node),
+            };
         }
+        None
     }
 }
 

@@ -169,23 +169,9 @@ pub(super) fn run(r: &mut Report<'_>) {
 /// merge.py adds the adapter to 16-bit weights only and refuses any `quantization_config` but
 /// MXFP4's, which it dequantizes, so the pipeline would fail at the merge, after the training.
 fn stored_quantized(r: &mut Report<'_>, node: &TypedNode, base: &str) {
-    let program = r.program;
-    // Through merged and trained models to the checkpoint they started from; a cycle (already
-    // reported) ends the walk.
-    let mut name = base;
-    let mut model = None;
-    for _ in 0..program.nodes.len() {
-        let Some(next) = program.node(name) else { break };
-        if next.model.is_some() {
-            model = Some(next);
-            break;
-        }
-        match &next.ty {
-            NodeType::Model { base } | NodeType::Adapter { base } if base != name => name = base,
-            _ => break,
-        }
-    }
-    let Some((model, facts)) = model.and_then(|m| Some((m, m.model.as_ref()?))) else { return };
+    // Through merged and trained models to the checkpoint they started from.
+    let Some(model) = r.program.checkpoint(base) else { return };
+    let Some(facts) = &model.model else { return };
     if facts.weights.is_empty() || facts.weights == "mxfp4" {
         return;
     }
